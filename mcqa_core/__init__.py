@@ -1,0 +1,1 @@
+"""MedMCQA LoRA fine-tuning, scoring and evaluation: the library behind train_adapter.py and the app."""

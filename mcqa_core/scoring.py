@@ -1,0 +1,146 @@
+"""Letter scoring: one forward pass per question, the next-token probabilities of A-D after the prompt.
+
+Used by training (accuracy at every evaluation), the evaluation CLI and the app. Rows are sorted by
+length so a batch carries little padding, and only the last position's logits are computed
+(`logits_to_keep`), restricted to the four letter tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .features import encode_prompt
+from .prompt import LETTERS, answer_letter, letter_prefix
+
+DEFAULT_MAX_PROMPT_TOKENS = 1024
+
+
+@dataclass
+class LetterScore:
+    id: str
+    probs: list[float]  # P(A..D), renormalised over the four letters
+    letter_mass: float  # how much of the full next-token distribution fell on the four letters
+    gold: str | None = None
+    shortened: bool = False
+    n_tokens: int = 0
+
+    @property
+    def pred(self) -> str:
+        return LETTERS[max(range(4), key=self.probs.__getitem__)]
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probs)
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.gold is None else self.pred == self.gold
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "pred": self.pred, "gold": self.gold, "probs": [round(p, 6) for p in self.probs],
+                "letter_mass": round(self.letter_mass, 6), "shortened": self.shortened}
+
+
+def letter_token_ids(tokenizer, style: str = "course") -> list[int]:
+    """The token each answer starts with, tokenized exactly as the training completion starts."""
+    ids = [tokenizer(letter_prefix(L, style), add_special_tokens=False)["input_ids"][0] for L in LETTERS]
+    if len(set(ids)) != 4:
+        raise ValueError(f"the tokenizer does not give the letters A-D distinct first tokens: {ids}")
+    return ids
+
+
+@dataclass
+class _Item:
+    index: int
+    ids: list[int]
+    shortened: bool = field(default=False)
+
+
+def score_rows(
+    model,
+    tokenizer,
+    rows: list[dict],
+    *,
+    batch_size: int = 16,
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+    style: str = "course",
+    padding_side: str = "left",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LetterScore]:
+    """Score rows in the order given. `progress(done, total)` is called after each batch."""
+    import torch
+
+    if padding_side not in ("left", "right"):
+        raise ValueError("padding_side must be 'left' or 'right'")
+    letter_ids = torch.tensor(letter_token_ids(tokenizer, style))
+    items, skipped = [], []
+    for i, row in enumerate(rows):
+        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style)
+        if enc is None:
+            skipped.append(i)
+        else:
+            items.append(_Item(i, enc.ids, enc.shortened))
+    if skipped:
+        raise ValueError(f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened")
+    items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory peaks early, padding stays small
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[LetterScore | None] = [None] * len(rows)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device)
+                for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
+                    row = rows[it.index]
+                    out[it.index] = LetterScore(
+                        id=str(row.get("id", it.index)), probs=p, letter_mass=m,
+                        gold=answer_letter(row) if "cop" in row else None, shortened=it.shortened,
+                        n_tokens=len(it.ids),
+                    )
+                if progress:
+                    progress(min(start + batch_size, len(items)), len(items))
+    finally:
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "left"):
+    """input_ids, attention_mask and position_ids (counting real tokens only) for a batch."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        sl = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
+        ids[r, sl] = torch.tensor(s)
+        mask[r, sl] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def _score_batch(model, batch, letter_ids, pad_id, padding_side, device):
+    import torch
+
+    ids, mask, positions = pad_batch([it.ids for it in batch], pad_id, padding_side)
+    last = mask.sum(-1) - 1 if padding_side == "right" else torch.full((len(batch),), ids.shape[1] - 1)
+    # Only the positions we read get logits: one column under left padding, the distinct ends otherwise.
+    keep = torch.unique(last)
+    logits = model(
+        input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+        logits_to_keep=keep.to(device), use_cache=False,
+    ).logits.float()
+    col = torch.searchsorted(keep, last).to(device)
+    final = logits[torch.arange(len(batch), device=device), col]  # (B, vocab)
+    logp = torch.log_softmax(final, dim=-1)[:, letter_ids.to(device)]
+    mass = logp.exp().sum(-1)
+    return torch.softmax(logp, dim=-1).cpu(), mass.cpu()
+
+
+def accuracy(scores: list[LetterScore]) -> float:
+    graded = [s for s in scores if s.gold is not None]
+    return sum(s.correct for s in graded) / len(graded) if graded else float("nan")

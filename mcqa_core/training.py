@@ -1,0 +1,313 @@
+"""Fine-tune a LoRA adapter on MedMCQA with TRL's SFTTrainer and write a self-describing adapter folder.
+
+The folder holds the adapter (adapter_config.json, adapter_model.safetensors), the tokenizer,
+`mcqa_run.json` (everything needed to reproduce and to load it for inference) and a model card.
+Checkpoints go to `checkpoints/`; `--resume` continues from the newest one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from .config import RunConfig
+from .data import DataError, load_split
+from .features import encode_rows
+from .prompt import PROMPT_TEMPLATE, PROMPT_VERSION
+
+RUN_FILE = "mcqa_run.json"
+CHECKPOINT_DIR = "checkpoints"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class RunError(ValueError):
+    """The run cannot start as asked; the message says what to do next."""
+
+
+def check_output_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to write over a different run unless asked; never delete anything."""
+    if resume:
+        ckpts = list((out / CHECKPOINT_DIR).glob("checkpoint-*"))
+        if not ckpts:
+            raise RunError(f"--resume: {out / CHECKPOINT_DIR} holds no checkpoint-* folder to continue from; "
+                           "drop --resume to start a new run")
+        return
+    taken = [name for name in (RUN_FILE, *ADAPTER_FILES, CHECKPOINT_DIR) if (out / name).exists()]
+    if taken and not overwrite:
+        raise RunError(f"{out} already holds a run ({', '.join(taken)}); choose another --output-dir, "
+                       "continue it with --resume, or pass --overwrite to replace its files")
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes", "unsloth"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def precision_flags() -> dict:
+    """bf16 where supported, else fp16 on GPU, else fp32 (CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": False, "fp16": False}
+
+
+def _to_dataset(encoded):
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "input_ids": [e["input_ids"] for e in encoded.examples],
+        "labels": [e["labels"] for e in encoded.examples],
+        "length": [len(e["input_ids"]) for e in encoded.examples],
+    })
+
+
+def _make_trainer_class():
+    from trl import SFTTrainer
+
+    from .scoring import accuracy, score_rows
+
+    class MCQATrainer(SFTTrainer):
+        """SFTTrainer whose evaluation adds letter accuracy next to eval loss (and "best" = best accuracy)."""
+
+        def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.score_rows_for_eval = score_rows_for_eval or []
+            self.max_prompt_tokens = max_prompt_tokens
+
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix="eval"):
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                             metric_key_prefix)
+            if self.score_rows_for_eval:
+                scores = score_rows(self.model, self.processing_class, self.score_rows_for_eval,
+                                    batch_size=self.args.per_device_eval_batch_size,
+                                    max_prompt_tokens=self.max_prompt_tokens)
+                output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
+            return output
+
+    return MCQATrainer
+
+
+def _summary_callback():
+    from transformers import TrainerCallback
+
+    class EvalSummary(TrainerCallback):
+        """One line per evaluation: step, training loss, eval loss, letter accuracy."""
+
+        def __init__(self):
+            self.last_loss = None
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.last_loss = logs["loss"]
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            if state.is_world_process_zero and metrics:
+                loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
+                print(f"[eval] step {state.global_step}/{state.max_steps}  loss {loss}  "
+                      f"eval_loss {metrics.get('eval_loss', float('nan')):.4f}  "
+                      f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f}", flush=True)
+
+    return EvalSummary()
+
+
+def sft_config(cfg: RunConfig, out: Path, n_train: int):
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        output_dir=str(out / CHECKPOINT_DIR),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        logging_steps=t.logging_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=t.report_to,
+        max_length=cfg.model.max_seq_length,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        gradient_checkpointing=False,  # already set up by load_for_training (unsloth or peft's way)
+        dataset_num_proc=None,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+        save_only_model=False,
+        **precision_flags(),
+    )
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Collect every problem with the settings into one error."""
+    t, problems = cfg.train, []
+    if t.save_steps % t.eval_steps:
+        problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
+                        "(the best checkpoint is chosen at evaluations)")
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps",
+                 "logging_steps"):
+        if getattr(t, name) < 1:
+            problems.append(f"{name} must be at least 1")
+    if cfg.model.max_seq_length < 32:
+        problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
+    if cfg.data.eval_split not in ("validation", "heldout"):
+        problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
+    if cfg.data.train_split in ("heldout", "validation") and cfg.data.eval_split in ("heldout", "validation"):
+        problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
+                        "demo-train")
+    if t.optim.endswith("8bit"):
+        from .modeling import has_bitsandbytes
+
+        if not has_bitsandbytes():
+            problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
+    if problems:
+        raise RunError("cannot start training:\n  - " + "\n  - ".join(problems))
+
+
+def run_training(cfg: RunConfig) -> dict:
+    """Train, save the adapter folder, return the run record written to mcqa_run.json."""
+    import torch
+    import transformers
+
+    from .modeling import load_for_training
+
+    started = time.time()
+    validate_config(cfg)
+    out = Path(cfg.train.output_dir).expanduser()
+    check_output_dir(out, cfg.train.overwrite, cfg.train.resume)
+
+    train = load_split(cfg.data.train_split, cfg.data.data_dir, cfg.data.train_limit)
+    evals = load_split(cfg.data.eval_split, cfg.data.data_dir, cfg.data.eval_limit)
+
+    transformers.set_seed(cfg.train.seed)
+    model, tok, model_info = load_for_training(cfg.model, cfg.lora)
+    max_len = cfg.model.max_seq_length
+    train_enc = encode_rows(tok, train.rows, max_len)
+    eval_enc = encode_rows(tok, evals.rows, max_len)
+    if not train_enc.examples:
+        raise DataError(f"no training row fits in --max-seq-length {max_len} tokens; raise it (512 fits all "
+                        "MedMCQA rows)")
+    if not eval_enc.examples:
+        raise DataError(f"no evaluation row fits in --max-seq-length {max_len} tokens; raise it")
+    counts = {
+        "train_rows_used": len(train_enc.examples), "train_rows_invalid": train.skipped,
+        "train_rows_too_long": train_enc.skipped_too_long, "train_rows_shortened": train_enc.shortened,
+        "eval_rows_used": len(eval_enc.examples), "eval_rows_invalid": evals.skipped,
+        "eval_rows_too_long": eval_enc.skipped_too_long,
+    }
+    print(f"[data] train {counts['train_rows_used']} rows from {train.source} [{train.split}]"
+          f" ({train.skipped} invalid, {train_enc.skipped_too_long} too long, {train_enc.shortened} shortened); "
+          f"eval {counts['eval_rows_used']} rows [{evals.split}]", flush=True)
+
+    out.mkdir(parents=True, exist_ok=True)
+    args = sft_config(cfg, out, len(train_enc.examples))
+    trainer_cls = _make_trainer_class()
+    trainer = trainer_cls(
+        model=model, args=args, train_dataset=_to_dataset(train_enc), eval_dataset=_to_dataset(eval_enc),
+        processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
+        callbacks=[_summary_callback()],
+    )
+    train_started = time.time()
+    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
+    train_seconds = time.time() - train_started
+    final = trainer.evaluate()  # on the best model, which load_best_model_at_end restored
+    print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
+          f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
+
+    trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+    record = {
+        "format": "mcqa-run/1",
+        "base_model": cfg.model.model_name,
+        "base_model_resolved": model_info["resolved_model"],
+        "backend": model_info["backend"],
+        "load_in_4bit": cfg.model.load_in_4bit,
+        "prompt_version": PROMPT_VERSION,
+        "prompt_template": PROMPT_TEMPLATE,
+        "preset": cfg.preset,
+        "settings": cfg.to_dict(),
+        "data": {"source": train.source, "train_split": train.split, "eval_split": evals.split, **counts},
+        "metrics": {
+            "history": trainer.state.log_history,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_accuracy": trainer.state.best_metric,
+            "final_eval_loss": final.get("eval_loss"),
+            "final_accuracy": final.get("eval_accuracy"),
+            "train_loss": result.training_loss,
+            "global_steps": trainer.state.global_step,
+        },
+        "versions": library_versions(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "wall_seconds": round(time.time() - started, 1),
+        "train_seconds": round(train_seconds, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (out / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
+    (out / "README.md").write_text(model_card(record))
+    return record
+
+
+def model_card(run: dict) -> str:
+    m, d = run["metrics"], run["data"]
+    acc = m.get("final_accuracy")
+    acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) and not math.isnan(acc) else "n/a"
+    return f"""---
+base_model: {run['base_model']}
+library_name: peft
+tags: [medmcqa, lora, multiple-choice, medical]
+---
+# MedMCQA LoRA adapter
+
+LoRA adapter for `{run['base_model']}` trained on MedMCQA ({d['train_split']}, {d['train_rows_used']} rows
+from `{d['source']}`) with the `{run['preset']}` preset.
+
+| | |
+|---|---|
+| letter accuracy on {d['eval_split']} ({d['eval_rows_used']} rows) | {acc_text} |
+| final eval loss | {m.get('final_eval_loss')} |
+| optimizer steps | {m.get('global_steps')} |
+| prompt version | `{run['prompt_version']}` |
+| 4-bit base | {run['load_in_4bit']} |
+| wall time | {run['wall_seconds']} s on {run['device']} |
+
+Letter accuracy: the argmax of the next-token probabilities of A-D after the prompt.
+{"Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only." if d['eval_split'] == 'heldout' else ""}
+
+## Use
+
+```python
+from peft import AutoPeftModelForCausalLM
+model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")
+```
+or, in this project, `python -m mcqa_core.evaluate --adapter THIS_FOLDER` and `streamlit run app.py`.
+
+The prompt (version `{run['prompt_version']}`):
+```
+{run['prompt_template']}```
+"""

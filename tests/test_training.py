@@ -1,0 +1,132 @@
+"""Training machinery on a tiny random Llama (fast) and one real step on SmolLM2 in 4-bit on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mcqa_core.config import load_config
+from mcqa_core.training import RunError, run_training
+
+from .conftest import REPO
+
+PROMISED_FILES = {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                  "chat_template.jinja", "mcqa_run.json", "README.md", "checkpoints"}
+
+
+def _lora_and_base(model):
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    return lora, base
+
+
+def test_smoke_run_writes_exactly_the_promised_folder(smoke_adapter):
+    out, record = smoke_adapter
+    assert {p.name for p in out.iterdir()} >= PROMISED_FILES - {"chat_template.jinja"}
+    assert {p.name for p in out.iterdir()} <= PROMISED_FILES | {"eval_report.json", "eval_report.png"}
+    run = json.loads((out / "mcqa_run.json").read_text())
+    assert run["prompt_version"] == "course-v1" and run["base_model"] == "tiny-random-llama"
+    assert run["data"]["train_rows_used"] == 32 and run["data"]["eval_split"] == "heldout"
+    assert run["settings"]["lora"]["r"] == 16 and run["settings"]["train"]["optim"] == "adamw_8bit"
+    assert any("eval_accuracy" in h for h in run["metrics"]["history"])
+    assert 0.0 <= run["metrics"]["final_accuracy"] <= 1.0
+    assert run["versions"]["trl"] and run["wall_seconds"] > 0
+
+
+def test_adapter_reloads_with_identical_logits(smoke_adapter, tiny_model_path):
+    from peft import AutoPeftModelForCausalLM, PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from mcqa_core.inference import load_model
+
+    out, _ = smoke_adapter
+    ids = torch.tensor([[1, 415, 2634, 314, 253, 5053]])
+    # Through our loader (4-bit base as trained) twice: identical.
+    a = load_model(out).model
+    b = load_model(out).model
+    with torch.no_grad():
+        assert torch.equal(a(ids).logits, b(ids).logits)
+    # Plain PEFT entry points open the folder too.
+    peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(out))
+    auto = AutoPeftModelForCausalLM.from_pretrained(str(out))
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(ids).logits, auto(ids).logits)
+
+
+def test_lora_moves_base_stays_and_loss_falls_on_tiny_overfit_set(tmp_path, data_dir, monkeypatch):
+    """4 rows, many steps: LoRA weights all move, no base weight does, the loss falls by more than half."""
+    import mcqa_core.modeling as modeling
+
+    cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o"),
+                       "--train-limit", "4", "--batch-size", "4", "--max-steps", "40", "--learning-rate", "2e-2",
+                       "--no-4bit", "--eval-steps", "40", "--save-steps", "40", "--warmup-steps", "0", "--optim", "adamw_torch"])
+    captured = {}
+    real = modeling.load_for_training
+
+    def spy(model_cfg, lora_cfg):
+        model, tok, info = real(model_cfg, lora_cfg)
+        captured["model"] = model
+        captured["before"] = _lora_and_base(model)
+        return model, tok, info
+
+    monkeypatch.setattr(modeling, "load_for_training", spy)  # run_training imports it at call time
+    record = run_training(cfg)
+    lora_before, base_before = captured["before"]
+    lora_after, base_after = _lora_and_base(captured["model"])
+    moved = [n for n in lora_before if not torch.equal(lora_before[n], lora_after[n])]
+    assert len(moved) == len(lora_before) > 0
+    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before)
+    losses = [h["loss"] for h in record["metrics"]["history"] if "loss" in h]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_output_dir_holding_a_run_is_refused_and_kept(smoke_adapter, data_dir):
+    out, _ = smoke_adapter
+    before = (out / "adapter_model.safetensors").read_bytes()
+    cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out)])
+    with pytest.raises(RunError, match="already holds a run.*--overwrite"):
+        run_training(cfg)
+    assert (out / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_resume_continues_from_newest_checkpoint(tmp_path, data_dir):
+    out = tmp_path / "r"
+    base = ["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out)]
+    run_training(load_config(base + ["--max-steps", "3"]))
+    record = run_training(load_config(base + ["--max-steps", "6", "--resume"]))
+    assert record["metrics"]["global_steps"] == 6
+    steps = [h["step"] for h in record["metrics"]["history"] if "loss" in h]
+    assert steps == [1, 2, 3, 4, 5, 6]  # history carried over from the checkpoint, steps 1-3 not re-run
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, data_dir):
+    def run(*args):
+        return subprocess.run([sys.executable, "train_adapter.py", *args], cwd=REPO, capture_output=True, text=True)
+
+    r = run("--preset", "smoke", "--model-name", "no-such-model", "--output-dir", str(tmp_path / "a"),
+            "--data-dir", str(data_dir))
+    assert r.returncode == 2 and "unknown model 'no-such-model'" in r.stderr
+    r = run("--preset", "smoke", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "b"))
+    assert r.returncode == 2 and "has no validation.jsonl" in r.stderr or "has no train" in r.stderr
+    r = run("--preset", "smoke", "--max-seq-length", "48", "--data-dir", str(data_dir),
+            "--output-dir", str(tmp_path / "c"))
+    assert r.returncode == 2 and "--max-seq-length 48" in r.stderr
+    r = run("--preset", "smoke", "--use-unsloth", "yes", "--output-dir", str(tmp_path / "d"),
+            "--data-dir", str(data_dir))
+    if not torch.cuda.is_available():
+        assert r.returncode == 2 and "unsloth needs a CUDA GPU" in r.stderr
+
+
+def test_smollm2_trains_one_step_in_4bit_on_cpu(tmp_path, data_dir):
+    """The real offline model, 4-bit NF4 on CPU, one optimizer step with 8-bit AdamW."""
+    record = run_training(load_config([
+        "--preset", "cpu-demo", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "s"),
+        "--train-limit", "4", "--eval-limit", "4", "--batch-size", "2", "--grad-accum", "2", "--max-steps", "1",
+        "--eval-steps", "1", "--save-steps", "1", "--report-limit", "4"]))
+    assert record["load_in_4bit"] and record["metrics"]["global_steps"] == 1
+    assert record["base_model"] == "smollm2-135m"
+    assert record["metrics"]["train_loss"] > 0
