@@ -92,6 +92,8 @@ PRESETS: dict[str, dict] = {
     "course": {},
     "cpu-demo": {
         "model": {"model_name": OFFLINE_MODEL, "max_seq_length": 256},
+        # 135M parameters fit easily in RAM: recomputing activations would only cost time on 2 cores.
+        "lora": {"gradient_checkpointing": False},
         "data": {"train_split": "demo-train", "eval_split": "heldout", "train_limit": 1024, "eval_limit": 96},
         "train": {"output_dir": "adapters/cpu-demo", "per_device_train_batch_size": 8,
                   "gradient_accumulation_steps": 4, "per_device_eval_batch_size": 16, "num_train_epochs": 1.0,
