@@ -26,6 +26,18 @@ SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
 SHARED_DATA_HINT = "../shared/data/medmcqa"
 
 
+def default_data_dir() -> str | None:
+    """The local MedMCQA folder used offline: $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the
+    repository when it exists, else None (the hub)."""
+    import os
+
+    env = os.environ.get("MCQA_DATA_DIR")
+    if env:
+        return env
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmcqa"
+    return str(shared) if (shared / "validation.jsonl").exists() else None
+
+
 class DataError(ValueError):
     """The data cannot be used; the message says what to do next."""
 
