@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .data import default_data_dir
 from .modeling import DEFAULT_MODEL, LORA_TARGETS, OFFLINE_MODEL, TINY_MODEL
 
 
@@ -94,14 +95,16 @@ PRESETS: dict[str, dict] = {
         "model": {"model_name": OFFLINE_MODEL, "max_seq_length": 256},
         # 135M parameters fit easily in RAM: recomputing activations would only cost time on 2 cores.
         "lora": {"gradient_checkpointing": False},
-        "data": {"train_split": "demo-train", "eval_split": "heldout", "train_limit": 1024, "eval_limit": 96},
+        "data": {"data_dir": default_data_dir(), "train_split": "demo-train", "eval_split": "heldout",
+                 "train_limit": 1024, "eval_limit": 96},
         "train": {"output_dir": "adapters/cpu-demo", "per_device_train_batch_size": 8,
                   "gradient_accumulation_steps": 4, "per_device_eval_batch_size": 16, "num_train_epochs": 1.0,
                   "warmup_steps": 3, "eval_steps": 8, "save_steps": 8, "logging_steps": 4},
     },
     "smoke": {
         "model": {"model_name": TINY_MODEL, "max_seq_length": 192},
-        "data": {"train_split": "demo-train", "eval_split": "heldout", "train_limit": 32, "eval_limit": 16,
+        "data": {"data_dir": default_data_dir(), "train_split": "demo-train", "eval_split": "heldout",
+                 "train_limit": 32, "eval_limit": 16,
                  "report_limit": 32},
         "train": {"output_dir": "adapters/smoke", "per_device_train_batch_size": 8,
                   "gradient_accumulation_steps": 1, "per_device_eval_batch_size": 16, "max_steps": 6,
