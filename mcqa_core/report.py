@@ -1,0 +1,122 @@
+"""The accuracy report: how often the model is right, where, and how sure it is.
+
+`build_report(rows, scores)` turns letter scores (`mcqa_core.scoring.score_rows`) into a plain
+dict that the CLI writes as JSON and the app draws. Its keys are fixed (the app codes against them):
+n, accuracy, always_a_accuracy, per_subject, per_choice_type, confusion, pred_spread, gold_spread,
+mean_confidence, ece, predictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from .prompt import LETTERS
+
+ECE_BINS = 10
+QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
+
+
+def _share(counts: Counter, n: int) -> dict:
+    return {L: (counts[L] / n if n else 0.0) for L in LETTERS}
+
+
+def _grouped_accuracy(rows, scores, key: str) -> dict:
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for row, s in zip(rows, scores):
+        groups[str(row.get(key) or "unknown")].append(bool(s.correct))
+    # Largest groups first: the small ones are the least trustworthy and read last.
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {name: {"n": len(hits), "accuracy": sum(hits) / len(hits)} for name, hits in ordered}
+
+
+def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = ECE_BINS) -> float:
+    """Sum over equal-width confidence bins of (bin share) x |bin accuracy - bin mean confidence|.
+
+    A confidence of exactly 1.0 falls in the last bin; empty bins contribute nothing.
+    """
+    n = len(confidences)
+    if n == 0:
+        return float("nan")
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(confidences):
+        members[min(int(c * bins), bins - 1)].append(i)
+    ece = 0.0
+    for idx in members.values():
+        acc = sum(correct[i] for i in idx) / len(idx)
+        conf = sum(confidences[i] for i in idx) / len(idx)
+        ece += len(idx) / n * abs(acc - conf)
+    return ece
+
+
+def build_report(rows: list[dict], scores) -> dict:
+    """The report for `scores` (one LetterScore per row, same order). Every row must carry its gold `cop`."""
+    if len(rows) != len(scores):
+        raise ValueError(f"{len(rows)} rows but {len(scores)} scores")
+    if any(s.gold is None for s in scores):
+        raise ValueError("every scored row needs its gold answer (cop) for a report")
+    n = len(scores)
+    index = {L: i for i, L in enumerate(LETTERS)}
+    matrix = [[0] * 4 for _ in LETTERS]
+    for s in scores:
+        matrix[index[s.gold]][index[s.pred]] += 1
+    correct = [bool(s.correct) for s in scores]
+    confidences = [s.confidence for s in scores]
+    predictions = []
+    for row, s in zip(rows, scores):
+        d = s.to_dict()
+        d["subject"] = row.get("subject_name")
+        d["question"] = str(row.get("question", ""))[:QUESTION_CHARS]
+        predictions.append(d)
+    return {
+        "n": n,
+        "accuracy": sum(correct) / n if n else float("nan"),
+        "always_a_accuracy": sum(s.gold == "A" for s in scores) / n if n else float("nan"),
+        "per_subject": _grouped_accuracy(rows, scores, "subject_name"),
+        "per_choice_type": _grouped_accuracy(rows, scores, "choice_type"),
+        "confusion": {"labels": list(LETTERS), "matrix": matrix},  # rows = gold letter, columns = predicted
+        "pred_spread": _share(Counter(s.pred for s in scores), n),
+        "gold_spread": _share(Counter(s.gold for s in scores), n),
+        "mean_confidence": sum(confidences) / n if n else float("nan"),
+        "ece": expected_calibration_error(confidences, correct),
+        "predictions": predictions,
+    }
+
+
+def plot_per_subject(report: dict, png_path: str | Path) -> Path:
+    """A horizontal bar chart of accuracy per subject (with the base model beside it when the report
+    holds a `base` comparison), the always-"A" accuracy as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers, and never a Streamlit/Tk backend by accident
+    import matplotlib.pyplot as plt
+
+    subjects = list(report["per_subject"])
+    base = report.get("base")
+    height = max(2.5, 0.35 * len(subjects) * (2 if base else 1) + 1.2)
+    fig, ax = plt.subplots(figsize=(10, height))
+    ys = list(range(len(subjects)))
+    labels = [f"{s} (n={report['per_subject'][s]['n']})" for s in subjects]
+    if base:
+        w = 0.4
+        ax.barh([y - w / 2 for y in ys], [report["per_subject"][s]["accuracy"] for s in subjects], height=w,
+                label=f"adapter ({report['accuracy']:.1%})", color="tab:blue")
+        ax.barh([y + w / 2 for y in ys],
+                [base["per_subject"].get(s, {"accuracy": 0.0})["accuracy"] for s in subjects], height=w,
+                label=f"base ({base['accuracy']:.1%})", color="tab:gray")
+    else:
+        ax.barh(ys, [report["per_subject"][s]["accuracy"] for s in subjects], color="tab:blue",
+                label=f"model ({report['accuracy']:.1%})")
+    ax.axvline(report["always_a_accuracy"], color="tab:red", linestyle="--",
+               label=f'always "A" ({report["always_a_accuracy"]:.1%})')
+    ax.set_yticks(ys, labels)
+    ax.invert_yaxis()  # largest subject on top
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("letter accuracy")
+    ax.set_title(f"Accuracy per subject ({report['n']} questions)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # never over a bar
+    fig.tight_layout()
+    path = Path(png_path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
