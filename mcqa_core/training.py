@@ -270,7 +270,27 @@ def run_training(cfg: RunConfig) -> dict:
     }
     (out / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
     (out / "README.md").write_text(model_card(record))
+    _write_eval_report(cfg, trainer.model, tok, out, record)
     return record
+
+
+def _write_eval_report(cfg: RunConfig, model, tok, out: Path, record: dict) -> None:
+    """eval_report.json/.png in the adapter folder: the eval split (up to --report-limit rows) scored by the
+    trained model, and its accuracy in mcqa_run.json. No base comparison here, to keep training time bounded."""
+    from .evaluate import evaluate, write_report
+    from .inference import LoadedModel
+
+    rows = load_split(cfg.data.eval_split, cfg.data.data_dir, cfg.data.report_limit).rows
+    loaded = LoadedModel(model, tok, cfg.model.model_name, str(out), cfg.model.load_in_4bit,
+                         str(next(model.parameters()).device), 0.0, record)
+    report = evaluate(loaded, rows, batch_size=cfg.train.per_device_eval_batch_size,
+                      max_prompt_tokens=cfg.model.max_seq_length)
+    write_report(report, out / "eval_report.json")
+    record["metrics"]["report_accuracy"] = report["accuracy"]
+    record["metrics"]["report_rows"] = report["n"]
+    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {cfg.data.eval_split} rows "
+          f"-> {out / 'eval_report.json'}", flush=True)
+    (out / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
 
 
 def model_card(run: dict) -> str:
