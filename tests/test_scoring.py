@@ -1,0 +1,86 @@
+"""The batched letter scorer against a plain one-question-at-a-time reference, on the tiny random Llama."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mcqa_core.features import encode_prompt
+from mcqa_core.prompt import LETTERS
+from mcqa_core.scoring import accuracy, letter_token_ids, pad_batch, score_rows
+
+
+def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
+    """No batching, no padding, full logits: softmax over the vocabulary at the last prompt token,
+    restricted to the four letters and renormalised."""
+    ids = torch.tensor([encode_prompt(tokenizer, row, max_tokens, style).ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, -1].float()
+    p = torch.softmax(logits, -1)[letter_token_ids(tokenizer, style)]
+    return (p / p.sum()).tolist(), p.sum().item()
+
+
+@pytest.fixture()
+def mixed_rows(validation_rows):
+    """Short and long prompts together (a 10x spread in length), so every batch needs real padding."""
+    by_len = sorted(validation_rows[:400], key=lambda r: len(r["question"]) + sum(len(r[k]) for k in ("opa", "opb", "opc", "opd")))
+    return by_len[:4] + by_len[-4:] + by_len[190:193]  # 11 rows: not a multiple of the batch size
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+@pytest.mark.parametrize("style", ["course", "lm-eval"])
+def test_batched_scores_equal_one_at_a_time_reference(tiny_model, tokenizer, mixed_rows, padding_side, style):
+    lengths = [len(encode_prompt(tokenizer, r, 1024, style).ids) for r in mixed_rows]
+    assert max(lengths) > 3 * min(lengths)
+    scores = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=4, style=style, padding_side=padding_side)
+    assert [s.id for s in scores] == [r["id"] for r in mixed_rows]  # given order, though scored by length
+    for row, s in zip(mixed_rows, scores):
+        ref, mass = reference_probs(tiny_model, tokenizer, row, style)
+        assert s.probs == pytest.approx(ref, abs=1e-5)
+        assert s.letter_mass == pytest.approx(mass, abs=1e-5)
+        assert s.pred == LETTERS[max(range(4), key=ref.__getitem__)]
+        assert s.gold == LETTERS[row["cop"]] and s.n_tokens == len(encode_prompt(tokenizer, row, 1024, style).ids)
+        assert sum(s.probs) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_batch_size_does_not_change_answers(tiny_model, tokenizer, mixed_rows):
+    one = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=1)
+    many = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=16)
+    assert [s.pred for s in one] == [s.pred for s in many]
+    for a, b in zip(one, many):
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+    assert accuracy(one) == accuracy(many)
+
+
+def test_scorer_leaves_training_mode_and_grads_alone(tiny_model, tokenizer, mixed_rows):
+    tiny_model.train()
+    calls = []
+    score_rows(tiny_model, tokenizer, mixed_rows[:5], batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    assert tiny_model.training  # restored for the trainer that called us
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert all(p.grad is None for p in tiny_model.parameters())
+
+
+def test_long_question_is_shortened_to_fit(tiny_model, tokenizer, validation_rows):
+    row = dict(validation_rows[0], question="why " * 600)
+    (s,) = score_rows(tiny_model, tokenizer, [row], max_prompt_tokens=128)
+    assert s.shortened and s.n_tokens <= 128
+    with pytest.raises(ValueError, match="cannot fit in 20 prompt tokens"):
+        score_rows(tiny_model, tokenizer, [row], max_prompt_tokens=20)
+
+
+def test_pad_batch_positions_count_real_tokens_only():
+    ids, mask, pos = pad_batch([[5, 6, 7], [8]], pad_id=0, padding_side="left")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert pos.tolist() == [[0, 1, 2], [0, 0, 0]]
+    ids, mask, pos = pad_batch([[5, 6, 7], [8]], pad_id=0, padding_side="right")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and pos.tolist() == [[0, 1, 2], [0, 0, 0]]
+
+
+def test_letter_tokens_are_the_completion_starts(tokenizer):
+    """The scorer reads the token the training completion begins with ("B Aspirin" starts with "B")."""
+    ids = letter_token_ids(tokenizer, "course")
+    for L, i in zip(LETTERS, ids):
+        assert tokenizer(f"{L} some option", add_special_tokens=False)["input_ids"][0] == i
+    lm = letter_token_ids(tokenizer, "lm-eval")
+    assert tokenizer.decode(lm).split() == list(LETTERS) and lm != ids  # " A" after "Answer:"
