@@ -1,7 +1,22 @@
-"""MedMCQA LoRA demo: `streamlit run app.py`. A router; the pages in pages/ draw, mcqa_core thinks."""
+"""MedMCQA LoRA demo: `streamlit run app.py` (or `make app`). A router plus the shared sidebar.
+
+The pages in pages/ draw; mcqa_core thinks. Settings for tests and deployments (all optional):
+MCQA_APP_BASE_MODEL (default smollm2-135m), MCQA_ADAPTERS_DIR (default adapters/), MCQA_APP_4BIT (0/1),
+MCQA_DATA_DIR or `streamlit run app.py -- --data-dir FOLDER` (default ../shared/data/medmcqa).
+"""
 
 import streamlit as st
 
+from app_shared import sidebar_ui
+
 st.set_page_config(page_title="MedMCQA LoRA", page_icon="🩺", layout="wide")
-nav = st.navigation([st.Page("pages/home.py", title="Home", icon="🏠", default=True)])
+
+nav = st.navigation([
+    st.Page("pages/ask.py", title="Ask", icon="💬", default=True),
+    st.Page("pages/browse.py", title="Browse", icon="📚"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+])
+# The sidebar loads the chosen model through st.cache_resource: the first visit in this process pays
+# the load, every later click and session reuses it.
+sidebar_ui()
 nav.run()

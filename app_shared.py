@@ -1,0 +1,244 @@
+"""The Streamlit pieces every page shares: the cached model and data, the sidebar, the answer view.
+
+Only drawing and caching live here; what they show is computed by `mcqa_core` (which never imports
+Streamlit). The model is an `st.cache_resource`: one load per process, shared by every session.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from mcqa_core import ask as core
+from mcqa_core.data import DataError, default_data_dir, load_split
+from mcqa_core.modeling import ModelError
+from mcqa_core.prompt import LETTERS, OPTION_KEYS
+
+TRAIN_HINT = ("python train_adapter.py --preset cpu-demo --data-dir ../shared/data/medmcqa "
+              "--output-dir adapters/cpu-demo")
+BASE_CHOICE = "__base__"
+PATH_CHOICE = "__path__"
+
+
+# --------------------------------------------------------------------------- caches
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None):
+    return core.load_spec(core.ModelSpec(adapter, base_model, load_in_4bit))
+
+
+def get_model(spec: core.ModelSpec):
+    """The model for a spec: loaded on the first call in this process, then shared by every session."""
+    return _cached_model(spec.adapter, spec.base_model, spec.load_in_4bit)
+
+
+@st.cache_data(show_spinner="Reading MedMCQA rows…", max_entries=4)
+def load_rows(split: str, data_dir: str | None) -> tuple[list[dict], str]:
+    loaded = load_split(split, data_dir)
+    return loaded.rows, loaded.source
+
+
+def settings() -> core.AppSettings:
+    return core.AppSettings.from_env()
+
+
+def _argv_data_dir() -> str | None:
+    """`streamlit run app.py -- --data-dir FOLDER` (the flag the training script uses too)."""
+    args = sys.argv[1:]
+    for i, a in enumerate(args):
+        if a == "--data-dir" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--data-dir="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def data_dir() -> str | None:
+    """Where MedMCQA rows come from: a folder typed in Browse, else --data-dir, else $MCQA_DATA_DIR or
+    ../shared/data/medmcqa, else None (the Hugging Face hub)."""
+    return st.session_state.get("app_data_dir") or _argv_data_dir() or default_data_dir()
+
+
+def validation_rows_or_none() -> tuple[list[dict] | None, str]:
+    """(rows, source) or (None, reason) for the validation split."""
+    try:
+        return load_rows("validation", data_dir())
+    except DataError as e:
+        return None, str(e)
+
+
+# --------------------------------------------------------------------------- the model in use
+
+
+def current_spec() -> core.ModelSpec | None:
+    return st.session_state.get("app_spec")
+
+
+def current_model():
+    """The loaded model the sidebar chose (a cache hit), or None when nothing could be loaded."""
+    spec = current_spec()
+    return get_model(spec) if spec is not None else None
+
+
+def require_model():
+    loaded = current_model()
+    if loaded is None:
+        st.info("No model is loaded: pick an adapter or the base model in the sidebar (its message says what "
+                "went wrong).")
+        st.stop()
+    return loaded
+
+
+def _load_or_error(spec: core.ModelSpec):
+    try:
+        with st.spinner(f"Loading {spec.label()} (once per server; later clicks reuse it)…"):
+            return get_model(spec), None
+    except (ModelError, OSError, ValueError, RuntimeError) as e:
+        return None, str(e)
+
+
+def _choice_label(choice: str, adapters: dict, cfg: core.AppSettings) -> str:
+    if choice == BASE_CHOICE:
+        return f"Base model only ({cfg.base_model})"
+    if choice == PATH_CHOICE:
+        return "Another adapter folder…"
+    a = adapters[choice]
+    acc = f" · {a.accuracy:.1%}" if a.accuracy is not None else ""
+    return f"{a.name}{acc}"
+
+
+def model_picker_ui(cfg: core.AppSettings) -> core.ModelSpec:
+    """The sidebar's adapter choice as a spec to load."""
+    found = core.find_adapters(cfg.adapters_dir)
+    ready = {str(a.path): a for a in found if a.ready}
+    choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
+    choice = st.sidebar.selectbox("Model", choices, key="sidebar_model",
+                                  format_func=lambda c: _choice_label(c, ready, cfg),
+                                  help=f"Adapter folders found in {cfg.adapters_dir}")
+    for a in found:
+        if not a.ready:
+            st.sidebar.caption(f"{core.md_escape(a.name)}: {core.md_escape(a.problem or 'not ready')}")
+    if choice == PATH_CHOICE:
+        path = st.sidebar.text_input("Adapter folder", key="sidebar_adapter_path",
+                                     placeholder="adapters/my-run or /abs/path").strip()
+        if not path:
+            st.sidebar.caption("Type a folder that holds adapter_config.json; the base model answers meanwhile.")
+            return core.base_spec(cfg)
+        return core.adapter_spec(path, cfg)
+    if choice == BASE_CHOICE:
+        return core.base_spec(cfg)
+    return core.adapter_spec(choice, cfg)
+
+
+def sidebar_ui():
+    """Pick, load (cached) and describe the model; returns the loaded model or None.
+
+    An adapter that fails to load is reported with its reason and folder; the model loaded before it
+    (or the base model) stays in use, and the failing folder is not retried on every click.
+    """
+    cfg = settings()
+    wanted = model_picker_ui(cfg)
+    failed: dict = st.session_state.setdefault("app_failed", {})
+    fallback = st.session_state.get("app_good_spec") or core.base_spec(cfg)
+    loaded, spec = None, wanted
+    if wanted in failed:
+        error = failed[wanted]
+    else:
+        loaded, error = _load_or_error(wanted)
+        if error:
+            failed[wanted] = error
+    if error:
+        st.sidebar.error(f"Could not load {wanted.label()}.\n\n{error}", icon="⚠️")
+        if st.sidebar.button("Try again", key="sidebar_retry"):
+            failed.pop(wanted, None)
+            st.rerun()
+        spec = fallback
+        if spec != wanted:
+            loaded, error2 = _load_or_error(spec)
+            if error2:
+                st.sidebar.error(f"The fallback ({spec.label()}) failed too: {error2}")
+            else:
+                st.sidebar.warning(f"Still using {spec.label()}.")
+    if loaded is None:
+        st.session_state["app_spec"] = None
+        return None
+    st.session_state["app_spec"] = spec
+    st.session_state["app_good_spec"] = spec
+    loaded_info_ui(loaded)
+    if not loaded.has_adapter and not any(a.ready for a in core.find_adapters(cfg.adapters_dir)):
+        st.sidebar.info(f"No adapter trained yet, so the base model answers. Train one (~25 min on CPU):\n\n"
+                        f"`{TRAIN_HINT}`")
+    return loaded
+
+
+def loaded_info_ui(loaded) -> None:
+    d = loaded.describe()
+    run = core.describe_run(loaded.run) if loaded.has_adapter else {}
+    lines = [f"**Base model:** {core.md_escape(d['base_model'])}"]
+    if loaded.has_adapter:
+        lines.append(f"**Adapter:** {core.md_escape(Path(loaded.adapter).name)}")
+        if run.get("trained_on"):
+            lines.append(f"**Trained on:** {core.md_escape(run['trained_on'])}")
+        acc = run.get("accuracy")
+        if isinstance(acc, (int, float)):
+            on = f" on {run['eval_split']} ({run['eval_rows']} rows)" if run.get("eval_split") else ""
+            lines.append(f"**Measured accuracy:** {acc:.1%}{core.md_escape(on)}")
+        else:
+            lines.append("**Measured accuracy:** not recorded")
+    else:
+        lines.append("**Adapter:** none (base model only)")
+    lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {'yes' if d['load_in_4bit'] else 'no'} · "
+                 f"**loaded in** {d['load_seconds']:.1f} s")
+    st.sidebar.markdown("  \n".join(lines))
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def probs_line(probs: list[float]) -> str:
+    return " · ".join(f"{L} {p:.1%}" for L, p in zip(LETTERS, probs))
+
+
+def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = None, key: str = "") -> None:
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame({
+        "letter": list(LETTERS),
+        "probability": probs,
+        "option": [core.short(row.get(k, ""), 80) for k in OPTION_KEYS],
+        "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in LETTERS],
+    })
+    chart = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+            y=alt.Y("letter:N", sort=list(LETTERS), title=None),
+            color=alt.Color("role:N", scale=alt.Scale(domain=["model's answer", "correct answer", "other"],
+                                                       range=["#e4572e", "#2e86ab", "#b8c4cc"]),
+                            legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["letter", "option", alt.Tooltip("probability:Q", format=".1%")],
+        )
+        .properties(height=150)
+    )
+    st.altair_chart(chart, width="stretch", key=f"chart_{key}" if key else None)
+
+
+def answer_ui(answer: core.Answer, row: dict, title: str | None = None, key: str = "") -> None:
+    """One answer: the letter and option text, how sure, how long it took, the probability bars."""
+    if title:
+        st.markdown(f"**{title}**")
+    option = row[OPTION_KEYS[LETTERS.index(answer.pred)]]
+    st.markdown(f"#### {answer.pred}. {core.md_escape(option)}")
+    verdict = ""
+    if answer.gold is not None:
+        gold_text = core.md_escape(core.short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))
+        verdict = (" · ✅ correct" if answer.correct else f" · ❌ wrong: MedMCQA says **{answer.gold}** ({gold_text})")
+    st.markdown(f"Confidence **{answer.confidence:.0%}** · answered in **{answer.seconds:.2f} s**{verdict}")
+    probs_chart_ui(answer.probs, row, answer.pred, answer.gold, key=key)
+    st.caption(f"P(answer): {probs_line(answer.probs)} — the letters A–D held {answer.letter_mass:.0%} of the "
+               "model's next-token probability")

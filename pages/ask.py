@@ -1,0 +1,155 @@
+"""Ask: type a question (or draw a validation sample), see the model's letter, how sure it is and why."""
+
+import streamlit as st
+
+from app_shared import TRAIN_HINT, answer_ui, current_spec, require_model, validation_rows_or_none
+from mcqa_core import ask as core
+from mcqa_core.prompt import LETTERS, OPTION_KEYS
+
+INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in OPTION_KEYS)
+
+
+def _set_inputs(row: dict) -> None:
+    st.session_state["ask_question"] = row.get("question", "")
+    for k in OPTION_KEYS:
+        st.session_state[f"ask_{k}"] = row.get(k, "")
+    # Remember the sample so the answer can be checked against MedMCQA's while the text is unchanged.
+    st.session_state["ask_source"] = {key: row.get(key) for key in
+                                      ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")}
+    _save_inputs()
+
+
+def _save_inputs() -> None:
+    # Streamlit forgets a page's widget values when another page is shown; keep a copy to restore them.
+    st.session_state["ask_saved"] = {k: st.session_state.get(k, "") for k in INPUT_KEYS}
+
+
+def restore_inputs() -> None:
+    prefill = st.session_state.pop("ask_prefill", None)
+    if prefill is not None:  # "Open in Ask" from Browse
+        _set_inputs(prefill)
+        return
+    for k, v in st.session_state.get("ask_saved", {}).items():
+        if k not in st.session_state:
+            st.session_state[k] = v
+
+
+def fill_random_sample() -> None:
+    rows, reason = validation_rows_or_none()
+    if rows is None:
+        st.session_state["ask_flash"] = f"No validation rows to draw from: {reason}"
+        return
+    _set_inputs(core.random_row(rows))
+
+
+def inputs_ui() -> tuple[str, dict]:
+    st.button("🎲 Random validation sample", key="ask_random", on_click=fill_random_sample,
+              help="Fill the boxes with a random MedMCQA validation question")
+    if flash := st.session_state.pop("ask_flash", None):
+        st.info(flash)
+    question = st.text_area("Question", key="ask_question", height=110, on_change=_save_inputs,
+                            placeholder="e.g. Which vitamin deficiency causes scurvy?")
+    cols = st.columns(2)
+    options = {}
+    for i, k in enumerate(OPTION_KEYS):
+        with cols[i % 2]:
+            options[k] = st.text_input(f"Option {LETTERS[i]}", key=f"ask_{k}", on_change=_save_inputs)
+    return question, options
+
+
+def sample_for(row: dict) -> dict | None:
+    """The MedMCQA sample the inputs came from, while its text is unchanged."""
+    src = st.session_state.get("ask_source")
+    if not src:
+        return None
+    same = (src.get("question") or "").strip() == row["question"] and all(
+        (src.get(k) or "").strip() == row[k] for k in OPTION_KEYS)
+    return src if same else None
+
+
+def run_ask(loaded, checked: core.AskInput, compare: bool) -> dict:
+    prompt = core.prepare_prompt(loaded.tokenizer, checked.row)
+    sample = sample_for(checked.row)
+    row = dict(checked.row, cop=sample["cop"]) if sample else checked.row
+    answers = {"adapter": core.answer_question(loaded, row, allowed=checked.allowed)}
+    if compare:
+        answers["base"] = core.answer_question(loaded, row, adapter=False, allowed=checked.allowed)
+    return {"inputs": checked.row, "allowed": checked.allowed, "prompt": prompt, "answers": answers,
+            "sample": sample, "warnings": checked.warnings, "explanation": None}
+
+
+def explanation_ui(loaded, result: dict) -> None:
+    ans = result["answers"]["adapter"]
+    if st.button("✍️ Explain this answer", key="ask_explain",
+                 help="The model writes a short explanation after its answer (greedy, up to 96 tokens)"):
+        with st.spinner("Writing…"):
+            result["explanation"] = core.generate_explanation(loaded, result["prompt"].text, result["inputs"],
+                                                              ans.pred)
+    if result["explanation"] is not None:
+        with st.container(border=True):
+            st.caption("Written by the model after its answer; not checked. A 135M model often rambles.")
+            st.markdown(core.md_escape(result["explanation"] or "(the model wrote nothing)"))
+    sample = result["sample"]
+    if sample and sample.get("exp"):
+        with st.expander("MedMCQA's own explanation"):
+            st.markdown(core.md_escape(sample["exp"]))
+
+
+def result_ui(loaded, result: dict) -> None:
+    for w in result["warnings"]:
+        st.warning(w)
+    if result["prompt"].message:
+        st.warning(result["prompt"].message)
+    row = result["inputs"]
+    answers = result["answers"]
+    if "base" in answers:
+        base, tuned = answers["base"], answers["adapter"]
+        same = base.pred == tuned.pred
+        st.markdown(f"Base and fine-tuned {'agree on **' + tuned.pred + '**' if same else 'disagree: the adapter changed **' + base.pred + '** to **' + tuned.pred + '**'}.")
+        left, right = st.columns(2)
+        with left:
+            answer_ui(base, row, "Base model (adapter off)", key="ask_base")
+        with right:
+            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned")
+    else:
+        title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
+        answer_ui(answers["adapter"], row, title, key="ask_main")
+    explanation_ui(loaded, result)
+    with st.expander("Exact prompt sent to the model"):
+        info = result["prompt"]
+        st.code(info.text, language=None)
+        st.caption(f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}; the model's "
+                   "next-token probabilities for A, B, C and D after this text are the answer.")
+
+
+st.title("💬 Ask the model")
+loaded = require_model()
+if not loaded.has_adapter:
+    st.info(f"Answering with the base model alone. To see a fine-tuned answer, train an adapter "
+            f"(`{TRAIN_HINT}`) and pick it in the sidebar.")
+restore_inputs()
+question, options = inputs_ui()
+compare = st.toggle("Compare with the base model", key="ask_compare", disabled=not loaded.has_adapter,
+                    help="Answer twice from the one loaded model: adapter switched off, then on"
+                    if loaded.has_adapter else "Load an adapter in the sidebar to compare it with its base")
+if st.button("Ask", key="ask_submit", type="primary"):
+    checked = core.check_input(question, options)
+    if not checked.ok:
+        for e in checked.errors:
+            st.error(e)
+        st.session_state.pop("ask_result", None)
+    else:
+        try:
+            with st.spinner("Thinking…"):
+                st.session_state["ask_result"] = run_ask(loaded, checked, compare and loaded.has_adapter)
+                st.session_state["ask_result"]["spec"] = current_spec()
+        except ValueError as e:
+            st.error(str(e))
+            st.session_state.pop("ask_result", None)
+
+result = st.session_state.get("ask_result")
+current = core.check_input(question, options).row
+if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
+    result_ui(loaded, result)
+elif result is not None:
+    st.caption("The question or the model changed since the last answer; press Ask again.")

@@ -1,0 +1,128 @@
+"""Browse: the MedMCQA validation split, filtered and searched, one sample at a time with its answer."""
+
+import pandas as pd
+import streamlit as st
+
+from app_shared import answer_ui, current_model, data_dir, validation_rows_or_none
+from mcqa_core import ask as core
+from mcqa_core.data import SHARED_DATA_HINT
+from mcqa_core.prompt import LETTERS, OPTION_KEYS
+
+PAGE_SIZES = (10, 20, 50)
+
+
+def rows_ui() -> tuple[list[dict], str]:
+    """The validation rows, or a message that says how to point the app at data (then stop)."""
+    rows, source = validation_rows_or_none()
+    if rows is not None:
+        return rows, source
+    st.info(
+        "No MedMCQA validation rows are available here "
+        f"({'the Hugging Face hub is unreachable' if data_dir() is None else 'the folder has none'}).\n\n"
+        "Point the app at a folder holding `validation.jsonl` (Hugging Face schema) in one of three ways: type "
+        f"it below, start the app with `MCQA_DATA_DIR={SHARED_DATA_HINT} streamlit run app.py`, or "
+        f"`streamlit run app.py -- --data-dir {SHARED_DATA_HINT}`."
+    )
+    st.caption(f"What went wrong: {source}")
+    folder = st.text_input("MedMCQA data folder", key="browse_data_dir", placeholder=SHARED_DATA_HINT).strip()
+    if folder:
+        st.session_state["app_data_dir"] = folder
+        st.rerun()
+    st.stop()
+
+
+def filters_ui(rows: list[dict]) -> dict:
+    c1, c2, c3 = st.columns([2, 2, 1])
+    subject = c1.selectbox("Subject", [core.ALL] + core.subjects(rows), key="browse_subject")
+    topic_choices = [core.ALL] + core.topics(rows, subject)
+    if st.session_state.get("browse_topic") not in topic_choices:
+        st.session_state["browse_topic"] = core.ALL  # the subject changed under it
+    topic = c2.selectbox("Topic", topic_choices, key="browse_topic")
+    choice = c3.selectbox("Choice type", [core.ALL] + core.choice_types(rows), key="browse_choice")
+    search = st.text_input("Search question, options or id", key="browse_search",
+                           placeholder="words that must all appear, any case")
+    return {"subject": subject, "topic": topic, "choice_type": choice, "search": search}
+
+
+def pagination_ui(n_rows: int) -> tuple[int, int]:
+    c1, c2, c3 = st.columns([1, 1, 3])
+    size = c1.selectbox("Rows per page", PAGE_SIZES, index=1, key="browse_page_size")
+    pages = core.page_count(n_rows, size)
+    if st.session_state.get("browse_page", 1) > pages:
+        st.session_state["browse_page"] = pages  # the filters shrank the list
+    page = c2.number_input("Page", min_value=1, max_value=pages, step=1, key="browse_page")
+    c3.caption(f"\n\nPage {page} of {pages}")
+    return int(page), size
+
+
+def table_ui(rows: list[dict]) -> None:
+    df = pd.DataFrame({
+        "id": [r["id"] for r in rows],
+        "subject": [r.get("subject_name") for r in rows],
+        "topic": [r.get("topic_name") for r in rows],
+        "question": [core.short(r["question"], 110) for r in rows],
+        "answer": [core.gold_letter(r) for r in rows],
+        "explained": [bool(r.get("exp")) for r in rows],
+    })
+    st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
+
+
+def detail_ui(row: dict, where: str) -> None:
+    gold = core.gold_letter(row)
+    with st.container(border=True):
+        st.caption(" · ".join(core.md_escape(str(x)) for x in (
+            row.get("subject_name") or "Unknown subject", row.get("topic_name") or "no topic",
+            f"{row.get('choice_type') or 'unknown'} choice", f"id {row.get('id')}")))
+        st.markdown(f"##### {core.md_escape(row['question'])}")
+        for letter, key in zip(LETTERS, OPTION_KEYS):
+            mark = "✅" if letter == gold else "▫️"
+            text = f"**{letter}.** {core.md_escape(row[key])}"
+            st.markdown(f"{mark} {text}{'  — **correct answer**' if letter == gold else ''}")
+        exp = row.get("exp")
+        with st.expander("Explanation (MedMCQA)", expanded=bool(exp)):
+            st.markdown(core.md_escape(exp) if exp else "_MedMCQA has no explanation for this question._")
+        c1, c2 = st.columns(2)
+        if c1.button("🤖 Ask the model", key=f"browse_ask_{where}", type="primary"):
+            loaded = current_model()
+            if loaded is None:
+                st.info("No model is loaded: pick one in the sidebar.")
+            else:
+                with st.spinner("Thinking…"):
+                    st.session_state["browse_answer"] = {"id": row["id"], "answer": core.answer_question(loaded, row)}
+        if c2.button("💬 Open in Ask", key=f"browse_open_in_ask_{where}"):
+            st.session_state["ask_prefill"] = row
+            st.switch_page("pages/ask.py")
+        shown = st.session_state.get("browse_answer")
+        if shown and shown["id"] == row["id"]:
+            answer_ui(shown["answer"], row, "The model's answer against MedMCQA's", key="browse_answer")
+
+
+st.title("📚 Browse MedMCQA validation")
+rows, source = rows_ui()
+
+focus_id = st.session_state.get("browse_focus_id")
+if focus_id is not None:  # opened from Evaluate's wrong answers
+    row = core.find_row(rows, focus_id)
+    if st.button("← Back to the list", key="browse_back"):
+        st.session_state.pop("browse_focus_id", None)
+        st.rerun()
+    if row is None:
+        st.info(f"Question {focus_id} is not in the validation rows from {source}. Go back to the list.")
+        st.stop()
+    detail_ui(row, "focus")
+    st.stop()
+
+filters = filters_ui(rows)
+matched = core.filter_rows(rows, **filters)
+st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {source}")
+if not matched:
+    st.info("No question matches these filters. Clear the search or choose \"All\" subjects.")
+    st.stop()
+page, size = pagination_ui(len(matched))
+shown_rows = core.page_rows(matched, page, size)
+table_ui(shown_rows)
+ids = [r["id"] for r in shown_rows]
+by_id = {r["id"]: r for r in shown_rows}
+pick = st.selectbox("Open a question", ids, key="browse_row",
+                    format_func=lambda i: f"{core.gold_letter(by_id[i])} · {core.short(by_id[i]['question'], 100)}")
+detail_ui(by_id[pick], "list")

@@ -1,0 +1,181 @@
+"""Evaluate: how good is the loaded model? Its saved report, or one run here, against always-"A" and the base."""
+
+import pandas as pd
+import streamlit as st
+
+from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, require_model
+from mcqa_core import ask as core
+from mcqa_core.data import SHARED_DATA_HINT, DataError
+from mcqa_core.prompt import LETTERS
+
+try:
+    import mcqa_core.evaluate  # noqa: F401  (the evaluation helper's module; the page needs it to run one)
+
+    HAVE_EVALUATE = True
+except ImportError:
+    HAVE_EVALUATE = False
+
+SPLITS = ("heldout", "validation")
+
+
+def default_split(loaded) -> str:
+    split = ((loaded.run or {}).get("data") or {}).get("eval_split")
+    return split if split in SPLITS else "heldout"
+
+
+def run_ui(loaded) -> None:
+    """N samples, the split, base comparison; runs the evaluation with a progress bar."""
+    if not HAVE_EVALUATE:
+        st.info("The evaluation module (`mcqa_core.evaluate`) is not in this checkout yet, so the page cannot run "
+                "an evaluation. Update the repository, or run `python -m mcqa_core.evaluate --help` once it lands.")
+        return
+    c1, c2, c3 = st.columns([1, 1, 2])
+    split = c1.selectbox("Split", SPLITS, index=SPLITS.index(default_split(loaded)), key="evaluate_split",
+                         help="heldout: the offline rows no adapter trains on; validation: all 4,183 rows")
+    n = c2.number_input("Questions", min_value=1, max_value=4183, value=50, step=10, key="evaluate_n",
+                        help="The first N rows of the split (always the same ones, so runs compare)")
+    compare = c3.toggle("Compare with the base model", value=loaded.has_adapter, key="evaluate_compare",
+                        disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
+    if not st.button("Run evaluation", key="evaluate_run", type="primary"):
+        return
+    try:
+        rows = load_rows(split, data_dir())[0][: int(n)]
+    except DataError as e:
+        st.info(f"No {split} rows to evaluate on: {e}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
+        return
+    bar = st.progress(0.0, text=f"Scoring {len(rows)} questions…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
+
+    report = core.evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+    bar.empty()
+    st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split}
+
+
+def headline_ui(report: dict) -> None:
+    acc, always_a = report["accuracy"], report["always_a_accuracy"]
+    base = report.get("base")
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{acc:.1%}", f"{(acc - always_a) * 100:+.1f} pts vs always-A",
+                   help=f"Letter accuracy on {report['n']} questions")
+    cols[1].metric("Always answer \"A\"", f"{always_a:.1%}", help="The commonest letter, answered every time")
+    if base:
+        cols[2].metric("Base model", f"{base['accuracy']:.1%}", f"{(acc - base['accuracy']) * 100:+.1f} pts from the adapter",
+                       delta_color="normal", help="The same questions with the adapter switched off")
+    else:
+        cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
+    cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
+    beats = acc - always_a
+    verdict = ("beats" if beats > 0.02 else "does not clearly beat") + f" always-\"A\" ({beats * 100:+.1f} points)"
+    if base:
+        verdict += f", and the adapter moves accuracy {(acc - base['accuracy']) * 100:+.1f} points from its base"
+    st.markdown(f"On these {report['n']} questions the model {verdict}.")
+
+
+def subjects_ui(report: dict) -> None:
+    import altair as alt
+
+    table = core.subject_table(report)
+    long = []
+    for r in table:
+        long.append({"subject": r["subject"], "model": "this model", "accuracy": r["accuracy"], "n": r["n"]})
+        if r.get("base accuracy") is not None:
+            long.append({"subject": r["subject"], "model": "base", "accuracy": r["base accuracy"], "n": r["n"]})
+    df = pd.DataFrame(long)
+    order = [r["subject"] for r in table]
+    chart = (
+        alt.Chart(df).mark_bar().encode(
+            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("subject:N", sort=order, title=None),
+            yOffset="model:N",
+            color=alt.Color("model:N", scale=alt.Scale(domain=["this model", "base"], range=["#e4572e", "#b8c4cc"]),
+                            legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["subject", "model", alt.Tooltip("accuracy:Q", format=".1%"), "n"],
+        ).properties(height=max(160, 26 * len(order)))
+    )
+    rule = alt.Chart(pd.DataFrame({"x": [report["always_a_accuracy"]]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
+    st.altair_chart(chart + rule, width="stretch")
+    st.caption("Dashed line: always-\"A\" on all these questions. Subjects with few questions swing widely.")
+
+
+def confusion_ui(report: dict) -> None:
+    import altair as alt
+
+    labels, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
+    df = pd.DataFrame([{"MedMCQA answer": g, "model's answer": p, "count": matrix[i][j]}
+                       for i, g in enumerate(labels) for j, p in enumerate(labels)])
+    base = alt.Chart(df).encode(x=alt.X("model's answer:N", sort=list(LETTERS)),
+                                y=alt.Y("MedMCQA answer:N", sort=list(LETTERS)))
+    heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None))
+    text = base.mark_text(fontSize=14).encode(text="count:Q")
+    st.altair_chart((heat + text).properties(height=230), width="stretch")
+    spread = pd.DataFrame({"model answers": report["pred_spread"], "MedMCQA answers": report["gold_spread"]}).T
+    st.dataframe(spread.reindex(columns=list(LETTERS)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+
+
+def wrong_ui(report: dict) -> None:
+    wrong = core.wrong_answers(report)
+    if not wrong:
+        st.success("No wrong answers in this report.")
+        return
+    df = pd.DataFrame([{"id": p["id"], "subject": p.get("subject"), "model": p["pred"], "MedMCQA": p["gold"],
+                        "confidence": max(p["probs"]), "question": core.short(p.get("question", ""), 100)}
+                       for p in wrong])
+    st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 320),
+                 column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                              max_value=1)})
+    by_id = {p["id"]: p for p in wrong}
+    c1, c2 = st.columns([4, 1])
+    pick = c1.selectbox("Open a wrong answer in Browse", list(by_id), key="evaluate_wrong",
+                        format_func=lambda i: f"{by_id[i]['pred']}→{by_id[i]['gold']} · "
+                                              f"{core.short(by_id[i].get('question', ''), 90)}")
+    c2.markdown("&nbsp;")
+    if c2.button("Open in Browse", key="evaluate_open_browse"):
+        st.session_state["browse_focus_id"] = pick
+        st.switch_page("pages/browse.py")
+
+
+def report_ui(report: dict, where: str) -> None:
+    st.caption(where)
+    headline_ui(report)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Per subject")
+        subjects_ui(report)
+    with right:
+        st.subheader("Confusion matrix")
+        confusion_ui(report)
+    if report.get("disagreements") is not None:
+        st.caption(f"The adapter and its base disagree on {len(report['disagreements'])} of {report['n']} questions.")
+    st.subheader(f"Wrong answers ({len(core.wrong_answers(report))})")
+    wrong_ui(report)
+
+
+st.title("📊 Evaluate")
+loaded = require_model()
+saved, saved_path = core.saved_report(loaded.adapter)
+
+
+def this_models_run() -> dict | None:
+    ran = st.session_state.get("evaluate_result")
+    return ran if ran is not None and ran["spec"] == current_spec() else None  # not another model's report
+
+
+with st.expander("Run an evaluation here", expanded=saved is None and this_models_run() is None):
+    run_ui(loaded)
+ran = this_models_run()
+
+if ran is not None:
+    report_ui(ran["report"], f"Run here on the first {ran['report']['n']} {ran['split']} questions.")
+elif saved is not None:
+    report_ui(saved, f"Report written at training end: {saved_path}")
+    if saved_path.with_suffix(".png").exists():
+        with st.expander("The report's figure (eval_report.png)"):
+            st.image(str(saved_path.with_suffix(".png")))
+else:
+    if loaded.has_adapter:
+        st.info(f"This adapter has no evaluation report yet ({saved_path} is missing): run one above.")
+    else:
+        st.info("The base model has no saved report: run one above, or train an adapter "
+                f"(`{TRAIN_HINT}`); its folder then holds eval_report.json.")
