@@ -1,0 +1,299 @@
+"""Merge a LoRA adapter into its base model and save a standalone model folder.
+
+    # merge, check 64 held-out questions answer alike, save safetensors + tokenizer + card
+    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-merged
+
+    # half the size on disk (the agreement check then runs in bf16 too)
+    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-bf16 --dtype bfloat16
+
+    # replace an earlier export, then upload it (token from HF_TOKEN or `hf auth login`)
+    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/m --overwrite --push-to-hub me/medmcqa-1b
+
+The base is loaded in 16-bit (bf16/fp16 on a GPU) or fp32 (CPU), never in 4-bit, even when the
+adapter was trained on a 4-bit base: merging into bitsandbytes 4-bit weights rounds the merged
+weights back to NF4 and loses quality (peft#2321, transformers#31293). The merged model is then
+checked on N rows of the adapter's evaluation split (held-out rows offline, never trained on):
+
+- merge fidelity: merged model vs the same 16-bit base with the adapter unmerged (should be ~100 %);
+- vs the adapter as trained: merged model vs the adapter on its training-time base (4-bit if it was
+  trained so); differences here are the 4-bit rounding the merged model no longer has.
+
+The folder is written beside --out first and moved into place only when complete, so a failed
+export never leaves half a model behind, and --overwrite replaces only an earlier export.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUN_FILE = "mcqa_run.json"
+MERGED_FORMAT = "mcqa-merged/1"
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+class ExportError(ValueError):
+    """The export cannot run as asked; the message names the flag and the next step."""
+
+
+@dataclass
+class ExportArgs:
+    adapter: str = field(metadata={"help": "Adapter folder written by train_adapter.py (holds adapter_config.json)."})
+    out: str = field(metadata={"help": "Folder to write the merged model to; must not exist (or see --overwrite)."})
+    check_rows: int = field(default=64, metadata={"help": "Rows of the adapter's eval split on which merged and "
+                                                          "adapter answers are compared (0: skip)."})
+    data_dir: str | None = field(default=None, metadata={"help": "MedMCQA folder for the check rows (default: the "
+                                                                 "folder the adapter was trained from, else ../shared)."})
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), "
+                                                         "bfloat16, float16, float32."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace --out if it holds an earlier export."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Upload the merged folder to this hub repo "
+                                                                    "(owner/name); token from HF_TOKEN or `hf auth login`."})
+
+
+def _is_export(folder: Path) -> bool:
+    try:
+        return json.loads((folder / RUN_FILE).read_text()).get("format") == MERGED_FORMAT
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _check_rows_source(args: ExportArgs, run: dict) -> str | None:
+    """The data folder to read check rows from, or None for the hub."""
+    if args.data_dir:
+        return args.data_dir
+    source = (run.get("data") or {}).get("source") or ""
+    if source and not source.startswith("hub:") and Path(source).is_dir():
+        return source
+    from .data import default_data_dir
+
+    return default_data_dir()
+
+
+def validate_args(args: ExportArgs) -> dict:
+    """Every problem at once; returns the adapter's run record when all is well."""
+    from .inference import AdapterError, read_adapter_info
+
+    problems, run = [], {}
+    adapter, out = Path(args.adapter).expanduser(), Path(args.out).expanduser()
+    try:
+        run = read_adapter_info(adapter)
+    except AdapterError as e:
+        problems.append(f"--adapter: {e}")
+    if adapter.exists() and out.resolve() in (adapter.resolve(), *adapter.resolve().parents):
+        problems.append(f"--out {out} is the adapter folder or one above it; choose a new folder")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not args.overwrite:
+            problems.append(f"--out {out} already exists; choose another --out or pass --overwrite to replace "
+                            "an earlier export")
+        elif not _is_export(out):
+            problems.append(f"--out {out} is not an earlier export (no {RUN_FILE} of format {MERGED_FORMAT}); "
+                            "--overwrite only replaces exports, so choose another --out")
+    if args.check_rows < 0:
+        problems.append(f"--check-rows must be 0 or more, got {args.check_rows}")
+    if args.dtype not in DTYPES:
+        problems.append(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
+    if args.push_to_hub:
+        from .publish import check_push_ready
+
+        problems += check_push_ready(args.push_to_hub)
+    if problems:
+        raise ExportError("cannot export:\n  - " + "\n  - ".join(problems))
+    return run
+
+
+def merge_dtype(name: str):
+    import torch
+
+    from .modeling import compute_dtype
+
+    return compute_dtype() if name == "auto" else getattr(torch, name)
+
+
+def agreement(a, b) -> float:
+    """Share of rows on which two lists of LetterScore pick the same letter."""
+    return sum(x.pred == y.pred for x, y in zip(a, b)) / len(a) if a else float("nan")
+
+
+def _max_prob_diff(a, b) -> float:
+    return max((max(abs(p - q) for p, q in zip(x.probs, y.probs)) for x, y in zip(a, b)), default=0.0)
+
+
+def export_merged(args: ExportArgs, log=print) -> dict:
+    """Merge, check, save. Returns the merged folder's run record (also written as mcqa_run.json)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from .data import load_split
+    from .inference import load_model
+    from .modeling import has_cuda, load_tokenizer, resolve_model
+    from .scoring import score_rows
+
+    started = time.time()
+    run = validate_args(args)
+    adapter, out = Path(args.adapter).expanduser(), Path(args.out).expanduser()
+    settings = run.get("settings") or {}
+    max_prompt = (settings.get("model") or {}).get("max_seq_length", 512)
+    device = "cuda" if has_cuda() else "cpu"
+    dtype = merge_dtype(args.dtype)
+
+    rows, check = [], {"rows": 0}
+    if args.check_rows:
+        data = (run.get("data") or {})
+        split = data.get("eval_split") or "validation"
+        loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
+        rows = loaded.rows
+        check = {"rows": len(rows), "split": split, "source": loaded.source}
+
+    def score(model, tok):
+        return score_rows(model, tok, rows, batch_size=16, max_prompt_tokens=max_prompt)
+
+    trained = None
+    if rows:  # the adapter exactly as it was trained and is served (4-bit base if so)
+        ref = load_model(adapter, device=device)
+        trained = score(ref.model, ref.tokenizer)
+        del ref
+
+    base_path = resolve_model(run["base_model"])
+    log(f"[export] loading {run['base_model']} in {str(dtype).removeprefix('torch.')} (not 4-bit) on {device}")
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
+    tok = load_tokenizer(str(adapter) if (adapter / "tokenizer_config.json").exists() else base_path)
+    model = PeftModel.from_pretrained(base, str(adapter)).eval()
+    unmerged = score(model, tok) if rows else None
+    model = model.merge_and_unload()
+    model.eval()
+    merged = score(model, tok) if rows else None
+
+    if rows:
+        check.update({
+            "merge_fidelity": round(agreement(merged, unmerged), 4),
+            "merge_fidelity_max_prob_diff": round(_max_prob_diff(merged, unmerged), 6),
+            "agreement_with_trained_adapter": round(agreement(merged, trained), 4),
+            "trained_adapter_4bit": bool(run.get("load_in_4bit")),
+        })
+        log(f"[check] {len(rows)} {check['split']} rows: merged vs adapter on the same "
+            f"{str(dtype).removeprefix('torch.')} base agree on {check['merge_fidelity']:.1%} "
+            f"(largest probability difference {check['merge_fidelity_max_prob_diff']:.2g}); merged vs the adapter "
+            f"as trained ({'4-bit' if check['trained_adapter_4bit'] else 'full-precision'} base) agree on "
+            f"{check['agreement_with_trained_adapter']:.1%}")
+
+    record = dict(run)
+    record.update({
+        "format": MERGED_FORMAT,
+        "artifact": "merged",
+        "load_in_4bit": False,
+        "merged": {
+            "from_adapter": str(adapter.resolve()),
+            "adapter_format": run.get("format"),
+            "base_model": run["base_model"],
+            "dtype": str(dtype).removeprefix("torch."),
+            "check": check,
+            "seconds": round(time.time() - started, 1),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    })
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-export-"))
+    try:
+        model.save_pretrained(tmp)  # safetensors
+        tok.save_pretrained(tmp)
+        (tmp / RUN_FILE).write_text(json.dumps(record, indent=2, default=str))
+        (tmp / "README.md").write_text(merged_card(record))
+        if out.exists():  # validated above: empty, or an earlier export with --overwrite
+            old = out.with_name(f".{out.name}-replaced-{int(time.time())}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"[export] merged model saved to {out}")
+    return record
+
+
+def merged_card(run: dict) -> str:
+    m, c = run["merged"], run["merged"]["check"]
+    if c.get("rows"):
+        check = (f"| merged vs adapter, same {m['dtype']} base ({c['rows']} {c['split']} rows) | "
+                 f"{c['merge_fidelity']:.1%} same letter |\n"
+                 f"| merged vs adapter as trained ({'4-bit' if c['trained_adapter_4bit'] else 'full'} base) | "
+                 f"{c['agreement_with_trained_adapter']:.1%} same letter |")
+    else:
+        check = "| agreement check | skipped (--check-rows 0) |"
+    acc = (run.get("metrics") or {}).get("final_accuracy")
+    acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
+    return f"""---
+base_model: {run['base_model']}
+library_name: transformers
+tags: [medmcqa, lora, merged, multiple-choice, medical]
+---
+# MedMCQA model (LoRA merged into the base)
+
+`{run['base_model']}` with a MedMCQA LoRA adapter merged into its weights ({m['dtype']}; the base was
+loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m['from_adapter']}`.
+
+| | |
+|---|---|
+| adapter's letter accuracy at training time | {acc_text} |
+{check}
+| prompt version | `{run.get('prompt_version')}` |
+
+## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
+tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
+```
+The prompt (version `{run.get('prompt_version')}`) is in `mcqa_run.json` (`prompt_template`).
+"""
+
+
+def build_parser():
+    import argparse
+    import dataclasses
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(ExportArgs):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", help=f.metadata["help"])
+        elif f.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True, metavar="DIR", help=f.metadata["help"])
+        else:
+            kind = int if f.type in ("int", int) else str
+            p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = ExportArgs(**vars(build_parser().parse_args(argv)))
+    from .data import DataError
+    from .modeling import ModelError
+    from .publish import PublishError, push_folder
+
+    try:
+        export_merged(args)
+    except (ExportError, DataError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.push_to_hub:
+        try:
+            url = push_folder(args.out, args.push_to_hub)
+        except PublishError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        print(f"[export] pushed to {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
