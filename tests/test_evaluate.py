@@ -1,0 +1,280 @@
+"""Evaluation: report arithmetic by hand, --compare-base with an adapter that changes answers, option
+shuffling, generation and the pipeline check, and the CLI's errors. Tiny random Llama only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mcqa_core.evaluate import evaluate, permute_options
+from mcqa_core.prompt import LETTERS, PROMPT_VERSION, format_prompt
+from mcqa_core.report import build_report, expected_calibration_error
+from mcqa_core.scoring import LetterScore
+
+from .conftest import REPO
+
+REPORT_KEYS = {"n", "accuracy", "always_a_accuracy", "per_subject", "per_choice_type", "confusion", "pred_spread",
+               "gold_spread", "mean_confidence", "ece", "predictions"}
+
+
+def _row(i, cop, subject, choice_type, question="q?"):
+    return {"id": f"r{i}", "question": question, "opa": f"a{i}", "opb": f"b{i}", "opc": f"c{i}", "opd": f"d{i}",
+            "cop": cop, "subject_name": subject, "choice_type": choice_type}
+
+
+# ---------------------------------------------------------------------------------------------- report arithmetic
+
+def test_report_arithmetic_on_known_predictions():
+    rows = [_row(1, 0, "X", "single", question="long " * 100), _row(2, 1, "X", "multi"), _row(3, 2, "Y", "single"),
+            _row(4, 3, "Y", "single"), _row(5, 0, "Y", "multi")]
+    probs = [[0.7, 0.1, 0.1, 0.1],      # gold A, pred A, conf .70  right
+             [0.6, 0.2, 0.1, 0.1],      # gold B, pred A, conf .60  wrong
+             [0.1, 0.1, 0.75, 0.05],    # gold C, pred C, conf .75  right
+             [0.05, 0.05, 0.05, 0.85],  # gold D, pred D, conf .85  right
+             [0.1, 0.3, 0.25, 0.35]]    # gold A, pred D, conf .35  wrong
+    scores = [LetterScore(r["id"], p, 0.9, gold=LETTERS[r["cop"]]) for r, p in zip(rows, probs)]
+    rep = build_report(rows, scores)
+    assert set(rep) == REPORT_KEYS
+    assert rep["n"] == 5 and rep["accuracy"] == pytest.approx(3 / 5) and rep["always_a_accuracy"] == pytest.approx(2 / 5)
+    assert rep["per_subject"] == {"Y": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "X": {"n": 2, "accuracy": 0.5}}
+    assert list(rep["per_subject"]) == ["Y", "X"]  # largest first
+    assert rep["per_choice_type"] == {"single": {"n": 3, "accuracy": 1.0}, "multi": {"n": 2, "accuracy": 0.0}}
+    assert rep["confusion"] == {"labels": ["A", "B", "C", "D"],
+                                "matrix": [[1, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
+    assert rep["pred_spread"] == pytest.approx({"A": 0.4, "B": 0.0, "C": 0.2, "D": 0.4})
+    assert rep["gold_spread"] == pytest.approx({"A": 0.4, "B": 0.2, "C": 0.2, "D": 0.2})
+    assert rep["mean_confidence"] == pytest.approx(0.65)
+    # bins: [.3,.4) {.35 wrong}  [.6,.7) {.60 wrong}  [.7,.8) {.70, .75 right}  [.8,.9) {.85 right}
+    by_hand = 1 / 5 * 0.35 + 1 / 5 * 0.60 + 2 / 5 * (1 - 0.725) + 1 / 5 * (1 - 0.85)
+    assert rep["ece"] == pytest.approx(by_hand) and by_hand == pytest.approx(0.33)
+    p0 = rep["predictions"][0]
+    assert p0["id"] == "r1" and p0["pred"] == "A" and p0["gold"] == "A" and p0["probs"] == probs[0]
+    assert p0["subject"] == "X" and p0["question"] == ("long " * 100)[:200]
+    json.dumps(rep)  # plain JSON
+
+
+def test_ece_edges():
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == 0.0  # 1.0 lands in the last bin
+    assert expected_calibration_error([0.25, 0.25], [True, False]) == pytest.approx(0.25)
+    assert expected_calibration_error([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+
+
+def test_report_refuses_rows_without_gold():
+    with pytest.raises(ValueError, match="gold"):
+        build_report([_row(1, 0, "X", "single")], [LetterScore("r1", [1, 0, 0, 0], 1.0)])
+
+
+# ---------------------------------------------------------------------------------------------- option shuffling
+
+def test_permute_options_moves_the_answer_with_its_text():
+    row = _row(1, 2, "X", "single")
+    p = permute_options(row, (2, 0, 3, 1))
+    assert (p["opa"], p["opb"], p["opc"], p["opd"]) == ("c1", "a1", "d1", "b1")
+    assert p["cop"] == 0 and row["cop"] == 2
+
+
+class _FakeLoaded:
+    model, tokenizer = object(), object()
+
+
+@pytest.mark.parametrize("policy", ["content", "position"])
+def test_shuffle_consistency_tells_content_from_position(monkeypatch, policy):
+    """A scorer that picks the longest option text is consistent under shuffling; one that always says
+    "A" is not (and its accuracy tracks where the shuffle put the answer)."""
+    import mcqa_core.scoring as scoring
+
+    def fake_score_rows(model, tok, rows, progress=None, **kw):
+        out = []
+        for r in rows:
+            texts = [r[k] for k in ("opa", "opb", "opc", "opd")]
+            pick = max(range(4), key=lambda i: len(texts[i])) if policy == "content" else 0
+            out.append(LetterScore(r["id"], [1.0 if i == pick else 0.0 for i in range(4)], 1.0, gold=LETTERS[r["cop"]]))
+        return out
+
+    monkeypatch.setattr(scoring, "score_rows", fake_score_rows)
+    rows = [dict(_row(i, i % 4, "X", "single"), **{"opa": "x" * (i + 10)}) for i in range(8)]  # "A" the longest
+    rep = evaluate(_FakeLoaded(), rows, shuffle_options=3)
+    assert rep["shuffle"]["k"] == 3
+    if policy == "content":
+        assert rep["shuffle"]["consistency"] == 1.0
+        assert rep["shuffle"]["accuracy_under_shuffle"] == rep["accuracy"] == 2 / 8
+    else:  # a permutation may leave option A in place (5 of 23 do), so not always 0
+        assert rep["shuffle"]["consistency"] <= 0.25
+    again = evaluate(_FakeLoaded(), rows, shuffle_options=3)
+    assert again["shuffle"] == rep["shuffle"]  # seeded: the same permutations every run
+
+
+# ---------------------------------------------------------------------------------------------- a LoRA that matters
+
+@pytest.fixture(scope="module")
+def answer_changing_adapter(tmp_path_factory, tiny_model_path):
+    """A LoRA on the tiny model with random non-zero B (no training), saved like train_adapter.py saves."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from mcqa_core.modeling import lora_config
+
+    out = tmp_path_factory.mktemp("adapters") / "random-lora"
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), lora_config(r=8, alpha=16))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model.save_pretrained(out)
+    (out / "mcqa_run.json").write_text(json.dumps(
+        {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded_adapter(answer_changing_adapter):
+    from mcqa_core.inference import load_model
+
+    return load_model(answer_changing_adapter)
+
+
+def test_compare_base_reports_the_rows_the_adapter_changed(loaded_adapter, validation_rows):
+    from mcqa_core.scoring import score_rows
+
+    rows = validation_rows[:24]
+    rep = evaluate(loaded_adapter, rows, batch_size=8, compare_base=True)
+    assert set(rep) == REPORT_KEYS | {"meta", "base", "disagreements"} and set(rep["base"]) == REPORT_KEYS
+    changed = [(a["id"], a["pred"], b["pred"]) for a, b in zip(rep["predictions"], rep["base"]["predictions"])
+               if a["pred"] != b["pred"]]
+    assert changed, "the random LoRA should change some answers"
+    assert [(d["id"], d["adapter_pred"], d["base_pred"]) for d in rep["disagreements"]] == changed
+    assert all(d["gold"] == LETTERS[r["cop"]] for d in rep["disagreements"] for r in rows if r["id"] == d["id"])
+    # The base side really is the base: the same as scoring with the adapter switched off by hand...
+    model = loaded_adapter.model
+    with model.disable_adapter():
+        by_hand = score_rows(model, loaded_adapter.tokenizer, rows, batch_size=8)
+    assert [s.pred for s in by_hand] == [p["pred"] for p in rep["base"]["predictions"]]
+    # ...and the adapter is on again afterwards.
+    again = score_rows(model, loaded_adapter.tokenizer, rows, batch_size=8)
+    assert [s.pred for s in again] == [p["pred"] for p in rep["predictions"]]
+
+
+def test_compare_base_needs_an_adapter(tiny_model, tokenizer, validation_rows):
+    class Loaded:
+        model, tokenizer = tiny_model, None
+
+    with pytest.raises(ValueError, match="needs a model with a LoRA adapter"):
+        evaluate(Loaded(), validation_rows[:2], compare_base=True)
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter, validation_rows, monkeypatch):
+    from mcqa_core.inference import generate_answer
+    from mcqa_core.modeling import load_tokenizer
+
+    model, row = loaded_adapter.model, validation_rows[0]
+    produced = []
+    real_generate = model.generate
+
+    def spy(*a, **kw):
+        out = real_generate(*a, **kw)
+        produced.append(out[0, kw["input_ids"].shape[1]:].tolist())
+        return out
+
+    monkeypatch.setattr(model, "generate", spy)
+    generate_answer(model, loaded_adapter.tokenizer, row, max_new_tokens=7)
+    greedy = produced[-1]
+    assert len(greedy) == 7  # a random model never says eos: the limit is what stops it
+    # Make the third new token the end-of-sequence token: generation must stop right after it.
+    k = next(i for i in range(2, 7) if greedy[i] not in greedy[:i])
+    tok = load_tokenizer(str(loaded_adapter.tokenizer.name_or_path))
+    tok.eos_token = tok.convert_ids_to_tokens(greedy[k])
+    assert tok.eos_token_id == greedy[k]
+    generate_answer(model, tok, row, max_new_tokens=40)
+    assert produced[-1] == greedy[: k + 1]
+
+
+def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter, loaded_adapter, validation_rows):
+    """The course's way to generate (a text-generation pipeline) on our adapter folder, as PEFT opens it."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import pipeline
+
+    from mcqa_core.inference import generate_answer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(answer_changing_adapter)).eval()
+    tok = loaded_adapter.tokenizer
+    pipe = pipeline("text-generation", model=model, tokenizer=tok)
+    row = validation_rows[1]
+    out = pipe(format_prompt(row), max_new_tokens=6, do_sample=False, return_full_text=False)
+    text = out[0]["generated_text"]
+    assert isinstance(text, str) and text.strip()
+    assert text.strip() == generate_answer(model, tok, row, max_new_tokens=6)
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+def _cli(*args, timeout=180):
+    started = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "mcqa_core.evaluate", *map(str, args)], cwd=REPO,
+                       capture_output=True, text=True, timeout=timeout)
+    r.seconds = time.perf_counter() - started
+    return r
+
+
+def test_cli_compare_base_end_to_end_counts_invalid_rows(answer_changing_adapter, data_dir, tmp_path):
+    lines = (data_dir / "validation.jsonl").read_text().splitlines()[:12]
+    broken = [json.dumps({"id": "no-question", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d",
+                          "cop": 0}), "{not json"]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "validation.jsonl").write_text("\n".join(lines[:5] + broken + lines[5:]) + "\n")
+    out = tmp_path / "rep.json"
+    r = _cli("--adapter", answer_changing_adapter, "--data-dir", data, "--split", "validation", "--compare-base",
+             "--batch-size", "4", "--output", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 invalid row(s) skipped" in r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["n"] == 12 and rep["meta"]["rows_invalid_skipped"] == 2 and rep["meta"]["split"] == "validation"
+    assert rep["disagreements"] and rep["base"]["n"] == 12
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "accuracy" in r.stdout and "base" in r.stdout and "answers changed by adapter" in r.stdout
+
+
+def test_cli_bad_input_is_one_clear_line_exit_2(answer_changing_adapter, data_dir, tmp_path):
+    ok = ["--data-dir", data_dir, "--output", tmp_path / "r.json"]
+    cases = [
+        (["--base-model", "tiny-random-llama", "--split", "test", *ok], "unknown split 'test'"),
+        (["--base-model", "tiny-random-llama", "--limit", "0", *ok], "--limit: must be a positive number, got 0"),
+        (["--base-model", "tiny-random-llama", "--limit", "-3", *ok], "must be a positive number, got -3"),
+        (["--base-model", "tiny-random-llama", "--data-dir", data_dir, "--output", tmp_path / "nope" / "r.json"],
+         "folder " + str(tmp_path / "nope") + " does not exist"),
+        ([*ok], "give --adapter DIR"),
+        (["--base-model", "tiny-random-llama", "--compare-base", *ok], "--compare-base needs --adapter"),
+        (["--adapter", answer_changing_adapter, "--base-model", "smollm2-135m", "--limit", "2", *ok],
+         "was trained on 'tiny-random-llama', not 'smollm2-135m'"),
+    ]
+    other_prompt = tmp_path / "other-prompt"
+    shutil.copytree(answer_changing_adapter, other_prompt)
+    run = json.loads((other_prompt / "mcqa_run.json").read_text())
+    (other_prompt / "mcqa_run.json").write_text(json.dumps(dict(run, prompt_version="course-v0")))
+    cases.append((["--adapter", other_prompt, "--limit", "2", *ok], "trained with prompt version 'course-v0'"))
+    for args, message in cases:
+        r = _cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr, (args, r.stderr)
+        assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1, r.stderr
+        assert "[model]" not in r.stderr and "Traceback" not in r.stderr  # refused before any model loaded
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_training_writes_the_eval_report_into_the_adapter_folder(smoke_adapter):
+    out, record = smoke_adapter
+    rep = json.loads((out / "eval_report.json").read_text())
+    assert REPORT_KEYS <= set(rep) and rep["n"] == 32  # the smoke preset's report_limit
+    assert (out / "eval_report.png").stat().st_size > 0
+    saved = json.loads((out / "mcqa_run.json").read_text())["metrics"]
+    assert saved["report_rows"] == 32 and saved["report_accuracy"] == rep["accuracy"]
+    assert record["metrics"]["report_accuracy"] == rep["accuracy"]
