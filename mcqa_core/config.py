@@ -71,6 +71,11 @@ class TrainArgs:
     seed: int = _f(0, "Training seed (data order).")
     group_by_length: bool = _f(True, "Batch rows of similar length together to cut padding (same loss, less compute).")
     report_to: str = _f("none", "Trainer integrations to log to (none, tensorboard, wandb...).")
+    relora_steps: int | None = _f(None, "ReLoRA: every N optimizer steps merge the LoRA into the model, re-initialise it, "
+                                        "reset its optimizer state and re-warm the LR (unset: plain LoRA).")
+    relora_warmup_steps: int | None = _f(None, "LR warm-up steps after each ReLoRA restart (unset: --warmup-steps).")
+    push_to_hub: str | None = _f(None, "Upload the finished adapter folder to this hub repo (owner/name); the token "
+                                      "comes from HF_TOKEN or `hf auth login`, never a flag.")
 
 
 CONFIG_CLASSES = {"model": ModelConfig, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs}

@@ -199,7 +199,9 @@ def load_base_model(name: str, load_in_4bit: bool = True, device: str | None = N
     quant = quantization_config(load_in_4bit)
     kwargs = {"dtype": compute_dtype() if device != "cpu" else None}
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": device if device != "cuda" else 0})
+        # One whole copy per process: under DDP each rank's 4-bit model sits on its own GPU (LOCAL_RANK).
+        gpu = int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs.update(quantization_config=quant, device_map={"": device if device != "cuda" else gpu})
     model = AutoModelForCausalLM.from_pretrained(path, **{k: v for k, v in kwargs.items() if v is not None})
     if quant is None:
         model.to(device)

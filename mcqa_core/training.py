@@ -186,6 +186,10 @@ def validate_config(cfg: RunConfig) -> None:
 
         if not has_bitsandbytes():
             problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
+    from .distributed import parallel_problems
+    from .relora import config_problems as relora_problems
+
+    problems += relora_problems(cfg) + parallel_problems(cfg)
     if problems:
         raise RunError("cannot start training:\n  - " + "\n  - ".join(problems))
 
@@ -227,11 +231,16 @@ def run_training(cfg: RunConfig) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     args = sft_config(cfg, out, len(train_enc.examples))
+    from .distributed import check_world_fits
+    from .relora import make_relora
+
+    check_world_fits(args, len(train_enc.examples))
+    relora = make_relora(cfg, args, len(train_enc.examples))  # None unless --relora-steps
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model, args=args, train_dataset=_to_dataset(train_enc), eval_dataset=_to_dataset(eval_enc),
         processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
-        callbacks=[_summary_callback()],
+        callbacks=[_summary_callback()] + ([relora] if relora else []),
     )
     train_started = time.time()
     result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
@@ -240,7 +249,12 @@ def run_training(cfg: RunConfig) -> dict:
     print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
           f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
 
-    trainer.model.save_pretrained(out)
+    if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
+        return {"metrics": {"final_accuracy": final.get("eval_accuracy")}, "rank": args.process_index}
+    if relora:  # the merged restarts and the live LoRA, stacked into one adapter
+        relora.save_adapter(trainer.model, out)
+    else:
+        trainer.model.save_pretrained(out)
     tok.save_pretrained(out)
     record = {
         "format": "mcqa-run/1",
@@ -252,6 +266,8 @@ def run_training(cfg: RunConfig) -> dict:
         "prompt_template": PROMPT_TEMPLATE,
         "preset": cfg.preset,
         "settings": cfg.to_dict(),
+        "world_size": args.world_size,
+        "relora": relora.record() if relora else None,
         "data": {"source": train.source, "train_split": train.split, "eval_split": evals.split, **counts},
         "metrics": {
             "history": trainer.state.log_history,

@@ -1,0 +1,67 @@
+"""Several processes, one adapter: data parallelism through accelerate / torchrun (DDP), nothing home-made.
+
+    accelerate launch --num_processes 2 train_adapter.py --preset smoke --output-dir adapters/ddp
+    torchrun --nproc_per_node 2 train_adapter.py --preset smoke --output-dir adapters/ddp
+    accelerate launch --config_file configs/accelerate_deepspeed_zero2.yaml train_adapter.py ...
+
+The Trainer reads the launcher's environment (WORLD_SIZE, RANK, LOCAL_RANK) and wraps the model in
+DDP (gloo on CPU, NCCL on GPUs). Each process holds a full copy of the model, takes its share of
+every optimizer step's rows, and gradients are averaged, so the global batch is
+processes x --batch-size x --grad-accum. Only rank 0 writes the adapter folder, mcqa_run.json and
+the model card; checkpoints are the Trainer's (also rank 0).
+
+4-bit (bitsandbytes) bases are placed with `device_map={"": LOCAL_RANK}` (modeling.load_base_model):
+one whole copy per GPU, as DDP needs; a 4-bit model cannot be moved after loading.
+
+unsloth across GPUs: unsloth's documentation describes multi-GPU training through `accelerate
+launch` (DDP) and DeepSpeed/FSDP as work in progress ("official multi-GPU support soon"). This
+project has not verified that combination, so it refuses unsloth with several processes and trains
+multi-process on the transformers + PEFT path (`--use-unsloth no`); one process keeps unsloth.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def world_size() -> int:
+    """Processes in this run, from the launcher's environment (1 when launched with plain python)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def parallel_problems(cfg) -> list[str]:
+    """Settings that several processes cannot run with; empty for a single process."""
+    n = world_size()
+    if n <= 1:
+        return []
+    problems = []
+    use = cfg.model.use_unsloth
+    if use == "yes" or use == "auto" and _unsloth_would_run():
+        problems.append(f"unsloth with {n} processes: this project trains multi-process on transformers+peft only "
+                        "(unsloth's multi-GPU path is not verified here); pass --use-unsloth no, or launch one process")
+    return problems
+
+
+def _unsloth_would_run() -> bool:
+    from .modeling import has_cuda, has_unsloth
+
+    return has_cuda() and has_unsloth()
+
+
+def check_world_fits(args, n_train: int) -> None:
+    """Every process needs at least one full micro-batch of rows; raise DataError otherwise."""
+    from .data import DataError
+
+    n, per_device = args.world_size, args.per_device_train_batch_size
+    if n > 1 and n_train < n * per_device:
+        raise DataError(f"{n} processes x --batch-size {per_device} need at least {n * per_device} training rows, "
+                        f"only {n_train} are usable: launch fewer processes (--num_processes / --nproc_per_node), "
+                        "lower --batch-size, or raise --train-limit")

@@ -1,0 +1,244 @@
+"""ReLoRA (Lialin et al. 2023, "ReLoRA: High-Rank Training Through Low-Rank Updates").
+
+Every N optimizer steps (`--relora-steps N`) a `ReLoRACallback`:
+
+1. merges the current LoRA update (B·A·scale) into the model,
+2. re-initialises LoRA as PEFT does for a fresh adapter (A: Kaiming-uniform, B: zero), so the
+   model's outputs are unchanged by the restart itself,
+3. resets the optimizer state of the LoRA parameters (Adam moments dropped: the paper prunes 99 %
+   of them by magnitude; a full reset is the limit of that, and it is the one choice that also fits
+   bitsandbytes' 8-bit block-quantized states, whose magnitudes cannot be pruned entry by entry),
+4. restarts the learning rate with a short linear warm-up (a jagged schedule: the run's own
+   schedule multiplied by a ramp after each restart; `jagged_lambda`).
+
+How the merge is done depends on the base:
+
+- **Full-precision base** (`--no-4bit`): the delta is added to the base weight in place
+  (W <- W + B·A·scale), exactly what the paper does.
+- **4-bit base** (QLoRA): the bitsandbytes NF4 weights are *never rewritten*. The merged update is
+  kept as frozen low-rank factors in full precision beside the layer and added to its output
+  (a forward hook on the base layer computes x·Aᵀ·Bᵀ with the stacked factors of all restarts).
+  Why not merge into a 16-bit copy and re-quantize: (a) the 16-bit copy costs 2 bytes per base
+  parameter, the memory QLoRA exists to save; (b) each re-quantization re-rounds every weight, a
+  perturbation the restart would add to the model's outputs; (c) the model that trained would not
+  be the model that is saved. With frozen factors the merged update is held exactly, quantization
+  error never accumulates (the NF4 weights are the same bytes from first step to last), outputs are
+  unchanged by a restart, and the price is k·r extra rank in the forward pass after k restarts.
+
+Saving: the base on disk is the original one, so the adapter saved at the end carries everything:
+the merged factors of every restart plus the live LoRA, stacked into one ordinary PEFT LoRA of rank
+r·(restarts+1) with the scale folded into B (lora_alpha = r, no rsLoRA, so the scale is 1). It
+opens with `PeftModel.from_pretrained` like any adapter. `mcqa_run.json` records the restart steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def config_problems(cfg) -> list[str]:
+    """Settings that ReLoRA cannot run with (the step-count check needs the data; see `steps_problems`)."""
+    t, problems = cfg.train, []
+    if t.relora_steps is None:
+        return problems
+    if t.relora_steps < 1:
+        problems.append(f"--relora-steps must be at least 1, got {t.relora_steps}")
+    elif t.relora_steps < t.warmup_steps:
+        problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
+                        "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
+    if t.relora_warmup_steps is not None and not 0 <= t.relora_warmup_steps < max(1, t.relora_steps or 1):
+        problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
+    if t.resume:
+        problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
+                        "the updates merged at earlier restarts; start a new run")
+    if t.lr_scheduler_type == "reduce_lr_on_plateau":
+        problems.append("--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
+                        "not reduce_lr_on_plateau")
+    if cfg.model.use_unsloth == "yes":
+        problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
+                        "merged factors); pass --use-unsloth no")
+    return problems
+
+
+def steps_problems(relora_steps: int | None, total_steps: int) -> list[str]:
+    if relora_steps is not None and relora_steps >= total_steps:
+        return [f"--relora-steps {relora_steps} is not smaller than the run ({total_steps} optimizer steps): no "
+                "restart would happen; lower --relora-steps or train longer (--max-steps / --epochs)"]
+    return []
+
+
+def restart_warmup(train_args) -> int:
+    """Warm-up steps after each restart: --relora-warmup-steps, else --warmup-steps, at least 1."""
+    w = train_args.relora_warmup_steps
+    return max(1, train_args.warmup_steps) if w is None else w
+
+
+def jagged_lambda(base, every: int, warmup: int, max_steps: int):
+    """The run's LR multiplier `base(step)` times a linear ramp of `warmup` steps after each restart."""
+
+    def lam(step: int) -> float:
+        last = (step // every) * every
+        if last == 0 or last >= max_steps or warmup == 0:
+            return base(step)
+        return base(step) * min(1.0, (step - last + 1) / (warmup + 1))
+
+    return lam
+
+
+def lora_layers(model):
+    """(name, module) for every PEFT LoRA layer."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoraLayer)]
+
+
+def is_4bit(layer) -> bool:
+    w = getattr(layer.get_base_layer(), "weight", None)
+    return w is not None and hasattr(w, "quant_state")
+
+
+class MergedFactors:
+    """Frozen low-rank factors of earlier restarts on one 4-bit layer, added to its output by a hook."""
+
+    def __init__(self, base_layer):
+        self.A = None  # (R, in)
+        self.B = None  # (out, R), scale folded in
+        self.handle = base_layer.register_forward_hook(self._hook)
+
+    def append(self, A, B) -> None:
+        import torch
+
+        self.A = A if self.A is None else torch.cat([self.A, A], 0)
+        self.B = B if self.B is None else torch.cat([self.B, B], 1)
+
+    def _hook(self, module, inputs, output):
+        if self.A is None:
+            return output
+        x = inputs[0].to(self.A.dtype)
+        return output + (x @ self.A.T @ self.B.T).to(output.dtype)
+
+
+def _callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class ReLoRACallback(_callback_base()):
+    """Merge, re-initialise and restart every `every` optimizer steps (see the module docstring)."""
+
+    def __init__(self, every: int, warmup: int, seed: int = 0):
+        self.every, self.warmup, self.seed = every, warmup, seed
+        self.restarts: list[int] = []
+        self.saved: dict[str, list] = {}  # layer name -> [(A, B·scale)] on CPU, for the saved adapter
+        self.hooks: dict[str, MergedFactors] = {}
+
+    # Trainer events ---------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kw):
+        from torch.optim.lr_scheduler import LambdaLR
+
+        sched = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+        if not isinstance(sched, LambdaLR):
+            raise RuntimeError(f"ReLoRA needs a LambdaLR schedule, got {type(sched).__name__}")
+        sched.lr_lambdas = [jagged_lambda(f, self.every, self.warmup, state.max_steps) for f in sched.lr_lambdas]
+
+    def on_step_end(self, args, state, control, model=None, optimizer=None, **kw):
+        step = state.global_step
+        if step % self.every == 0 and step < state.max_steps:
+            self.restart(model, optimizer, step)
+
+    # The restart itself -----------------------------------------------------------------------
+    def restart(self, model, optimizer=None, step: int | None = None) -> None:
+        import torch
+
+        # Same generator on every rank: under DDP all replicas must re-initialise A identically.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + len(self.restarts) + 1)
+        lora_params = []
+        with torch.no_grad():
+            for name, layer in lora_layers(model):
+                for adapter in layer.active_adapters:
+                    if adapter not in layer.lora_A:
+                        continue
+                    A, B = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+                    scale = layer.scaling[adapter]
+                    factor_A, factor_B = A.detach().clone(), (B.detach() * scale).clone()
+                    if is_4bit(layer):
+                        hook = self.hooks.get(name) or self.hooks.setdefault(name, MergedFactors(layer.get_base_layer()))
+                        hook.append(factor_A, factor_B)
+                    else:
+                        w = layer.get_base_layer().weight
+                        w.add_(layer.get_delta_weight(adapter).to(w.dtype))
+                    self.saved.setdefault(name, []).append((factor_A.cpu(), factor_B.cpu()))
+                    fresh = torch.empty(A.shape, dtype=A.dtype)
+                    torch.nn.init.kaiming_uniform_(fresh, a=math.sqrt(5), generator=gen)  # PEFT's default init
+                    A.copy_(fresh)
+                    B.zero_()
+                    lora_params += [A, B]
+        if optimizer is not None:
+            reset_optimizer_state(optimizer, lora_params)
+        self.restarts.append(step if step is not None else -1)
+
+    def record(self) -> dict:
+        return {"every": self.every, "restart_warmup_steps": self.warmup, "restarts": list(self.restarts),
+                "merge": "4-bit base: frozen low-rank factors beside the NF4 weights; full precision: into W",
+                "optimizer_state": "reset for LoRA parameters at each restart"}
+
+    def save_adapter(self, model, out: str | Path) -> int:
+        """Save the whole update (merged restarts + live LoRA) as one PEFT adapter; returns its rank."""
+        model.save_pretrained(out)
+        if not self.restarts:
+            return model.peft_config["default"].r
+        import torch
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        state, rank = {}, None
+        for name, layer in lora_layers(model):
+            adapter = "default"
+            A = layer.lora_A[adapter].weight.detach().float().cpu()
+            B = (layer.lora_B[adapter].weight.detach() * layer.scaling[adapter]).float().cpu()
+            As = [a.float() for a, _ in self.saved[name]] + [A]
+            Bs = [b.float() for _, b in self.saved[name]] + [B]
+            state[f"{name}.lora_A.weight"] = torch.cat(As, 0).contiguous()
+            state[f"{name}.lora_B.weight"] = torch.cat(Bs, 1).contiguous()
+            rank = state[f"{name}.lora_A.weight"].shape[0]
+        save_file(state, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+        cfg_path = out / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text())
+        # Scale 1: the per-restart scales are already folded into B.
+        cfg.update({"r": rank, "lora_alpha": rank, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {}})
+        cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+        return rank
+
+
+def reset_optimizer_state(optimizer, params) -> int:
+    """Drop the optimizer state (moments, step) of `params`; torch and bitsandbytes re-create it lazily."""
+    opt = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
+    n = 0
+    for p in params:
+        if opt.state.pop(p, None) is not None:
+            n += 1
+    return n
+
+
+def make_relora(cfg, args, n_train: int):
+    """The ReLoRA callback for a run (None when --relora-steps is unset); adjusts the trainer args it needs."""
+    t = cfg.train
+    if t.relora_steps is None:
+        return None
+    from .training import RunError
+
+    if args.max_steps > 0:
+        total = args.max_steps
+    else:
+        micro = math.ceil(n_train / (args.per_device_train_batch_size * args.world_size))
+        total = math.ceil(max(1, micro // args.gradient_accumulation_steps) * args.num_train_epochs)
+    problems = steps_problems(t.relora_steps, total)
+    if problems:
+        raise RunError("cannot start training:\n  - " + "\n  - ".join(problems))
+    # The best checkpoint holds only the live LoRA of its own cycle; restored onto a base that has merged
+    # later cycles it would be a different model. A ReLoRA run keeps its final state.
+    args.load_best_model_at_end = False
+    return ReLoRACallback(t.relora_steps, restart_warmup(t), seed=cfg.lora.random_state)
