@@ -1,0 +1,122 @@
+"""Scoring speed on one model and the same held-out rows, in one run:
+
+  (a) our letter scorer (`mcqa_core.scoring.score_rows`: batched, sorted by length, last position only);
+  (b) the course's way: one `generate` per question, up to 64 new tokens, no batching;
+  (c) the bare forward pass, `model(input_ids, attention_mask)` with full logits, over the same padded
+      batches as (a): the bound for any scorer that reads logits.
+
+    # SmolLM2-135M in 4-bit NF4 on CPU (as the app loads it), 48 held-out rows
+    python bench/scoring.py
+
+    # more rows, another batch size, an adapter on top
+    python bench/scoring.py --rows 96 --batch-size 32 --adapter adapters/cpu-demo
+
+Targets (2 CPU cores): a at least 20x faster per question than b; a at least 85% of c's throughput.
+(a) and (c) run --repeats times, alternating, and the best time counts (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mcqa_core.data import default_data_dir
+    from mcqa_core.modeling import OFFLINE_MODEL
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=OFFLINE_MODEL, help="Base model (default: %(default)s).")
+    p.add_argument("--adapter", help="Optional adapter folder on top of the base.")
+    p.add_argument("--no-4bit", dest="load_in_4bit", action="store_false", help="Full precision instead of NF4.")
+    p.add_argument("--data-dir", default=default_data_dir(), help="MedMCQA folder (default: %(default)s).")
+    p.add_argument("--rows", type=int, default=48, help="Held-out rows, the same for a, b and c (default: 48).")
+    p.add_argument("--batch-size", type=int, default=16, help="Questions per forward pass for a and c (default: 16).")
+    p.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens for the course's generate (default: 64).")
+    p.add_argument("--repeats", type=int, default=2, help="Timed runs of a and c, best counts (default: 2).")
+    return p
+
+
+def bare_forward(model, batches):
+    """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped."""
+    import torch
+
+    with torch.inference_mode():
+        for ids, mask in batches:
+            model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # noqa: B018
+
+
+def course_generate(model, tok, rows, new_tokens):
+    """The course notebook's inference, fixed to max_new_tokens (its max_length=128 refuses long prompts)."""
+    import torch
+
+    from mcqa_core.prompt import format_prompt
+
+    answers = []
+    with torch.inference_mode():
+        for row in rows:
+            enc = tok(format_prompt(row), return_tensors="pt").to(model.device)
+            out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            answers.append(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return answers
+
+
+def main(args) -> int:
+    import torch
+
+    from mcqa_core.data import load_split
+    from mcqa_core.features import encode_prompt
+    from mcqa_core.inference import load_model
+    from mcqa_core.scoring import pad_batch, score_rows
+
+    rows = load_split("heldout", args.data_dir, args.rows).rows
+    loaded = load_model(args.adapter, None if args.adapter else args.model, load_in_4bit=args.load_in_4bit)
+    model, tok = loaded.model, loaded.tokenizer
+    print(f"model {loaded.base_model}{' + ' + loaded.adapter if loaded.adapter else ''} "
+          f"({'4-bit NF4' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+          f"{torch.get_num_threads()} threads), {len(rows)} held-out rows, batch {args.batch_size}", flush=True)
+
+    # The exact batches score_rows forms: prompts sorted longest first, left padding.
+    seqs = sorted((encode_prompt(tok, r, 1024).ids for r in rows), key=len, reverse=True)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    batches = [pad_batch(seqs[i : i + args.batch_size], pad, "left")[:2] for i in range(0, len(seqs), args.batch_size)]
+    real_tokens = sum(map(len, seqs))
+    padded_tokens = sum(ids.numel() for ids, _ in batches)
+
+    score_rows(model, tok, rows[:2], batch_size=2)  # warm-up: first-call allocations and kernel selection
+    times_a, times_c = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        scores = score_rows(model, tok, rows, batch_size=args.batch_size)
+        times_a.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        bare_forward(model, batches)
+        times_c.append(time.perf_counter() - t)
+    n = len(rows)
+    a, c = min(times_a) / n, min(times_c) / n
+    print(f"(a) score_rows      {a:8.4f} s/question  ({real_tokens / min(times_a):.0f} prompt tokens/s)", flush=True)
+    print(f"(c) bare forward    {c:8.4f} s/question  ({padded_tokens} padded tokens, {real_tokens} real)", flush=True)
+
+    t = time.perf_counter()
+    answers = course_generate(model, tok, rows, args.new_tokens)
+    b = (time.perf_counter() - t) / n
+    print(f"(b) course generate {b:8.4f} s/question  (one generate each, max_new_tokens={args.new_tokens})", flush=True)
+
+    agree = sum(ans.strip()[:1] == s.pred for ans, s in zip(answers, scores))
+    speedup, share = b / a, c / a
+    print()
+    print(f"a/b: scorer {speedup:.1f}x faster per question than the course's generate "
+          f"(target >= 20x) {'OK' if speedup >= 20 else 'MISSED'}")
+    print(f"c/a: scorer at {share:.0%} of the bare forward's throughput "
+          f"(target >= 85%) {'OK' if share >= 0.85 else 'MISSED'}")
+    print(f"the generated text starts with the scorer's letter for {agree}/{n} questions; "
+          f"scorer accuracy {sum(s.correct for s in scores) / n:.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(build_parser().parse_args()))
