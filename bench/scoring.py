@@ -61,7 +61,8 @@ def course_generate(model, tok, rows, new_tokens):
         for row in rows:
             enc = tok(format_prompt(row), return_tensors="pt").to(model.device)
             out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-            answers.append(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+            answers.append(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True,
+                                      clean_up_tokenization_spaces=False))
     return answers
 
 

@@ -2,11 +2,15 @@
 
 Used by training (accuracy at every evaluation), the evaluation CLI and the app. Rows are sorted by
 length so a batch carries little padding, and only the last position's logits are computed
-(`logits_to_keep`), restricted to the four letter tokens.
+(`logits_to_keep`), restricted to the four letter tokens. The tokens every prompt starts with (the
+course prompt's instruction line, 15 of a typical 75 tokens) are run once and their key/value cache
+is reused by every batch.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -14,6 +18,7 @@ from .features import encode_prompt
 from .prompt import LETTERS, answer_letter, letter_prefix
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
+MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
 
 
 @dataclass
@@ -67,8 +72,12 @@ def score_rows(
     style: str = "course",
     padding_side: str = "left",
     progress: Callable[[int, int], None] | None = None,
+    reuse_prefix: bool = True,
 ) -> list[LetterScore]:
-    """Score rows in the order given. `progress(done, total)` is called after each batch."""
+    """Score rows in the order given. `progress(done, total)` is called after each batch.
+
+    `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
+    `past_key_values` cache with a padded attention mask)."""
     import torch
 
     if padding_side not in ("left", "right"):
@@ -87,13 +96,21 @@ def score_rows(
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out: list[LetterScore | None] = [None] * len(rows)
+    prefix_len = shared_prefix_length([it.ids for it in items]) if reuse_prefix and items else 0
+    if prefix_len < MIN_SHARED_PREFIX:
+        prefix_len = 0
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
+            prefix_cache = None
+            if prefix_len:
+                prefix_cache = model(input_ids=torch.tensor([items[0].ids[:prefix_len]], device=device),
+                                     use_cache=True, logits_to_keep=1).past_key_values
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
-                probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device)
+                probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device,
+                                           prefix_cache, prefix_len)
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
                     row = rows[it.index]
                     out[it.index] = LetterScore(
@@ -123,16 +140,30 @@ def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "left"):
     return ids, mask, positions
 
 
-def _score_batch(model, batch, letter_ids, pad_id, padding_side, device):
+def shared_prefix_length(seqs: list[list[int]]) -> int:
+    """How many leading tokens all sequences share, leaving each at least its last token to score."""
+    return min(len(os.path.commonprefix(seqs)), min(len(s) for s in seqs) - 1)
+
+
+def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_cache=None, prefix_len=0):
     import torch
 
-    ids, mask, positions = pad_batch([it.ids for it in batch], pad_id, padding_side)
+    ids, mask, positions = pad_batch([it.ids[prefix_len:] for it in batch], pad_id, padding_side)
     last = mask.sum(-1) - 1 if padding_side == "right" else torch.full((len(batch),), ids.shape[1] - 1)
+    extra = {}
+    if prefix_cache is not None:
+        # The shared start's keys/values, one copy per row (the forward appends this batch's to them);
+        # padding sits between prefix and suffix under left padding, which the mask hides.
+        cache = copy.deepcopy(prefix_cache)
+        cache.batch_repeat_interleave(len(batch))
+        extra["past_key_values"] = cache
+        mask = torch.cat([torch.ones((len(batch), prefix_len), dtype=mask.dtype), mask], dim=1)
+        positions = positions + prefix_len
     # Only the positions we read get logits: one column under left padding, the distinct ends otherwise.
     keep = torch.unique(last)
     logits = model(
         input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-        logits_to_keep=keep.to(device), use_cache=False,
+        logits_to_keep=keep.to(device), use_cache=False, **extra,
     ).logits.float()
     col = torch.searchsorted(keep, last).to(device)
     final = logits[torch.arange(len(batch), device=device), col]  # (B, vocab)

@@ -84,3 +84,24 @@ def test_letter_tokens_are_the_completion_starts(tokenizer):
         assert tokenizer(f"{L} some option", add_special_tokens=False)["input_ids"][0] == i
     lm = letter_token_ids(tokenizer, "lm-eval")
     assert tokenizer.decode(lm).split() == list(LETTERS) and lm != ids  # " A" after "Answer:"
+
+
+def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model, tokenizer, mixed_rows):
+    """The course prompt's common first tokens are computed once and reused by every batch."""
+    from mcqa_core.scoring import shared_prefix_length
+
+    seqs = [encode_prompt(tokenizer, r, 1024).ids for r in mixed_rows]
+    prefix = shared_prefix_length(seqs)
+    assert prefix >= 8 and tokenizer.decode(seqs[0][:prefix]).startswith("Choose the correct option")
+    widths = []
+    hook = tiny_model.model.embed_tokens.register_forward_hook(lambda m, i, o: widths.append(i[0].shape))
+    try:
+        reused = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=4)
+    finally:
+        hook.remove()
+    longest = max(map(len, seqs))
+    assert widths[0] == (1, prefix)  # once, alone
+    assert widths[1:] == [(4, longest - prefix), (4, widths[2][1]), (3, widths[3][1])]
+    full = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=4, reuse_prefix=False)
+    for a, b in zip(reused, full):
+        assert a.probs == pytest.approx(b.probs, abs=1e-5) and a.pred == b.pred
