@@ -269,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
             data = load_split(args.split, args.data_dir, args.limit)
-        print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]"
-              + (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""),
-              file=sys.stderr)
+        skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
+                   if data.skipped else "")
+        print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
         loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
     except (DataError, ModelError) as e:  # AdapterError is a ModelError: wrong base, other prompt version
         print(f"error: {e}", file=sys.stderr)
@@ -279,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
     print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
           f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
+
+    overlap = None
+    if data.split == "validation" and loaded.run.get("data", {}).get("train_split") == "demo-train":
+        # demo-train IS validation minus the held-out rows: 3 of 4 of these questions were trained on.
+        overlap = (f"adapter {loaded.adapter} was trained on demo-train rows, which are part of validation: "
+                   "this accuracy is inflated; use --split heldout")
+        print(f"warning: {overlap}", file=sys.stderr)
 
     bar = tqdm(total=None, unit="q", desc="scoring")
 
@@ -298,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
                           device=loaded.device, load_in_4bit=loaded.load_in_4bit)
+    if overlap:
+        report["meta"]["warning"] = overlap
     out_json, png = write_report(report, Path(args.output).expanduser())
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")

@@ -41,7 +41,8 @@ def test_report_arithmetic_on_known_predictions():
     scores = [LetterScore(r["id"], p, 0.9, gold=LETTERS[r["cop"]]) for r, p in zip(rows, probs)]
     rep = build_report(rows, scores)
     assert set(rep) == REPORT_KEYS
-    assert rep["n"] == 5 and rep["accuracy"] == pytest.approx(3 / 5) and rep["always_a_accuracy"] == pytest.approx(2 / 5)
+    assert rep["n"] == 5 and rep["accuracy"] == pytest.approx(3 / 5)
+    assert rep["always_a_accuracy"] == pytest.approx(2 / 5)
     assert rep["per_subject"] == {"Y": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "X": {"n": 2, "accuracy": 0.5}}
     assert list(rep["per_subject"]) == ["Y", "X"]  # largest first
     assert rep["per_choice_type"] == {"single": {"n": 3, "accuracy": 1.0}, "multi": {"n": 2, "accuracy": 0.0}}

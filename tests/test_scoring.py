@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcqa_core.features import encode_prompt
-from mcqa_core.prompt import LETTERS
+from mcqa_core.prompt import LETTERS, format_prompt
 from mcqa_core.scoring import accuracy, letter_token_ids, pad_batch, score_rows
 
 
@@ -23,7 +23,7 @@ def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
 @pytest.fixture()
 def mixed_rows(validation_rows):
     """Short and long prompts together (a 10x spread in length), so every batch needs real padding."""
-    by_len = sorted(validation_rows[:400], key=lambda r: len(r["question"]) + sum(len(r[k]) for k in ("opa", "opb", "opc", "opd")))
+    by_len = sorted(validation_rows[:400], key=lambda r: len(format_prompt(r)))
     return by_len[:4] + by_len[-4:] + by_len[190:193]  # 11 rows: not a multiple of the batch size
 
 
