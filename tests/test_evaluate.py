@@ -130,7 +130,8 @@ def answer_changing_adapter(tmp_path_factory, tiny_model_path):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
     model.save_pretrained(out)
     (out / "mcqa_run.json").write_text(json.dumps(
-        {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True}))
+        {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True,
+         "data": {"train_split": "demo-train"}}))
     return out
 
 
@@ -237,8 +238,10 @@ def test_cli_compare_base_end_to_end_counts_invalid_rows(answer_changing_adapter
              "--batch-size", "4", "--output", out)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "2 invalid row(s) skipped" in r.stderr
+    assert "trained on demo-train rows, which are part of validation" in r.stderr  # scored on its own rows
     rep = json.loads(out.read_text())
     assert rep["n"] == 12 and rep["meta"]["rows_invalid_skipped"] == 2 and rep["meta"]["split"] == "validation"
+    assert "inflated" in rep["meta"]["warning"]
     assert rep["disagreements"] and rep["base"]["n"] == 12
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "accuracy" in r.stdout and "base" in r.stdout and "answers changed by adapter" in r.stdout
