@@ -9,12 +9,12 @@ import streamlit as st
 
 from app_shared import sidebar_ui
 
-st.set_page_config(page_title="MedMCQA LoRA", page_icon="🩺", layout="wide")
+st.set_page_config(page_title="MedMCQA LoRA", page_icon=":material/stethoscope:", layout="wide")
 
 nav = st.navigation([
-    st.Page("pages/ask.py", title="Ask", icon="💬", default=True),
-    st.Page("pages/browse.py", title="Browse", icon="📚"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+    st.Page("pages/ask.py", title="Ask", icon=":material/chat:", default=True),
+    st.Page("pages/browse.py", title="Browse", icon=":material/menu_book:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
 ])
 # The sidebar loads the chosen model through st.cache_resource: the first visit in this process pays
 # the load, every later click and session reuses it.

@@ -151,7 +151,8 @@ def sidebar_ui():
         if error:
             failed[wanted] = error
     if error:
-        st.sidebar.error(f"Could not load {wanted.label()}.\n\n{error}", icon="⚠️")
+        st.sidebar.error(f"Could not load {core.md_escape(wanted.label())}. The reason:", icon=":material/error:")
+        st.sidebar.code(error, language=None, wrap_lines=True)  # shown as typed: paths may hold markup
         if st.sidebar.button("Try again", key="sidebar_retry"):
             failed.pop(wanted, None)
             st.rerun()
@@ -159,9 +160,10 @@ def sidebar_ui():
         if spec != wanted:
             loaded, error2 = _load_or_error(spec)
             if error2:
-                st.sidebar.error(f"The fallback ({spec.label()}) failed too: {error2}")
+                st.sidebar.error(f"The fallback ({core.md_escape(spec.label())}) failed too:")
+                st.sidebar.code(error2, language=None, wrap_lines=True)
             else:
-                st.sidebar.warning(f"Still using {spec.label()}.")
+                st.sidebar.warning(f"Still using {core.md_escape(spec.label())}.")
     if loaded is None:
         st.session_state["app_spec"] = None
         return None
@@ -237,7 +239,8 @@ def answer_ui(answer: core.Answer, row: dict, title: str | None = None, key: str
     verdict = ""
     if answer.gold is not None:
         gold_text = core.md_escape(core.short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))
-        verdict = (" · ✅ correct" if answer.correct else f" · ❌ wrong: MedMCQA says **{answer.gold}** ({gold_text})")
+        verdict = (" · :green[:material/check_circle: **correct**]" if answer.correct
+                   else f" · :red[:material/cancel: **wrong**]: MedMCQA says **{answer.gold}** ({gold_text})")
     st.markdown(f"Confidence **{answer.confidence:.0%}** · answered in **{answer.seconds:.2f} s**{verdict}")
     probs_chart_ui(answer.probs, row, answer.pred, answer.gold, key=key)
     st.caption(f"P(answer): {probs_line(answer.probs)} — the letters A–D held {answer.letter_mass:.0%} of the "

@@ -43,17 +43,17 @@ def fill_random_sample() -> None:
 
 
 def inputs_ui() -> tuple[str, dict]:
-    st.button("🎲 Random validation sample", key="ask_random", on_click=fill_random_sample,
+    st.button("Random validation sample", icon=":material/casino:", key="ask_random", on_click=fill_random_sample,
               help="Fill the boxes with a random MedMCQA validation question")
     if flash := st.session_state.pop("ask_flash", None):
         st.info(flash)
     question = st.text_area("Question", key="ask_question", height=110, on_change=_save_inputs,
                             placeholder="e.g. Which vitamin deficiency causes scurvy?")
-    cols = st.columns(2)
     options = {}
-    for i, k in enumerate(OPTION_KEYS):
-        with cols[i % 2]:
-            options[k] = st.text_input(f"Option {LETTERS[i]}", key=f"ask_{k}", on_change=_save_inputs)
+    for pair in ((0, 1), (2, 3)):  # A B on one row, C D on the next
+        for col, i in zip(st.columns(2), pair):
+            options[OPTION_KEYS[i]] = col.text_input(f"Option {LETTERS[i]}", key=f"ask_{OPTION_KEYS[i]}",
+                                                     on_change=_save_inputs)
     return question, options
 
 
@@ -80,7 +80,7 @@ def run_ask(loaded, checked: core.AskInput, compare: bool) -> dict:
 
 def explanation_ui(loaded, result: dict) -> None:
     ans = result["answers"]["adapter"]
-    if st.button("✍️ Explain this answer", key="ask_explain",
+    if st.button("Explain this answer", icon=":material/edit_note:", key="ask_explain",
                  help="The model writes a short explanation after its answer (greedy, up to 96 tokens)"):
         with st.spinner("Writing…"):
             result["explanation"] = core.generate_explanation(loaded, result["prompt"].text, result["inputs"],
@@ -118,11 +118,12 @@ def result_ui(loaded, result: dict) -> None:
     with st.expander("Exact prompt sent to the model"):
         info = result["prompt"]
         st.code(info.text, language=None)
-        st.caption(f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}; the model's "
-                   "next-token probabilities for A, B, C and D after this text are the answer.")
+        st.caption(f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
+                   "break after \"### Answer:\". The model's next-token probabilities for A, B, C and D after this "
+                   "text are the answer.")
 
 
-st.title("💬 Ask the model")
+st.title("Ask the model")
 loaded = require_model()
 if not loaded.has_adapter:
     st.info(f"Answering with the base model alone. To see a fine-tuned answer, train an adapter "

@@ -75,21 +75,21 @@ def detail_ui(row: dict, where: str) -> None:
             f"{row.get('choice_type') or 'unknown'} choice", f"id {row.get('id')}")))
         st.markdown(f"##### {core.md_escape(row['question'])}")
         for letter, key in zip(LETTERS, OPTION_KEYS):
-            mark = "✅" if letter == gold else "▫️"
+            mark = ":green[:material/check_circle:]" if letter == gold else ":gray[:material/radio_button_unchecked:]"
             text = f"**{letter}.** {core.md_escape(row[key])}"
             st.markdown(f"{mark} {text}{'  — **correct answer**' if letter == gold else ''}")
         exp = row.get("exp")
         with st.expander("Explanation (MedMCQA)", expanded=bool(exp)):
             st.markdown(core.md_escape(exp) if exp else "_MedMCQA has no explanation for this question._")
         c1, c2 = st.columns(2)
-        if c1.button("🤖 Ask the model", key=f"browse_ask_{where}", type="primary"):
+        if c1.button("Ask the model", icon=":material/smart_toy:", key=f"browse_ask_{where}", type="primary"):
             loaded = current_model()
             if loaded is None:
                 st.info("No model is loaded: pick one in the sidebar.")
             else:
                 with st.spinner("Thinking…"):
                     st.session_state["browse_answer"] = {"id": row["id"], "answer": core.answer_question(loaded, row)}
-        if c2.button("💬 Open in Ask", key=f"browse_open_in_ask_{where}"):
+        if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
             st.switch_page("pages/ask.py")
         shown = st.session_state.get("browse_answer")
@@ -97,13 +97,13 @@ def detail_ui(row: dict, where: str) -> None:
             answer_ui(shown["answer"], row, "The model's answer against MedMCQA's", key="browse_answer")
 
 
-st.title("📚 Browse MedMCQA validation")
+st.title("Browse MedMCQA validation")
 rows, source = rows_ui()
 
 focus_id = st.session_state.get("browse_focus_id")
 if focus_id is not None:  # opened from Evaluate's wrong answers
     row = core.find_row(rows, focus_id)
-    if st.button("← Back to the list", key="browse_back"):
+    if st.button("Back to the list", icon=":material/arrow_back:", key="browse_back"):
         st.session_state.pop("browse_focus_id", None)
         st.rerun()
     if row is None:

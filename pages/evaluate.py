@@ -152,7 +152,7 @@ def report_ui(report: dict, where: str) -> None:
     wrong_ui(report)
 
 
-st.title("📊 Evaluate")
+st.title("Evaluate")
 loaded = require_model()
 saved, saved_path = core.saved_report(loaded.adapter)
 

@@ -1,0 +1,325 @@
+"""The Streamlit app through `streamlit.testing.v1.AppTest`: every page driven by its widget keys, with the
+real tiny random Llama behind it (no mocked scorer), plus the pure logic of `mcqa_core.ask`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mcqa_core import ask as core
+from mcqa_core.prompt import format_prompt
+
+from .app_helpers import make_tiny_adapter
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 180  # the first run in a process imports torch/transformers and loads the model
+PERCENT = re.compile(r"\b[A-D] \d+\.\d%")
+VERDICT = r"\*\*correct\*\*\]|\*\*wrong\*\*\]: MedMCQA says \*\*[A-D]\*\*"
+
+
+@pytest.fixture(autouse=True)
+def app_env(monkeypatch, tmp_path, data_dir, tiny_model_path):
+    """The app on the tiny model, full precision, with an empty adapters folder unless a test adds one."""
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    monkeypatch.setenv("MCQA_APP_BASE_MODEL", "tiny-random-llama")
+    monkeypatch.setenv("MCQA_APP_4BIT", "0")
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(adapters))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    return adapters
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tmp_path_factory, tiny_model_path, validation_rows):
+    """One adapter folder (random LoRA on the tiny model) with an eval_report.json of 12 held-out rows."""
+    from mcqa_core.data import is_heldout
+
+    rows = [r for r in validation_rows if is_heldout(r["id"])][:12]
+    return make_tiny_adapter(tmp_path_factory.mktemp("adapters") / "tiny-lora", tiny_model_path, rows=rows)
+
+
+def open_app(page: str = "ask", **state):
+    """A fresh session on `page` (Ask is the default page), with widget values preset by key.
+
+    AppTest (1.67) drops the sidebar from its element tree on reruns of an `st.navigation` app (the
+    browser keeps showing it, see test_browser.py), so sidebar assertions read a session's first run.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "ask":
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fill(at, question: str, *options: str) -> None:
+    at.text_area(key="ask_question").set_value(question)
+    for key, text in zip(("ask_opa", "ask_opb", "ask_opc", "ask_opd"), options):
+        at.text_input(key=key).set_value(text)
+
+
+def shown(at) -> str:
+    """Everything a user reads on the page (main area and sidebar)."""
+    parts = []
+    for kind in ("title", "markdown", "caption", "info", "warning", "error", "success", "metric", "code"):
+        for el in getattr(at, kind):
+            parts.append(str(el.value))
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- Ask
+
+
+def test_ask_answers_with_probabilities_time_and_prompt(data_dir):
+    at = open_app("ask")
+    assert "Answering with the base model alone" in shown(at)  # the offline default's notice
+    assert "train_adapter.py --preset cpu-demo" in shown(at)
+    question = "Which vitamin deficiency causes scurvy?"
+    fill(at, question, "Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    text = shown(at)
+    headline = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert len(headline) == 1 and re.match(r"#### [A-D]\. Vitamin", headline[0])
+    assert len(PERCENT.findall(text)) == 4  # the four probabilities, as text beside the bar chart
+    assert re.search(r"answered in \*\*\d+\.\d\d s\*\*", text)
+    row = {"question": question, "opa": "Vitamin A", "opb": "Vitamin C", "opc": "Vitamin D", "opd": "Vitamin K"}
+    # the exact prompt, in its expander (st.code drops the final line break; the caption mentions it)
+    assert format_prompt(row).rstrip("\n") in [c.value.rstrip("\n") for c in at.code]
+    at.button(key="ask_explain").click().run()
+    assert not at.exception
+    assert "Written by the model after its answer" in shown(at)
+
+
+def test_ask_refuses_bad_input_without_calling_the_model(monkeypatch):
+    at = open_app("ask")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not be called for invalid input")
+
+    monkeypatch.setattr(core, "answer_rows", no_model)
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert "Type a question first." in [e.value for e in at.error]
+    fill(at, "What is the antidote of paracetamol poisoning?", "N-acetylcysteine")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert "Fill at least two options (filled: A)." in [e.value for e in at.error]
+    assert not [m for m in at.markdown if m.value.startswith("#### ")]
+
+
+def test_ask_warns_about_duplicates_and_empty_options_and_shows_markup_as_text():
+    at = open_app("ask")
+    fill(at, "<script>alert(1)</script> Which **drug** is [this](javascript:x)?",
+         "<b>Atropine</b>", "<b>atropine</b> ", "", ":red[Adrenaline]")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("Options A and B are the same text" in w for w in warnings)
+    assert any("Option C left empty" in w for w in warnings)
+    headline = next(m for m in at.markdown if m.value.startswith("#### "))
+    assert not headline.value.startswith("#### C.")  # the empty option is never the answer
+    assert re.search(r"\bC 0\.0%", shown(at))
+    for m in at.markdown:  # user text is escaped, and raw HTML is never allowed
+        assert "<b>" not in m.value and "**drug**" not in m.value and ":red[" not in m.value
+        assert not m.proto.allow_html
+
+
+def test_ask_says_how_a_long_question_was_shortened():
+    at = open_app("ask")
+    fill(at, "A patient presents with fever. " * 400 + "What is the diagnosis?", "Malaria", "Typhoid", "Dengue", "Flu")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert any("question was too long" in w.value and "cut at the end" in w.value for w in at.warning)
+    assert "(question shortened)" in shown(at)
+
+
+def test_ask_random_sample_is_graded_against_medmcqa():
+    at = open_app("ask")
+    at.button(key="ask_random").click().run()
+    assert at.text_area(key="ask_question").value  # filled from a validation row
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert re.search(VERDICT, shown(at))
+
+
+def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
+    import shutil
+
+    shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
+    at = open_app("ask")
+    side = "\n".join(m.value for m in at.sidebar.markdown)
+    print([e.value for e in at.sidebar.error], [e.value for e in at.sidebar.caption], [e for e in at.sidebar])
+    assert "tiny\\-lora" in side and "31.2%" in side and "demo\\-train \\(32 rows\\)" in side
+    fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus", "Accessory", "Hypoglossal")
+    at.toggle(key="ask_compare").set_value(True)
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    text = shown(at)
+    assert "Base model (adapter off)" in text and "Fine-tuned (adapter on)" in text
+    lines = [c.value for c in at.caption if c.value.startswith("P(answer)")]
+    assert len(lines) == 2 and lines[0] != lines[1]  # the random LoRA changes the probabilities
+
+
+def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app_env, tiny_adapter):
+    import shutil
+
+    broken = tmp_path / "not-an-adapter"
+    broken.mkdir()
+    at = open_app(sidebar_model="__path__", sidebar_adapter_path=str(broken))
+    assert any("Could not load adapter" in e.value for e in at.sidebar.error)
+    reason = "\n".join(c.value for c in at.sidebar.code)
+    assert str(broken) in reason and "lacks adapter_config.json" in reason
+    assert any("Still using base model tiny\\-random\\-llama" in w.value for w in at.sidebar.warning)
+
+    # With an adapter loaded before (this session's last good model), a failing folder leaves it answering.
+    good = shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
+    previous = core.adapter_spec(good, core.AppSettings.from_env())
+    at = open_app(sidebar_model="__path__", sidebar_adapter_path=str(broken), app_good_spec=previous)
+    assert any("Still using adapter" in w.value and "tiny\\-lora" in w.value for w in at.sidebar.warning)
+    assert "**Adapter:** tiny\\-lora" in "\n".join(m.value for m in at.sidebar.markdown)
+    fill(at, "Which vitamin deficiency causes scurvy?", "Vitamin A", "Vitamin C")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert at.session_state["app_spec"] == previous
+    assert "Fine-tuned model" in shown(at) and [m for m in at.markdown if m.value.startswith("#### ")]
+
+
+# --------------------------------------------------------------------------- Browse
+
+
+def test_browse_filters_searches_asks_and_opens_in_ask(validation_rows):
+    at = open_app("browse")
+    assert "4,183 of 4,183 questions match" in shown(at)
+    at.selectbox(key="browse_subject").set_value("Anatomy").run()
+    at.text_input(key="browse_search").set_value("NERVE").run()
+    assert not at.exception
+    m = re.search(r"([\d,]+) of 4,183 questions match", shown(at))
+    assert m and 0 < int(m.group(1).replace(",", "")) < 4183
+    assert "correct answer" in shown(at)  # the detail view marks MedMCQA's answer
+    at.button(key="browse_ask_list").click().run()
+    assert not at.exception
+    assert re.search(VERDICT, shown(at))
+    assert len(PERCENT.findall(shown(at))) == 4
+    picked = at.selectbox(key="browse_row").value
+    at.button(key="browse_open_in_ask_list").click().run()
+    assert not at.exception
+    assert "Ask the model" in shown(at)  # now on the Ask page, with the sample carried over
+    row = core.find_row(validation_rows, picked)
+    assert row["subject_name"] == "Anatomy"
+    assert at.text_area(key="ask_question").value == row["question"]
+    assert at.text_input(key="ask_opd").value == row["opd"]
+
+
+def test_browse_without_data_says_how_to_point_at_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("MCQA_DATA_DIR", str(tmp_path))
+    at = open_app("browse")
+    info = "\n".join(i.value for i in at.info)
+    assert "Point the app at a folder holding `validation.jsonl`" in info and "MCQA_DATA_DIR=" in info
+    assert not at.dataframe
+
+
+# --------------------------------------------------------------------------- Evaluate
+
+
+def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
+    at = open_app("evaluate")
+    assert "no saved report" in shown(at)
+    at.number_input(key="evaluate_n").set_value(16)
+    at.button(key="evaluate_run").click().run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert re.fullmatch(r"\d+\.\d%", metrics["Accuracy"]) and re.fullmatch(r"\d+\.\d%", metrics['Always answer "A"'])
+    text = shown(at)
+    assert "Run here on the first 16 heldout questions." in text and "always-\"A\"" in text
+    if at.selectbox(key="evaluate_wrong") is not None and at.button(key="evaluate_open_browse") is not None:
+        wrong_id = at.selectbox(key="evaluate_wrong").value
+        at.button(key="evaluate_open_browse").click().run()
+        assert not at.exception
+        assert f"id {core.md_escape(wrong_id)}" in shown(at)
+        assert "correct answer" in shown(at)
+
+
+def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_adapter):
+    import shutil
+
+    shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
+    at = open_app("evaluate")
+    text = shown(at)
+    assert "Report written at training end" in text and "eval_report.json" in text
+    assert {m.label for m in at.metric} >= {"Accuracy", 'Always answer "A"', "Base model"}
+    at.number_input(key="evaluate_n").set_value(8)
+    at.button(key="evaluate_run").click().run()  # compare with base is on by default with an adapter
+    assert not at.exception
+    base = next(m for m in at.metric if m.label == "Base model")
+    assert re.fullmatch(r"\d+\.\d%", base.value)
+    assert "disagree on" in shown(at)
+
+
+# --------------------------------------------------------------------------- one load per process
+
+
+def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch):
+    import streamlit as st
+
+    import mcqa_core.inference as inference
+
+    st.cache_resource.clear()
+    real, calls = inference.load_model, []
+
+    def counting_load_model(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "load_model", counting_load_model)
+    for session in range(3):  # three browser sessions, each clicking around
+        at = open_app("ask")
+        fill(at, f"Question {session}: which vitamin prevents scurvy?", "A vitamin", "C vitamin")
+        for _ in range(2):
+            at.button(key="ask_submit").click().run()
+        at.switch_page("pages/browse.py").run()
+        at.switch_page("pages/evaluate.py").run()
+        assert not at.exception
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------- mcqa_core.ask logic
+
+
+def test_check_input_rules():
+    ok = core.check_input("  Q? ", ["a", "b", " ", "d"])
+    assert ok.ok and ok.allowed == ["A", "B", "D"] and ok.row["opc"] == core.UNFILLED_OPTION
+    assert ok.row["question"] == "Q?"
+    assert core.check_input("", ["a", "b"]).errors == ["Type a question first."]
+    assert core.check_input("Q", ["a"]).errors == ["Fill at least two options (filled: A)."]
+    dup = core.check_input("Q", ["Same  text", "same text", "c", "d"])
+    assert dup.ok and "Options A and B are the same text" in dup.warnings[0]
+
+
+def test_restrict_probs_and_filters(validation_rows):
+    assert core.restrict_probs([0.1, 0.2, 0.3, 0.4], ["A", "B"]) == pytest.approx([1 / 3, 2 / 3, 0, 0])
+    anatomy = core.filter_rows(validation_rows, subject="Anatomy")
+    assert anatomy and all(r["subject_name"] == "Anatomy" for r in anatomy)
+    hits = core.filter_rows(validation_rows, search="VITAMIN deficiency")
+    assert hits and all("vitamin" in core._haystack(r) and "deficiency" in core._haystack(r) for r in hits)
+    assert core.page_rows(list(range(45)), 3, 20) == list(range(40, 45))
+    assert core.page_rows(list(range(45)), 9, 20) == list(range(40, 45))  # clamped to the last page
+    assert core.md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
+
+
+def test_find_adapters_lists_ready_and_unfinished(tmp_path, tiny_adapter):
+    import shutil
+
+    shutil.copytree(tiny_adapter, tmp_path / "done")
+    (tmp_path / "training" / "checkpoints").mkdir(parents=True)
+    found = {a.name: a for a in core.find_adapters(tmp_path)}
+    assert found["done"].ready and found["done"].accuracy == pytest.approx(0.3125)
+    assert not found["training"].ready and "still training" in found["training"].problem
