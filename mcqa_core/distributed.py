@@ -65,3 +65,16 @@ def check_world_fits(args, n_train: int) -> None:
         raise DataError(f"{n} processes x --batch-size {per_device} need at least {n * per_device} training rows, "
                         f"only {n_train} are usable: launch fewer processes (--num_processes / --nproc_per_node), "
                         "lower --batch-size, or raise --train-limit")
+
+
+def setup_cpu_ddp() -> None:
+    """On a machine without CUDA, let a multi-process launch train as DDP over gloo.
+
+    The Trainer (through accelerate's PartialState) treats a torchrun launch as distributed only on an
+    accelerator, unless told to use the CPU; without this, each CPU process would silently train alone.
+    """
+    if world_size() > 1:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("ACCELERATE_USE_CPU", "true")
