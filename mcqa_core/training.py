@@ -15,6 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .config import RunConfig
+from .batching import plan_batches
 from .data import DataError, load_split
 from .features import encode_rows
 from .prompt import PROMPT_TEMPLATE, PROMPT_VERSION
@@ -74,7 +75,32 @@ def _to_dataset(encoded):
     })
 
 
+def keep_4bit_layers_differentiable(model) -> int:
+    """Stop bitsandbytes from switching a training model's 4-bit layers to its inference-only CPU kernel.
+
+    bitsandbytes 0.50 on a CPU with AVX512-BF16 repacks a `Linear4bit` weight for a bf16 inference
+    kernel the first time the layer runs in eval mode without gradients (an evaluation), and keeps it
+    packed. Training steps after that run through that kernel, which has no autograd formula: torch
+    warns "an autograd kernel was not registered", the gradient through every frozen 4-bit matmul is
+    dropped (the LoRA gradients of all but the last layers are wrong) and a cpu-demo step went from
+    ~20 s to ~200 s. Call this before the first evaluation (MCQATrainer does); bitsandbytes' own
+    unpacking is lossy, so an already repacked model is refused. Returns the number of 4-bit layers.
+    """
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    if any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers):
+        raise RunError("the 4-bit model was already run for inference (bitsandbytes repacked its weights for "
+                       "a kernel that cannot train); load it again before training")
+    for m in layers:
+        m.support_avx512bf16_for_cpu = False
+    return len(layers)
+
+
 def _make_trainer_class():
+    import torch
     from trl import SFTTrainer
 
     from .scoring import accuracy, score_rows
@@ -84,6 +110,13 @@ def _make_trainer_class():
 
         def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, **kwargs):
             super().__init__(*args, **kwargs)
+            keep_4bit_layers_differentiable(self.model)
+            if not (self.args.bf16 or self.args.fp16):
+                # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); in an fp32 run that only rounds
+                # the adapter and its updates (lr x grad is often below bf16's resolution), so keep fp32.
+                for param in self.model.parameters():
+                    if param.requires_grad and param.dtype == torch.bfloat16:
+                        param.data = param.data.float()
             self.score_rows_for_eval = score_rows_for_eval or []
             self.max_prompt_tokens = max_prompt_tokens
 
@@ -98,7 +131,32 @@ def _make_trainer_class():
                 output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
             return output
 
+        def _get_train_sampler(self, train_dataset=None):
+            # "batch_rebalance" only tells the Trainer to take a batch sampler; ours keeps each optimizer
+            # step's rows exactly those of a random permutation (see mcqa_core.batching).
+            if self.args.train_sampling_strategy != "batch_rebalance":
+                return super()._get_train_sampler(train_dataset)
+            from .batching import step_window_sampler
+
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return step_window_sampler(_lengths(dataset), self.args.per_device_train_batch_size,
+                                       self.args.gradient_accumulation_steps, seed=seed)
+
+        def _get_eval_sampler(self, eval_dataset):
+            # Longest first: evaluation order changes nothing but padding (and memory peaks early).
+            if self.args.train_sampling_strategy != "batch_rebalance" or eval_dataset is None:
+                return super()._get_eval_sampler(eval_dataset)
+            lengths = _lengths(eval_dataset)
+            return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
     return MCQATrainer
+
+
+def _lengths(dataset) -> list[int]:
+    if "length" in dataset.column_names:
+        return list(dataset["length"])
+    return [len(ids) for ids in dataset["input_ids"]]
 
 
 def _summary_callback():
@@ -128,13 +186,14 @@ def sft_config(cfg: RunConfig, out: Path, n_train: int):
     from trl import SFTConfig
 
     t = cfg.train
+    plan = plan_batches(n_train, t.per_device_train_batch_size, t.gradient_accumulation_steps)
     return SFTConfig(
         output_dir=str(out / CHECKPOINT_DIR),
         learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler_type,
         warmup_steps=t.warmup_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        per_device_train_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
         per_device_eval_batch_size=t.per_device_eval_batch_size,
         num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps,
@@ -153,7 +212,8 @@ def sft_config(cfg: RunConfig, out: Path, n_train: int):
         data_seed=t.seed,
         report_to=t.report_to,
         max_length=cfg.model.max_seq_length,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # group_by_length: each step's rows split by length within the step (see mcqa_core.batching).
+        train_sampling_strategy="batch_rebalance" if t.group_by_length else "random",
         length_column_name="length",
         gradient_checkpointing=False,  # already set up by load_for_training (unsloth or peft's way)
         dataset_num_proc=None,
@@ -223,11 +283,13 @@ def run_training(cfg: RunConfig) -> dict:
         "train_rows_used": len(train_enc.examples), "train_rows_invalid": train.skipped,
         "train_rows_too_long": train_enc.skipped_too_long, "train_rows_shortened": train_enc.shortened,
         "eval_rows_used": len(eval_enc.examples), "eval_rows_invalid": evals.skipped,
-        "eval_rows_too_long": eval_enc.skipped_too_long,
+        "eval_rows_too_long": eval_enc.skipped_too_long, "eval_rows_shortened": eval_enc.shortened,
     }
     print(f"[data] train {counts['train_rows_used']} rows from {train.source} [{train.split}]"
           f" ({train.skipped} invalid, {train_enc.skipped_too_long} too long, {train_enc.shortened} shortened); "
-          f"eval {counts['eval_rows_used']} rows [{evals.split}]", flush=True)
+          f"eval {counts['eval_rows_used']} rows [{evals.split}] ({evals.skipped} invalid, "
+          f"{eval_enc.skipped_too_long} too long, {eval_enc.shortened} shortened; --max-seq-length {max_len})",
+          flush=True)
 
     out.mkdir(parents=True, exist_ok=True)
     args = sft_config(cfg, out, len(train_enc.examples))
@@ -236,6 +298,11 @@ def run_training(cfg: RunConfig) -> dict:
 
     check_world_fits(args, len(train_enc.examples))
     relora = make_relora(cfg, args, len(train_enc.examples))  # None unless --relora-steps
+    plan = plan_batches(len(train_enc.examples), cfg.train.per_device_train_batch_size,
+                        cfg.train.gradient_accumulation_steps)
+    counts.update(batch_size_used=plan.batch_size, grad_accum_used=plan.grad_accum)
+    print(f"[batch] {plan.describe()}; micro-batches "
+          f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}", flush=True)
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model, args=args, train_dataset=_to_dataset(train_enc), eval_dataset=_to_dataset(eval_enc),
