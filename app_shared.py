@@ -192,7 +192,10 @@ def loaded_info_ui(loaded) -> None:
             lines.append("**Measured accuracy:** not recorded")
     else:
         lines.append("**Adapter:** none (base model only)")
-    lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {'yes' if d['load_in_4bit'] else 'no'} · "
+    four_bit = "yes" if d["load_in_4bit"] else "no"
+    if loaded.has_adapter and loaded.run.get("load_in_4bit") and not d["load_in_4bit"]:
+        four_bit += " (trained on the 4-bit base; full precision answers faster on CPU)"
+    lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · "
                  f"**loaded in** {d['load_seconds']:.1f} s")
     st.sidebar.markdown("  \n".join(lines))
 
@@ -214,18 +217,21 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
         "option": [core.short(row.get(k, ""), 80) for k in OPTION_KEYS],
         "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in LETTERS],
     })
+    # The legend names the correct answer only when there is one (a MedMCQA sample, unchanged).
+    roles = ["model's answer", "other"] if gold is None else ["model's answer", "correct answer", "other"]
+    colors = ["#e4572e", "#b8c4cc"] if gold is None else ["#e4572e", "#2e86ab", "#b8c4cc"]
     chart = (
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
-            y=alt.Y("letter:N", sort=list(LETTERS), title=None),
-            color=alt.Color("role:N", scale=alt.Scale(domain=["model's answer", "correct answer", "other"],
-                                                       range=["#e4572e", "#2e86ab", "#b8c4cc"]),
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5),
+                    title=None),
+            y=alt.Y("letter:N", sort=list(LETTERS), title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=13)),
+            color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=colors[: len(roles)]),
                             legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["letter", "option", alt.Tooltip("probability:Q", format=".1%")],
         )
-        .properties(height=150)
+        .properties(height=190)
     )
     st.altair_chart(chart, width="stretch", key=f"chart_{key}" if key else None)
 

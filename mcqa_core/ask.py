@@ -41,19 +41,32 @@ class AppSettings:
 
     base_model: str  # MCQA_APP_BASE_MODEL: the model used with "base model only"
     adapters_dir: Path  # MCQA_ADAPTERS_DIR: folders listed in the adapter picker
-    load_in_4bit: bool | None  # MCQA_APP_4BIT=0/1; None: the adapter's own record (base only: 4-bit)
+    # MCQA_APP_4BIT=1/0/auto. auto: as trained (the adapter's record; 4-bit for a base alone) on a GPU, full
+    # precision on CPU, where bitsandbytes has no fast 4-bit kernel offline and an answer takes several
+    # times longer (bench/app_latency.py). A LoRA trained on the 4-bit base applies to the full-precision one.
+    load_in_4bit: bool | None
 
     @classmethod
     def from_env(cls, env=None) -> "AppSettings":
         env = os.environ if env is None else env
         from .modeling import OFFLINE_MODEL
 
-        four_bit = env.get("MCQA_APP_4BIT")
+        four_bit = (env.get("MCQA_APP_4BIT") or "auto").strip().lower()
+        if four_bit == "auto":
+            load_in_4bit = None if _cuda_available() else False
+        else:
+            load_in_4bit = four_bit in ("1", "true", "yes")
         return cls(
             base_model=env.get("MCQA_APP_BASE_MODEL") or OFFLINE_MODEL,
             adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser(),
-            load_in_4bit=None if four_bit in (None, "") else four_bit.strip().lower() in ("1", "true", "yes"),
+            load_in_4bit=load_in_4bit,
         )
+
+
+def _cuda_available() -> bool:
+    from .modeling import has_cuda
+
+    return has_cuda()
 
 
 @dataclass(frozen=True)

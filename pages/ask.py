@@ -87,7 +87,7 @@ def explanation_ui(loaded, result: dict) -> None:
                                                               ans.pred)
     if result["explanation"] is not None:
         with st.container(border=True):
-            st.caption("Written by the model after its answer; not checked. A 135M model often rambles.")
+            st.caption("Written by the model after its answer; not checked. Small models often ramble.")
             st.markdown(core.md_escape(result["explanation"] or "(the model wrote nothing)"))
     sample = result["sample"]
     if sample and sample.get("exp"):

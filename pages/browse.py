@@ -58,8 +58,8 @@ def pagination_ui(n_rows: int) -> tuple[int, int]:
 def table_ui(rows: list[dict]) -> None:
     df = pd.DataFrame({
         "id": [r["id"] for r in rows],
-        "subject": [r.get("subject_name") for r in rows],
-        "topic": [r.get("topic_name") for r in rows],
+        "subject": [r.get("subject_name") or "" for r in rows],
+        "topic": [r.get("topic_name") or "" for r in rows],
         "question": [core.short(r["question"], 110) for r in rows],
         "answer": [core.gold_letter(r) for r in rows],
         "explained": [bool(r.get("exp")) for r in rows],

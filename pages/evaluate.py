@@ -86,15 +86,15 @@ def subjects_ui(report: dict) -> None:
     order = [r["subject"] for r in table]
     chart = (
         alt.Chart(df).mark_bar().encode(
-            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            y=alt.Y("subject:N", sort=order, title=None),
+            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None),
+            y=alt.Y("subject:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
             yOffset="model:N",
             color=alt.Color("model:N", scale=alt.Scale(domain=["this model", "base"], range=["#e4572e", "#b8c4cc"]),
                             legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["subject", "model", alt.Tooltip("accuracy:Q", format=".1%"), "n"],
-        ).properties(height=max(160, 26 * len(order)))
+        ).properties(height=max(160, (36 if report.get("base") else 24) * len(order)))
     )
-    rule = alt.Chart(pd.DataFrame({"x": [report["always_a_accuracy"]]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
+    rule = alt.Chart(pd.DataFrame({"x": [report["always_a_accuracy"]]})).mark_rule(strokeDash=[4, 3]).encode(x=alt.X("x:Q", title=None))
     st.altair_chart(chart + rule, width="stretch")
     st.caption("Dashed line: always-\"A\" on all these questions. Subjects with few questions swing widely.")
 
@@ -103,13 +103,18 @@ def confusion_ui(report: dict) -> None:
     import altair as alt
 
     labels, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
-    df = pd.DataFrame([{"MedMCQA answer": g, "model's answer": p, "count": matrix[i][j]}
+    # Plain field names: vega-lite reads quotes and dots in a field name as syntax.
+    df = pd.DataFrame([{"gold": g, "pred": p, "count": matrix[i][j]}
                        for i, g in enumerate(labels) for j, p in enumerate(labels)])
-    base = alt.Chart(df).encode(x=alt.X("model's answer:N", sort=list(LETTERS)),
-                                y=alt.Y("MedMCQA answer:N", sort=list(LETTERS)))
-    heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None))
-    text = base.mark_text(fontSize=14).encode(text="count:Q")
-    st.altair_chart((heat + text).properties(height=230), width="stretch")
+    base = alt.Chart(df).encode(x=alt.X("pred:N", sort=list(LETTERS), title="model's answer",
+                                        axis=alt.Axis(orient="top", labelAngle=0)),
+                                y=alt.Y("gold:N", sort=list(LETTERS), title="MedMCQA answer"))
+    heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None),
+                                   tooltip=["gold", "pred", "count"])
+    text = base.mark_text(fontSize=15).encode(text="count:Q")
+    st.altair_chart((heat + text).properties(height=240), width="stretch")
+    st.caption("Rows: MedMCQA's answer; columns: the model's. The diagonal is correct. Below: how often each "
+               "letter is the model's answer and MedMCQA's.")
     spread = pd.DataFrame({"model answers": report["pred_spread"], "MedMCQA answers": report["gold_spread"]}).T
     st.dataframe(spread.reindex(columns=list(LETTERS)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
 

@@ -1,0 +1,88 @@
+"""Warm answer latency of the app's Ask path on CPU: load once, ask several questions, print median / p90.
+
+    # the app's offline default (SmolLM2-135M; on CPU in full precision, see --4bit), 20 validation questions
+    python bench/app_latency.py
+    # with a trained adapter (its base and 4-bit setting come from mcqa_run.json)
+    python bench/app_latency.py --adapter adapters/cpu-demo --questions 30
+    # 4-bit NF4 on CPU instead (what training used; several times slower here)
+    python bench/app_latency.py --4bit yes
+
+Each answer runs exactly what the Ask button runs (`mcqa_core.ask.check_input`, `prepare_prompt`,
+`answer_question`: one forward pass, four letter probabilities). The first answer is reported apart
+(warm-up); the target is a median warm answer of at most 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+TARGET_S = 0.5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--adapter", help="adapter folder (default: none, the base model alone)")
+    p.add_argument("--base-model", default="smollm2-135m", help="base model when no adapter is given")
+    p.add_argument("--4bit", dest="four_bit", choices=("auto", "yes", "no"), default="auto",
+                   help="auto: what the app does (full precision on CPU, as trained on a GPU)")
+    p.add_argument("--questions", type=int, default=20, help="warm questions to time (after one warm-up)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
+    p.add_argument("--json", help="also write the numbers to this file")
+    return p
+
+
+def main(args) -> dict:
+    import torch
+
+    from mcqa_core import ask as core
+    from mcqa_core.data import default_data_dir, load_split
+    from mcqa_core.inference import load_model  # what the app's cached loader calls
+    from mcqa_core.prompt import OPTION_KEYS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = load_split("validation", args.data_dir or default_data_dir(), limit=args.questions + 1).rows
+    started = time.perf_counter()
+    settings = core.AppSettings.from_env({"MCQA_APP_4BIT": args.four_bit.replace("yes", "1").replace("no", "0")})
+    spec = (core.adapter_spec(args.adapter, settings) if args.adapter
+            else core.base_spec(core.AppSettings(args.base_model, settings.adapters_dir, settings.load_in_4bit)))
+    loaded = load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
+    load_s = time.perf_counter() - started
+
+    times, tokens = [], []
+    for row in rows:
+        t0 = time.perf_counter()
+        checked = core.check_input(row["question"], {k: row[k] for k in OPTION_KEYS})
+        prompt = core.prepare_prompt(loaded.tokenizer, checked.row)
+        core.answer_question(loaded, checked.row, allowed=checked.allowed)
+        times.append(time.perf_counter() - t0)
+        tokens.append(prompt.n_tokens)
+    warmup, warm = times[0], times[1:]
+    summary = core.latency_summary(warm)
+    result = {
+        "model": loaded.describe(), "threads": torch.get_num_threads(), "load_s": round(load_s, 2),
+        "first_answer_s": round(warmup, 3), "warm": {k: round(v, 3) if isinstance(v, float) else v
+                                                     for k, v in summary.items()},
+        "mean_prompt_tokens": round(sum(tokens[1:]) / len(warm), 1), "target_s": TARGET_S,
+        "meets_target": summary["median_s"] <= TARGET_S,
+    }
+    d = result["model"]
+    print(f"model {d['base_model']} adapter={d['adapter']} 4-bit={d['load_in_4bit']} device={d['device']} "
+          f"threads={result['threads']}, loaded in {load_s:.1f} s")
+    print(f"first answer {warmup:.3f} s; {summary['n']} warm answers (mean {result['mean_prompt_tokens']} prompt "
+          f"tokens): median {summary['median_s']:.3f} s, p90 {summary['p90_s']:.3f} s, max {summary['max_s']:.3f} s "
+          f"-> {'meets' if result['meets_target'] else 'MISSES'} the {TARGET_S} s target")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
