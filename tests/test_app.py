@@ -151,6 +151,16 @@ def test_ask_random_sample_is_graded_against_medmcqa():
     assert re.search(VERDICT, shown(at))
 
 
+def test_ask_keeps_its_inputs_across_pages():
+    at = open_app()
+    fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus")
+    at.switch_page("pages/browse.py").run()
+    at.switch_page("pages/ask.py").run()
+    assert not at.exception
+    assert at.text_area(key="ask_question").value == "Which nerve supplies the diaphragm?"
+    assert at.text_input(key="ask_opb").value == "Vagus"
+
+
 def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
     import shutil
 
