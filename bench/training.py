@@ -210,35 +210,36 @@ def run_plain(args) -> dict:
 
 
 def run_memory(args, gradient_checkpointing: bool) -> dict:
-    """One optimizer step (forward, backward, 8-bit AdamW) on the `batch_size` longest rows."""
-    import bitsandbytes as bnb
-    import torch
-    import transformers
-    from transformers import DataCollatorForSeq2Seq
+    """One optimizer step of our trainer (forward, backward, 8-bit AdamW) on the `batch_size` longest rows."""
+    import dataclasses
 
+    import transformers
+
+    from mcqa_core.features import EncodedRows
     from mcqa_core.modeling import load_for_training
+    from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
 
     cfg = _config(args, gradient_checkpointing)
+    cfg.train.max_steps, cfg.train.gradient_accumulation_steps = 1, 1
     transformers.set_seed(cfg.train.seed)
     model, tok, _ = load_for_training(cfg.model, cfg.lora)
     enc = _encoded_rows(cfg, tok, None)
     longest = sorted(enc.examples, key=lambda e: -len(e["input_ids"]))[:args.batch_size]
-    batch = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)(
-        [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in longest])
-    model.train()
-    optim = bnb.optim.AdamW8bit([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate)
+    rows = EncodedRows(longest, longest, 0, 0)
+    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), len(longest)), eval_strategy="no",
+                                save_strategy="no", load_best_model_at_end=False, logging_steps=10**6,
+                                disable_tqdm=True)
+    trainer = _make_trainer_class()(model=model, args=targs, train_dataset=_to_dataset(rows), processing_class=tok)
+    counter = trainer.data_collator = _Counting(trainer.data_collator)
     rss_loaded = _rss_mib()
-    peak_loaded = _peak_rss_mib()
     started = time.time()
-    loss = model(**batch).loss
-    loss.backward()
-    optim.step()
-    optim.zero_grad(set_to_none=True)
-    return {"name": f"memory, gradient checkpointing {'on' if gradient_checkpointing else 'off'}",
-            "gradient_checkpointing": gradient_checkpointing, "batch_shape": list(batch["input_ids"].shape),
+    trainer.train()
+    return {"name": f"gradient checkpointing {'on' if gradient_checkpointing else 'off'}",
+            "gradient_checkpointing": gradient_checkpointing,
+            "batch_shape": [args.batch_size, counter.computed // max(1, args.batch_size)],
             "rows_scanned": len(enc.examples), "step_seconds": time.time() - started,
-            "rss_after_load_mib": rss_loaded, "peak_rss_after_load_mib": peak_loaded,
-            "peak_rss_mib": _peak_rss_mib(), "step_growth_mib": _peak_rss_mib() - rss_loaded}
+            "rss_after_load_mib": rss_loaded, "peak_rss_mib": _peak_rss_mib(),
+            "step_growth_mib": _peak_rss_mib() - rss_loaded}
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -324,8 +325,8 @@ def main(args) -> int:
           f"({mcqa_cache_dir()}); torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
           f"load average {os.getloadavg()[0]:.1f} at start")
     if args.memory:
-        print(f"memory: one optimizer step on the {args.batch_size} longest demo-train rows, max {args.max_seq_length} "
-              "tokens, 4-bit NF4 + LoRA, 8-bit AdamW")
+        print(f"memory: one optimizer step of our trainer on the {args.batch_size} longest demo-train rows, max "
+              f"{args.max_seq_length} tokens, 4-bit NF4 + LoRA, 8-bit AdamW")
         for which in ("mem-nogc", "mem-gc"):
             r = _child(args, which)
             print(f"  {r['name']:38s} batch {r['batch_shape'][0]} x {r['batch_shape'][1]} tokens: peak RSS "
