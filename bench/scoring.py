@@ -3,7 +3,8 @@
   (a) our letter scorer (`mcqa_core.scoring.score_rows`: batched, sorted by length, last position only);
   (b) the course's way: one `generate` per question, up to 64 new tokens, no batching;
   (c) the bare forward pass, `model(input_ids, attention_mask)` with full logits, over the same padded
-      batches as (a): the bound for any scorer that reads logits.
+      batches as (a) and with the same 4-bit CPU kernels (`prompt_kernels_for_4bit_cpu`): the bound
+      for a scorer that runs every prompt token. (a) can beat it: it runs the prompts' shared start once.
 
     # SmolLM2-135M in 4-bit NF4 on CPU (as the app loads it), 48 held-out rows
     python bench/scoring.py
@@ -45,7 +46,9 @@ def bare_forward(model, batches):
     """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped."""
     import torch
 
-    with torch.inference_mode():
+    from mcqa_core.scoring import prompt_kernels_for_4bit_cpu
+
+    with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
         for ids, mask in batches:
             model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # noqa: B018
 
