@@ -58,7 +58,7 @@ def test_restart_on_full_precision_base_merges_the_exact_delta(tiny_model):
     assert all(not opt.state.get(p) for p in params)  # LoRA moments dropped, re-created on the next step
 
 
-def test_restart_on_4bit_base_keeps_nf4_bytes_and_outputs(tiny_model_path):
+def test_restart_on_4bit_base_keeps_nf4_bytes_and_outputs(tiny_model_path, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from mcqa_core.modeling import quantization_config
@@ -88,6 +88,22 @@ def test_restart_on_4bit_base_keeps_nf4_bytes_and_outputs(tiny_model_path):
     torch.testing.assert_close(after, logits_mid, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(logits_mid, logits_before)  # the second cycle did change the model
     assert cb.restarts == [2, 4]
+
+    # The saved adapter holds both merged cycles and the live LoRA: B_cat·A_cat == merged factors + live update.
+    # (Compared as tensors: on CPU, saving a 4-bit model makes bitsandbytes change its weight layout and with it
+    # the base's rounding, so forward passes before and after a save differ by ~1e-2 whatever the adapter.)
+    from safetensors.torch import load_file
+
+    for _, layer in layers:
+        torch.nn.init.normal_(layer.lora_B["default"].weight, std=0.05)
+    cb.save_adapter(model, tmp_path)
+    saved = load_file(tmp_path / "adapter_model.safetensors")
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 3 * 16
+    for n, layer in layers:
+        live = layer.get_delta_weight("default")
+        expected = cb.hooks[n].B @ cb.hooks[n].A + live
+        got = saved[f"{n}.lora_B.weight"] @ saved[f"{n}.lora_A.weight"]
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_jagged_schedule_rewarms_after_each_restart():
