@@ -100,7 +100,9 @@ def train_worker(args) -> dict:
     load_s = time.perf_counter() - started
     rows = [r for r in load_rows(args.rows) if not is_heldout(r["id"])]
     need = args.batch_size * (args.steps + args.warmup)
-    examples = encode_rows(tok, rows[:need], 512).examples
+    examples = encode_rows(tok, rows[: need + 256], 512).examples[:need]  # a margin for rows that do not fit
+    if len(examples) < need:
+        raise SystemExit(f"only {len(examples)} training sequences, {need} needed")
     params = [p for p in model.parameters() if p.requires_grad]
     try:
         import bitsandbytes as bnb

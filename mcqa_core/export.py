@@ -129,7 +129,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from .data import load_split
+    from .data import DataError, load_split
     from .inference import load_model
     from .modeling import has_cuda, load_tokenizer, resolve_model
     from .scoring import score_rows
@@ -146,7 +146,11 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     if args.check_rows:
         data = (run.get("data") or {})
         split = data.get("eval_split") or "validation"
-        loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
+        try:
+            loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
+        except DataError as e:
+            raise DataError(f"--check-rows {args.check_rows} needs MedMCQA rows: {e} (or pass --check-rows 0 "
+                            "to export without the agreement check)") from None
         rows = loaded.rows
         check = {"rows": len(rows), "split": split, "source": loaded.source}
 
