@@ -27,7 +27,7 @@ PATH_CHOICE = "__path__"
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None):
-    return core.load_spec(core.ModelSpec(adapter, base_model, load_in_4bit))
+    return core.load_spec(core.ModelSpec(adapter, base_model, load_in_4bit), threads=settings().threads)
 
 
 def get_model(spec: core.ModelSpec):

@@ -45,6 +45,10 @@ class AppSettings:
     # precision on CPU, where bitsandbytes has no fast 4-bit kernel offline and an answer takes several
     # times longer (bench/app_latency.py). A LoRA trained on the 4-bit base applies to the full-precision one.
     load_in_4bit: bool | None
+    # MCQA_APP_THREADS: torch CPU threads. auto: half the cores (at least 1, at most 4). One short prompt
+    # gains little from more threads, and on a busy 2-core machine two threads waiting on each other made
+    # answers 4x slower than one (bench/app_latency.py --threads 1 vs 2).
+    threads: int | None = None
 
     @classmethod
     def from_env(cls, env=None) -> "AppSettings":
@@ -56,10 +60,12 @@ class AppSettings:
             load_in_4bit = None if _cuda_available() else False
         else:
             load_in_4bit = four_bit in ("1", "true", "yes")
+        threads = (env.get("MCQA_APP_THREADS") or "auto").strip().lower()
         return cls(
             base_model=env.get("MCQA_APP_BASE_MODEL") or OFFLINE_MODEL,
             adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser(),
             load_in_4bit=load_in_4bit,
+            threads=max(1, min(4, (os.cpu_count() or 2) // 2)) if threads == "auto" else max(1, int(threads)),
         )
 
 
@@ -89,9 +95,17 @@ def adapter_spec(folder: str | Path, settings: AppSettings) -> ModelSpec:
     return ModelSpec(str(Path(folder).expanduser()), None, settings.load_in_4bit)
 
 
-def load_spec(spec: ModelSpec):
-    """Load what a spec names (slow: seconds to a minute). The app caches the result per process."""
+def load_spec(spec: ModelSpec, threads: int | None = None):
+    """Load what a spec names (slow: seconds to a minute). The app caches the result per process.
+
+    `threads` sets torch's CPU threads for the process (the app's one model serves every session).
+    """
     from . import inference
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     return inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
 
