@@ -107,7 +107,18 @@ def load_spec(spec: ModelSpec, threads: int | None = None):
 
         torch.set_num_threads(threads)
 
-    return inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
+    loaded = inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
+    warm_up(loaded)
+    return loaded
+
+
+WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}
+
+
+def warm_up(loaded) -> None:
+    """One throwaway answer, so the first user's answer is as fast as every later one (the first forward
+    pass pays for kernel selection and memory allocation: seconds on CPU)."""
+    answer_rows(loaded, [WARM_UP_ROW])
 
 
 # --------------------------------------------------------------------------- adapters

@@ -89,7 +89,8 @@ def subjects_ui(report: dict) -> None:
             x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None),
             y=alt.Y("subject:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
             yOffset="model:N",
-            color=alt.Color("model:N", scale=alt.Scale(domain=["this model", "base"], range=["#e4572e", "#b8c4cc"]),
+            color=alt.Color("model:N", scale=alt.Scale(domain=["this model", "base"][: 2 if report.get("base") else 1],
+                                                        range=["#e4572e", "#b8c4cc"]),
                             legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["subject", "model", alt.Tooltip("accuracy:Q", format=".1%"), "n"],
         ).properties(height=max(160, (36 if report.get("base") else 24) * len(order)))
