@@ -463,6 +463,22 @@ def subject_table(report: dict) -> list[dict]:
     return sorted(out, key=lambda r: (-r["n"], r["subject"]))
 
 
+def trained_on_row(run: dict, row_id) -> bool:
+    """True when the adapter's training split contains this validation row (offline demo-train = validation
+    minus the held-out rows), so its answer says little about how well it generalises."""
+    from .data import is_heldout
+
+    return (run.get("data") or {}).get("train_split") == "demo-train" and row_id is not None and not is_heldout(row_id)
+
+
+def split_overlap_warning(run: dict, split: str) -> str | None:
+    """A warning when evaluating an adapter on rows it was trained on."""
+    if split == "validation" and (run.get("data") or {}).get("train_split") == "demo-train":
+        return ("This adapter was trained on demo-train rows, which are three quarters of validation: accuracy on "
+                "validation is inflated. Choose the heldout split for an honest number.")
+    return None
+
+
 # --------------------------------------------------------------------------- showing user text safely
 
 

@@ -114,6 +114,9 @@ def result_ui(loaded, result: dict) -> None:
     else:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
         answer_ui(answers["adapter"], row, title, key="ask_main")
+    sample = result["sample"]
+    if sample and loaded.has_adapter and core.trained_on_row(loaded.run, sample.get("id")):
+        st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
     explanation_ui(loaded, result)
     with st.expander("Exact prompt sent to the model"):
         info = result["prompt"]

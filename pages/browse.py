@@ -95,6 +95,10 @@ def detail_ui(row: dict, where: str) -> None:
         shown = st.session_state.get("browse_answer")
         if shown and shown["id"] == row["id"]:
             answer_ui(shown["answer"], row, "The model's answer against MedMCQA's", key="browse_answer")
+            loaded = current_model()
+            if loaded is not None and loaded.has_adapter and core.trained_on_row(loaded.run, row["id"]):
+                st.caption("The adapter was trained on this question (demo-train), so this answer is not a test "
+                           "of generalisation; held-out questions are.")
 
 
 st.title("Browse MedMCQA validation")

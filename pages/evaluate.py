@@ -36,6 +36,8 @@ def run_ui(loaded) -> None:
                         help="The first N rows of the split (always the same ones, so runs compare)")
     compare = c3.toggle("Compare with the base model", value=loaded.has_adapter, key="evaluate_compare",
                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
+    if loaded.has_adapter and (overlap := core.split_overlap_warning(loaded.run, split)):
+        st.warning(overlap)
     if not st.button("Run evaluation", key="evaluate_run", type="primary"):
         return
     try:

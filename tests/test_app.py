@@ -325,6 +325,18 @@ def test_restrict_probs_and_filters(validation_rows):
     assert core.md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
 
 
+def test_trained_rows_and_split_overlap_are_flagged(validation_rows):
+    from mcqa_core.data import is_heldout
+
+    run = {"data": {"train_split": "demo-train"}}
+    held = next(r["id"] for r in validation_rows if is_heldout(r["id"]))
+    trained = next(r["id"] for r in validation_rows if not is_heldout(r["id"]))
+    assert core.trained_on_row(run, trained) and not core.trained_on_row(run, held)
+    assert not core.trained_on_row({}, trained)
+    assert "inflated" in core.split_overlap_warning(run, "validation")
+    assert core.split_overlap_warning(run, "heldout") is None
+
+
 def test_find_adapters_lists_ready_and_unfinished(tmp_path, tiny_adapter):
     import shutil
 
