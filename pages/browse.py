@@ -122,6 +122,9 @@ st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {sourc
 if not matched:
     st.info("No question matches these filters. Clear the search or choose \"All\" subjects.")
     st.stop()
+if st.session_state.get("browse_filters_seen") != filters:  # new filters start at the first page
+    st.session_state["browse_filters_seen"] = filters
+    st.session_state["browse_page"] = 1
 page, size = pagination_ui(len(matched))
 shown_rows = core.page_rows(matched, page, size)
 table_ui(shown_rows)

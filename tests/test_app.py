@@ -208,8 +208,11 @@ def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app
 
 def test_browse_filters_searches_asks_and_opens_in_ask(validation_rows):
     at = open_app("browse")
-    assert "4,183 of 4,183 questions match" in shown(at)
+    assert "4,183 of 4,183 questions match" in shown(at) and "Page 1 of 210" in shown(at)
+    at.number_input(key="browse_page").set_value(3).run()
+    assert "Page 3 of 210" in shown(at)
     at.selectbox(key="browse_subject").set_value("Anatomy").run()
+    assert "Page 1 of" in shown(at)  # new filters start at the first page
     at.text_input(key="browse_search").set_value("NERVE").run()
     assert not at.exception
     m = re.search(r"([\d,]+) of 4,183 questions match", shown(at))
