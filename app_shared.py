@@ -96,8 +96,10 @@ def _load_or_error(spec: core.ModelSpec):
     try:
         with st.spinner(f"Loading {spec.label()} (once per server; later clicks reuse it)…"):
             return get_model(spec), None
-    except (ModelError, OSError, ValueError, RuntimeError) as e:
+    except ModelError as e:  # our own checks: the message already says what to do
         return None, str(e)
+    except Exception as e:  # torch/peft/safetensors raise many types for a damaged folder; keep the app alive
+        return None, f"{type(e).__name__}: {str(e)[:500]}"
 
 
 def _choice_label(choice: str, adapters: dict, cfg: core.AppSettings) -> str:

@@ -190,6 +190,13 @@ def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app
     assert str(broken) in reason and "lacks adapter_config.json" in reason
     assert any("Still using base model tiny\\-random\\-llama" in w.value for w in at.sidebar.warning)
 
+    # A folder that passes the checks but holds damaged weights fails inside peft/safetensors: reported too.
+    damaged = shutil.copytree(tiny_adapter, tmp_path / "damaged")
+    (damaged / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    at = open_app(sidebar_model="__path__", sidebar_adapter_path=str(damaged))
+    assert any("Could not load adapter" in e.value for e in at.sidebar.error)
+    assert str(damaged) in "\n".join(c.value for c in at.sidebar.code)
+
     # With an adapter loaded before (this session's last good model), a failing folder leaves it answering.
     good = shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
     previous = core.adapter_spec(good, core.AppSettings.from_env())
