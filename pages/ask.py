@@ -104,8 +104,10 @@ def result_ui(loaded, result: dict) -> None:
     answers = result["answers"]
     if "base" in answers:
         base, tuned = answers["base"], answers["adapter"]
-        same = base.pred == tuned.pred
-        st.markdown(f"Base and fine-tuned {'agree on **' + tuned.pred + '**' if same else 'disagree: the adapter changed **' + base.pred + '** to **' + tuned.pred + '**'}.")
+        if base.pred == tuned.pred:
+            st.markdown(f"Base and fine-tuned agree on **{tuned.pred}**.")
+        else:
+            st.markdown(f"Base and fine-tuned disagree: the adapter changed **{base.pred}** to **{tuned.pred}**.")
         left, right = st.columns(2)
         with left:
             answer_ui(base, row, "Base model (adapter off)", key="ask_base")
