@@ -12,6 +12,7 @@ import os
 import random
 import re
 import statistics
+import dataclasses
 import threading
 import time
 from contextlib import nullcontext
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from .features import encode_prompt
 from .prompt import LETTERS, OPTION_KEYS, format_prompt
+from .scoring import LetterScore
 
 # The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
 APP_MAX_PROMPT_TOKENS = 512
@@ -245,24 +247,12 @@ def restrict_probs(probs: list[float], allowed: list[str]) -> list[float]:
 
 
 @dataclass
-class Answer:
-    probs: list[float]  # P(A..D) over the filled options
-    letter_mass: float  # share of the full next-token distribution on A-D (before restriction)
-    seconds: float
-    adapter: bool  # answered with the adapter switched on
-    gold: str | None = None
+class Answer(LetterScore):
+    """A letter score as the app shows it: P(A..D) restricted to the filled options, the time it took,
+    and whether the adapter was on."""
 
-    @property
-    def pred(self) -> str:
-        return LETTERS[max(range(4), key=self.probs.__getitem__)]
-
-    @property
-    def confidence(self) -> float:
-        return max(self.probs)
-
-    @property
-    def correct(self) -> bool | None:
-        return None if self.gold is None else self.pred == self.gold
+    seconds: float = 0.0
+    adapter: bool = True  # answered with the adapter switched on
 
 
 @dataclass
@@ -313,7 +303,8 @@ def answer_rows(loaded, rows: list[dict], *, adapter: bool = True, allowed: list
     out = []
     for s in scores:
         probs = restrict_probs(s.probs, allowed) if allowed else s.probs
-        out.append(Answer(probs, s.letter_mass, seconds, adapter and loaded.has_adapter, s.gold))
+        fields = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+        out.append(Answer(**{**fields, "probs": probs}, seconds=seconds, adapter=adapter and loaded.has_adapter))
     return out
 
 
