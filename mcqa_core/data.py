@@ -27,15 +27,19 @@ SHARED_DATA_HINT = "../shared/data/medmcqa"
 
 
 def default_data_dir() -> str | None:
-    """The local MedMCQA folder used offline: $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the
-    repository when it exists, else None (the hub)."""
+    """The local MedMCQA folder used offline: $MCQA_DATA_DIR, else the first of ../shared/data/medmcqa
+    beside the repository and /work/shared/data/medmcqa (this team's machines) that holds the rows, else
+    None (the hub)."""
     import os
 
     env = os.environ.get("MCQA_DATA_DIR")
     if env:
         return env
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "medmcqa"
-    return str(shared) if (shared / "validation.jsonl").exists() else None
+    for shared in (Path(__file__).resolve().parents[2] / "shared" / "data" / "medmcqa",
+                   Path("/work/shared/data/medmcqa")):
+        if (shared / "validation.jsonl").exists():
+            return str(shared)
+    return None
 
 
 class DataError(ValueError):

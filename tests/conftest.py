@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("MCQA_DATA_DIR", REPO.parent / "shared" / "data" / "medmcqa"))
+
 
 requires_cuda = pytest.mark.skipif(
     not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (the unsloth / GPU 4-bit path)"
@@ -20,9 +20,17 @@ requires_cuda = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not (DATA_DIR / "validation.jsonl").exists():
-        pytest.skip(f"MedMCQA rows not found in {DATA_DIR}; set MCQA_DATA_DIR")
-    return DATA_DIR
+    """The real rows (../shared/data/medmcqa or $MCQA_DATA_DIR). Missing rows skip the data tests, except
+    under MCQA_REQUIRE_DATA=1 (CI), where a silent skip would hide a broken set-up."""
+    from mcqa_core.data import default_data_dir
+
+    found = default_data_dir()
+    if found is None or not (Path(found) / "validation.jsonl").exists():
+        message = f"MedMCQA rows not found ({found or '../shared/data/medmcqa'}); set MCQA_DATA_DIR"
+        if os.environ.get("MCQA_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(found)
 
 
 @pytest.fixture(scope="session")
