@@ -196,7 +196,7 @@ def loaded_info_ui(loaded) -> None:
         lines.append("**Adapter:** none (base model only)")
     four_bit = "yes" if d["load_in_4bit"] else "no"
     if loaded.has_adapter and loaded.run.get("load_in_4bit") and not d["load_in_4bit"]:
-        four_bit += " (trained on the 4-bit base; full precision answers faster on CPU)"
+        four_bit += " (trained on the 4-bit base: near-tie answers may differ from its evaluation)"
     lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · "
                  f"**loaded in** {d['load_seconds']:.1f} s")
     st.sidebar.markdown("  \n".join(lines))

@@ -1,11 +1,11 @@
 """Warm answer latency of the app's Ask path on CPU: load once, ask several questions, print median / p90.
 
-    # the app's offline default (SmolLM2-135M; on CPU in full precision, see --4bit), 20 validation questions
+    # the app's offline default (SmolLM2-135M, 4-bit as trained; --4bit no for full precision), 20 questions
     python bench/app_latency.py
     # with a trained adapter (its base and 4-bit setting come from mcqa_run.json)
     python bench/app_latency.py --adapter adapters/cpu-demo --questions 30
-    # 4-bit NF4 on CPU instead (what training used; several times slower here)
-    python bench/app_latency.py --4bit yes
+    # full precision on CPU instead (faster, but near-tie answers differ from the evaluated 4-bit model)
+    python bench/app_latency.py --4bit no
 
 Each answer runs exactly what the Ask button runs (`mcqa_core.ask.check_input`, `prepare_prompt`,
 `answer_question`: one forward pass, four letter probabilities). The first answer is reported apart
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", help="adapter folder (default: none, the base model alone)")
     p.add_argument("--base-model", default="smollm2-135m", help="base model when no adapter is given")
     p.add_argument("--4bit", dest="four_bit", choices=("auto", "yes", "no"), default="auto",
-                   help="auto: what the app does (full precision on CPU, as trained on a GPU)")
+                   help="auto: what the app does (as trained: 4-bit for the cpu-demo adapter)")
     p.add_argument("--questions", type=int, default=20, help="warm questions to time (after one warm-up)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the app's choice)")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
@@ -47,8 +47,10 @@ def main(args) -> dict:
     from mcqa_core.inference import load_model  # what the app's cached loader calls
     from mcqa_core.prompt import OPTION_KEYS
 
-    # The app's thread count (MCQA_APP_THREADS=auto: half the cores) unless --threads says otherwise.
-    torch.set_num_threads(args.threads or core.AppSettings.from_env().threads)
+    # The app's thread count (MCQA_APP_THREADS=auto: torch's default, all cores) unless --threads says otherwise.
+    threads = args.threads or core.AppSettings.from_env().threads
+    if threads:
+        torch.set_num_threads(threads)
     rows = load_split("validation", args.data_dir or default_data_dir(), limit=args.questions + 1).rows
     started = time.perf_counter()
     settings = core.AppSettings.from_env({"MCQA_APP_4BIT": args.four_bit.replace("yes", "1").replace("no", "0")})

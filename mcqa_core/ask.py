@@ -43,13 +43,14 @@ class AppSettings:
 
     base_model: str  # MCQA_APP_BASE_MODEL: the model used with "base model only"
     adapters_dir: Path  # MCQA_ADAPTERS_DIR: folders listed in the adapter picker
-    # MCQA_APP_4BIT=1/0/auto. auto: as trained (the adapter's record; 4-bit for a base alone) on a GPU, full
-    # precision on CPU, where a 4-bit answer costs ~1.5x the CPU time (0.51 s vs 0.33 s for SmolLM2,
-    # bench/app_latency.py). A LoRA trained on the 4-bit base applies to the full-precision weights.
+    # MCQA_APP_4BIT=1/0/auto. auto: as trained (the adapter's record; 4-bit for a base alone), so the app
+    # answers with exactly the model the evaluation measured (near-tie answers differ between the 4-bit
+    # and the full-precision base). 0: full precision, ~1.5x faster on CPU (bench/app_latency.py: idle
+    # 2 cores, SmolLM2 + cpu-demo adapter, median 0.46 s 4-bit vs 0.31 s full precision).
     load_in_4bit: bool | None
-    # MCQA_APP_THREADS: torch CPU threads. auto: half the cores (at least 1, at most 4). One short prompt
-    # gains little from more threads, and on a busy 2-core machine two threads waiting on each other made
-    # answers 4x slower than one (bench/app_latency.py --threads 1 vs 2).
+    # MCQA_APP_THREADS: torch CPU threads. auto: torch's default (all cores): on an idle 2-core machine two
+    # threads answer in 0.46 s against 0.65 s for one. A number pins it (e.g. 1 on a machine shared with
+    # other jobs, where threads waiting on each other made answers several times slower).
     threads: int | None = None
 
     @classmethod
@@ -59,7 +60,7 @@ class AppSettings:
 
         four_bit = (env.get("MCQA_APP_4BIT") or "auto").strip().lower()
         if four_bit == "auto":
-            load_in_4bit = None if _cuda_available() else False
+            load_in_4bit = None
         else:
             load_in_4bit = four_bit in ("1", "true", "yes")
         threads = (env.get("MCQA_APP_THREADS") or "auto").strip().lower()
@@ -67,14 +68,8 @@ class AppSettings:
             base_model=env.get("MCQA_APP_BASE_MODEL") or OFFLINE_MODEL,
             adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser(),
             load_in_4bit=load_in_4bit,
-            threads=max(1, min(4, (os.cpu_count() or 2) // 2)) if threads == "auto" else max(1, int(threads)),
+            threads=None if threads == "auto" else max(1, int(threads)),
         )
-
-
-def _cuda_available() -> bool:
-    from .modeling import has_cuda
-
-    return has_cuda()
 
 
 @dataclass(frozen=True)
