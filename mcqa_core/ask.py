@@ -37,6 +37,16 @@ MODEL_LOCK = threading.RLock()
 # --------------------------------------------------------------------------- app settings
 
 
+def measured_accuracy(run: dict) -> tuple[float | None, int | None]:
+    """(accuracy, rows) an adapter's record claims: the end-of-training report on the whole eval split when
+    there is one, else the last in-training evaluation (fewer rows)."""
+    metrics, data = run.get("metrics") or {}, run.get("data") or {}
+    if isinstance(metrics.get("report_accuracy"), (int, float)):
+        return metrics["report_accuracy"], metrics.get("report_rows")
+    acc = metrics.get("final_accuracy")
+    return (acc, data.get("eval_rows_used")) if isinstance(acc, (int, float)) else (None, None)
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """Where the app looks for things; each can be set by an environment variable (tests, deployments)."""
@@ -134,8 +144,7 @@ class AdapterFolder:
 
     @property
     def accuracy(self) -> float | None:
-        acc = (self.run.get("metrics") or {}).get("final_accuracy")
-        return acc if isinstance(acc, (int, float)) else None
+        return measured_accuracy(self.run)[0]
 
 
 def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
@@ -166,7 +175,7 @@ def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
 def describe_run(run: dict) -> dict:
     """The few facts about an adapter the sidebar shows, from its mcqa_run.json."""
     data = run.get("data") or {}
-    metrics = run.get("metrics") or {}
+    accuracy, eval_rows = measured_accuracy(run)
     return {
         "base_model": run.get("base_model"),
         "preset": run.get("preset"),
@@ -174,8 +183,8 @@ def describe_run(run: dict) -> dict:
                        if data.get("train_split") else None),
         "data_source": data.get("source"),
         "eval_split": data.get("eval_split"),
-        "eval_rows": data.get("eval_rows_used"),
-        "accuracy": metrics.get("final_accuracy"),
+        "eval_rows": eval_rows,
+        "accuracy": accuracy,
         "finished": run.get("finished"),
     }
 
