@@ -53,14 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"adapter saved to {cfg.train.output_dir} (accuracy {record['metrics']['final_accuracy']})")
     if cfg.train.push_to_hub:
-        from mcqa_core.publish import PublishError, push_folder
+        from mcqa_core.publish import push_and_report
 
-        try:
-            url = push_folder(cfg.train.output_dir, cfg.train.push_to_hub)
-        except PublishError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 3
-        print(f"pushed to {url}")
+        return push_and_report(cfg.train.output_dir, cfg.train.push_to_hub)
     return 0
 
 if __name__ == "__main__":

@@ -165,21 +165,27 @@ def _measure(trainer, counter, load_seconds: float, extra: dict) -> dict:
 # ----------------------------------------------------------------------------------- configurations
 
 
-def run_ours(args) -> dict:
-    """(a) MCQATrainer as run_training builds it, without evaluation or checkpoints."""
-    import dataclasses
-
+def _load(args):
+    """What both configurations start from: the same settings, model load (timed) and encoded rows."""
     import transformers
 
     from mcqa_core.modeling import load_for_training
-    from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
 
     cfg = _config(args, args.gradient_checkpointing)
     transformers.set_seed(cfg.train.seed)
     started = time.time()
     model, tok, _ = load_for_training(cfg.model, cfg.lora)
     load_seconds = time.time() - started
-    enc = _encoded_rows(cfg, tok, args.rows)
+    return cfg, model, tok, load_seconds, _encoded_rows(cfg, tok, args.rows)
+
+
+def run_ours(args) -> dict:
+    """(a) MCQATrainer as run_training builds it, without evaluation or checkpoints."""
+    import dataclasses
+
+    from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
+
+    cfg, model, tok, load_seconds, enc = _load(args)
     out = Path(cfg.train.output_dir)
     targs = dataclasses.replace(sft_config(cfg, out, len(enc.examples)), eval_strategy="no", save_strategy="no",
                                 load_best_model_at_end=False, logging_steps=10**6, disable_tqdm=True)
@@ -192,18 +198,10 @@ def run_ours(args) -> dict:
 
 def run_plain(args) -> dict:
     """(b) transformers.Trainer + PEFT, random order, every micro-batch padded to its longest row."""
-    import transformers
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from mcqa_core.modeling import load_for_training
-
-    cfg = _config(args, args.gradient_checkpointing)
-    transformers.set_seed(cfg.train.seed)
-    started = time.time()
-    model, tok, _ = load_for_training(cfg.model, cfg.lora)
-    load_seconds = time.time() - started
-    enc = _encoded_rows(cfg, tok, args.rows)
+    cfg, model, tok, load_seconds, enc = _load(args)
     data = Dataset.from_dict({"input_ids": [e["input_ids"] for e in enc.examples],
                               "labels": [e["labels"] for e in enc.examples]})
     t = cfg.train

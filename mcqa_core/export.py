@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ExportArgs(**vars(build_parser().parse_args(argv)))
     from .data import DataError
     from .modeling import ModelError
-    from .publish import PublishError, push_folder
+    from .publish import push_and_report
 
     try:
         export_merged(args)
@@ -290,12 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.push_to_hub:
-        try:
-            url = push_folder(args.out, args.push_to_hub)
-        except PublishError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 3
-        print(f"[export] pushed to {url}")
+        return push_and_report(args.out, args.push_to_hub, label="[export] pushed")
     return 0
 
 

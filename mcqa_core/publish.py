@@ -80,6 +80,17 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = True, messa
     return str(url)
 
 
+def push_and_report(folder: str | Path, repo_id: str, *, private: bool = True, label: str = "pushed") -> int:
+    """The command-line ending every push shares: push, print where it went, or the error; exit code 0 or 3."""
+    try:
+        url = push_folder(folder, repo_id, private=private)
+    except PublishError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print(f"{label} to {url}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -93,13 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {folder} holds neither adapter_config.json nor config.json; train with "
               "`python train_adapter.py` or export with `python -m mcqa_core.export` first", file=sys.stderr)
         return 2
-    try:
-        url = push_folder(folder, args.repo, private=not args.public)
-    except PublishError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    print(f"pushed {folder} to {url}")
-    return 0
+    return push_and_report(folder, args.repo, private=not args.public, label=f"pushed {folder}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from .config import RunConfig
@@ -312,7 +311,7 @@ def run_training(cfg: RunConfig) -> dict:
     train_started = time.time()
     result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
     train_seconds = time.time() - train_started
-    final = trainer.evaluate()  # on the best model, which load_best_model_at_end restored
+    final = _final_metrics(trainer)
     print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
           f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
 
@@ -355,6 +354,18 @@ def run_training(cfg: RunConfig) -> dict:
     (out / "README.md").write_text(model_card(record))
     _write_eval_report(cfg, trainer.model, tok, out, record)
     return record
+
+
+def _final_metrics(trainer) -> dict:
+    """Eval loss and accuracy of the model training ends with. The evaluation at the step that model comes
+    from (the best checkpoint, which load_best_model_at_end restored, or the last step) already measured
+    it; evaluate again only when no evaluation ran at that step."""
+    state = trainer.state
+    step = state.global_step
+    if state.best_model_checkpoint and trainer.args.load_best_model_at_end:
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
+    return logged[-1] if logged else trainer.evaluate()
 
 
 def _write_eval_report(cfg: RunConfig, model, tok, out: Path, record: dict) -> None:
