@@ -156,6 +156,31 @@ def test_loss_and_gradient_of_a_step_equal_the_rows_one_at_a_time(tiny_trainer):
         torch.testing.assert_close(grads_step[name], grads_ref[name], rtol=1e-4, atol=1e-6)
 
 
+def test_the_lm_head_projects_only_the_label_tokens(tiny_trainer):
+    """The loss forward skips prompt and padding positions before the LM head, exactly: no rounding up
+    to chunks, no second projection; and a forward without labels still returns the full logits."""
+    trainer, _ = tiny_trainer
+    model = trainer.model
+    model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    lm_head = model.get_base_model().get_output_embeddings()
+    seen = []
+    hook = lm_head.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[:-1].numel()))
+    try:
+        loss = trainer.compute_loss(model, dict(batch))
+        loss.backward()
+        n_labels = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        assert 0 < n_labels < batch["input_ids"].numel() // 4
+        assert seen == [n_labels]
+        seen.clear()
+        with torch.no_grad():
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        assert out.logits.shape[:2] == batch["input_ids"].shape and seen == [batch["input_ids"].numel()]
+    finally:
+        hook.remove()
+        model.zero_grad()
+
+
 def test_a_rows_logits_are_the_same_alone_and_in_a_padded_batch(tiny_trainer):
     trainer, examples = tiny_trainer
     model = trainer.model
