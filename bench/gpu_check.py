@@ -10,7 +10,8 @@
 What it does, in under 8 minutes on one H200:
 1. builds a model with Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP 8192,
    vocab 128,256, tied embeddings) and random bf16 weights, saved to a temporary folder (no hub);
-2. for each backend (unsloth, transformers+PEFT), in its own process (importing unsloth patches
+2. for each backend (unsloth; transformers+PEFT; ours = transformers+PEFT with the trainer's loss, which
+   projects only the label tokens through the LM head), in its own process (importing unsloth patches
    transformers for the whole process): loads that folder in 4-bit NF4 through the project's
    `load_for_training` (the course's LoRA recipe, gradient checkpointing on), and runs optimizer steps
    of --batch-size real MedMCQA training sequences with 8-bit AdamW under bf16 autocast, reporting the
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO))
 LLAMA_3_2_1B = dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
                     intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
                     max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5, head_dim=64)
+BACKENDS = ("unsloth", "transformers", "ours")
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=128, vocab_size=49152, tie_word_embeddings=True, max_position_embeddings=1024)
 
@@ -97,6 +99,11 @@ def train_worker(args) -> dict:
         ModelConfig(model_name=args.model_dir, load_in_4bit=True, max_seq_length=512,
                     use_unsloth="yes" if args.backend == "unsloth" else "no"),
         LoraArgs())
+    if args.backend == "ours":  # transformers + PEFT with our trainer's loss: the LM head on label tokens only
+        from mcqa_core.training import lm_head_on_label_tokens_only
+
+        lm_head_on_label_tokens_only(model)
+        info["backend"] = "ours"
     load_s = time.perf_counter() - started
     rows = [r for r in load_rows(args.rows) if not is_heldout(r["id"])]
     need = args.batch_size * (args.steps + args.warmup)
@@ -195,17 +202,18 @@ def main(args) -> int:
     results = {"shape": "tiny" if args.tiny else "llama-3.2-1b", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         build_model(Path(tmp), args.tokenizer, args.tiny)
-        backends = ["transformers"] if args.tiny else ["unsloth", "transformers"]
+        backends = [b for b in args.backends.split(",") if b and not (args.tiny and b == "unsloth")]
         for backend in backends:
             print(f"[train] {backend} ...", flush=True)
             results[f"train_{backend}"] = run_worker("train", args, Path(tmp), backend, args.worker_timeout)
             print(f"[train] {backend}: {results[f'train_{backend}']}", flush=True)
-        print("[score] ...", flush=True)
-        results["score"] = run_worker("score", args, Path(tmp), None, args.worker_timeout)
-        print(f"[score] {results['score']}", flush=True)
+        if args.score_rows:
+            print("[score] ...", flush=True)
+            results["score"] = run_worker("score", args, Path(tmp), None, args.worker_timeout)
+            print(f"[score] {results['score']}", flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     print("\n| check | step s | tokens/s | peak GiB | note |\n|---|---|---|---|---|")
-    for backend in ("unsloth", "transformers"):
+    for backend in BACKENDS:
         r = results.get(f"train_{backend}")
         if r is None:
             continue
@@ -214,7 +222,7 @@ def main(args) -> int:
         else:
             print(f"| QLoRA train, {backend} | {r['step_s']} | {r['tokens_per_s']} | {r['peak_gpu_mem_gib']} | "
                   f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} tokens, load {r['load_s']} s |")
-    s = results["score"]
+    s = results.get("score", {"error": "skipped (--score-rows 0)"})
     if "error" in s:
         print(f"| score validation | - | - | - | {s['error'][:160]} |")
     else:
@@ -230,10 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", default=".gpu/tokenizer", help="Folder with a Llama-family tokenizer (offline).")
     p.add_argument("--rows", default=".gpu/validation.jsonl", help="MedMCQA validation.jsonl (HF schema).")
+    p.add_argument("--backends", default=",".join(BACKENDS),
+                   help="Training backends to time, comma-separated: unsloth (its patched model and fused loss), "
+                        "transformers (plain PEFT loop, full logits), ours (transformers + PEFT with our trainer's "
+                        "loss, the LM head on label tokens only). Default: %(default)s.")
     p.add_argument("--steps", type=int, default=10, help="Timed optimizer steps per backend.")
     p.add_argument("--warmup", type=int, default=3, help="Untimed steps first (kernel compilation, allocator).")
     p.add_argument("--batch-size", type=int, default=64, help="Sequences per step (the course recipe's per-device 64).")
-    p.add_argument("--score-rows", type=int, default=4183, help="Validation questions to score.")
+    p.add_argument("--score-rows", type=int, default=4183, help="Validation questions to score (0: skip scoring).")
     p.add_argument("--score-batch", type=int, default=64, help="Questions per scoring forward pass.")
     p.add_argument("--worker-timeout", type=int, default=200, help="Seconds each backend / the scoring may take.")
     p.add_argument("--tiny", action="store_true", help="A tiny model on whatever device: checks this script only.")
