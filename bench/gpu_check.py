@@ -193,6 +193,40 @@ def run_worker(kind: str, args, model_dir: Path, backend: str | None, timeout: i
     return {"error": f"exit {r.returncode}: " + " | ".join(tail)[-800:]}
 
 
+def run_trainer(args, model_dir: Path, backend: str) -> dict:
+    """The real thing: train_adapter.py with the course preset (batch 64 x 16, 4-bit, LoRA recipe, adamw_8bit,
+    bf16, evaluation with letter accuracy, the adapter folder and its report) on `backend`, for a few steps."""
+    out = model_dir.parent / f"{model_dir.name}-adapter-{backend}"
+    n = args.trainer_steps
+    cmd = [sys.executable, str(REPO / "train_adapter.py"), "--preset", "smoke" if args.tiny else "course",
+           "--model-name", str(model_dir), "--data-dir", str(Path(args.rows).parent), "--train-split", "demo-train",
+           "--eval-split", "heldout", "--eval-limit", "256", "--report-limit", "256", "--max-steps", str(n),
+           "--eval-steps", str(n), "--save-steps", str(n), "--logging-steps", "1", "--warmup-steps", "1",
+           "--output-dir", str(out), "--use-unsloth", "yes" if backend == "unsloth" else "no"]
+    if args.tiny:
+        cmd += ["--batch-size", "64", "--grad-accum", "16", "--max-seq-length", "512", "--optim", "adamw_torch"]
+    started = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout,
+                           env=dict(os.environ, TQDM_DISABLE="1"))
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.worker_timeout} s"}
+    if r.returncode:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-8:]
+        return {"error": f"exit {r.returncode}: " + " | ".join(tail)[-800:]}
+    run = json.loads((out / "mcqa_run.json").read_text())
+    steps = [h for h in run["metrics"]["history"] if "loss" in h and "eval_loss" not in h]
+    rows_per_step = run["data"]["batch_size_used"] * run["data"]["grad_accum_used"]
+    tokens = sum(h.get("num_tokens", 0) for h in steps[-1:])  # TRL logs the running total of real tokens
+    return {"backend": run["backend"], "steps": run["metrics"]["global_steps"], "rows_per_step": rows_per_step,
+            "train_s": run["train_seconds"], "step_s": round(run["train_seconds"] / max(1, len(steps)), 2),
+            "tokens_per_s": round(tokens / run["train_seconds"]) if tokens else None,
+            "loss_first_last": [steps[0]["loss"], steps[-1]["loss"]] if steps else None,
+            "final_accuracy": run["metrics"]["final_accuracy"], "report_accuracy": run["metrics"].get("report_accuracy"),
+            "adapter_files": sorted(p.name for p in out.iterdir()), "versions": run["versions"],
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
 def main(args) -> int:
     if args.worker:
         res = train_worker(args) if args.worker == "train" else score_worker(args)
@@ -207,6 +241,12 @@ def main(args) -> int:
             print(f"[train] {backend} ...", flush=True)
             results[f"train_{backend}"] = run_worker("train", args, Path(tmp), backend, args.worker_timeout)
             print(f"[train] {backend}: {results[f'train_{backend}']}", flush=True)
+        for backend in [b for b in args.trainer_backends.split(",") if b] if args.trainer_steps else []:
+            if args.tiny and backend == "unsloth":
+                continue
+            print(f"[trainer] {backend} ...", flush=True)
+            results[f"trainer_{backend}"] = run_trainer(args, Path(tmp), backend)
+            print(f"[trainer] {backend}: {results[f'trainer_{backend}']}", flush=True)
         if args.score_rows:
             print("[score] ...", flush=True)
             results["score"] = run_worker("score", args, Path(tmp), None, args.worker_timeout)
@@ -222,6 +262,16 @@ def main(args) -> int:
         else:
             print(f"| QLoRA train, {backend} | {r['step_s']} | {r['tokens_per_s']} | {r['peak_gpu_mem_gib']} | "
                   f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} tokens, load {r['load_s']} s |")
+    for backend in ("unsloth", "transformers"):
+        r = results.get(f"trainer_{backend}")
+        if r is None:
+            continue
+        if "error" in r:
+            print(f"| train_adapter.py, {backend} | - | - | - | {r['error'][:160]} |")
+        else:
+            print(f"| train_adapter.py, {backend} | {r['step_s']} | {r['tokens_per_s']} | - | {r['steps']} steps of "
+                  f"{r['rows_per_step']} rows, loss {r['loss_first_last']}, eval accuracy {r['final_accuracy']}, "
+                  f"{r['wall_s']} s in all |")
     s = results.get("score", {"error": "skipped (--score-rows 0)"})
     if "error" in s:
         print(f"| score validation | - | - | - | {s['error'][:160]} |")
@@ -248,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-rows", type=int, default=4183, help="Validation questions to score (0: skip scoring).")
     p.add_argument("--score-batch", type=int, default=64, help="Questions per scoring forward pass.")
     p.add_argument("--worker-timeout", type=int, default=200, help="Seconds each backend / the scoring may take.")
+    p.add_argument("--trainer-steps", type=int, default=0,
+                   help="Also run train_adapter.py (course preset: 64 x 16 rows a step, eval, adapter folder) for "
+                        "this many optimizer steps per --trainer-backends (default 0: skip).")
+    p.add_argument("--trainer-backends", default="unsloth,transformers", help="Backends for --trainer-steps.")
     p.add_argument("--tiny", action="store_true", help="A tiny model on whatever device: checks this script only.")
     p.add_argument("--json", help="Also write the results here.")
     p.add_argument("--worker", choices=("train", "score"), help=argparse.SUPPRESS)

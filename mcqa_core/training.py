@@ -54,6 +54,12 @@ def library_versions() -> dict:
     return out
 
 
+def _on_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def precision_flags() -> dict:
     """bf16 where supported, else fp16 on GPU, else fp32 (CPU)."""
     import torch
@@ -281,6 +287,7 @@ def sft_config(cfg: RunConfig, out: Path, n_train: int):
         remove_unused_columns=False,
         disable_tqdm=False,
         save_only_model=False,
+        dataloader_pin_memory=_on_cuda(),  # pinned memory only helps copies to a GPU (and warns without one)
         **precision_flags(),
     )
 
