@@ -108,6 +108,9 @@ def score_rows(
             if prefix_len:
                 prefix_cache = model(input_ids=torch.tensor([items[0].ids[:prefix_len]], device=device),
                                      use_cache=True, logits_to_keep=1).past_key_values
+                if not hasattr(prefix_cache, "batch_repeat_interleave"):
+                    # A forward that returns legacy tuples (unsloth's patched Llama): score whole prompts.
+                    prefix_cache, prefix_len = None, 0
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
                 probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device,
@@ -195,7 +198,10 @@ def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_
         input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
         logits_to_keep=keep.to(device), use_cache=False, **extra,
     ).logits.float()
-    col = torch.searchsorted(keep, last).to(device)
+    if logits.shape[1] != len(keep):  # a forward that ignores logits_to_keep (unsloth's) returns every position
+        col = last.to(device)
+    else:
+        col = torch.searchsorted(keep, last).to(device)
     final = logits[torch.arange(len(batch), device=device), col]  # (B, vocab)
     logp = torch.log_softmax(final, dim=-1)[:, letter_ids.to(device)]
     mass = logp.exp().sum(-1)

@@ -105,3 +105,28 @@ def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model, tokenizer
     full = score_rows(tiny_model, tokenizer, mixed_rows, batch_size=4, reuse_prefix=False)
     for a, b in zip(reused, full):
         assert a.probs == pytest.approx(b.probs, abs=1e-5) and a.pred == b.pred
+
+
+class _LegacyForward(torch.nn.Module):
+    """A forward like unsloth's patched Llama: ignores `logits_to_keep` (every position gets logits) and
+    returns the cache as legacy tuples, which cannot be repeated per row."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, logits_to_keep=None, **kwargs):
+        out = self.inner(**kwargs)
+        if out.past_key_values is not None:
+            out.past_key_values = tuple((layer.keys, layer.values) for layer in out.past_key_values.layers)
+        return out
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_a_forward_that_ignores_logits_to_keep_and_returns_tuples_scores_the_same(tiny_model, tokenizer, mixed_rows,
+                                                                                  padding_side):
+    wrapped = _LegacyForward(tiny_model)
+    scores = score_rows(wrapped, tokenizer, mixed_rows, batch_size=4, padding_side=padding_side)
+    for row, s in zip(mixed_rows, scores):
+        ref, _ = reference_probs(tiny_model, tokenizer, row)
+        assert s.probs == pytest.approx(ref, abs=1e-5)
