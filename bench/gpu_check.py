@@ -217,7 +217,7 @@ def run_trainer(args, model_dir: Path, backend: str) -> dict:
     run = json.loads((out / "mcqa_run.json").read_text())
     steps = [h for h in run["metrics"]["history"] if "loss" in h and "eval_loss" not in h]
     rows_per_step = run["data"]["batch_size_used"] * run["data"]["grad_accum_used"]
-    tokens = sum(h.get("num_tokens", 0) for h in steps[-1:])  # TRL logs the running total of real tokens
+    tokens = steps[-1].get("num_tokens") if steps else None  # TRL logs the running total of real tokens
     return {"backend": run["backend"], "steps": run["metrics"]["global_steps"], "rows_per_step": rows_per_step,
             "train_s": run["train_seconds"], "step_s": round(run["train_seconds"] / max(1, len(steps)), 2),
             "tokens_per_s": round(tokens / run["train_seconds"]) if tokens else None,
@@ -253,25 +253,17 @@ def main(args) -> int:
             print(f"[score] {results['score']}", flush=True)
     results["total_s"] = round(time.perf_counter() - started, 1)
     print("\n| check | step s | tokens/s | peak GiB | note |\n|---|---|---|---|---|")
-    for backend in BACKENDS:
-        r = results.get(f"train_{backend}")
-        if r is None:
-            continue
-        if "error" in r:
-            print(f"| QLoRA train, {backend} | - | - | - | {r['error'][:160]} |")
-        else:
-            print(f"| QLoRA train, {backend} | {r['step_s']} | {r['tokens_per_s']} | {r['peak_gpu_mem_gib']} | "
-                  f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} tokens, load {r['load_s']} s |")
-    for backend in ("unsloth", "transformers"):
-        r = results.get(f"trainer_{backend}")
-        if r is None:
-            continue
-        if "error" in r:
-            print(f"| train_adapter.py, {backend} | - | - | - | {r['error'][:160]} |")
-        else:
-            print(f"| train_adapter.py, {backend} | {r['step_s']} | {r['tokens_per_s']} | - | {r['steps']} steps of "
-                  f"{r['rows_per_step']} rows, loss {r['loss_first_last']}, eval accuracy {r['final_accuracy']}, "
-                  f"{r['wall_s']} s in all |")
+    for key, title, cells in (
+            ("train", "QLoRA train", lambda r: (r["peak_gpu_mem_gib"], f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} "
+                                                f"tokens, load {r['load_s']} s")),
+            ("trainer", "train_adapter.py", lambda r: ("-", f"{r['steps']} steps of {r['rows_per_step']} rows, loss "
+                                                       f"{r['loss_first_last']}, eval accuracy {r['final_accuracy']}, "
+                                                       f"{r['wall_s']} s in all"))):
+        for backend in BACKENDS:
+            r = results.get(f"{key}_{backend}")
+            if r is not None:
+                row = ("-", "-", "-", r["error"][:160]) if "error" in r else (r["step_s"], r["tokens_per_s"], *cells(r))
+                print(f"| {title}, {backend} | " + " | ".join(map(str, row)) + " |")
     s = results.get("score", {"error": "skipped (--score-rows 0)"})
     if "error" in s:
         print(f"| score validation | - | - | - | {s['error'][:160]} |")

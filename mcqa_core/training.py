@@ -54,12 +54,6 @@ def library_versions() -> dict:
     return out
 
 
-def _on_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def precision_flags() -> dict:
     """bf16 where supported, else fp16 on GPU, else fp32 (CPU)."""
     import torch
@@ -250,6 +244,7 @@ def _summary_callback():
 
 
 def sft_config(cfg: RunConfig, out: Path, n_train: int):
+    import torch
     from trl import SFTConfig
 
     t = cfg.train
@@ -287,7 +282,7 @@ def sft_config(cfg: RunConfig, out: Path, n_train: int):
         remove_unused_columns=False,
         disable_tqdm=False,
         save_only_model=False,
-        dataloader_pin_memory=_on_cuda(),  # pinned memory only helps copies to a GPU (and warns without one)
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
         **precision_flags(),
     )
 
