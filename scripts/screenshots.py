@@ -12,21 +12,15 @@ docs/screenshots/{ask,browse,evaluate}.png and stops the server.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--hide-scrollbars")
+from app_server import REPO, chrome, serve_app  # scripts/ is on sys.path when run as a script
+
 PROBS = re.compile(r"P\(answer\): A \d")
 # A short, clear held-out question (the cpu-demo adapter never trained on it).
 ASK_QUESTION = {
@@ -46,78 +40,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(args, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ)
+def app_env(args) -> dict[str, str]:
+    env = {}
     if args.base_model:
         env["MCQA_APP_BASE_MODEL"] = args.base_model
     if args.adapters_dir:
         env["MCQA_ADAPTERS_DIR"] = args.adapters_dir
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"streamlit exited:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit(f"streamlit did not start:\n{log.read_text()[-2000:]}")
+    return env
 
 
 def main(args) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="mcqa-shots-"))
-    proc = start_app(args, port, work / "streamlit.log")
-    options = webdriver.ChromeOptions()
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={work / 'profile'}")
-    options.add_argument(f"--window-size={args.width},1500")
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    wait = WebDriverWait(driver, args.timeout)
-    base = f"http://127.0.0.1:{port}"
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        base = stack.enter_context(serve_app(app_env(args), work / "streamlit.log", timeout=120))
+        driver = chrome(work / "profile", f"--window-size={args.width},1500")
+        stack.callback(driver.quit)
+        wait = WebDriverWait(driver, args.timeout)
 
-    def css(selector):
-        return driver.find_element(By.CSS_SELECTOR, selector)
+        def css(selector):
+            return driver.find_element(By.CSS_SELECTOR, selector)
 
-    def main_text() -> str:
-        return css("[data-testid=stMain]").text
+        def main_text() -> str:
+            return css("[data-testid=stMain]").text
 
-    def idle():
-        """Wait until the script run ends (the status widget disappears), then let the charts draw."""
-        time.sleep(0.8)
-        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid=stStatusWidget]"))
-        time.sleep(1.5)
+        def idle():
+            """Wait until the script run ends (the status widget disappears), then let the charts draw."""
+            time.sleep(0.8)
+            wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid=stStatusWidget]"))
+            time.sleep(1.5)
 
-    def shoot(name: str, height: int):
-        driver.set_window_size(args.width, height)
-        time.sleep(1.0)
-        driver.save_screenshot(str(out / f"{name}.png"))
-        print(f"saved {out / f'{name}.png'}")
+        def shoot(name: str, height: int):
+            driver.set_window_size(args.width, height)
+            time.sleep(1.0)
+            driver.save_screenshot(str(out / f"{name}.png"))
+            print(f"saved {out / f'{name}.png'}")
 
-    try:
         # Ask: a held-out question, base vs fine-tuned when an adapter is loaded, and an explanation.
         driver.get(base)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-ask_question textarea"))
@@ -168,14 +132,6 @@ def main(args) -> None:
             wait.until(lambda d: "Run here on the first" in main_text())
         idle()
         shoot("evaluate", 1900)
-    finally:
-        driver.quit()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
