@@ -6,20 +6,35 @@ Streamlit). The model is an `st.cache_resource`: one load per process, shared by
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import streamlit as st
 
-from mcqa_core import ask as core
-from mcqa_core.data import DataError, default_data_dir, load_split
-from mcqa_core.modeling import ModelError
-from mcqa_core.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.data.rows import default_data_dir, load_split
+from mcqa_core.errors import DataError, ModelError
+from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
+from mcqa_core.service.questions import Answer, load_spec
+from mcqa_core.service.rows import short
+from mcqa_core.training.settings import CPU_DEMO_TIME
 
-TRAIN_HINT = ("python train_adapter.py --preset cpu-demo --data-dir ../shared/data/medmcqa "
-              "--output-dir adapters/cpu-demo")
+TRAIN_HINT = "python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo
 BASE_CHOICE = "__base__"
 PATH_CHOICE = "__path__"
+
+
+# --------------------------------------------------------------------------- showing user text safely
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$&:])")
+
+
+def md_escape(text: str) -> str:
+    """Text shown literally inside Streamlit markdown: no emphasis, links, images, HTML, LaTeX or headings."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text))
+    return escaped.replace("\n", "  \n")
 
 
 # --------------------------------------------------------------------------- caches
@@ -27,10 +42,10 @@ PATH_CHOICE = "__path__"
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None):
-    return core.load_spec(core.ModelSpec(adapter, base_model, load_in_4bit), threads=settings().threads)
+    return load_spec(ModelSpec(adapter, base_model, load_in_4bit), threads=settings().threads)
 
 
-def get_model(spec: core.ModelSpec):
+def get_model(spec: ModelSpec):
     """The model for a spec: loaded on the first call in this process, then shared by every session."""
     return _cached_model(spec.adapter, spec.base_model, spec.load_in_4bit)
 
@@ -41,8 +56,8 @@ def load_rows(split: str, data_dir: str | None) -> tuple[list[dict], str]:
     return loaded.rows, loaded.source
 
 
-def settings() -> core.AppSettings:
-    return core.AppSettings.from_env()
+def settings() -> AppSettings:
+    return AppSettings.from_env()
 
 
 def _argv_data_dir() -> str | None:
@@ -73,7 +88,7 @@ def validation_rows_or_none() -> tuple[list[dict] | None, str]:
 # --------------------------------------------------------------------------- the model in use
 
 
-def current_spec() -> core.ModelSpec | None:
+def current_spec() -> ModelSpec | None:
     return st.session_state.get("app_spec")
 
 
@@ -92,7 +107,7 @@ def require_model():
     return loaded
 
 
-def _load_or_error(spec: core.ModelSpec):
+def _load_or_error(spec: ModelSpec):
     try:
         with st.spinner(f"Loading {spec.label()} (once per server; later clicks reuse it)…"):
             return get_model(spec), None
@@ -102,7 +117,7 @@ def _load_or_error(spec: core.ModelSpec):
         return None, f"{type(e).__name__}: {str(e)[:500]}"
 
 
-def _choice_label(choice: str, adapters: dict, cfg: core.AppSettings) -> str:
+def _choice_label(choice: str, adapters: dict, cfg: AppSettings) -> str:
     if choice == BASE_CHOICE:
         return f"Base model only ({cfg.base_model})"
     if choice == PATH_CHOICE:
@@ -112,9 +127,9 @@ def _choice_label(choice: str, adapters: dict, cfg: core.AppSettings) -> str:
     return f"{a.name}{acc}"
 
 
-def model_picker_ui(cfg: core.AppSettings) -> core.ModelSpec:
+def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     """The sidebar's adapter choice as a spec to load."""
-    found = core.find_adapters(cfg.adapters_dir)
+    found = find_adapters(cfg.adapters_dir)
     ready = {str(a.path): a for a in found if a.ready}
     choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
     choice = st.sidebar.selectbox("Model", choices, key="sidebar_model",
@@ -122,17 +137,17 @@ def model_picker_ui(cfg: core.AppSettings) -> core.ModelSpec:
                                   help=f"Adapter folders found in {cfg.adapters_dir}")
     for a in found:
         if not a.ready:
-            st.sidebar.caption(f"{core.md_escape(a.name)}: {core.md_escape(a.problem or 'not ready')}")
+            st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(a.problem or 'not ready')}")
     if choice == PATH_CHOICE:
         path = st.sidebar.text_input("Adapter folder", key="sidebar_adapter_path",
                                      placeholder="adapters/my-run or /abs/path").strip()
         if not path:
             st.sidebar.caption("Type a folder that holds adapter_config.json; the base model answers meanwhile.")
-            return core.base_spec(cfg)
-        return core.adapter_spec(path, cfg)
+            return base_spec(cfg)
+        return adapter_spec(path, cfg)
     if choice == BASE_CHOICE:
-        return core.base_spec(cfg)
-    return core.adapter_spec(choice, cfg)
+        return base_spec(cfg)
+    return adapter_spec(choice, cfg)
 
 
 def sidebar_ui():
@@ -144,7 +159,7 @@ def sidebar_ui():
     cfg = settings()
     wanted = model_picker_ui(cfg)
     failed: dict = st.session_state.setdefault("app_failed", {})
-    fallback = st.session_state.get("app_good_spec") or core.base_spec(cfg)
+    fallback = st.session_state.get("app_good_spec") or base_spec(cfg)
     loaded, spec = None, wanted
     if wanted in failed:
         error = failed[wanted]
@@ -153,7 +168,7 @@ def sidebar_ui():
         if error:
             failed[wanted] = error
     if error:
-        st.sidebar.error(f"Could not load {core.md_escape(wanted.label())}. The reason:", icon=":material/error:")
+        st.sidebar.error(f"Could not load {md_escape(wanted.label())}. The reason:", icon=":material/error:")
         st.sidebar.code(error, language=None, wrap_lines=True)  # shown as typed: paths may hold markup
         if st.sidebar.button("Try again", key="sidebar_retry"):
             failed.pop(wanted, None)
@@ -162,34 +177,34 @@ def sidebar_ui():
         if spec != wanted:
             loaded, error2 = _load_or_error(spec)
             if error2:
-                st.sidebar.error(f"The fallback ({core.md_escape(spec.label())}) failed too:")
+                st.sidebar.error(f"The fallback ({md_escape(spec.label())}) failed too:")
                 st.sidebar.code(error2, language=None, wrap_lines=True)
             else:
-                st.sidebar.warning(f"Still using {core.md_escape(spec.label())}.")
+                st.sidebar.warning(f"Still using {md_escape(spec.label())}.")
     if loaded is None:
         st.session_state["app_spec"] = None
         return None
     st.session_state["app_spec"] = spec
     st.session_state["app_good_spec"] = spec
     loaded_info_ui(loaded)
-    if not loaded.has_adapter and not any(a.ready for a in core.find_adapters(cfg.adapters_dir)):
-        st.sidebar.info(f"No adapter trained yet, so the base model answers. Train one (~25 min on CPU):\n\n"
+    if not loaded.has_adapter and not any(a.ready for a in find_adapters(cfg.adapters_dir)):
+        st.sidebar.info(f"No adapter trained yet, so the base model answers. Train one ({CPU_DEMO_TIME}):\n\n"
                         f"`{TRAIN_HINT}`")
     return loaded
 
 
 def loaded_info_ui(loaded) -> None:
     d = loaded.describe()
-    run = core.describe_run(loaded.run) if loaded.has_adapter else {}
-    lines = [f"**Base model:** {core.md_escape(d['base_model'])}"]
+    run = describe_run(loaded.run) if loaded.has_adapter else {}
+    lines = [f"**Base model:** {md_escape(d['base_model'])}"]
     if loaded.has_adapter:
-        lines.append(f"**Adapter:** {core.md_escape(Path(loaded.adapter).name)}")
+        lines.append(f"**Adapter:** {md_escape(Path(loaded.adapter).name)}")
         if run.get("trained_on"):
-            lines.append(f"**Trained on:** {core.md_escape(run['trained_on'])}")
+            lines.append(f"**Trained on:** {md_escape(run['trained_on'])}")
         acc = run.get("accuracy")
         if isinstance(acc, (int, float)):
             on = f" on {run['eval_split']} ({run['eval_rows']} rows)" if run.get("eval_split") else ""
-            lines.append(f"**Measured accuracy:** {acc:.1%}{core.md_escape(on)}")
+            lines.append(f"**Measured accuracy:** {acc:.1%}{md_escape(on)}")
         else:
             lines.append("**Measured accuracy:** not recorded")
     else:
@@ -216,7 +231,7 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
     df = pd.DataFrame({
         "letter": list(LETTERS),
         "probability": probs,
-        "option": [core.short(row.get(k, ""), 80) for k in OPTION_KEYS],
+        "option": [short(row.get(k, ""), 80) for k in OPTION_KEYS],
         "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in LETTERS],
     })
     # The legend names the correct answer only when there is one (a MedMCQA sample, unchanged).
@@ -238,15 +253,15 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
     st.altair_chart(chart, width="stretch", key=f"chart_{key}" if key else None)
 
 
-def answer_ui(answer: core.Answer, row: dict, title: str | None = None, key: str = "") -> None:
+def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = "") -> None:
     """One answer: the letter and option text, how sure, how long it took, the probability bars."""
     if title:
         st.markdown(f"**{title}**")
     option = row[OPTION_KEYS[LETTERS.index(answer.pred)]]
-    st.markdown(f"#### {answer.pred}. {core.md_escape(option)}")
+    st.markdown(f"#### {answer.pred}. {md_escape(option)}")
     verdict = ""
     if answer.gold is not None:
-        gold_text = core.md_escape(core.short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))
+        gold_text = md_escape(short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))
         verdict = (" · :green[:material/check_circle: **correct**]" if answer.correct
                    else f" · :red[:material/cancel: **wrong**]: MedMCQA says **{answer.gold}** ({gold_text})")
     st.markdown(f"Confidence **{answer.confidence:.0%}** · answered in **{answer.seconds:.2f} s**{verdict}")

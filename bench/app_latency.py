@@ -7,7 +7,7 @@
     # full precision on CPU instead (faster, but near-tie answers differ from the evaluated 4-bit model)
     python bench/app_latency.py --4bit no
 
-Each answer runs exactly what the Ask button runs (`mcqa_core.ask.check_input`, `prepare_prompt`,
+Each answer runs exactly what the Ask button runs (`mcqa_core.service.questions.check_input`, `prepare_prompt`,
 `answer_question`: one forward pass, four letter probabilities). The first answer is reported apart
 (warm-up); the target is a median warm answer of at most 0.5 s.
 """
@@ -42,35 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args) -> dict:
     import torch
 
-    from mcqa_core import ask as core
-    from mcqa_core.data import default_data_dir, load_split
-    from mcqa_core.inference import load_model  # what the app's cached loader calls
-    from mcqa_core.prompt import OPTION_KEYS
+    from mcqa_core.service import adapters, questions, reports
+    from mcqa_core.data.rows import default_data_dir, load_split
+    from mcqa_core.models.inference import load_model  # what the app's cached loader calls
+    from mcqa_core.data.prompt import OPTION_KEYS
 
     # The app's thread count (MCQA_APP_THREADS=auto: torch's default, all cores) unless --threads says otherwise.
-    threads = args.threads or core.AppSettings.from_env().threads
+    threads = args.threads or adapters.AppSettings.from_env().threads
     if threads:
         torch.set_num_threads(threads)
     rows = load_split("validation", args.data_dir or default_data_dir(), limit=args.questions + 1).rows
     started = time.perf_counter()
-    settings = core.AppSettings.from_env({"MCQA_APP_4BIT": args.four_bit.replace("yes", "1").replace("no", "0")})
-    spec = (core.adapter_spec(args.adapter, settings) if args.adapter
-            else core.base_spec(core.AppSettings(args.base_model, settings.adapters_dir, settings.load_in_4bit)))
+    settings = adapters.AppSettings.from_env({"MCQA_APP_4BIT": args.four_bit.replace("yes", "1").replace("no", "0")})
+    spec = (adapters.adapter_spec(args.adapter, settings) if args.adapter
+            else adapters.base_spec(adapters.AppSettings(args.base_model, settings.adapters_dir, settings.load_in_4bit)))
     loaded = load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
     load_s = time.perf_counter() - started
 
     times, cpu, tokens = [], [], []
     for row in rows:
         t0, c0 = time.perf_counter(), time.process_time()
-        checked = core.check_input(row["question"], {k: row[k] for k in OPTION_KEYS})
-        prompt = core.prepare_prompt(loaded.tokenizer, checked.row)
-        core.answer_question(loaded, checked.row, allowed=checked.allowed)
+        checked = questions.check_input(row["question"], {k: row[k] for k in OPTION_KEYS})
+        prompt = questions.prepare_prompt(loaded.tokenizer, checked.row)
+        questions.answer_question(loaded, checked.row, allowed=checked.allowed)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         tokens.append(prompt.n_tokens)
     warmup, warm = times[0], times[1:]
-    summary = core.latency_summary(warm)
-    cpu_summary = core.latency_summary(cpu[1:])
+    summary = reports.latency_summary(warm)
+    cpu_summary = reports.latency_summary(cpu[1:])
     load1 = os.getloadavg()[0]
     result = {
         "model": loaded.describe(), "threads": torch.get_num_threads(), "load_s": round(load_s, 2),

@@ -65,7 +65,7 @@ def build_model(folder: Path, tokenizer_dir: str, tiny: bool) -> None:
 
 
 def load_rows(path: str) -> list[dict]:
-    from mcqa_core.data import validate_rows
+    from mcqa_core.data.rows import validate_rows
 
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return validate_rows(rows, source=path)[0]
@@ -88,10 +88,10 @@ def train_worker(args) -> dict:
     """One backend, one process: load in 4-bit, LoRA recipe, timed optimizer steps."""
     import torch
 
-    from mcqa_core.config import LoraArgs, ModelConfig
-    from mcqa_core.data import is_heldout
-    from mcqa_core.features import encode_rows
-    from mcqa_core.modeling import load_for_training
+    from mcqa_core.training.settings import LoraArgs, ModelConfig
+    from mcqa_core.data.rows import is_heldout
+    from mcqa_core.data.features import encode_rows
+    from mcqa_core.models.loading import load_for_training
 
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
@@ -100,7 +100,7 @@ def train_worker(args) -> dict:
                     use_unsloth="yes" if args.backend == "unsloth" else "no"),
         LoraArgs())
     if args.backend == "ours":  # transformers + PEFT with our trainer's loss: the LM head on label tokens only
-        from mcqa_core.training import lm_head_on_label_tokens_only
+        from mcqa_core.training.model_patches import lm_head_on_label_tokens_only
 
         lm_head_on_label_tokens_only(model)
         info["backend"] = "ours"
@@ -151,8 +151,8 @@ def score_worker(args) -> dict:
     import torch
     from peft import get_peft_model
 
-    from mcqa_core.modeling import load_base_model, lora_config
-    from mcqa_core.scoring import score_rows
+    from mcqa_core.models.loading import load_base_model, lora_config
+    from mcqa_core.evaluation.scoring import score_rows
 
     cuda = torch.cuda.is_available()
     model, tok, _ = load_base_model(args.model_dir, load_in_4bit=True)

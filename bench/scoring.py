@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mcqa_core.data import default_data_dir
-    from mcqa_core.modeling import OFFLINE_MODEL
+    from mcqa_core.data.rows import default_data_dir
+    from mcqa_core.models.loading import OFFLINE_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=OFFLINE_MODEL, help="Base model (default: %(default)s).")
@@ -46,7 +46,7 @@ def bare_forward(model, batches):
     """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped."""
     import torch
 
-    from mcqa_core.scoring import prompt_kernels_for_4bit_cpu
+    from mcqa_core.evaluation.scoring import prompt_kernels_for_4bit_cpu
 
     with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
         for ids, mask in batches:
@@ -57,7 +57,7 @@ def course_generate(model, tok, rows, new_tokens):
     """The course notebook's inference, fixed to max_new_tokens (its max_length=128 refuses long prompts)."""
     import torch
 
-    from mcqa_core.prompt import format_prompt
+    from mcqa_core.data.prompt import format_prompt
 
     answers = []
     with torch.inference_mode():
@@ -72,10 +72,10 @@ def course_generate(model, tok, rows, new_tokens):
 def main(args) -> int:
     import torch
 
-    from mcqa_core.data import load_split
-    from mcqa_core.features import encode_prompt
-    from mcqa_core.inference import load_model
-    from mcqa_core.scoring import pad_batch, score_rows
+    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.features import encode_prompt
+    from mcqa_core.models.inference import load_model
+    from mcqa_core.evaluation.scoring import pad_batch, score_rows
 
     rows = load_split("heldout", args.data_dir, args.rows).rows
     loaded = load_model(args.adapter, None if args.adapter else args.model, load_in_4bit=args.load_in_4bit)

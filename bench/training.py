@@ -88,7 +88,7 @@ def _rss_mib() -> float:
 
 
 def _config(args, gradient_checkpointing: bool):
-    from mcqa_core.config import load_config
+    from mcqa_core.training.settings import load_config
 
     cfg = load_config(["--preset", "cpu-demo", "--output-dir", tempfile.mkdtemp(prefix="bench-train-"),
                        "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum),
@@ -101,8 +101,8 @@ def _config(args, gradient_checkpointing: bool):
 
 
 def _encoded_rows(cfg, tok, rows: int):
-    from mcqa_core.data import load_split
-    from mcqa_core.features import encode_rows
+    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.features import encode_rows
 
     split = load_split(cfg.data.train_split, cfg.data.data_dir, rows)
     enc = encode_rows(tok, split.rows, cfg.model.max_seq_length)
@@ -169,7 +169,7 @@ def _load(args):
     """What both configurations start from: the same settings, model load (timed) and encoded rows."""
     import transformers
 
-    from mcqa_core.modeling import load_for_training
+    from mcqa_core.models.loading import load_for_training
 
     cfg = _config(args, args.gradient_checkpointing)
     transformers.set_seed(cfg.train.seed)
@@ -183,13 +183,14 @@ def run_ours(args) -> dict:
     """(a) MCQATrainer as run_training builds it, without evaluation or checkpoints."""
     import dataclasses
 
-    from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
+    from mcqa_core.training.trainer import MCQATrainer, to_dataset
+    from mcqa_core.training.run import plan_for, sft_config
 
     cfg, model, tok, load_seconds, enc = _load(args)
     out = Path(cfg.train.output_dir)
-    targs = dataclasses.replace(sft_config(cfg, out, len(enc.examples)), eval_strategy="no", save_strategy="no",
+    targs = dataclasses.replace(sft_config(cfg, out, plan_for(cfg, len(enc.examples))), eval_strategy="no", save_strategy="no",
                                 load_best_model_at_end=False, logging_steps=10**6, disable_tqdm=True)
-    trainer = _make_trainer_class()(model=model, args=targs, train_dataset=_to_dataset(enc), processing_class=tok)
+    trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(enc), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
     return _measure(trainer, counter, load_seconds, {"name": "a: ours (MCQATrainer)", "rows": len(enc.examples),
                                                      "skipped_too_long": enc.skipped_too_long,
@@ -224,9 +225,10 @@ def run_memory(args, gradient_checkpointing: bool) -> dict:
 
     import transformers
 
-    from mcqa_core.features import EncodedRows
-    from mcqa_core.modeling import load_for_training
-    from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
+    from mcqa_core.data.features import EncodedRows
+    from mcqa_core.models.loading import load_for_training
+    from mcqa_core.training.trainer import MCQATrainer, to_dataset
+    from mcqa_core.training.run import plan_for, sft_config
 
     cfg = _config(args, gradient_checkpointing)
     cfg.train.max_steps, cfg.train.gradient_accumulation_steps = 1, 1
@@ -235,10 +237,10 @@ def run_memory(args, gradient_checkpointing: bool) -> dict:
     enc = _encoded_rows(cfg, tok, None)
     longest = sorted(enc.examples, key=lambda e: -len(e["input_ids"]))[:args.batch_size]
     rows = EncodedRows(longest, longest, 0, 0)
-    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), len(longest)), eval_strategy="no",
+    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), plan_for(cfg, len(longest))), eval_strategy="no",
                                 save_strategy="no", load_best_model_at_end=False, logging_steps=10**6,
                                 disable_tqdm=True)
-    trainer = _make_trainer_class()(model=model, args=targs, train_dataset=_to_dataset(rows), processing_class=tok)
+    trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(rows), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
     rss_loaded = _rss_mib()
     started = time.time()
@@ -297,7 +299,7 @@ def _print_speed(a: dict, b: dict) -> None:
 
 
 def main(args) -> int:
-    from mcqa_core.data import default_data_dir
+    from mcqa_core.data.rows import default_data_dir
 
     if args.batch_size is None:
         args.batch_size = 64 if args.memory else 8
@@ -326,7 +328,7 @@ def main(args) -> int:
         Path(args.result).write_text(json.dumps(res))
         return 0
 
-    from mcqa_core.modeling import ensure_smollm2, mcqa_cache_dir
+    from mcqa_core.models.loading import ensure_smollm2, mcqa_cache_dir
 
     cached = (mcqa_cache_dir() / "smollm2-135m-instruct" / "model.safetensors").exists()
     t0 = time.time()

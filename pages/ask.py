@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-from app_shared import TRAIN_HINT, answer_ui, current_spec, require_model, validation_rows_or_none
-from mcqa_core import ask as core
-from mcqa_core.prompt import LETTERS, OPTION_KEYS
+from app_shared import TRAIN_HINT, answer_ui, current_spec, md_escape, require_model, validation_rows_or_none
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.errors import DataError
+from mcqa_core.models.run_record import trained_on_row
+from mcqa_core.service.questions import AskInput, answer_question, check_input, generate_explanation, prepare_prompt
+from mcqa_core.service.rows import random_row
 
 INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in OPTION_KEYS)
 
@@ -39,7 +42,7 @@ def fill_random_sample() -> None:
     if rows is None:
         st.session_state["ask_flash"] = f"No validation rows to draw from: {reason}"
         return
-    _set_inputs(core.random_row(rows))
+    _set_inputs(random_row(rows))
 
 
 def inputs_ui() -> tuple[str, dict]:
@@ -67,13 +70,13 @@ def sample_for(row: dict) -> dict | None:
     return src if same else None
 
 
-def run_ask(loaded, checked: core.AskInput, compare: bool) -> dict:
-    prompt = core.prepare_prompt(loaded.tokenizer, checked.row)
+def run_ask(loaded, checked: AskInput, compare: bool) -> dict:
+    prompt = prepare_prompt(loaded.tokenizer, checked.row)
     sample = sample_for(checked.row)
     row = dict(checked.row, cop=sample["cop"]) if sample else checked.row
-    answers = {"adapter": core.answer_question(loaded, row, allowed=checked.allowed)}
+    answers = {"adapter": answer_question(loaded, row, allowed=checked.allowed)}
     if compare:
-        answers["base"] = core.answer_question(loaded, row, adapter=False, allowed=checked.allowed)
+        answers["base"] = answer_question(loaded, row, adapter=False, allowed=checked.allowed)
     return {"inputs": checked.row, "allowed": checked.allowed, "prompt": prompt, "answers": answers,
             "sample": sample, "warnings": checked.warnings, "explanation": None}
 
@@ -83,16 +86,16 @@ def explanation_ui(loaded, result: dict) -> None:
     if st.button("Explain this answer", icon=":material/edit_note:", key="ask_explain",
                  help="The model writes a short explanation after its answer (greedy, up to 96 tokens)"):
         with st.spinner("Writing…"):
-            result["explanation"] = core.generate_explanation(loaded, result["prompt"].text, result["inputs"],
+            result["explanation"] = generate_explanation(loaded, result["prompt"].text, result["inputs"],
                                                               ans.pred)
     if result["explanation"] is not None:
         with st.container(border=True):
             st.caption("Written by the model after its answer; not checked. Small models often ramble.")
-            st.markdown(core.md_escape(result["explanation"] or "(the model wrote nothing)"))
+            st.markdown(md_escape(result["explanation"] or "(the model wrote nothing)"))
     sample = result["sample"]
     if sample and sample.get("exp"):
         with st.expander("MedMCQA's own explanation"):
-            st.markdown(core.md_escape(sample["exp"]))
+            st.markdown(md_escape(sample["exp"]))
 
 
 def result_ui(loaded, result: dict) -> None:
@@ -117,7 +120,7 @@ def result_ui(loaded, result: dict) -> None:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
         answer_ui(answers["adapter"], row, title, key="ask_main")
     sample = result["sample"]
-    if sample and loaded.has_adapter and core.trained_on_row(loaded.run, sample.get("id")):
+    if sample and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
     explanation_ui(loaded, result)
     with st.expander("Exact prompt sent to the model"):
@@ -139,7 +142,7 @@ compare = st.toggle("Compare with the base model", key="ask_compare", disabled=n
                     help="Answer twice from the one loaded model: adapter switched off, then on"
                     if loaded.has_adapter else "Load an adapter in the sidebar to compare it with its base")
 if st.button("Ask", key="ask_submit", type="primary"):
-    checked = core.check_input(question, options)
+    checked = check_input(question, options)
     if not checked.ok:
         for e in checked.errors:
             st.error(e)
@@ -149,12 +152,12 @@ if st.button("Ask", key="ask_submit", type="primary"):
             with st.spinner("Thinking…"):
                 st.session_state["ask_result"] = run_ask(loaded, checked, compare and loaded.has_adapter)
                 st.session_state["ask_result"]["spec"] = current_spec()
-        except ValueError as e:
+        except DataError as e:
             st.error(str(e))
             st.session_state.pop("ask_result", None)
 
 result = st.session_state.get("ask_result")
-current = core.check_input(question, options).row
+current = check_input(question, options).row
 if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
     result_ui(loaded, result)
 elif result is not None:

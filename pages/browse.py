@@ -3,10 +3,23 @@
 import pandas as pd
 import streamlit as st
 
-from app_shared import answer_ui, current_model, data_dir, validation_rows_or_none
-from mcqa_core import ask as core
-from mcqa_core.data import SHARED_DATA_HINT
-from mcqa_core.prompt import LETTERS, OPTION_KEYS
+from app_shared import answer_ui, current_model, data_dir, md_escape, validation_rows_or_none
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.data.rows import SHARED_DATA_HINT
+from mcqa_core.models.run_record import trained_on_row
+from mcqa_core.service.questions import answer_question
+from mcqa_core.service.rows import (
+    ALL,
+    choice_types,
+    filter_rows,
+    find_row,
+    gold_letter,
+    page_count,
+    page_rows,
+    short,
+    subjects,
+    topics,
+)
 
 PAGE_SIZES = (10, 20, 50)
 
@@ -33,12 +46,12 @@ def rows_ui() -> tuple[list[dict], str]:
 
 def filters_ui(rows: list[dict]) -> dict:
     c1, c2, c3 = st.columns([2, 2, 1])
-    subject = c1.selectbox("Subject", [core.ALL] + core.subjects(rows), key="browse_subject")
-    topic_choices = [core.ALL] + core.topics(rows, subject)
+    subject = c1.selectbox("Subject", [ALL] + subjects(rows), key="browse_subject")
+    topic_choices = [ALL] + topics(rows, subject)
     if st.session_state.get("browse_topic") not in topic_choices:
-        st.session_state["browse_topic"] = core.ALL  # the subject changed under it
+        st.session_state["browse_topic"] = ALL  # the subject changed under it
     topic = c2.selectbox("Topic", topic_choices, key="browse_topic")
-    choice = c3.selectbox("Choice type", [core.ALL] + core.choice_types(rows), key="browse_choice")
+    choice = c3.selectbox("Choice type", [ALL] + choice_types(rows), key="browse_choice")
     search = st.text_input("Search question, options or id", key="browse_search",
                            placeholder="words that must all appear, any case")
     return {"subject": subject, "topic": topic, "choice_type": choice, "search": search}
@@ -47,7 +60,7 @@ def filters_ui(rows: list[dict]) -> dict:
 def pagination_ui(n_rows: int) -> tuple[int, int]:
     c1, c2, c3 = st.columns([1, 1, 3])
     size = c1.selectbox("Rows per page", PAGE_SIZES, index=1, key="browse_page_size")
-    pages = core.page_count(n_rows, size)
+    pages = page_count(n_rows, size)
     if st.session_state.get("browse_page", 1) > pages:
         st.session_state["browse_page"] = pages  # the filters shrank the list
     page = c2.number_input("Page", min_value=1, max_value=pages, step=1, key="browse_page")
@@ -60,27 +73,27 @@ def table_ui(rows: list[dict]) -> None:
         "id": [r["id"] for r in rows],
         "subject": [r.get("subject_name") or "" for r in rows],
         "topic": [r.get("topic_name") or "" for r in rows],
-        "question": [core.short(r["question"], 110) for r in rows],
-        "answer": [core.gold_letter(r) for r in rows],
+        "question": [short(r["question"], 110) for r in rows],
+        "answer": [gold_letter(r) for r in rows],
         "explained": [bool(r.get("exp")) for r in rows],
     })
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
 
 
 def detail_ui(row: dict, where: str) -> None:
-    gold = core.gold_letter(row)
+    gold = gold_letter(row)
     with st.container(border=True):
-        st.caption(" · ".join(core.md_escape(str(x)) for x in (
+        st.caption(" · ".join(md_escape(str(x)) for x in (
             row.get("subject_name") or "Unknown subject", row.get("topic_name") or "no topic",
             f"{row.get('choice_type') or 'unknown'} choice", f"id {row.get('id')}")))
-        st.markdown(f"##### {core.md_escape(row['question'])}")
+        st.markdown(f"##### {md_escape(row['question'])}")
         for letter, key in zip(LETTERS, OPTION_KEYS):
             mark = ":green[:material/check_circle:]" if letter == gold else ":gray[:material/radio_button_unchecked:]"
-            text = f"**{letter}.** {core.md_escape(row[key])}"
+            text = f"**{letter}.** {md_escape(row[key])}"
             st.markdown(f"{mark} {text}{'  — **correct answer**' if letter == gold else ''}")
         exp = row.get("exp")
         with st.expander("Explanation (MedMCQA)", expanded=bool(exp)):
-            st.markdown(core.md_escape(exp) if exp else "_MedMCQA has no explanation for this question._")
+            st.markdown(md_escape(exp) if exp else "_MedMCQA has no explanation for this question._")
         c1, c2 = st.columns(2)
         if c1.button("Ask the model", icon=":material/smart_toy:", key=f"browse_ask_{where}", type="primary"):
             loaded = current_model()
@@ -88,7 +101,7 @@ def detail_ui(row: dict, where: str) -> None:
                 st.info("No model is loaded: pick one in the sidebar.")
             else:
                 with st.spinner("Thinking…"):
-                    st.session_state["browse_answer"] = {"id": row["id"], "answer": core.answer_question(loaded, row)}
+                    st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
         if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
             st.switch_page("pages/ask.py")
@@ -96,7 +109,7 @@ def detail_ui(row: dict, where: str) -> None:
         if shown and shown["id"] == row["id"]:
             answer_ui(shown["answer"], row, "The model's answer against MedMCQA's", key="browse_answer")
             loaded = current_model()
-            if loaded is not None and loaded.has_adapter and core.trained_on_row(loaded.run, row["id"]):
+            if loaded is not None and loaded.has_adapter and trained_on_row(loaded.run, row["id"]):
                 st.caption("The adapter was trained on this question (demo-train), so this answer is not a test "
                            "of generalisation; held-out questions are.")
 
@@ -106,7 +119,7 @@ rows, source = rows_ui()
 
 focus_id = st.session_state.get("browse_focus_id")
 if focus_id is not None:  # opened from Evaluate's wrong answers
-    row = core.find_row(rows, focus_id)
+    row = find_row(rows, focus_id)
     if st.button("Back to the list", icon=":material/arrow_back:", key="browse_back"):
         st.session_state.pop("browse_focus_id", None)
         st.rerun()
@@ -117,7 +130,7 @@ if focus_id is not None:  # opened from Evaluate's wrong answers
     st.stop()
 
 filters = filters_ui(rows)
-matched = core.filter_rows(rows, **filters)
+matched = filter_rows(rows, **filters)
 st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {source}")
 if not matched:
     st.info("No question matches these filters. Clear the search or choose \"All\" subjects.")
@@ -126,10 +139,10 @@ if st.session_state.get("browse_filters_seen") != filters:  # new filters start 
     st.session_state["browse_filters_seen"] = filters
     st.session_state["browse_page"] = 1
 page, size = pagination_ui(len(matched))
-shown_rows = core.page_rows(matched, page, size)
+shown_rows = page_rows(matched, page, size)
 table_ui(shown_rows)
 ids = [r["id"] for r in shown_rows]
 by_id = {r["id"]: r for r in shown_rows}
 pick = st.selectbox("Open a question", ids, key="browse_row",
-                    format_func=lambda i: f"{core.gold_letter(by_id[i])} · {core.short(by_id[i]['question'], 100)}")
+                    format_func=lambda i: f"{gold_letter(by_id[i])} · {short(by_id[i]['question'], 100)}")
 detail_ui(by_id[pick], "list")

@@ -4,16 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, require_model
-from mcqa_core import ask as core
-from mcqa_core.data import SHARED_DATA_HINT, DataError
-from mcqa_core.prompt import LETTERS
-
-try:
-    import mcqa_core.evaluate  # noqa: F401  (the evaluation helper's module; the page needs it to run one)
-
-    HAVE_EVALUATE = True
-except ImportError:
-    HAVE_EVALUATE = False
+from mcqa_core.data.prompt import LETTERS
+from mcqa_core.data.rows import SHARED_DATA_HINT
+from mcqa_core.errors import DataError
+from mcqa_core.models.run_record import split_overlap_warning
+from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, wrong_answers
+from mcqa_core.service.rows import short
 
 SPLITS = ("heldout", "validation")
 
@@ -25,10 +21,6 @@ def default_split(loaded) -> str:
 
 def run_ui(loaded) -> None:
     """N samples, the split, base comparison; runs the evaluation with a progress bar."""
-    if not HAVE_EVALUATE:
-        st.info("The evaluation module (`mcqa_core.evaluate`) is not in this checkout yet, so the page cannot run "
-                "an evaluation. Update the repository, or run `python -m mcqa_core.evaluate --help` once it lands.")
-        return
     c1, c2, c3 = st.columns([1, 1, 2])
     split = c1.selectbox("Split", SPLITS, index=SPLITS.index(default_split(loaded)), key="evaluate_split",
                          help="heldout: the offline rows no adapter trains on; validation: all 4,183 rows")
@@ -36,7 +28,7 @@ def run_ui(loaded) -> None:
                         help="The first N rows of the split (always the same ones, so runs compare)")
     compare = c3.toggle("Compare with the base model", value=loaded.has_adapter, key="evaluate_compare",
                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
-    if loaded.has_adapter and (overlap := core.split_overlap_warning(loaded.run, split)):
+    if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
         st.warning(overlap)
     if not st.button("Run evaluation", key="evaluate_run", type="primary"):
         return
@@ -50,7 +42,7 @@ def run_ui(loaded) -> None:
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
 
-    report = core.evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+    report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
     bar.empty()
     st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split}
 
@@ -78,7 +70,7 @@ def headline_ui(report: dict) -> None:
 def subjects_ui(report: dict) -> None:
     import altair as alt
 
-    table = core.subject_table(report)
+    table = subject_table(report)
     long = []
     for r in table:
         long.append({"subject": r["subject"], "model": "this model", "accuracy": r["accuracy"], "n": r["n"]})
@@ -123,12 +115,12 @@ def confusion_ui(report: dict) -> None:
 
 
 def wrong_ui(report: dict) -> None:
-    wrong = core.wrong_answers(report)
+    wrong = wrong_answers(report)
     if not wrong:
         st.success("No wrong answers in this report.")
         return
     df = pd.DataFrame([{"id": p["id"], "subject": p.get("subject"), "model": p["pred"], "MedMCQA": p["gold"],
-                        "confidence": max(p["probs"]), "question": core.short(p.get("question", ""), 100)}
+                        "confidence": max(p["probs"]), "question": short(p.get("question", ""), 100)}
                        for p in wrong])
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 320),
                  column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0,
@@ -137,7 +129,7 @@ def wrong_ui(report: dict) -> None:
     c1, c2 = st.columns([4, 1])
     pick = c1.selectbox("Open a wrong answer in Browse", list(by_id), key="evaluate_wrong",
                         format_func=lambda i: f"{by_id[i]['pred']}→{by_id[i]['gold']} · "
-                                              f"{core.short(by_id[i].get('question', ''), 90)}")
+                                              f"{short(by_id[i].get('question', ''), 90)}")
     c2.markdown("&nbsp;")
     if c2.button("Open in Browse", key="evaluate_open_browse"):
         st.session_state["browse_focus_id"] = pick
@@ -156,13 +148,13 @@ def report_ui(report: dict, where: str) -> None:
         confusion_ui(report)
     if report.get("disagreements") is not None:
         st.caption(f"The adapter and its base disagree on {len(report['disagreements'])} of {report['n']} questions.")
-    st.subheader(f"Wrong answers ({len(core.wrong_answers(report))})")
+    st.subheader(f"Wrong answers ({len(wrong_answers(report))})")
     wrong_ui(report)
 
 
 st.title("Evaluate")
 loaded = require_model()
-saved, saved_path = core.saved_report(loaded.adapter)
+saved, saved_path = saved_report(loaded.adapter)
 
 
 def this_models_run() -> dict | None:

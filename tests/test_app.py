@@ -1,5 +1,5 @@
 """The Streamlit app through `streamlit.testing.v1.AppTest`: every page driven by its widget keys, with the
-real tiny random Llama behind it (no mocked scorer), plus the pure logic of `mcqa_core.ask`.
+real tiny random Llama behind it (no mocked scorer), plus the pure logic of `mcqa_core.service`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mcqa_core import ask as core
-from mcqa_core.prompt import format_prompt
+import app_shared
+from mcqa_core.data.prompt import format_prompt
+from mcqa_core.models import run_record
+from mcqa_core.service import adapters, questions
+from mcqa_core.service import rows as service_rows
 
 from .app_helpers import make_tiny_adapter
 
@@ -35,7 +38,7 @@ def app_env(monkeypatch, tmp_path, data_dir, tiny_model_path):
 @pytest.fixture(scope="module")
 def tiny_adapter(tmp_path_factory, tiny_model_path, validation_rows):
     """One adapter folder (random LoRA on the tiny model) with an eval_report.json of 12 held-out rows."""
-    from mcqa_core.data import is_heldout
+    from mcqa_core.data.rows import is_heldout
 
     rows = [r for r in validation_rows if is_heldout(r["id"])][:12]
     return make_tiny_adapter(tmp_path_factory.mktemp("adapters") / "tiny-lora", tiny_model_path, rows=rows)
@@ -105,7 +108,7 @@ def test_ask_refuses_bad_input_without_calling_the_model(monkeypatch):
     def no_model(*a, **k):
         raise AssertionError("the model must not be called for invalid input")
 
-    monkeypatch.setattr(core, "answer_rows", no_model)
+    monkeypatch.setattr(questions, "answer_rows", no_model)
     at.button(key="ask_submit").click().run()
     assert not at.exception
     assert "Type a question first." in [e.value for e in at.error]
@@ -199,7 +202,7 @@ def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app
 
     # With an adapter loaded before (this session's last good model), a failing folder leaves it answering.
     good = shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
-    previous = core.adapter_spec(good, core.AppSettings.from_env())
+    previous = adapters.adapter_spec(good, adapters.AppSettings.from_env())
     at = open_app(sidebar_model="__path__", sidebar_adapter_path=str(broken), app_good_spec=previous)
     assert any("Still using adapter" in w.value and "tiny\\-lora" in w.value for w in at.sidebar.warning)
     assert "**Adapter:** tiny\\-lora" in "\n".join(m.value for m in at.sidebar.markdown)
@@ -233,7 +236,7 @@ def test_browse_filters_searches_asks_and_opens_in_ask(validation_rows):
     at.button(key="browse_open_in_ask_list").click().run()
     assert not at.exception
     assert "Ask the model" in shown(at)  # now on the Ask page, with the sample carried over
-    row = core.find_row(validation_rows, picked)
+    row = service_rows.find_row(validation_rows, picked)
     assert row["subject_name"] == "Anatomy"
     assert at.text_area(key="ask_question").value == row["question"]
     assert at.text_input(key="ask_opd").value == row["opd"]
@@ -264,7 +267,7 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
         wrong_id = at.selectbox(key="evaluate_wrong").value
         at.button(key="evaluate_open_browse").click().run()
         assert not at.exception
-        assert f"id {core.md_escape(wrong_id)}" in shown(at)
+        assert f"id {app_shared.md_escape(wrong_id)}" in shown(at)
         assert "correct answer" in shown(at)
 
 
@@ -290,7 +293,7 @@ def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_ada
 def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch):
     import streamlit as st
 
-    import mcqa_core.inference as inference
+    import mcqa_core.models.inference as inference
 
     st.cache_resource.clear()
     real, calls = inference.load_model, []
@@ -311,40 +314,40 @@ def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch
     assert len(calls) == 1
 
 
-# --------------------------------------------------------------------------- mcqa_core.ask logic
+# --------------------------------------------------------------------------- mcqa_core.service logic
 
 
 def test_check_input_rules():
-    ok = core.check_input("  Q? ", ["a", "b", " ", "d"])
-    assert ok.ok and ok.allowed == ["A", "B", "D"] and ok.row["opc"] == core.UNFILLED_OPTION
+    ok = questions.check_input("  Q? ", ["a", "b", " ", "d"])
+    assert ok.ok and ok.allowed == ["A", "B", "D"] and ok.row["opc"] == questions.UNFILLED_OPTION
     assert ok.row["question"] == "Q?"
-    assert core.check_input("", ["a", "b"]).errors == ["Type a question first."]
-    assert core.check_input("Q", ["a"]).errors == ["Fill at least two options (filled: A)."]
-    dup = core.check_input("Q", ["Same  text", "same text", "c", "d"])
+    assert questions.check_input("", ["a", "b"]).errors == ["Type a question first."]
+    assert questions.check_input("Q", ["a"]).errors == ["Fill at least two options (filled: A)."]
+    dup = questions.check_input("Q", ["Same  text", "same text", "c", "d"])
     assert dup.ok and "Options A and B are the same text" in dup.warnings[0]
 
 
 def test_restrict_probs_and_filters(validation_rows):
-    assert core.restrict_probs([0.1, 0.2, 0.3, 0.4], ["A", "B"]) == pytest.approx([1 / 3, 2 / 3, 0, 0])
-    anatomy = core.filter_rows(validation_rows, subject="Anatomy")
+    assert questions.restrict_probs([0.1, 0.2, 0.3, 0.4], ["A", "B"]) == pytest.approx([1 / 3, 2 / 3, 0, 0])
+    anatomy = service_rows.filter_rows(validation_rows, subject="Anatomy")
     assert anatomy and all(r["subject_name"] == "Anatomy" for r in anatomy)
-    hits = core.filter_rows(validation_rows, search="VITAMIN deficiency")
-    assert hits and all("vitamin" in core._haystack(r) and "deficiency" in core._haystack(r) for r in hits)
-    assert core.page_rows(list(range(45)), 3, 20) == list(range(40, 45))
-    assert core.page_rows(list(range(45)), 9, 20) == list(range(40, 45))  # clamped to the last page
-    assert core.md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
+    hits = service_rows.filter_rows(validation_rows, search="VITAMIN deficiency")
+    assert hits and all("vitamin" in service_rows._haystack(r) and "deficiency" in service_rows._haystack(r) for r in hits)
+    assert service_rows.page_rows(list(range(45)), 3, 20) == list(range(40, 45))
+    assert service_rows.page_rows(list(range(45)), 9, 20) == list(range(40, 45))  # clamped to the last page
+    assert app_shared.md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
 
 
 def test_trained_rows_and_split_overlap_are_flagged(validation_rows):
-    from mcqa_core.data import is_heldout
+    from mcqa_core.data.rows import is_heldout
 
     run = {"data": {"train_split": "demo-train"}}
     held = next(r["id"] for r in validation_rows if is_heldout(r["id"]))
     trained = next(r["id"] for r in validation_rows if not is_heldout(r["id"]))
-    assert core.trained_on_row(run, trained) and not core.trained_on_row(run, held)
-    assert not core.trained_on_row({}, trained)
-    assert "inflated" in core.split_overlap_warning(run, "validation")
-    assert core.split_overlap_warning(run, "heldout") is None
+    assert run_record.trained_on_row(run, trained) and not run_record.trained_on_row(run, held)
+    assert not run_record.trained_on_row({}, trained)
+    assert "inflated" in run_record.split_overlap_warning(run, "validation")
+    assert run_record.split_overlap_warning(run, "heldout") is None
 
 
 def test_find_adapters_lists_ready_and_unfinished(tmp_path, tiny_adapter):
@@ -352,6 +355,6 @@ def test_find_adapters_lists_ready_and_unfinished(tmp_path, tiny_adapter):
 
     shutil.copytree(tiny_adapter, tmp_path / "done")
     (tmp_path / "training" / "checkpoints").mkdir(parents=True)
-    found = {a.name: a for a in core.find_adapters(tmp_path)}
+    found = {a.name: a for a in adapters.find_adapters(tmp_path)}
     assert found["done"].ready and found["done"].accuracy == pytest.approx(0.3125)
     assert not found["training"].ready and "still training" in found["training"].problem

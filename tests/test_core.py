@@ -10,10 +10,11 @@ import warnings
 
 import pytest
 
-from mcqa_core.config import PRESETS, load_config
-from mcqa_core.data import DataError, InvalidRowsWarning, is_heldout, load_split, validate_rows
-from mcqa_core.features import IGNORE_INDEX, encode_example, encode_prompt
-from mcqa_core.prompt import format_completion, format_prompt
+from mcqa_core.data.features import IGNORE_INDEX, encode_example, encode_prompt
+from mcqa_core.data.prompt import format_completion, format_prompt
+from mcqa_core.data.rows import InvalidRowsWarning, is_heldout, load_split, validate_rows
+from mcqa_core.errors import DataError
+from mcqa_core.training.settings import PRESETS_DIR, load_config, read_settings_file
 
 from .conftest import REPO
 
@@ -123,7 +124,7 @@ def test_config_precedence_defaults_preset_yaml_flags(tmp_path):
     cfg = load_config(["--config", str(yaml_file), "--max-steps", "2"])
     assert cfg.preset == "smoke" and cfg.train.learning_rate == 0.01 and cfg.lora.r == 4
     assert cfg.train.max_steps == 2  # the flag wins over the file
-    assert cfg.model.model_name == PRESETS["smoke"]["model"]["model_name"]
+    assert cfg.model.model_name == read_settings_file(PRESETS_DIR / "smoke.yaml", "smoke")["model"]["model_name"]
     with pytest.raises(ValueError, match="unknown setting 'lerning_rate'"):
         yaml_file.write_text("lerning_rate: 1\n")
         load_config(["--config", str(yaml_file)])

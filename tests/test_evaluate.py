@@ -12,10 +12,10 @@ import time
 import pytest
 import torch
 
-from mcqa_core.evaluate import evaluate, permute_options
-from mcqa_core.prompt import LETTERS, PROMPT_VERSION, format_prompt
-from mcqa_core.report import build_report, expected_calibration_error
-from mcqa_core.scoring import LetterScore
+from mcqa_core.data.prompt import LETTERS, PROMPT_VERSION, format_prompt
+from mcqa_core.evaluation.evaluate import evaluate, permute_options
+from mcqa_core.evaluation.report import build_report, expected_calibration_error
+from mcqa_core.evaluation.scoring import LetterScore
 
 from .conftest import REPO
 
@@ -88,7 +88,7 @@ class _FakeLoaded:
 def test_shuffle_consistency_tells_content_from_position(monkeypatch, policy):
     """A scorer that picks the longest option text is consistent under shuffling; one that always says
     "A" is not (and its accuracy tracks where the shuffle put the answer)."""
-    import mcqa_core.scoring as scoring
+    import mcqa_core.evaluation.evaluate as passes
 
     def fake_score_rows(model, tok, rows, progress=None, **kw):
         out = []
@@ -98,7 +98,7 @@ def test_shuffle_consistency_tells_content_from_position(monkeypatch, policy):
             out.append(LetterScore(r["id"], [1.0 if i == pick else 0.0 for i in range(4)], 1.0, gold=LETTERS[r["cop"]]))
         return out
 
-    monkeypatch.setattr(scoring, "score_rows", fake_score_rows)
+    monkeypatch.setattr(passes, "score_rows", fake_score_rows)
     rows = [dict(_row(i, i % 4, "X", "single"), **{"opa": "x" * (i + 10)}) for i in range(8)]  # "A" the longest
     rep = evaluate(_FakeLoaded(), rows, shuffle_options=3)
     assert rep["shuffle"]["k"] == 3
@@ -119,7 +119,7 @@ def answer_changing_adapter(tmp_path_factory, tiny_model_path):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.modeling import lora_config
+    from mcqa_core.models.loading import lora_config
 
     out = tmp_path_factory.mktemp("adapters") / "random-lora"
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), lora_config(r=8, alpha=16))
@@ -137,13 +137,13 @@ def answer_changing_adapter(tmp_path_factory, tiny_model_path):
 
 @pytest.fixture(scope="module")
 def loaded_adapter(answer_changing_adapter):
-    from mcqa_core.inference import load_model
+    from mcqa_core.models.inference import load_model
 
     return load_model(answer_changing_adapter)
 
 
 def test_compare_base_reports_the_rows_the_adapter_changed(loaded_adapter, validation_rows):
-    from mcqa_core.scoring import score_rows
+    from mcqa_core.evaluation.scoring import score_rows
 
     rows = validation_rows[:24]
     rep = evaluate(loaded_adapter, rows, batch_size=8, compare_base=True)
@@ -174,8 +174,8 @@ def test_compare_base_needs_an_adapter(tiny_model, tokenizer, validation_rows):
 # ---------------------------------------------------------------------------------------------- generation
 
 def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter, validation_rows, monkeypatch):
-    from mcqa_core.inference import generate_answer
-    from mcqa_core.modeling import load_tokenizer
+    from mcqa_core.models.inference import generate_answer
+    from mcqa_core.models.loading import load_tokenizer
 
     model, row = loaded_adapter.model, validation_rows[0]
     produced = []
@@ -204,7 +204,7 @@ def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter
     from peft import AutoPeftModelForCausalLM
     from transformers import pipeline
 
-    from mcqa_core.inference import generate_answer
+    from mcqa_core.models.inference import generate_answer
 
     model = AutoPeftModelForCausalLM.from_pretrained(str(answer_changing_adapter)).eval()
     tok = loaded_adapter.tokenizer

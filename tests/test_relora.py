@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from mcqa_core.config import load_config
-from mcqa_core.relora import ReLoRACallback, jagged_lambda, lora_layers
-from mcqa_core.training import RunError, run_training, validate_config
+from mcqa_core.errors import RunError
+from mcqa_core.training.relora import ReLoRACallback, jagged_lambda, lora_layers
+from mcqa_core.training.run import run_training
+from mcqa_core.training.settings import load_config, validate_config
 
 IDS = torch.tensor([[1, 415, 2634, 314, 253, 5053, 30, 1123]])
 
@@ -18,7 +19,7 @@ IDS = torch.tensor([[1, 415, 2634, 314, 253, 5053, 30, 1123]])
 def _peft(base):
     from peft import get_peft_model
 
-    from mcqa_core.modeling import lora_config
+    from mcqa_core.models.loading import lora_config
 
     torch.manual_seed(0)
     model = get_peft_model(base, lora_config())
@@ -61,7 +62,7 @@ def test_restart_on_full_precision_base_merges_the_exact_delta(tiny_model):
 def test_restart_on_4bit_base_keeps_nf4_bytes_and_outputs(tiny_model_path, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.modeling import quantization_config
+    from mcqa_core.models.loading import quantization_config
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path, quantization_config=quantization_config(True),
                                                 device_map={"": "cpu"})
@@ -130,7 +131,7 @@ def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    import mcqa_core.modeling as modeling
+    import mcqa_core.models.loading as modeling
 
     captured = {}
     real = modeling.load_for_training

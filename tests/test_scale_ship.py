@@ -24,8 +24,8 @@ def random_adapter(tmp_path_factory, tiny_model_path, data_dir):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.modeling import lora_config, load_tokenizer
-    from mcqa_core.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
+    from mcqa_core.data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
+    from mcqa_core.models.loading import load_tokenizer, lora_config
 
     out = tmp_path_factory.mktemp("adapter") / "a"
     torch.manual_seed(1)
@@ -44,7 +44,7 @@ def random_adapter(tmp_path_factory, tiny_model_path, data_dir):
 
 
 def _export(adapter, out, **kw):
-    from mcqa_core.export import ExportArgs, export_merged
+    from mcqa_core.shipping.export import ExportArgs, export_merged
 
     return export_merged(ExportArgs(adapter=str(adapter), out=str(out), **kw), log=lambda *_: None)
 
@@ -75,7 +75,7 @@ def test_export_merges_checks_and_reloads_as_a_plain_model(random_adapter, tmp_p
 
 
 def test_export_refuses_non_adapters_and_existing_folders(random_adapter, tmp_path):
-    from mcqa_core.export import ExportError
+    from mcqa_core.errors import ExportError
 
     not_adapter = tmp_path / "plain"
     not_adapter.mkdir()
@@ -137,9 +137,9 @@ def test_push_needs_a_token_and_a_repo_id_before_training_starts(tmp_path):
 
 
 def test_world_size_and_unsloth_checks(monkeypatch):
-    from mcqa_core.config import load_config
-    from mcqa_core.data import DataError
-    from mcqa_core.distributed import check_world_fits, parallel_problems
+    from mcqa_core.errors import DataError
+    from mcqa_core.training.distributed import check_world_fits, parallel_problems
+    from mcqa_core.training.settings import load_config
 
     with pytest.raises(DataError, match="2 processes x --batch-size 4 need at least 8 training rows, only 6"):
         check_world_fits(SimpleNamespace(world_size=2, per_device_train_batch_size=4), 6)
@@ -155,8 +155,8 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
     """torchrun, 2 CPU processes (gloo) x batch 4 == 1 process x batch 8; rank 0 alone writes (and pushes)."""
     from safetensors.torch import load_file
 
-    from mcqa_core.config import load_config
-    from mcqa_core.training import run_training
+    from mcqa_core.training.run import run_training
+    from mcqa_core.training.settings import load_config
 
     common = ["--preset", "smoke", "--data-dir", str(data_dir), "--no-4bit", "--optim", "adamw_torch",
               "--max-steps", "3", "--eval-steps", "3", "--save-steps", "3", "--eval-limit", "8", "--report-limit", "4",

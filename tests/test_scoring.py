@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcqa_core.features import encode_prompt
-from mcqa_core.prompt import LETTERS, format_prompt
-from mcqa_core.scoring import accuracy, letter_token_ids, pad_batch, score_rows
+from mcqa_core.data.features import encode_prompt
+from mcqa_core.data.prompt import LETTERS, format_prompt
+from mcqa_core.evaluation.scoring import accuracy, letter_token_ids, pad_batch, score_rows
 
 
 def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
@@ -88,7 +88,7 @@ def test_letter_tokens_are_the_completion_starts(tokenizer):
 
 def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model, tokenizer, mixed_rows):
     """The course prompt's common first tokens are computed once and reused by every batch."""
-    from mcqa_core.scoring import shared_prefix_length
+    from mcqa_core.evaluation.scoring import shared_prefix_length
 
     seqs = [encode_prompt(tokenizer, r, 1024).ids for r in mixed_rows]
     prefix = shared_prefix_length(seqs)

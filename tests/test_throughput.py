@@ -10,10 +10,11 @@ import random
 import pytest
 import torch
 
-from mcqa_core.batching import padded_tokens, plan_batches, split_window, step_window_sampler
-from mcqa_core.config import load_config
-from mcqa_core.features import IGNORE_INDEX, encode_rows
-from mcqa_core.training import _make_trainer_class, _to_dataset, sft_config
+from mcqa_core.data.features import IGNORE_INDEX, encode_rows
+from mcqa_core.training.batching import padded_tokens, plan_batches, split_window, step_window_sampler
+from mcqa_core.training.run import plan_for, sft_config
+from mcqa_core.training.settings import load_config
+from mcqa_core.training.trainer import MCQATrainer, to_dataset
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +80,16 @@ def test_batch_plan_says_what_is_used_when_sizes_do_not_divide():
 @pytest.fixture(scope="module")
 def tiny_trainer(tmp_path_factory, data_dir, tiny_model_path, tokenizer, validation_rows):
     """Our trainer as run_training builds it (smoke preset: tiny Llama, 4-bit, LoRA), on 24 real rows."""
-    from mcqa_core.modeling import load_for_training
+    from mcqa_core.models.loading import load_for_training
 
     out = tmp_path_factory.mktemp("throughput")
     cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out),
                        "--batch-size", "4", "--grad-accum", "3"])
     model, tok, _ = load_for_training(cfg.model, cfg.lora)
     enc = encode_rows(tok, validation_rows[:24], cfg.model.max_seq_length)
-    trainer = _make_trainer_class()(
-        model=model, args=sft_config(cfg, out, len(enc.examples)), train_dataset=_to_dataset(enc),
-        eval_dataset=_to_dataset(encode_rows(tok, validation_rows[24:40], cfg.model.max_seq_length)),
+    trainer = MCQATrainer(
+        model=model, args=sft_config(cfg, out, plan_for(cfg, len(enc.examples))), train_dataset=to_dataset(enc),
+        eval_dataset=to_dataset(encode_rows(tok, validation_rows[24:40], cfg.model.max_seq_length)),
         processing_class=tok,
     )
     return trainer, enc.examples
@@ -231,9 +232,10 @@ def test_training_after_an_evaluation_keeps_exact_gradients(tiny_trainer):
 
 
 def test_a_model_already_repacked_by_an_evaluation_is_refused(tiny_model_path):
-    from mcqa_core.config import load_config as _load
-    from mcqa_core.modeling import load_for_training
-    from mcqa_core.training import RunError, keep_4bit_layers_differentiable
+    from mcqa_core.errors import RunError
+    from mcqa_core.models.loading import load_for_training
+    from mcqa_core.training.model_patches import keep_4bit_layers_differentiable
+    from mcqa_core.training.settings import load_config as _load
 
     cfg = _load(["--preset", "smoke"])
     model, _, _ = load_for_training(cfg.model, cfg.lora)

@@ -9,8 +9,9 @@ import sys
 import pytest
 import torch
 
-from mcqa_core.config import load_config
-from mcqa_core.training import RunError, run_training
+from mcqa_core.errors import RunError
+from mcqa_core.training.run import run_training
+from mcqa_core.training.settings import load_config
 
 from .conftest import REPO
 
@@ -41,7 +42,7 @@ def test_adapter_reloads_with_identical_logits(smoke_adapter, tiny_model_path):
     from peft import AutoPeftModelForCausalLM, PeftModel
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.inference import load_model
+    from mcqa_core.models.inference import load_model
 
     out, _ = smoke_adapter
     ids = torch.tensor([[1, 415, 2634, 314, 253, 5053]])
@@ -59,7 +60,7 @@ def test_adapter_reloads_with_identical_logits(smoke_adapter, tiny_model_path):
 
 def test_lora_moves_base_stays_and_loss_falls_on_tiny_overfit_set(tmp_path, data_dir, monkeypatch):
     """4 rows, many steps: LoRA weights all move, no base weight does, the loss falls by more than half."""
-    import mcqa_core.modeling as modeling
+    import mcqa_core.models.loading as modeling
 
     cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o"),
                        "--train-limit", "4", "--batch-size", "4", "--max-steps", "40", "--learning-rate", "2e-2",

@@ -12,14 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .modeling import ModelError, has_bitsandbytes, has_cuda, load_base_model
-from .prompt import PROMPT_VERSION, format_prompt
-
-RUN_FILE = "mcqa_run.json"
-
-
-class AdapterError(ModelError):
-    """The adapter folder cannot be used; the message names the folder and the next step."""
+from ..data.prompt import PROMPT_VERSION, format_prompt
+from ..errors import AdapterError, ModelError
+from .loading import has_bitsandbytes, has_cuda, load_base_model
+from .run_record import measured_accuracy, read_run
 
 
 @dataclass
@@ -38,10 +34,9 @@ class LoadedModel:
         return self.adapter is not None
 
     def describe(self) -> dict:
-        metrics = self.run.get("metrics", {})
         return {"base_model": self.base_model, "adapter": self.adapter, "device": self.device,
                 "load_in_4bit": self.load_in_4bit, "load_seconds": round(self.load_seconds, 2),
-                "accuracy": metrics.get("final_accuracy"), "data": self.run.get("data")}
+                "accuracy": measured_accuracy(self.run)[0], "data": self.run.get("data")}
 
 
 def read_adapter_info(adapter_dir: str | Path) -> dict:
@@ -53,13 +48,8 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
     if not (folder / "adapter_config.json").exists():
         raise AdapterError(f"adapter folder {folder} lacks adapter_config.json; train one with "
                            f"`python train_adapter.py --output-dir {folder}`")
-    run_path = folder / RUN_FILE
-    if run_path.exists():
-        try:
-            run = json.loads(run_path.read_text())
-        except json.JSONDecodeError as e:
-            raise AdapterError(f"{run_path} is not valid JSON ({e.msg}); retrain or restore the file") from None
-    else:  # an adapter trained elsewhere: fall back to PEFT's own record
+    run = read_run(folder)
+    if not run:  # an adapter trained elsewhere: fall back to PEFT's own record
         cfg = json.loads((folder / "adapter_config.json").read_text())
         run = {"base_model": cfg.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
     version = run.get("prompt_version")
@@ -108,16 +98,18 @@ def load_model(adapter: str | Path | None = None, base_model: str | None = None,
                        device, time.perf_counter() - started, run)
 
 
-def generate_answer(model, tokenizer, row: dict, max_new_tokens: int = 64, style: str = "course") -> str:
-    """The model's written answer after the prompt (greedy, stops at end-of-sequence).
-
-    Uses max_new_tokens, never max_length: real prompts are often longer than 128 tokens.
-    """
+def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
+    """Greedy continuation of `text`, stopping at end-of-sequence (max_new_tokens, never max_length: real
+    prompts are often longer than 128 tokens)."""
     import torch
 
-    prompt = format_prompt(row, style)
-    enc = tokenizer(prompt, return_tensors="pt").to(next(model.parameters()).device)
+    enc = tokenizer(text, return_tensors="pt").to(next(model.parameters()).device)
     with torch.inference_mode():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def generate_answer(model, tokenizer, row: dict, max_new_tokens: int = 64, style: str = "course") -> str:
+    """The model's written answer after the row's prompt."""
+    return generate_text(model, tokenizer, format_prompt(row, style), max_new_tokens)

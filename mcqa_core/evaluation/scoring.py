@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .features import encode_prompt
-from .prompt import LETTERS, answer_letter, letter_prefix
+from ..data.features import encode_prompt
+from ..data.prompt import LETTERS, answer_letter, letter_prefix
+from ..errors import DataError
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
@@ -92,7 +93,8 @@ def score_rows(
         else:
             items.append(_Item(i, enc.ids, enc.shortened))
     if skipped:
-        raise ValueError(f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened")
+        raise DataError(f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
+                        "raise the prompt-token limit or shorten their options")
     items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory peaks early, padding stays small
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -134,7 +136,7 @@ def prompt_kernels_for_4bit_cpu(model):
     """Run bitsandbytes' 4-bit layers on CPU through dequantize + fp32 matmul while scoring prompts.
 
     In eval mode on an AVX512-BF16 CPU, bitsandbytes 0.50 repacks 4-bit weights for a bf16 gemv kernel:
-    right for generation (one token at a time), but measured 1.7x slower than dequantize + BLAS on whole
+    right for generation (one token at a time), but slower than dequantize + BLAS on whole
     prompts, and it rounds activations to bf16. Marking only the Linear4bit layers as training selects the
     path training uses (those layers hold no dropout; the flag only picks the kernel). Restored on exit;
     the next eval-mode generate repacks the weights once.

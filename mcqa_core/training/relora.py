@@ -37,29 +37,9 @@ import json
 import math
 from pathlib import Path
 
+from transformers import TrainerCallback
 
-def config_problems(cfg) -> list[str]:
-    """Settings that ReLoRA cannot run with (the step-count check needs the data; see `steps_problems`)."""
-    t, problems = cfg.train, []
-    if t.relora_steps is None:
-        return problems
-    if t.relora_steps < 1:
-        problems.append(f"--relora-steps must be at least 1, got {t.relora_steps}")
-    elif t.relora_steps < t.warmup_steps:
-        problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
-                        "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
-    if t.relora_warmup_steps is not None and not 0 <= t.relora_warmup_steps < max(1, t.relora_steps or 1):
-        problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
-    if t.resume:
-        problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
-                        "the updates merged at earlier restarts; start a new run")
-    if t.lr_scheduler_type == "reduce_lr_on_plateau":
-        problems.append("--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
-                        "not reduce_lr_on_plateau")
-    if cfg.model.use_unsloth == "yes":
-        problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
-                        "merged factors); pass --use-unsloth no")
-    return problems
+from ..errors import RunError, refuse
 
 
 def steps_problems(relora_steps: int | None, total_steps: int) -> list[str]:
@@ -120,13 +100,7 @@ class MergedFactors:
         return output + (x @ self.A.T @ self.B.T).to(output.dtype)
 
 
-def _callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class ReLoRACallback(_callback_base()):
+class ReLoRACallback(TrainerCallback):
     """Merge, re-initialise and restart every `every` optimizer steps (see the module docstring)."""
 
     def __init__(self, every: int, warmup: int, seed: int = 0):
@@ -223,22 +197,12 @@ def reset_optimizer_state(optimizer, params) -> int:
     return n
 
 
-def make_relora(cfg, args, n_train: int):
-    """The ReLoRA callback for a run (None when --relora-steps is unset); adjusts the trainer args it needs."""
-    t = cfg.train
-    if t.relora_steps is None:
+def make_relora(train, total_steps: int, seed: int):
+    """The ReLoRA callback for a run's TrainArgs (None when --relora-steps is unset). The run itself keeps
+    its final state instead of reloading the best checkpoint (`load_best_model_at_end=False`): a
+    checkpoint's LoRA belongs to its own cycle, and restored onto a base that merged later cycles it would
+    be a different model."""
+    if train.relora_steps is None:
         return None
-    from .training import RunError
-
-    if args.max_steps > 0:
-        total = args.max_steps
-    else:
-        micro = math.ceil(n_train / (args.per_device_train_batch_size * args.world_size))
-        total = math.ceil(max(1, micro // args.gradient_accumulation_steps) * args.num_train_epochs)
-    problems = steps_problems(t.relora_steps, total)
-    if problems:
-        raise RunError("cannot start training:\n  - " + "\n  - ".join(problems))
-    # The best checkpoint holds only the live LoRA of its own cycle; restored onto a base that has merged
-    # later cycles it would be a different model. A ReLoRA run keeps its final state.
-    args.load_best_model_at_end = False
-    return ReLoRACallback(t.relora_steps, restart_warmup(t), seed=cfg.lora.random_state)
+    refuse(RunError, "start training", steps_problems(train.relora_steps, total_steps))
+    return ReLoRACallback(train.relora_steps, restart_warmup(train), seed=seed)

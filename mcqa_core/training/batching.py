@@ -12,9 +12,9 @@ order of the rows and however the window is split. Only float summation order di
 rows of similar length across steps, as `LengthGroupedSampler` does, would change which rows share
 a step; this does not.)
 
-`step_window_sampler` builds it. Micro-batches have a variable number of rows; none costs more padded tokens than the longest row
-times `batch_size`, the worst micro-batch a plain loop could draw from the same window, so peak
-memory is no higher than the plain loop's.
+`step_window_sampler` builds it. Micro-batches have a variable number of rows; none costs more padded
+tokens than the longest row times `batch_size`, the worst micro-batch a plain loop could draw from the
+same window, so peak memory is no higher than the plain loop's.
 """
 
 from __future__ import annotations

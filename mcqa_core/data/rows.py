@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DataError
 from .prompt import OPTION_KEYS
 
 HUB_DATASET = "openlifescienceai/medmcqa"
@@ -26,24 +28,29 @@ SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
 SHARED_DATA_HINT = "../shared/data/medmcqa"
 
 
-def default_data_dir() -> str | None:
-    """The local MedMCQA folder used offline: $MCQA_DATA_DIR, else the first of ../shared/data/medmcqa
-    beside the repository and /work/shared/data/medmcqa (this team's machines) that holds the rows, else
-    None (the hub)."""
-    import os
+# The documented place for the real rows: a `shared/data/medmcqa` folder beside the repository.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "medmcqa"
+LOCAL = "local"  # a data_dir setting meaning "the local rows, wherever default_data_dir finds them"
 
+
+def default_data_dir() -> str | None:
+    """The local MedMCQA folder: $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository when it
+    holds the rows, else None (the hub). Asked when a run or page starts, never frozen at import."""
     env = os.environ.get("MCQA_DATA_DIR")
     if env:
         return env
-    for shared in (Path(__file__).resolve().parents[2] / "shared" / "data" / "medmcqa",
-                   Path("/work/shared/data/medmcqa")):
-        if (shared / "validation.jsonl").exists():
-            return str(shared)
-    return None
+    return str(SHARED_DATA_DIR) if (SHARED_DATA_DIR / "validation.jsonl").exists() else None
 
 
-class DataError(ValueError):
-    """The data cannot be used; the message says what to do next."""
+def resolve_data_dir(data_dir: str | Path | None) -> str | None:
+    """A data_dir setting as a folder: `local` becomes default_data_dir() (refused when there is none)."""
+    if data_dir != LOCAL:
+        return None if data_dir is None else str(data_dir)
+    found = default_data_dir()
+    if found is None:
+        raise DataError(f"no local MedMCQA rows: set MCQA_DATA_DIR or pass --data-dir FOLDER (the documented "
+                        f"place is {SHARED_DATA_HINT} beside the repository)")
+    return found
 
 
 class InvalidRowsWarning(UserWarning):
@@ -128,7 +135,7 @@ def _read_local(data_dir: Path, base_split: str) -> list:
 
 
 def _read_hub(base_split: str) -> list:
-    from .hub import OFFLINE_HINT, hub_reachable
+    from ..hub import OFFLINE_HINT, hub_reachable
 
     if not hub_reachable():
         raise DataError(f"cannot load {HUB_DATASET} [{base_split}]: {OFFLINE_HINT}")

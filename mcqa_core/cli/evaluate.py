@@ -1,0 +1,135 @@
+"""Evaluate a LoRA adapter (or a base model) on MedMCQA: letter accuracy, per subject, calibration.
+
+    # the cpu-demo adapter on the offline held-out rows, side by side with its base model
+    mcqa-eval --adapter adapters/cpu-demo --split heldout --compare-base --output reports/cpu-demo-heldout.json
+
+    # the base model alone, with lm-evaluation-harness's medmcqa prompt (comparable to leaderboards)
+    mcqa-eval --base-model smollm2-135m --split heldout --prompt lm-eval --limit 200
+
+    # position bias: re-ask every question with 3 permutations of its options
+    mcqa-eval --adapter adapters/cpu-demo --split heldout --shuffle-options 3
+
+Writes REPORT.json and REPORT.png (accuracy per subject) beside it, and prints a short table.
+The answer is the argmax of the next-token probabilities of A-D after the prompt (one forward pass
+per question). `python -m mcqa_core.evaluate` is the same command.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..command_line import Parser, add_fields, command, setting
+from ..data.prompt import PROMPT_STYLES
+from ..data.rows import default_data_dir
+from ..errors import SettingsError, refuse
+
+EVAL_SPLITS = ("validation", "heldout")
+
+
+@dataclass
+class EvalArgs:
+    adapter: str | None = setting(None, "Adapter folder written by train_adapter.py (its base model and prompt "
+                                        "version come from its mcqa_run.json).", metavar="DIR")
+    base_model: str | None = setting(None, "Base model: hub id, local folder or offline alias (smollm2-135m, "
+                                           "tiny-random-llama). With --adapter it must match the adapter's base.",
+                                     metavar="NAME")
+    data_dir: str | None = setting(None, "Folder with validation.jsonl (HF schema); unset: $MCQA_DATA_DIR, else "
+                                         "../shared/data/medmcqa beside the repository, else the hub.")
+    split: str = setting("heldout", f"Rows to score: {' or '.join(EVAL_SPLITS)} (heldout: the offline stand-in).")
+    limit: int | None = setting(None, "Score only the first N valid rows.", min=1, metavar="N")
+    batch_size: int = setting(16, "Questions per forward pass.", min=1)
+    output: str = setting("report.json", "Report path; the per-subject chart is written beside it as .png.",
+                          metavar="REPORT.json")
+    compare_base: bool = setting(False, "Also score with the adapter switched off and list the questions where "
+                                        "they disagree.")
+    prompt: str = setting("course", f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's "
+                                    "medmcqa prompt).", metavar="STYLE")
+    shuffle_options: int = setting(0, "Re-ask each question with K permutations of its options (position bias).",
+                                   min=0, metavar="K")
+    max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
+    load_in_4bit: bool | None = setting(None, "Load the base in 4-bit (--4bit) or full precision (--no-4bit); "
+                                              "default: as the adapter was trained, 4-bit for a base alone.",
+                                        flag="4bit")
+
+
+def parse_args(argv: list[str] | None = None) -> EvalArgs:
+    p = Parser(prog="mcqa-eval", description=__doc__)
+    add_fields(p, EvalArgs)
+    return EvalArgs(**vars(p.parse_args(argv)))
+
+
+def check_args(args: EvalArgs) -> list[str]:
+    """Every problem that can be seen before loading anything, as one list."""
+    problems = []
+    if args.split not in EVAL_SPLITS:
+        problems.append(f"unknown split {args.split!r}; choose {' or '.join(EVAL_SPLITS)}")
+    if args.prompt not in PROMPT_STYLES:
+        problems.append(f"unknown --prompt {args.prompt!r}; choose {' or '.join(PROMPT_STYLES)}")
+    if not args.adapter and not args.base_model:
+        problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
+    if args.compare_base and not args.adapter:
+        problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
+    parent = Path(args.output).expanduser().resolve().parent
+    if not parent.is_dir():
+        problems.append(f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) "
+                        "or choose another path")
+    return problems
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    refuse(SettingsError, "evaluate", check_args(args))
+
+    # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from ..data.rows import InvalidRowsWarning, load_split
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import summary_table, write_report
+    from ..models.inference import load_model
+    from ..models.run_record import split_overlap_warning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
+        data = load_split(args.split, args.data_dir or default_data_dir(), args.limit)
+    skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
+               if data.skipped else "")
+    print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
+    loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
+    what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
+    print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+          f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
+    overlap = split_overlap_warning(loaded.run, data.split) if loaded.has_adapter else None
+    if overlap:
+        print(f"warning: {overlap}", file=sys.stderr)
+
+    bar = tqdm(total=None, unit="q", desc="scoring")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = evaluate(loaded, data.rows, batch_size=args.batch_size, compare_base=args.compare_base,
+                          style=args.prompt, shuffle_options=args.shuffle_options,
+                          max_prompt_tokens=args.max_prompt_tokens, progress=progress)
+    finally:
+        bar.close()
+    report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
+                          device=loaded.device, load_in_4bit=loaded.load_in_4bit)
+    if overlap:
+        report["meta"]["warning"] = overlap
+    out_json, png = write_report(report, Path(args.output).expanduser())
+    print(summary_table(report))
+    print(f"report: {out_json}  chart: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

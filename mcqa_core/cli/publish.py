@@ -1,0 +1,43 @@
+"""Upload an adapter or merged-model folder to the Hugging Face hub (`mcqa-publish`).
+
+    # after training or export; the token comes from HF_TOKEN or `hf auth login`, never a flag
+    HF_TOKEN=... mcqa-publish adapters/cpu-demo my-name/medmcqa-lora
+
+`python -m mcqa_core.publish` is the same command. Repos are created private unless --public.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..command_line import Parser, add_fields, command, setting
+from ..errors import SettingsError
+
+
+@dataclass
+class PublishArgs:
+    folder: str = setting(help="Adapter folder (train_adapter.py) or merged folder (mcqa-export).", positional=True)
+    repo: str = setting(help="Hub repo id, owner/name. The token comes from HF_TOKEN or `hf auth login`.",
+                        positional=True)
+    public: bool = setting(False, "Create the repo public (default: private).")
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    from ..shipping.publish import push_folder
+
+    p = Parser(prog="mcqa-publish", description=__doc__)
+    add_fields(p, PublishArgs)
+    args = PublishArgs(**vars(p.parse_args(argv)))
+    folder = Path(args.folder)
+    if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+        raise SettingsError(f"{folder} holds neither adapter_config.json nor config.json; train with "
+                            "`python train_adapter.py` or export with `mcqa-export` first")
+    print(f"pushed {folder} to {push_folder(folder, args.repo, private=not args.public)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""One command-line style for every command: flags built from dataclass fields, values checked by the
+same converters on the command line and in YAML files, every refusal one line with its exit code.
+
+Why not `transformers.HfArgumentParser`: it gives every flag a default, so a flag typed by the user
+cannot be told from one left alone (training layers defaults < preset < file < flags), and it names
+flags after fields (`--per_device_train_batch_size`, `--no_load_in_4bit`), where ours keep the short
+names users already type (`--batch-size`, `--no-4bit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+import types
+import typing
+from typing import Callable
+
+from .errors import McqaError, SettingsError, one_line
+
+
+def setting(default=dataclasses.MISSING, help: str = "", **meta):
+    """A dataclass field that is also a flag. meta: flag (name without --), choices, min, metavar, positional."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage block), exit code 2."""
+
+    def __init__(self, **kw):
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kw)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def flag_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag", f.name.replace("_", "-"))
+
+
+def _base_type(tp):
+    """int for `int | None`, and so on."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return typing.get_origin(tp) or tp
+
+
+def _number(kind, value):
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if kind is float:
+        return float(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    return int(str(value).strip())
+
+
+def converter(tp, meta: dict) -> Callable[[object], object]:
+    """Turns a typed or YAML value into the field's type, or raises ValueError saying what was expected."""
+    kind = _base_type(tp)
+    low = meta.get("min")
+
+    def convert(value):
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if kind is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)):
+                return [str(v) for v in value]
+            raise ValueError(f"expected a comma-separated list, got {value!r}")
+        if kind in (int, float):
+            try:
+                number = _number(kind, value)
+            except (TypeError, ValueError):
+                raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
+            if low is not None and number < low:
+                need = {0: "0 or more", 1: "a positive number"}.get(low, f"at least {low}")
+                raise ValueError(f"must be {need}, got {number}")
+            return number
+        value = str(value)
+        if "choices" in meta and value not in meta["choices"]:
+            raise ValueError(f"choose one of {', '.join(meta['choices'])}, got {value!r}")
+        return value
+
+    return convert
+
+
+def _argparse_type(convert):
+    def parse(text: str):
+        try:
+            return convert(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_only: bool = False,
+               default_label: str = "default") -> None:
+    """One flag per field of `cls`. given_only: no defaults, so only the flags typed appear in the result
+    (dests are `prefix.name`); otherwise each flag defaults to its field and dests are the field names."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta, tp, default = f.metadata, hints[f.name], _default(f)
+        if meta.get("positional"):
+            parser.add_argument(f.name, metavar=meta.get("metavar", f.name.upper()), help=meta.get("help"))
+            continue
+        is_bool = _base_type(tp) is bool
+        helptext = meta.get("help", "")
+        # BooleanOptionalAction adds its own "(default: ...)" when the flag has a default.
+        if default not in (dataclasses.MISSING, None) and (given_only or not is_bool):
+            helptext += f" ({default_label}: {','.join(default) if isinstance(default, list) else default})"
+        kw: dict = {"help": helptext, "dest": f"{prefix}{f.name}",
+                    "default": argparse.SUPPRESS if given_only or default is dataclasses.MISSING else default}
+        if is_bool:
+            parser.add_argument(f"--{flag_name(f)}", action=argparse.BooleanOptionalAction, **kw)
+            continue
+        parser.add_argument(f"--{flag_name(f)}", type=_argparse_type(converter(tp, meta)),
+                            metavar=meta.get("metavar", f.name.upper()), choices=meta.get("choices"),
+                            required=default is dataclasses.MISSING, **kw)
+
+
+def check_value(cls, name: str, value, origin: str):
+    """A YAML value converted like the same flag would be; SettingsError naming the key otherwise."""
+    hints = typing.get_type_hints(cls)
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if value is None:
+        return None
+    try:
+        return converter(hints[name], f.metadata)(value)
+    except ValueError as e:
+        raise SettingsError(f"{origin}: {name}: {e}") from None
+
+
+def command(body: Callable[[list[str] | None], int]) -> Callable[..., int]:
+    """A command's main: a refusal from the library becomes one line on stderr and its exit code."""
+
+    @functools.wraps(body)
+    def main(argv: list[str] | None = None) -> int:
+        try:
+            return body(argv)
+        except McqaError as e:
+            print(f"error: {one_line([str(e)])}", file=sys.stderr)
+            return e.exit_code
+
+    return main

@@ -1,0 +1,54 @@
+"""The library's one error family. Every refusal says what went wrong and what to do next, in one line;
+the command-line entry points catch `McqaError` and print it (exit code 2, 3 for a failed hub push)."""
+
+from __future__ import annotations
+
+
+class McqaError(ValueError):
+    """A setting, file, folder or model that cannot be used as given; the message names the next step.
+
+    A ValueError, so callers that only know "bad value" (argparse type functions, older code) still catch it.
+    """
+
+    exit_code = 2
+
+
+class SettingsError(McqaError):
+    """A flag, preset or settings file cannot be used."""
+
+
+class DataError(McqaError):
+    """The data cannot be used."""
+
+
+class ModelError(McqaError):
+    """The model cannot be loaded as asked."""
+
+
+class AdapterError(ModelError):
+    """The adapter folder cannot be used; the message names the folder."""
+
+
+class RunError(McqaError):
+    """The training run cannot start (or continue) as asked."""
+
+
+class ExportError(McqaError):
+    """The merge/export cannot run as asked."""
+
+
+class PublishError(McqaError):
+    """The folder could not be pushed; the local folder is untouched."""
+
+    exit_code = 3
+
+
+def one_line(problems: list[str]) -> str:
+    """Several problems as one line, each kept whole."""
+    return "; ".join(" ".join(p.split()) for p in problems)
+
+
+def refuse(error: type[McqaError], action: str, problems: list[str]) -> None:
+    """Raise `error("cannot {action}: p1; p2")` when there are problems; do nothing otherwise."""
+    if problems:
+        raise error(f"cannot {action}: {one_line(problems)}")

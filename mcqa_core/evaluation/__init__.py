@@ -1,0 +1,1 @@
+"""Measuring: letter scoring (one forward pass per question), evaluation passes, the accuracy report."""

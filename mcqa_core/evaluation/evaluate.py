@@ -1,0 +1,114 @@
+"""Evaluation passes over rows: the model's answers, the same rows with the adapter switched off, and the
+rows re-asked with their options shuffled (position bias). `evaluate` returns the report dict
+(`report.build_report`'s keys plus `meta`, `base`, `disagreements`, `shuffle`); the command is
+`mcqa_core.cli.evaluate`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Callable
+
+from ..data.prompt import LETTERS, OPTION_KEYS
+from ..errors import McqaError
+from .report import build_report
+from .scoring import score_rows
+
+EVAL_SPLITS = ("validation", "heldout")
+SHUFFLE_SEED = 0
+# The 23 reorderings that actually move an option; the original order is always asked as well.
+_PERMUTATIONS = [p for p in itertools.permutations(range(4)) if p != (0, 1, 2, 3)]
+
+
+def permute_options(row: dict, order: tuple[int, ...]) -> dict:
+    """The row with option `order[i]` shown at position i, and `cop` following its option."""
+    out = dict(row)
+    for new_pos, old_pos in enumerate(order):
+        out[OPTION_KEYS[new_pos]] = row[OPTION_KEYS[old_pos]]
+    out["cop"] = order.index(int(row["cop"]))
+    return out
+
+
+def _chosen_text(row: dict, letter: str) -> str:
+    return row[OPTION_KEYS[LETTERS.index(letter)]]
+
+
+def _progress_over(total: int, progress: Callable[[int, int], None] | None):
+    """A per-call progress callback that reports against the total of every pass, for one bar."""
+    state = {"offset": 0}
+
+    def for_pass(n_rows: int):
+        offset = state["offset"]
+        state["offset"] += n_rows
+        if progress is None:
+            return None
+        return lambda done, _total: progress(offset + done, total)
+
+    return for_pass
+
+
+def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bool = False, style: str = "course",
+             shuffle_options: int = 0, max_prompt_tokens: int = 1024,
+             progress: Callable[[int, int], None] | None = None) -> dict:
+    """Score `rows` with `loaded.model` / `loaded.tokenizer` and return the report (`build_report`'s keys),
+    plus `meta`; with `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`;
+    with `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations).
+    `progress(done, total)` counts questions over all passes.
+    """
+    model, tok = loaded.model, loaded.tokenizer
+    if not rows:
+        raise McqaError("no rows to evaluate")
+    if shuffle_options < 0:
+        raise McqaError(f"shuffle_options must be 0 or more, got {shuffle_options}")
+    if compare_base and not hasattr(model, "disable_adapter"):
+        raise McqaError("compare_base needs a model with a LoRA adapter (load one with --adapter)")
+    n = len(rows)
+    next_pass = _progress_over(n * (1 + int(compare_base) + shuffle_options), progress)
+    score = dict(batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style)
+
+    started = time.perf_counter()
+    scores = score_rows(model, tok, rows, progress=next_pass(n), **score)
+    seconds = time.perf_counter() - started
+    report = build_report(rows, scores)
+    report["meta"] = {
+        "base_model": getattr(loaded, "base_model", None), "adapter": getattr(loaded, "adapter", None),
+        "prompt_style": style, "batch_size": batch_size, "max_prompt_tokens": max_prompt_tokens,
+        "rows_shortened": sum(s.shortened for s in scores),
+        "seconds": round(seconds, 2), "seconds_per_question": round(seconds / n, 4),
+    }
+
+    if compare_base:
+        with model.disable_adapter():  # the same loaded weights, LoRA switched off: no second model in memory
+            base_scores = score_rows(model, tok, rows, progress=next_pass(n), **score)
+        report["base"] = build_report(rows, base_scores)
+        report["disagreements"] = [
+            {"id": a.id, "adapter_pred": a.pred, "base_pred": b.pred, "gold": a.gold}
+            for a, b in zip(scores, base_scores) if a.pred != b.pred
+        ]
+
+    if shuffle_options:
+        report["shuffle"] = _shuffle_report(model, tok, rows, scores, shuffle_options, score,
+                                            next_pass(n * shuffle_options))
+    return report
+
+
+def _shuffle_report(model, tok, rows, scores, k, score_kwargs, progress) -> dict:
+    rng = random.Random(SHUFFLE_SEED)  # the same permutations on every run, so reports compare
+    orders = [rng.sample(_PERMUTATIONS, k) if k <= len(_PERMUTATIONS) else rng.choices(_PERMUTATIONS, k=k)
+              for _ in rows]
+    permuted = [permute_options(row, order) for row, order_set in zip(rows, orders) for order in order_set]
+    shuffled = score_rows(model, tok, permuted, progress=progress, **score_kwargs)
+    consistent = 0
+    for i, (row, first) in enumerate(zip(rows, scores)):
+        texts = {_chosen_text(row, first.pred)}
+        texts.update(_chosen_text(permuted[i * k + j], shuffled[i * k + j].pred) for j in range(k))
+        consistent += len(texts) == 1
+    return {
+        "k": k,
+        "accuracy_under_shuffle": sum(s.correct for s in shuffled) / len(shuffled),
+        # Same option TEXT chosen in the original order and every permutation: 1.0 means no position bias.
+        "consistency": consistent / len(rows),
+        "seed": SHUFFLE_SEED,
+    }

@@ -1,0 +1,1 @@
+"""What the app does, without Streamlit: adapters and runs, questions (check, answer, explain), rows, reports."""

@@ -1,0 +1,118 @@
+"""Adapters and runs for the app: where it looks (settings from the environment), what it can load (a spec),
+the adapter folders it lists, and the few facts about a run that the sidebar shows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import AdapterError
+from ..models.loading import OFFLINE_MODEL
+from ..models.run_record import measured_accuracy, read_run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Where the app looks for things; each can be set by an environment variable (tests, deployments)."""
+
+    base_model: str  # MCQA_APP_BASE_MODEL: the model used with "base model only"
+    adapters_dir: Path  # MCQA_ADAPTERS_DIR: folders listed in the adapter picker
+    # MCQA_APP_4BIT=1/0/auto. auto: as trained (the adapter's record; 4-bit for a base alone), so the app
+    # answers with exactly the model the evaluation measured; 0: full precision, faster on CPU, but near-tie
+    # answers differ (docs/app.md has the measurements).
+    load_in_4bit: bool | None
+    # MCQA_APP_THREADS: torch CPU threads. auto: torch's default (all cores); a number pins it (1 on a machine
+    # shared with other jobs, where threads waiting on each other make answers slower).
+    threads: int | None = None
+
+    @classmethod
+    def from_env(cls, env=None) -> "AppSettings":
+        env = os.environ if env is None else env
+        four_bit = (env.get("MCQA_APP_4BIT") or "auto").strip().lower()
+        if four_bit == "auto":
+            load_in_4bit = None
+        else:
+            load_in_4bit = four_bit in ("1", "true", "yes")
+        threads = (env.get("MCQA_APP_THREADS") or "auto").strip().lower()
+        return cls(
+            base_model=env.get("MCQA_APP_BASE_MODEL") or OFFLINE_MODEL,
+            adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser(),
+            load_in_4bit=load_in_4bit,
+            threads=None if threads == "auto" else max(1, int(threads)),
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to load: an adapter folder (its base comes from mcqa_run.json) or a base model alone."""
+
+    adapter: str | None
+    base_model: str | None
+    load_in_4bit: bool | None
+
+    def label(self) -> str:
+        return f"adapter {self.adapter}" if self.adapter else f"base model {self.base_model}"
+
+
+def base_spec(settings: AppSettings) -> ModelSpec:
+    return ModelSpec(None, settings.base_model, True if settings.load_in_4bit is None else settings.load_in_4bit)
+
+
+def adapter_spec(folder: str | Path, settings: AppSettings) -> ModelSpec:
+    return ModelSpec(str(Path(folder).expanduser()), None, settings.load_in_4bit)
+
+
+@dataclass
+class AdapterFolder:
+    path: Path
+    run: dict  # mcqa_run.json, {} when absent or unreadable
+    ready: bool  # has adapter_config.json at the top (a run still training has only checkpoints/)
+    problem: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def accuracy(self) -> float | None:
+        return measured_accuracy(self.run)[0]
+
+
+def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
+    """The adapter folders directly under `adapters_dir`, newest first; unfinished ones marked not ready."""
+    root = Path(adapters_dir).expanduser()
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True):
+        ready = (folder / "adapter_config.json").exists()
+        try:
+            run, problem = read_run(folder), None
+        except AdapterError as e:
+            run, problem = {}, str(e)
+        if not run and problem is None:
+            problem = ("no mcqa_run.json (trained elsewhere?)" if ready
+                       else "no adapter_config.json yet (still training, or not an adapter folder)")
+        found.append(AdapterFolder(folder, run, ready, problem))
+    return found
+
+
+def describe_run(run: dict) -> dict:
+    """The few facts about an adapter the sidebar shows, from its mcqa_run.json."""
+    data = run.get("data") or {}
+    accuracy, eval_rows = measured_accuracy(run)
+    return {
+        "base_model": run.get("base_model"),
+        "preset": run.get("preset"),
+        "trained_on": (f"{data.get('train_split')} ({data.get('train_rows_used')} rows)"
+                       if data.get("train_split") else None),
+        "data_source": data.get("source"),
+        "eval_split": data.get("eval_split"),
+        "eval_rows": eval_rows,
+        "accuracy": accuracy,
+        "finished": run.get("finished"),
+    }

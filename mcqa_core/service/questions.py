@@ -1,0 +1,187 @@
+"""Questions typed into the app: checked, answered (P(A..D) from one forward pass), explained on request.
+
+One model serves every session of the app process, so every call that uses it holds `MODEL_LOCK`.
+Unfilled options: the prompt always shows four options (it is the one the adapter was trained on), so an
+empty option is written as `UNFILLED_OPTION` and its letter is taken out of the answer: its probability
+is set to zero and the others are renormalised. A question needs at least two filled options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+from ..data.features import encode_prompt
+from ..data.prompt import LETTERS, OPTION_KEYS, format_prompt
+from ..errors import DataError
+from ..evaluation.scoring import LetterScore, score_rows
+from ..models import inference
+from .rows import normalize
+
+# The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
+APP_MAX_PROMPT_TOKENS = 512
+UNFILLED_OPTION = "(no option)"
+EXPLANATION_HEADER = "\n\n### Explanation:\n"
+
+# Scoring with the adapter switched off must not interleave with another session's scoring with it on.
+MODEL_LOCK = threading.RLock()
+
+
+def load_spec(spec, threads: int | None = None):
+    """Load what an adapters.ModelSpec names (slow: seconds to a minute). The app caches it per process.
+
+    `threads` sets torch's CPU threads for the process (the app's one model serves every session).
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    loaded = inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
+    warm_up(loaded)
+    return loaded
+
+
+WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}
+
+
+def warm_up(loaded) -> None:
+    """One throwaway answer, so the first user's answer is as fast as every later one (the first forward
+    pass pays for kernel selection and memory allocation: seconds on CPU)."""
+    answer_rows(loaded, [WARM_UP_ROW])
+
+
+@dataclass
+class AskInput:
+    """A typed question, checked. `row` is what the model sees; `errors` stop it from being asked."""
+
+    row: dict
+    allowed: list[str]  # letters of the filled options
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
+    """Check a question and its options (by key opa..opd, or a list in A-D order) before asking the model."""
+    if not isinstance(options, dict):
+        options = dict(zip(OPTION_KEYS, options))
+    question = (question or "").strip()
+    texts = {k: (options.get(k) or "").strip() for k in OPTION_KEYS}
+    filled = [k for k in OPTION_KEYS if texts[k]]
+    errors, warns = [], []
+    if not question:
+        errors.append("Type a question first.")
+    if len(filled) < 2:
+        have = ", ".join(LETTERS[OPTION_KEYS.index(k)] for k in filled) or "none"
+        errors.append(f"Fill at least two options (filled: {have}).")
+    seen: dict[str, str] = {}
+    for k in filled:
+        letter = LETTERS[OPTION_KEYS.index(k)]
+        key = normalize(texts[k])
+        if key in seen:
+            warns.append(f"Options {seen[key]} and {letter} are the same text; the model cannot tell them apart.")
+        else:
+            seen[key] = letter
+    empty = [LETTERS[OPTION_KEYS.index(k)] for k in OPTION_KEYS if not texts[k]]
+    if empty and len(filled) >= 2:
+        warns.append(f"Option{'s' if len(empty) > 1 else ''} {', '.join(empty)} left empty: shown to the model as "
+                     f"\"{UNFILLED_OPTION}\" and never chosen.")
+    row = {"question": question, **{k: texts[k] or UNFILLED_OPTION for k in OPTION_KEYS}}
+    allowed = [LETTERS[OPTION_KEYS.index(k)] for k in filled]
+    return AskInput(row, allowed, errors, warns)
+
+
+def restrict_probs(probs: list[float], allowed: list[str]) -> list[float]:
+    """Zero the letters of unfilled options and renormalise over the rest."""
+    kept = [p if L in allowed else 0.0 for L, p in zip(LETTERS, probs)]
+    total = sum(kept)
+    return [p / total for p in kept] if total > 0 else [1.0 / len(allowed) if L in allowed else 0.0 for L in LETTERS]
+
+
+# --------------------------------------------------------------------------- answering
+
+
+@dataclass
+class Answer(LetterScore):
+    """A letter score as the app shows it: P(A..D) restricted to the filled options, the time it took,
+    and whether the adapter was on."""
+
+    seconds: float = 0.0
+    adapter: bool = True  # answered with the adapter switched on
+
+
+@dataclass
+class PromptInfo:
+    text: str  # exactly what the model reads
+    n_tokens: int
+    shortened: bool
+    message: str | None  # how it was shortened, for the user
+
+
+def prepare_prompt(tokenizer, row: dict, max_tokens: int = APP_MAX_PROMPT_TOKENS) -> PromptInfo:
+    """The prompt the model will read; a question too long is cut (with " ..."), and the message says how.
+
+    Raises DataError when even the options alone do not fit.
+    """
+    enc = encode_prompt(tokenizer, row, max_tokens)
+    if enc is None:
+        raise DataError(f"The options alone are longer than the {max_tokens} tokens the app reads; shorten them.")
+    message = None
+    if enc.shortened:
+        full = len(tokenizer(format_prompt(row))["input_ids"])
+        q_tokens = len(tokenizer(row["question"], add_special_tokens=False)["input_ids"])
+        message = (f"The question was too long for the model: the prompt would be {full} tokens and the app reads "
+                   f"at most {max_tokens}, so the question ({q_tokens} tokens) was cut at the end and marked "
+                   "with \" ...\". The options were kept whole.")
+    return PromptInfo(enc.text, len(enc.ids), enc.shortened, message)
+
+
+def _adapter_switch(model, adapter: bool):
+    if adapter:
+        return nullcontext()
+    if hasattr(model, "disable_adapter"):
+        return model.disable_adapter()
+    return nullcontext()  # a base model has no adapter to switch off
+
+
+def answer_rows(loaded, rows: list[dict], *, adapter: bool = True, allowed: list[str] | None = None,
+                max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS, batch_size: int = 16) -> list[Answer]:
+    """Score rows with the loaded model, adapter on (or off: the base model's answer from the same weights)."""
+    with MODEL_LOCK:
+        started = time.perf_counter()
+        with _adapter_switch(loaded.model, adapter):
+            scores = score_rows(loaded.model, loaded.tokenizer, rows, batch_size=batch_size,
+                                max_prompt_tokens=max_prompt_tokens)
+        seconds = (time.perf_counter() - started) / max(len(rows), 1)
+    out = []
+    for s in scores:
+        probs = restrict_probs(s.probs, allowed) if allowed else s.probs
+        fields = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+        out.append(Answer(**{**fields, "probs": probs}, seconds=seconds, adapter=adapter and loaded.has_adapter))
+    return out
+
+
+def answer_question(loaded, row: dict, *, adapter: bool = True, allowed: list[str] | None = None,
+                    max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS) -> Answer:
+    return answer_rows(loaded, [row], adapter=adapter, allowed=allowed, max_prompt_tokens=max_prompt_tokens)[0]
+
+
+def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
+    """The scored prompt, the chosen answer as the model was trained to write it, then a request to explain."""
+    option = row[OPTION_KEYS[LETTERS.index(letter)]]
+    return f"{prompt_text}{letter} {option}{EXPLANATION_HEADER}"
+
+
+def generate_explanation(loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96,
+                         adapter: bool = True) -> str:
+    """Greedy text the model writes after its answer when asked to explain (unchecked, may be wrong)."""
+    with MODEL_LOCK, _adapter_switch(loaded.model, adapter):
+        return inference.generate_text(loaded.model, loaded.tokenizer, explanation_prompt(prompt_text, row, letter),
+                                       max_new_tokens)

@@ -1,0 +1,58 @@
+"""Reports for the Evaluate page: the adapter's saved report, an evaluation run while holding the model,
+wrong answers and per-subject rows; plus the latency summary the app's benchmark prints."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from ..models.run_record import REPORT_FILE
+from .questions import APP_MAX_PROMPT_TOKENS, MODEL_LOCK
+
+
+def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | None]:
+    """The adapter's eval_report.json (written at training end) and its path, or (None, expected path)."""
+    if not adapter_dir:
+        return None, None
+    path = Path(adapter_dir).expanduser() / REPORT_FILE
+    if not path.exists():
+        return None, path
+    try:
+        return json.loads(path.read_text()), path
+    except (OSError, ValueError):
+        return None, path
+
+
+def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None,
+                  max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS) -> dict:
+    """`mcqa_core.evaluate.evaluate` while holding the model (no other session scores meanwhile)."""
+    from ..evaluation.evaluate import evaluate
+
+    with MODEL_LOCK:
+        return evaluate(loaded, rows, compare_base=compare_base and loaded.has_adapter, progress=progress,
+                        max_prompt_tokens=max_prompt_tokens)
+
+
+def wrong_answers(report: dict) -> list[dict]:
+    """The report's predictions that missed, most confident first (the most instructive mistakes)."""
+    wrong = [p for p in report.get("predictions", []) if p.get("pred") != p.get("gold")]
+    return sorted(wrong, key=lambda p: -max(p.get("probs") or [0]))
+
+
+def subject_table(report: dict) -> list[dict]:
+    """Per-subject accuracy rows (with the base model's where the report has it), largest subjects first."""
+    base = (report.get("base") or {}).get("per_subject", {})
+    out = []
+    for name, v in report.get("per_subject", {}).items():
+        row = {"subject": name, "n": v["n"], "accuracy": v["accuracy"]}
+        if base:
+            row["base accuracy"] = base.get(name, {}).get("accuracy")
+        out.append(row)
+    return sorted(out, key=lambda r: (-r["n"], r["subject"]))
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    s = sorted(seconds)
+    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+    return {"n": len(s), "median_s": statistics.median(s), "p90_s": p90, "max_s": s[-1], "min_s": s[0]}

@@ -1,0 +1,1 @@
+"""Shipping a trained adapter: merge into a standalone model, push to the Hugging Face hub."""

@@ -1,0 +1,1 @@
+"""Training: settings and presets, batching, the trainer, ReLoRA, several processes, the output folder, the run."""

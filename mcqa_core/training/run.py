@@ -1,0 +1,206 @@
+"""One training run, start to end: check the settings, load the data and the model once, train with
+`MCQATrainer`, write the adapter folder (adapter, tokenizer, report, `mcqa_run.json`, card).
+
+Heavy libraries (torch, transformers, TRL) are imported inside `run_training`, so a command that only
+parses or checks settings answers at once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from ..data.rows import LOCAL, load_split, resolve_data_dir
+from ..errors import DataError
+from ..models.loading import precision_flags
+from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
+from .batching import BatchPlan, plan_batches
+from .output import build_record, check_output_dir, model_card
+from .settings import RunConfig, validate_config
+
+
+def sft_config(cfg: RunConfig, out: Path, plan: BatchPlan):
+    """The recipe as TRL's SFTConfig, with the batch plan's sizes (see training/batching.py)."""
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        output_dir=str(out / CHECKPOINT_DIR),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        per_device_train_batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.grad_accum,
+        per_device_eval_batch_size=t.per_device_eval_batch_size,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        logging_steps=t.logging_steps,
+        save_total_limit=t.save_total_limit,
+        # ReLoRA keeps its final state: a checkpoint's LoRA belongs to its own cycle (training/relora.py).
+        load_best_model_at_end=t.relora_steps is None,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=t.report_to,
+        max_length=cfg.model.max_seq_length,
+        # group_by_length: each step's rows split by length within the step (see training/batching.py).
+        train_sampling_strategy="batch_rebalance" if t.group_by_length else "random",
+        length_column_name="length",
+        gradient_checkpointing=False,  # already set up by load_for_training (unsloth or peft's way)
+        dataset_num_proc=None,
+        remove_unused_columns=False,
+        disable_tqdm=False,
+        save_only_model=False,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
+        **precision_flags(),
+    )
+
+
+def plan_for(cfg: RunConfig, n_train: int) -> BatchPlan:
+    """The batch plan of a run over n_train rows (computed once per run; see training/batching.py)."""
+    return plan_batches(n_train, cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps)
+
+
+def planned_steps(args, n_train: int) -> int:
+    """Optimizer steps the Trainer will run (its own formula, across processes)."""
+    if args.max_steps > 0:
+        return args.max_steps
+    micro = math.ceil(n_train / (args.per_device_train_batch_size * args.world_size))
+    return math.ceil(max(1, micro // args.gradient_accumulation_steps) * args.num_train_epochs)
+
+
+def _encode(tok, rows: list[dict], max_len: int, what: str):
+    from ..data.features import encode_rows
+
+    enc = encode_rows(tok, rows, max_len)
+    if not enc.examples:
+        raise DataError(f"no {what} row fits in --max-seq-length {max_len} tokens; raise it (512 fits all "
+                        "MedMCQA rows)")
+    return enc
+
+
+def run_training(cfg: RunConfig) -> dict:
+    """Train, save the adapter folder, return the run record written to mcqa_run.json."""
+    started = time.time()
+    # Every refusal that needs no model comes first, before the heavy libraries are even imported.
+    validate_config(cfg)
+    if cfg.data.data_dir == LOCAL:  # recorded as the folder actually read
+        cfg.data.data_dir = resolve_data_dir(LOCAL)
+    out = Path(cfg.train.output_dir).expanduser()
+    check_output_dir(out, cfg.train.overwrite, cfg.train.resume)
+
+    import torch
+    import transformers
+
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import write_report
+    from ..models.inference import LoadedModel
+    from ..models.loading import load_for_training
+    from .distributed import check_world_fits
+    from .relora import make_relora
+    from .trainer import EvalSummary, MCQATrainer, to_dataset
+
+    train = load_split(cfg.data.train_split, cfg.data.data_dir, cfg.data.train_limit)
+    evals = load_split(cfg.data.eval_split, cfg.data.data_dir)  # once: in-training rows and report rows
+    eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
+    report_rows = evals.rows[:cfg.data.report_limit] if cfg.data.report_limit else evals.rows
+
+    transformers.set_seed(cfg.train.seed)
+    model, tok, model_info = load_for_training(cfg.model, cfg.lora)
+    max_len = cfg.model.max_seq_length
+    train_enc = _encode(tok, train.rows, max_len, "training")
+    eval_enc = _encode(tok, eval_rows, max_len, "evaluation")
+    counts = {
+        "train_rows_used": len(train_enc.examples), "train_rows_invalid": train.skipped,
+        "train_rows_too_long": train_enc.skipped_too_long, "train_rows_shortened": train_enc.shortened,
+        "eval_rows_used": len(eval_enc.examples), "eval_rows_invalid": evals.skipped,
+        "eval_rows_too_long": eval_enc.skipped_too_long, "eval_rows_shortened": eval_enc.shortened,
+    }
+    print(f"[data] train {counts['train_rows_used']} rows from {train.source} [{train.split}]"
+          f" ({train.skipped} invalid, {train_enc.skipped_too_long} too long, {train_enc.shortened} shortened); "
+          f"eval {counts['eval_rows_used']} rows [{evals.split}] ({evals.skipped} invalid, "
+          f"{eval_enc.skipped_too_long} too long, {eval_enc.shortened} shortened; --max-seq-length {max_len})",
+          flush=True)
+
+    plan = plan_for(cfg, len(train_enc.examples))
+    counts.update(batch_size_used=plan.batch_size, grad_accum_used=plan.grad_accum)
+    out.mkdir(parents=True, exist_ok=True)
+    args = sft_config(cfg, out, plan)
+    check_world_fits(args, len(train_enc.examples))
+    relora = make_relora(cfg.train, planned_steps(args, len(train_enc.examples)), seed=cfg.lora.random_state)
+    print(f"[batch] {plan.describe()}; micro-batches "
+          f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}", flush=True)
+    trainer = MCQATrainer(
+        model=model, args=args, train_dataset=to_dataset(train_enc), eval_dataset=to_dataset(eval_enc),
+        processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
+        callbacks=[EvalSummary()] + ([relora] if relora else []),
+    )
+    train_started = time.time()
+    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
+    train_seconds = time.time() - train_started
+    final = _final_metrics(trainer)
+    print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
+          f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
+
+    metrics = {
+        "history": trainer.state.log_history,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_accuracy": trainer.state.best_metric,
+        "final_eval_loss": final.get("eval_loss"),
+        "final_accuracy": final.get("eval_accuracy"),
+        "train_loss": result.training_loss,
+        "global_steps": trainer.state.global_step,
+    }
+    if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
+        return {"metrics": metrics, "rank": args.process_index}
+    if relora:  # the merged restarts and the live LoRA, stacked into one adapter
+        relora.save_adapter(trainer.model, out)
+    else:
+        trainer.model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+    record = build_record(cfg, model_info=model_info, world_size=args.world_size, relora=relora,
+                          data={"source": train.source, "train_split": train.split, "eval_split": evals.split,
+                                **counts},
+                          metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
+                          started=started, train_seconds=train_seconds)
+    _write_record(out, record)  # now, so a failing report never costs the record of a finished run
+
+    # The report on the eval split (up to --report-limit rows), scored by the model training ended with.
+    # No base comparison here, to keep training time bounded.
+    loaded = LoadedModel(trainer.model, tok, cfg.model.model_name, str(out), cfg.model.load_in_4bit,
+                         str(next(trainer.model.parameters()).device), 0.0)
+    report = evaluate(loaded, report_rows, batch_size=cfg.train.per_device_eval_batch_size,
+                      max_prompt_tokens=max_len)
+    write_report(report, out / REPORT_FILE)
+    metrics.update(report_accuracy=report["accuracy"], report_rows=report["n"])
+    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {cfg.data.eval_split} rows "
+          f"-> {out / REPORT_FILE}", flush=True)
+    _write_record(out, record)
+    return record
+
+
+def _write_record(out: Path, record: dict) -> None:
+    write_run(out, record)
+    (out / "README.md").write_text(model_card(record))
+
+
+def _final_metrics(trainer) -> dict:
+    """Eval loss and accuracy of the model training ends with. The evaluation at the step that model comes
+    from (the best checkpoint, which load_best_model_at_end restored, or the last step) already measured
+    it; evaluate again only when no evaluation ran at that step."""
+    state = trainer.state
+    step = state.global_step
+    if state.best_model_checkpoint and trainer.args.load_best_model_at_end:
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
+    return logged[-1] if logged else trainer.evaluate()

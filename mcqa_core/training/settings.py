@@ -1,0 +1,251 @@
+"""Training settings: one dataclass per concern, every field a flag and a YAML key, presets as files.
+
+Precedence, lowest to highest: field defaults (the course recipe) < preset (`presets/NAME.yaml`, read
+when the run starts) < `--config run.yaml` < flags. `--preset NAME` and `--config FILE` go through the
+same loader; every problem in a file is reported at once. `validate_config` checks a whole configuration
+before anything slow is imported or loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..command_line import Parser, add_fields, check_value, flag_name, setting
+from ..errors import RunError, SettingsError, one_line, refuse
+from ..models.loading import DEFAULT_MODEL, LORA_TARGETS, OFFLINE_MODEL, TINY_MODEL, has_bitsandbytes
+from .distributed import parallel_problems
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+EVAL_SPLITS = ("validation", "heldout")
+CPU_DEMO_TIME = "about 11-17 min on 2 CPU cores"  # measured: docs/results.md
+DEFAULT_PRESET = "course"
+
+
+@dataclass
+class ModelConfig:
+    model_name: str = setting(DEFAULT_MODEL, f"Base model: hub id, local folder, or offline alias ({OFFLINE_MODEL}, {TINY_MODEL}).")
+    load_in_4bit: bool = setting(True, "Load the base in 4-bit NF4 with double quantization (bitsandbytes); --no-4bit for full precision.", flag="4bit")
+    max_seq_length: int = setting(512, "Longest prompt+answer in tokens; longer questions are shortened, never options or answers.")
+    use_unsloth: str = setting("auto", "auto: unsloth on a CUDA GPU when installed, else transformers+peft; yes; no.", choices=("auto", "yes", "no"))
+
+
+@dataclass
+class LoraArgs:
+    r: int = setting(16, "LoRA rank.", flag="lora-r")
+    alpha: int = setting(16, "LoRA alpha (with rsLoRA the scale is alpha/sqrt(r)).", flag="lora-alpha")
+    dropout: float = setting(0.0, "LoRA dropout.", flag="lora-dropout")
+    use_rslora: bool = setting(True, "Rank-stabilised LoRA scaling.", flag="rslora")
+    target_modules: list = setting(list(LORA_TARGETS), "Projections that get LoRA (comma-separated on the command line).")
+    gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass to save memory.")
+    random_state: int = setting(42, "Seed for the LoRA initialisation.")
+
+
+@dataclass
+class DataArgs:
+    data_dir: str | None = setting(None, "Folder with train.jsonl / validation.jsonl (HF schema); 'local': $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: the hub (openlifescienceai/medmcqa).")
+    train_split: str = setting("train", "Split to train on: train, demo-train (offline stand-in; never the held-out rows).")
+    eval_split: str = setting("validation", "Split for eval loss and letter accuracy: validation or heldout.")
+    train_limit: int | None = setting(None, "Use at most this many training rows (after validation).")
+    eval_limit: int | None = setting(None, "Use at most this many evaluation rows during training.")
+    report_limit: int | None = setting(None, "Rows of the eval split scored for the final report (unset: all).")
+
+
+@dataclass
+class TrainArgs:
+    output_dir: str = setting("adapters/medmcqa-lora", "Where the adapter folder is written (checkpoints under checkpoints/).")
+    overwrite: bool = setting(False, "Allow writing into an output folder that already holds a different run.")
+    resume: bool = setting(False, "Continue from the newest checkpoint in output_dir/checkpoints.")
+    learning_rate: float = setting(3e-4, "Peak learning rate.")
+    lr_scheduler_type: str = setting("linear", "Learning-rate schedule after warm-up.")
+    warmup_steps: int = setting(10, "Linear warm-up steps.")
+    per_device_train_batch_size: int = setting(64, "Rows per device per forward pass.", flag="batch-size")
+    gradient_accumulation_steps: int = setting(16, "Forward passes per optimizer step.", flag="grad-accum")
+    per_device_eval_batch_size: int = setting(64, "Rows per forward pass when evaluating and scoring.", flag="eval-batch-size")
+    num_train_epochs: float = setting(2.0, "Passes over the training rows.", flag="epochs")
+    max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: run the epochs).")
+    eval_steps: int = setting(50, "Evaluate (eval loss + letter accuracy) every N steps.")
+    save_steps: int = setting(50, "Checkpoint every N steps (a multiple of eval_steps, for best-model tracking).")
+    logging_steps: int = setting(50, "Log the training loss every N steps.")
+    save_total_limit: int = setting(1, "Checkpoints kept (the best is always kept too).")
+    optim: str = setting("adamw_8bit", "Optimizer (adamw_8bit is bitsandbytes' 8-bit AdamW; adamw_torch without bitsandbytes).")
+    weight_decay: float = setting(0.01, "Weight decay.")
+    seed: int = setting(0, "Training seed (data order).")
+    group_by_length: bool = setting(True, "Batch rows of similar length together to cut padding (same loss, less compute).")
+    report_to: str = setting("none", "Trainer integrations to log to (none, tensorboard, wandb...).")
+    relora_steps: int | None = setting(None, "ReLoRA: every N optimizer steps merge the LoRA into the model, re-initialise it, "
+                                        "reset its optimizer state and re-warm the LR (unset: plain LoRA).")
+    relora_warmup_steps: int | None = setting(None, "LR warm-up steps after each ReLoRA restart (unset: --warmup-steps).")
+    push_to_hub: str | None = setting(None, "Upload the finished adapter folder to this hub repo (owner/name); the token "
+                                      "comes from HF_TOKEN or `hf auth login`, never a flag.")
+
+
+CONFIG_CLASSES = {"model": ModelConfig, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs}
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraArgs = field(default_factory=LoraArgs)
+    data: DataArgs = field(default_factory=DataArgs)
+    train: TrainArgs = field(default_factory=TrainArgs)
+    preset: str = DEFAULT_PRESET
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def read_settings_file(path: str | Path, origin: str) -> dict:
+    """A YAML mapping of settings; a missing, unreadable or malformed file is one SettingsError."""
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{origin}: no such file {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise SettingsError(f"{origin}: cannot read {path} ({type(e).__name__}: {e})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SettingsError(f"{origin}: {path} is not valid YAML{where} ({problem}); fix the file") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"{origin}: {path} must be a mapping of settings (key: value), got {type(loaded).__name__}")
+    return loaded
+
+
+def _flatten(settings: dict) -> dict:
+    """{"train": {"max_steps": 9}, "lora_r": ...} -> {"train.max_steps": 9, ...}; groups are optional."""
+    flat = {}
+    for key, value in settings.items():
+        if key in CONFIG_CLASSES and isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[str(key)] = value
+    return flat
+
+
+def _field_group(key: str) -> tuple[str | None, str]:
+    group, _, name = key.rpartition(".")
+    if group:
+        known = group in CONFIG_CLASSES and name in {f.name for f in dataclasses.fields(CONFIG_CLASSES[group])}
+        return (group if known else None), name
+    groups = [g for g, cls in CONFIG_CLASSES.items() if name in {f.name for f in dataclasses.fields(cls)}]
+    return (groups[0] if len(groups) == 1 else None), name
+
+
+def apply_settings(cfg: RunConfig, settings: dict, origin: str) -> None:
+    """Set every key of `settings` on cfg, converted like its flag; all unknown keys are named at once."""
+    flat = _flatten(settings)
+    unknown = [k for k in flat if _field_group(k)[0] is None]
+    if unknown:
+        raise SettingsError(f"{origin}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(repr(k) for k in unknown)}; see `python train_adapter.py --help`")
+    problems = []
+    for key, value in flat.items():
+        group, name = _field_group(key)
+        try:
+            setattr(getattr(cfg, group), name, check_value(CONFIG_CLASSES[group], name, value, origin))
+        except SettingsError as e:
+            problems.append(str(e))
+    if problems:
+        raise SettingsError(one_line(problems))
+
+
+def build_parser(description: str = "") -> Parser:
+    """Every field is a flag; only the flags typed appear in the result (defaults come from the layers)."""
+    p = Parser(description=description)
+    p.add_argument("--preset", default=argparse.SUPPRESS, choices=preset_names(),
+                   help="Named recipe, a file in mcqa_core/training/presets/: course (default, the course's GPU "
+                        f"recipe), cpu-demo (offline SmolLM2, {CPU_DEMO_TIME}), smoke (tiny random "
+                        "Llama, seconds).")
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="RUN.YAML",
+                   help="YAML file of settings (flat field names or grouped under model/lora/data/train); flags win.")
+    for group, cls in CONFIG_CLASSES.items():
+        add_fields(p.add_argument_group(group), cls, prefix=f"{group}.", given_only=True, default_label="course")
+    return p
+
+
+def load_config(argv: list[str] | None = None, description: str = "") -> RunConfig:
+    """defaults < preset < --config YAML < command-line flags."""
+    args = vars(build_parser(description).parse_args(argv))
+    preset = args.pop("preset", None)
+    yaml_path = args.pop("config", None)
+    file_settings = read_settings_file(yaml_path, f"--config {yaml_path}") if yaml_path else {}
+    file_preset = file_settings.pop("preset", None)
+    preset = preset or file_preset or DEFAULT_PRESET
+    if preset not in preset_names():
+        raise SettingsError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
+    cfg = RunConfig(preset=preset)
+    preset_file = PRESETS_DIR / f"{preset}.yaml"
+    apply_settings(cfg, read_settings_file(preset_file, f"preset {preset}"), f"preset {preset} ({preset_file.name})")
+    apply_settings(cfg, file_settings, f"--config {yaml_path}")
+    apply_settings(cfg, args, "command line")
+    return cfg
+
+
+def flag_of(group: str, name: str) -> str:
+    """The command-line flag of a setting, for messages ("--batch-size")."""
+    f = next(f for f in dataclasses.fields(CONFIG_CLASSES[group]) if f.name == name)
+    return f"--{flag_name(f)}"
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """Collect every problem with the settings into one error, before anything is loaded."""
+    t, problems = cfg.train, []
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps",
+                 "logging_steps"):
+        if getattr(t, name) < 1:
+            problems.append(f"{name} must be at least 1")
+    if t.eval_steps >= 1 and t.save_steps % t.eval_steps:
+        problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
+                        "(the best checkpoint is chosen at evaluations)")
+    for name in ("train_limit", "eval_limit", "report_limit"):
+        value = getattr(cfg.data, name)
+        if value is not None and value < 1:
+            problems.append(f"--{name.replace('_', '-')} must be a positive number of rows, got {value}")
+    if cfg.model.max_seq_length < 32:
+        problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
+    if cfg.data.eval_split not in EVAL_SPLITS:
+        problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
+    if cfg.data.train_split in EVAL_SPLITS and cfg.data.eval_split in EVAL_SPLITS:
+        problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
+                        "demo-train")
+    if t.optim.endswith("8bit") and not has_bitsandbytes():
+        problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
+    problems += relora_problems(cfg) + parallel_problems(cfg)
+    refuse(RunError, "start training", problems)
+
+
+def relora_problems(cfg) -> list[str]:
+    """Settings that ReLoRA cannot run with (the step-count check needs the data: relora.steps_problems)."""
+    t, problems = cfg.train, []
+    if t.relora_steps is None:
+        return problems
+    if t.relora_steps < 1:
+        problems.append(f"--relora-steps must be at least 1, got {t.relora_steps}")
+    elif t.relora_steps < t.warmup_steps:
+        problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
+                        "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
+    if t.relora_warmup_steps is not None and not 0 <= t.relora_warmup_steps < max(1, t.relora_steps or 1):
+        problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
+    if t.resume:
+        problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
+                        "the updates merged at earlier restarts; start a new run")
+    if t.lr_scheduler_type == "reduce_lr_on_plateau":
+        problems.append("--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
+                        "not reduce_lr_on_plateau")
+    if cfg.model.use_unsloth == "yes":
+        problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
+                        "merged factors); pass --use-unsloth no")
+    return problems

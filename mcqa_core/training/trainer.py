@@ -1,0 +1,93 @@
+"""The trainer: TRL's SFTTrainer with letter accuracy at every evaluation ("best" = best accuracy),
+length-split micro-batches, and the model fixes of `model_patches`; plus the one-line evaluation log."""
+
+from __future__ import annotations
+
+import torch
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from ..evaluation.scoring import accuracy, score_rows
+from .batching import step_window_sampler
+from .model_patches import keep_4bit_layers_differentiable, lm_head_on_label_tokens_only
+
+
+class MCQATrainer(SFTTrainer):
+    """SFTTrainer whose evaluation adds letter accuracy next to eval loss."""
+
+    def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, **kwargs):
+        super().__init__(*args, **kwargs)
+        keep_4bit_layers_differentiable(self.model)
+        if self.args.loss_type == "chunked_nll" and not self.args.use_liger_kernel:
+            lm_head_on_label_tokens_only(self.model)  # replaces TRL's chunked loss: same math, less work
+        if not (self.args.bf16 or self.args.fp16):
+            # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); in an fp32 run that only rounds
+            # the adapter and its updates (lr x grad is often below bf16's resolution), so keep fp32.
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype == torch.bfloat16:
+                    param.data = param.data.float()
+        self.score_rows_for_eval = score_rows_for_eval or []
+        self.max_prompt_tokens = max_prompt_tokens
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                         metric_key_prefix)
+        if self.score_rows_for_eval:
+            scores = score_rows(self.model, self.processing_class, self.score_rows_for_eval,
+                                batch_size=self.args.per_device_eval_batch_size,
+                                max_prompt_tokens=self.max_prompt_tokens)
+            output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
+        return output
+
+    def _get_train_sampler(self, train_dataset=None):
+        # "batch_rebalance" only tells the Trainer to take a batch sampler; ours keeps each optimizer
+        # step's rows exactly those of a random permutation (see training/batching.py).
+        if self.args.train_sampling_strategy != "batch_rebalance":
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return step_window_sampler(row_lengths(dataset), self.args.per_device_train_batch_size,
+                                   self.args.gradient_accumulation_steps, seed=seed)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # Longest first: evaluation order changes nothing but padding (and memory peaks early).
+        if self.args.train_sampling_strategy != "batch_rebalance" or eval_dataset is None:
+            return super()._get_eval_sampler(eval_dataset)
+        lengths = row_lengths(eval_dataset)
+        return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def row_lengths(dataset) -> list[int]:
+    if "length" in dataset.column_names:
+        return list(dataset["length"])
+    return [len(ids) for ids in dataset["input_ids"]]
+
+
+def to_dataset(encoded):
+    """EncodedRows as the Trainer's dataset: input_ids, labels and each row's length (for batching)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "input_ids": [e["input_ids"] for e in encoded.examples],
+        "labels": [e["labels"] for e in encoded.examples],
+        "length": [len(e["input_ids"]) for e in encoded.examples],
+    })
+
+
+class EvalSummary(TrainerCallback):
+    """One line per evaluation: step, training loss, eval loss, letter accuracy."""
+
+    def __init__(self):
+        self.last_loss = None
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.last_loss = logs["loss"]
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if state.is_world_process_zero and metrics:
+            loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
+            print(f"[eval] step {state.global_step}/{state.max_steps}  loss {loss}  "
+                  f"eval_loss {metrics.get('eval_loss', float('nan')):.4f}  "
+                  f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f}", flush=True)

@@ -1,0 +1,155 @@
+"""Presets are files that agree with the built-in defaults and the README's course recipe; settings are read
+when a run starts (never frozen at import); every command refuses bad input in one line, exit code 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mcqa_core.errors import DataError, SettingsError
+from mcqa_core.training.settings import (
+    PRESETS_DIR,
+    RunConfig,
+    apply_settings,
+    load_config,
+    preset_names,
+    read_settings_file,
+)
+
+from .conftest import REPO
+
+
+def _recipe_paragraph() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"^## The course recipe\n+(.+?)(?:\n\n|\Z)", text, flags=re.M | re.S)
+    assert match, "README.md lost its '## The course recipe' section"
+    return " ".join(match.group(1).split())
+
+
+def test_presets_are_the_three_files():
+    assert preset_names() == ["course", "cpu-demo", "smoke"]
+
+
+def test_course_file_defaults_and_readme_recipe_agree():
+    defaults = RunConfig()
+    from_file = RunConfig()
+    course = read_settings_file(PRESETS_DIR / "course.yaml", "course")
+    apply_settings(from_file, course, "course.yaml")
+    assert from_file == defaults  # the file sets exactly the defaults
+    assert load_config([]) == load_config(["--preset", "course"]) == defaults
+    # ...and spells out the whole recipe (a reader should not need the Python defaults)
+    spelled = {k for group in course.values() for k in group}
+    assert {"model_name", "load_in_4bit", "r", "alpha", "dropout", "use_rslora", "target_modules",
+            "gradient_checkpointing", "random_state", "learning_rate", "lr_scheduler_type", "warmup_steps",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "eval_steps",
+            "save_steps", "logging_steps", "save_total_limit", "optim", "weight_decay", "seed"} <= spelled
+
+    text, m, lo, t = _recipe_paragraph(), defaults.model, defaults.lora, defaults.train
+    readme = {
+        "r": r"LoRA r=(\d+)", "alpha": r"alpha=(\d+)", "dropout": r"dropout (\d+(?:\.\d+)?)",
+        "random_state": r"random_state (\d+)", "lr": r"lr (\S+) (\w+)", "warmup": r"warm-up (\d+)",
+        "batch": r"batch (\d+) x accumulation (\d+)", "epochs": r"(\d+) epochs", "every": r"every (\d+) steps",
+        "kept": r"(\d+) checkpoint kept", "optim": r"(adamw_8bit|adamw_torch)", "wd": r"weight decay (\S+?),",
+        "seed": r"seed (\d+)", "targets": r"rsLoRA on ([a-z,]+)",
+    }
+    got = {}
+    for key, pattern in readme.items():
+        found = re.search(pattern, text)
+        assert found, f"the README's recipe no longer says {key} ({pattern})"
+        got[key] = found.groups()
+    assert int(got["r"][0]) == lo.r and int(got["alpha"][0]) == lo.alpha and float(got["dropout"][0]) == lo.dropout
+    assert lo.use_rslora and lo.gradient_checkpointing and "gradient checkpointing" in text
+    assert int(got["random_state"][0]) == lo.random_state
+    assert [f"{x}_proj" for x in got["targets"][0].strip(",").split(",")] == lo.target_modules
+    assert float(got["lr"][0]) == t.learning_rate and got["lr"][1] == t.lr_scheduler_type
+    assert int(got["warmup"][0]) == t.warmup_steps
+    assert (int(got["batch"][0]), int(got["batch"][1])) == (t.per_device_train_batch_size,
+                                                           t.gradient_accumulation_steps)
+    assert float(got["epochs"][0]) == t.num_train_epochs
+    assert int(got["every"][0]) == t.eval_steps == t.save_steps == t.logging_steps
+    assert int(got["kept"][0]) == t.save_total_limit and got["optim"][0] == t.optim
+    assert float(got["wd"][0]) == t.weight_decay and int(got["seed"][0]) == t.seed
+    assert m.model_name in (REPO / "README.md").read_text() and m.load_in_4bit and m.max_seq_length == 512
+
+
+@pytest.mark.parametrize("name", ["cpu-demo", "smoke"])
+def test_offline_presets_find_local_data_when_the_run_starts(name, monkeypatch, tmp_path):
+    from mcqa_core.data import rows
+
+    cfg = load_config(["--preset", name])
+    assert cfg.data.data_dir == rows.LOCAL  # not a path frozen when a module was imported
+    monkeypatch.setenv("MCQA_DATA_DIR", str(tmp_path))
+    assert rows.resolve_data_dir(cfg.data.data_dir) == str(tmp_path)
+    monkeypatch.delenv("MCQA_DATA_DIR")
+    monkeypatch.setattr(rows, "SHARED_DATA_DIR", tmp_path / "nowhere")
+    with pytest.raises(DataError, match="no local MedMCQA rows: set MCQA_DATA_DIR or pass --data-dir"):
+        rows.resolve_data_dir(cfg.data.data_dir)
+    assert rows.resolve_data_dir("some/folder") == "some/folder" and rows.resolve_data_dir(None) is None
+
+
+def test_settings_files_are_checked_whole(tmp_path):
+    bad = tmp_path / "run.yaml"
+    bad.write_text("lerning_rate: 1\nmax_stepz: 3\n")
+    with pytest.raises(SettingsError, match="unknown settings 'lerning_rate', 'max_stepz'"):
+        load_config(["--config", str(bad)])
+    bad.write_text("max_steps: abc\nlora:\n  r: 1.5\n")
+    with pytest.raises(SettingsError, match=r"max_steps: expected a whole number, got 'abc'.*r: expected a whole"):
+        load_config(["--config", str(bad)])
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(SettingsError, match="is not valid YAML at line"):
+        load_config(["--config", str(bad)])
+    cfg = RunConfig()
+    apply_settings(cfg, {"target_modules": "q_proj, v_proj", "num_train_epochs": 1, "load_in_4bit": "no"}, "test")
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.train.num_train_epochs == 1.0
+    assert cfg.model.load_in_4bit is False
+    assert dataclasses.asdict(cfg)  # still plain data
+
+
+COMMANDS = {"mcqa-train": "mcqa_core.cli.train", "mcqa-eval": "mcqa_core.cli.evaluate",
+            "mcqa-export": "mcqa_core.cli.export", "mcqa-publish": "mcqa_core.cli.publish"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_loads_no_model_library(command):
+    code = (f"import sys\nfrom {COMMANDS[command]} import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "print('heavy:', sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "usage:" in r.stdout and "heavy: []" in r.stdout
+
+
+def test_console_commands_are_installed():
+    """`pip install -e .` (scripts/setup.sh) puts the four commands beside the interpreter."""
+    for command in COMMANDS:
+        exe = REPO / ".venv" / "bin" / command
+        if not exe.exists():
+            exe = type(REPO)(sys.executable).parent / command
+        r = subprocess.run([str(exe), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "usage:" in r.stdout, (command, r.stderr)
+
+
+def test_every_command_refuses_bad_input_in_one_line(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("train: [unclosed\n")
+    not_adapter = tmp_path / "empty"
+    not_adapter.mkdir()
+    cases = [
+        (["train_adapter.py", "--config", str(bad_yaml)], "is not valid YAML"),
+        (["train_adapter.py", "--batch-size", "x"], "--batch-size: expected a whole number, got 'x'"),
+        (["train_adapter.py", "--preset", "smoke", "--eval-steps", "3", "--save-steps", "4", "--output-dir",
+          str(tmp_path / "o")], "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3"),
+        (["-m", "mcqa_core.evaluate", "--limit", "0"], "--limit: must be a positive number, got 0"),
+        (["-m", "mcqa_core.export", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
+         "cannot export: --adapter: adapter folder"),
+        (["-m", "mcqa_core.publish", str(not_adapter), "me/x"], "holds neither adapter_config.json nor config.json"),
+    ]
+    for args, message in cases:
+        r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
