@@ -33,9 +33,9 @@ def serve_app(env: dict[str, str], log: Path, timeout: float = 90):
     port = free_port()
     with log.open("w") as out:
         proc = subprocess.Popen(
+            # As the README starts it (`streamlit run app.py`, settings from .streamlit/config.toml), on a free port.
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
             cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"

@@ -84,3 +84,6 @@ def test_ask_a_question_in_a_real_browser(app_url, browser, tmp_path):
     # The question shows in the prompt expander as typed text, never as markup.
     assert not browser.find_elements(By.XPATH, "//b[normalize-space()='not bold']")
     browser.save_screenshot(str(tmp_path / "ask.png"))
+    # Started as a user starts it, the server stays quiet: no watcher tracebacks, no usage pings.
+    log = (tmp_path / "streamlit.log").read_text()
+    assert "Traceback" not in log and "Inotify" not in log, log[-3000:]
