@@ -20,7 +20,7 @@ from mcqa_core.service.questions import Answer, load_spec
 from mcqa_core.service.rows import short
 from mcqa_core.training.settings import CPU_DEMO_TIME
 
-TRAIN_HINT = "python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo
+TRAIN_HINT = ".venv/bin/python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo
 BASE_CHOICE = "__base__"
 PATH_CHOICE = "__path__"
 

@@ -42,10 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args) -> dict:
     import torch
 
-    from mcqa_core.service import adapters, questions, reports
+    from mcqa_core.data.prompt import OPTION_KEYS
     from mcqa_core.data.rows import default_data_dir, load_split
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
-    from mcqa_core.data.prompt import OPTION_KEYS
+    from mcqa_core.service import adapters, questions, reports
 
     # The app's thread count (MCQA_APP_THREADS=auto: torch's default, all cores) unless --threads says otherwise.
     threads = args.threads or adapters.AppSettings.from_env().threads

@@ -88,10 +88,10 @@ def train_worker(args) -> dict:
     """One backend, one process: load in 4-bit, LoRA recipe, timed optimizer steps."""
     import torch
 
-    from mcqa_core.training.settings import LoraArgs, ModelConfig
-    from mcqa_core.data.rows import is_heldout
     from mcqa_core.data.features import encode_rows
+    from mcqa_core.data.rows import is_heldout
     from mcqa_core.models.loading import load_for_training
+    from mcqa_core.training.settings import LoraArgs, ModelConfig
 
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
@@ -151,8 +151,8 @@ def score_worker(args) -> dict:
     import torch
     from peft import get_peft_model
 
-    from mcqa_core.models.loading import load_base_model, lora_config
     from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.models.loading import load_base_model, lora_config
 
     cuda = torch.cuda.is_available()
     model, tok, _ = load_base_model(args.model_dir, load_in_4bit=True)

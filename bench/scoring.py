@@ -1,6 +1,6 @@
 """Scoring speed on one model and the same held-out rows, in one run:
 
-  (a) our letter scorer (`mcqa_core.scoring.score_rows`: batched, sorted by length, last position only);
+  (a) our letter scorer (`mcqa_core.evaluation.scoring.score_rows`: batched, sorted by length, last position only);
   (b) the course's way: one `generate` per question, up to 64 new tokens, no batching;
   (c) the bare forward pass, `model(input_ids, attention_mask)` with full logits, over the same padded
       batches as (a) and with the same 4-bit CPU kernels (`prompt_kernels_for_4bit_cpu`): the bound
@@ -72,10 +72,10 @@ def course_generate(model, tok, rows, new_tokens):
 def main(args) -> int:
     import torch
 
-    from mcqa_core.data.rows import load_split
     from mcqa_core.data.features import encode_prompt
-    from mcqa_core.models.inference import load_model
+    from mcqa_core.data.rows import load_split
     from mcqa_core.evaluation.scoring import pad_batch, score_rows
+    from mcqa_core.models.inference import load_model
 
     rows = load_split("heldout", args.data_dir, args.rows).rows
     loaded = load_model(args.adapter, None if args.adapter else args.model, load_in_4bit=args.load_in_4bit)

@@ -4,7 +4,7 @@ Same model (SmolLM2-135M in 4-bit NF4 with the recipe's LoRA: r 16, alpha 16, rs
 projections), same rows (demo-train), same optimizer and learning rate, same number of optimizer steps:
 
   (a) our path: `MCQATrainer` (TRL SFTTrainer) as `run_training` builds it: each step's rows split
-      into micro-batches by length (mcqa_core.batching), loss computed on label tokens only;
+      into micro-batches by length (mcqa_core.training.batching), loss computed on label tokens only;
   (b) a plain `transformers.Trainer` + PEFT loop: random order, each micro-batch padded to its
       longest row, full logits.
 
@@ -101,8 +101,8 @@ def _config(args, gradient_checkpointing: bool):
 
 
 def _encoded_rows(cfg, tok, rows: int):
-    from mcqa_core.data.rows import load_split
     from mcqa_core.data.features import encode_rows
+    from mcqa_core.data.rows import load_split
 
     split = load_split(cfg.data.train_split, cfg.data.data_dir, rows)
     enc = encode_rows(tok, split.rows, cfg.model.max_seq_length)
@@ -183,8 +183,8 @@ def run_ours(args) -> dict:
     """(a) MCQATrainer as run_training builds it, without evaluation or checkpoints."""
     import dataclasses
 
-    from mcqa_core.training.trainer import MCQATrainer, to_dataset
     from mcqa_core.training.run import plan_for, sft_config
+    from mcqa_core.training.trainer import MCQATrainer, to_dataset
 
     cfg, model, tok, load_seconds, enc = _load(args)
     out = Path(cfg.train.output_dir)
@@ -227,8 +227,8 @@ def run_memory(args, gradient_checkpointing: bool) -> dict:
 
     from mcqa_core.data.features import EncodedRows
     from mcqa_core.models.loading import load_for_training
-    from mcqa_core.training.trainer import MCQATrainer, to_dataset
     from mcqa_core.training.run import plan_for, sft_config
+    from mcqa_core.training.trainer import MCQATrainer, to_dataset
 
     cfg = _config(args, gradient_checkpointing)
     cfg.train.max_steps, cfg.train.gradient_accumulation_steps = 1, 1

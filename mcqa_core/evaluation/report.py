@@ -1,6 +1,6 @@
 """The accuracy report: how often the model is right, where, and how sure it is.
 
-`build_report(rows, scores)` turns letter scores (`mcqa_core.scoring.score_rows`) into a plain
+`build_report(rows, scores)` turns letter scores (`mcqa_core.evaluation.scoring.score_rows`) into a plain
 dict that the CLI writes as JSON and the app draws. Its keys are fixed (the app codes against them):
 n, accuracy, always_a_accuracy, per_subject, per_choice_type, confusion, pred_spread, gold_spread,
 mean_confidence, ece, predictions.
