@@ -206,14 +206,14 @@ def validate_config(cfg: RunConfig) -> None:
     for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps",
                  "logging_steps"):
         if getattr(t, name) < 1:
-            problems.append(f"{name} must be at least 1")
+            problems.append(f"{flag_of('train', name)} must be at least 1, got {getattr(t, name)}")
     if t.eval_steps >= 1 and t.save_steps % t.eval_steps:
         problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
                         "(the best checkpoint is chosen at evaluations)")
     for name in ("train_limit", "eval_limit", "report_limit"):
         value = getattr(cfg.data, name)
         if value is not None and value < 1:
-            problems.append(f"--{name.replace('_', '-')} must be a positive number of rows, got {value}")
+            problems.append(f"{flag_of('data', name)} must be a positive number of rows, got {value}")
     if cfg.model.max_seq_length < 32:
         problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
     if cfg.data.eval_split not in EVAL_SPLITS:
