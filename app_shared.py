@@ -42,6 +42,9 @@ def md_escape(text: str) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the server's log is not a terminal: no weight-loading bars in it
     return load_spec(ModelSpec(adapter, base_model, load_in_4bit), threads=settings().threads)
 
 

@@ -145,8 +145,14 @@ def check_value(cls, name: str, value, origin: str):
     """A YAML value converted like the same flag would be; SettingsError naming the key otherwise."""
     hints = typing.get_type_hints(cls)
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    optional = type(None) in typing.get_args(hints[name])
     if value is None:
-        return None
+        if optional:
+            return None
+        raise SettingsError(f"{origin}: {name} needs a value (it has no 'unset')")
+    choices = f.metadata.get("choices", ())
+    if isinstance(value, bool) and {"yes", "no"} <= set(choices):
+        value = "yes" if value else "no"  # YAML reads an unquoted yes/no as a boolean
     try:
         return converter(hints[name], f.metadata)(value)
     except ValueError as e:

@@ -1,5 +1,7 @@
 """Browse: the MedMCQA validation split, filtered and searched, one sample at a time with its answer."""
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -29,16 +31,22 @@ def rows_ui() -> tuple[list[dict], str]:
     rows, source = validation_rows_or_none()
     if rows is not None:
         return rows, source
+    where = data_dir()
+    if where is None:
+        why = "the Hugging Face hub is unreachable"
+    elif not Path(where).expanduser().is_dir():
+        why = f"the folder {md_escape(where)} does not exist"
+    else:
+        why = f"the folder {md_escape(where)} holds no usable validation.jsonl"
     st.info(
-        "No MedMCQA validation rows are available here "
-        f"({'the Hugging Face hub is unreachable' if data_dir() is None else 'the folder has none'}).\n\n"
+        f"No MedMCQA validation rows are available here ({why}).\n\n"
         "Point the app at a folder holding `validation.jsonl` (Hugging Face schema) in one of three ways: type "
         f"it below, start the app with `MCQA_DATA_DIR={SHARED_DATA_HINT} streamlit run app.py`, or "
         f"`streamlit run app.py -- --data-dir {SHARED_DATA_HINT}`."
     )
     st.caption(f"What went wrong: {source}")
     folder = st.text_input("MedMCQA data folder", key="browse_data_dir", placeholder=SHARED_DATA_HINT).strip()
-    if folder:
+    if folder and folder != st.session_state.get("app_data_dir"):  # rerun once per new folder, never in a loop
         st.session_state["app_data_dir"] = folder
         st.rerun()
     st.stop()

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from mcqa_core.errors import RunError
+from mcqa_core.training.checks import validate_config
 from mcqa_core.training.relora import ReLoRACallback, jagged_lambda, lora_layers
 from mcqa_core.training.run import run_training
-from mcqa_core.training.settings import load_config, validate_config
+from mcqa_core.training.settings import load_config
 
 IDS = torch.tensor([[1, 415, 2634, 314, 253, 5053, 30, 1123]])
 

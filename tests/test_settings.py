@@ -102,6 +102,15 @@ def test_settings_files_are_checked_whole(tmp_path):
     bad.write_text("train: [unclosed\n")
     with pytest.raises(SettingsError, match="is not valid YAML at line"):
         load_config(["--config", str(bad)])
+    bad.write_text("max_seq_length: null\nlora_r: 4.5\nnope: 1\n")  # every problem at once
+    with pytest.raises(SettingsError, match=r"unknown setting 'nope'.*max_seq_length needs a value.*r: expected a "
+                                            "whole number"):
+        load_config(["--config", str(bad)])
+    # flag spellings, an unquoted yes/no for a yes/no choice, an empty group, an optional setting unset
+    bad.write_text("batch-size: 4\nepochs: 3\nuse_unsloth: no\nlora:\ndata:\n  train_limit: null\n")
+    cfg = load_config(["--config", str(bad)])
+    assert (cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs, cfg.model.use_unsloth) == (4, 3.0, "no")
+    assert cfg.data.train_limit is None
     cfg = RunConfig()
     apply_settings(cfg, {"target_modules": "q_proj, v_proj", "num_train_epochs": 1, "load_in_4bit": "no"}, "test")
     assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.train.num_train_epochs == 1.0

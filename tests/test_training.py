@@ -102,6 +102,9 @@ def test_resume_continues_from_newest_checkpoint(tmp_path, data_dir):
     assert record["metrics"]["global_steps"] == 6
     steps = [h["step"] for h in record["metrics"]["history"] if "loss" in h]
     assert steps == [1, 2, 3, 4, 5, 6]  # history carried over from the checkpoint, steps 1-3 not re-run
+    # train_loss is the mean over all six steps, not this session's three divided by six
+    losses = [h["loss"] for h in record["metrics"]["history"] if "loss" in h]
+    assert record["metrics"]["train_loss"] == pytest.approx(sum(losses) / 6, abs=2e-3)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, data_dir):

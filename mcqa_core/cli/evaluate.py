@@ -26,6 +26,7 @@ from ..data.rows import default_data_dir
 from ..errors import SettingsError, refuse
 
 EVAL_SPLITS = ("validation", "heldout")
+REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
 
 
 @dataclass
@@ -40,8 +41,9 @@ class EvalArgs:
     split: str = setting("heldout", f"Rows to score: {' or '.join(EVAL_SPLITS)} (heldout: the offline stand-in).")
     limit: int | None = setting(None, "Score only the first N valid rows.", min=1, metavar="N")
     batch_size: int = setting(16, "Questions per forward pass.", min=1)
-    output: str = setting("report.json", "Report path; the per-subject chart is written beside it as .png.",
-                          metavar="REPORT.json")
+    output: str | None = setting(None, "Report path; the per-subject chart is written beside it as .png "
+                                       "(default: reports/NAME-SPLIT.json).", metavar="REPORT.json")
+    overwrite: bool = setting(False, "Replace an existing report at --output.")
     compare_base: bool = setting(False, "Also score with the adapter switched off and list the questions where "
                                         "they disagree.")
     prompt: str = setting("course", f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's "
@@ -71,11 +73,31 @@ def check_args(args: EvalArgs) -> list[str]:
         problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
     if args.compare_base and not args.adapter:
         problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
-    parent = Path(args.output).expanduser().resolve().parent
-    if not parent.is_dir():
-        problems.append(f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) "
-                        "or choose another path")
+    problems += _output_problems(args)
     return problems
+
+
+def default_output(args: EvalArgs) -> Path:
+    """reports/NAME-SPLIT.json: NAME is the adapter folder's name or the base model's last path part."""
+    name = Path(args.adapter).expanduser().resolve().name if args.adapter else Path(args.base_model or "model").name
+    return Path(REPORTS_DIR) / f"{name}-{args.split}.json"
+
+
+def _output_problems(args: EvalArgs) -> list[str]:
+    """The report path is checked before any scoring, so finished work is never lost to a bad path."""
+    out = Path(args.output).expanduser() if args.output else default_output(args)
+    flag = f"--output {args.output}" if args.output else f"the default report {out}"
+    if out.is_dir():
+        return [f"{flag} is a folder; give a file name such as {out / 'report.json'}"]
+    if out.exists() and not args.overwrite:
+        return [f"{flag} already exists; pass --overwrite to replace it, or choose another --output"]
+    parent = out.resolve().parent
+    if args.output and not parent.is_dir():
+        return [f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) or choose "
+                "another path"]
+    if not args.output and parent.exists() and not parent.is_dir():
+        return [f"{parent} is a file, so reports cannot go there; pass --output FILE"]
+    return []
 
 
 @command
@@ -91,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.rows import InvalidRowsWarning, load_split
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import summary_table, write_report
-    from ..models.inference import load_model
+    from ..models.inference import load_model, read_adapter_info
     from ..models.run_record import split_overlap_warning
 
+    if args.adapter:
+        read_adapter_info(args.adapter)  # a missing or damaged adapter is refused before the data is read
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
         data = load_split(args.split, args.data_dir or default_data_dir(), args.limit)
@@ -125,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                           device=loaded.device, load_in_4bit=loaded.load_in_4bit)
     if overlap:
         report["meta"]["warning"] = overlap
-    out_json, png = write_report(report, Path(args.output).expanduser())
+    out = Path(args.output).expanduser() if args.output else default_output(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out_json, png = write_report(report, out)
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command, setting
-from ..errors import SettingsError
+from ..errors import SettingsError, refuse
 
 
 @dataclass
@@ -26,15 +26,17 @@ class PublishArgs:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    from ..shipping.publish import push_folder
+    from ..shipping.publish import check_push_ready, push_folder
 
     p = Parser(prog="mcqa-publish", description=__doc__)
     add_fields(p, PublishArgs)
     args = PublishArgs(**vars(p.parse_args(argv)))
     folder = Path(args.folder)
+    problems = check_push_ready(args.repo, flag="REPO")  # malformed id, no token: exit 2, nothing was tried
     if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
-        raise SettingsError(f"{folder} holds neither adapter_config.json nor config.json; train with "
-                            "`python train_adapter.py` or export with `mcqa-export` first")
+        problems.insert(0, f"{folder} holds neither adapter_config.json nor config.json; train with "
+                           "`python train_adapter.py` or export with `mcqa-export` first")
+    refuse(SettingsError, "publish", problems)
     print(f"pushed {folder} to {push_folder(folder, args.repo, private=not args.public)}")
     return 0
 

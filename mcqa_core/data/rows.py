@@ -77,6 +77,8 @@ def validate_row(row) -> str | None:
     """The reason a row is unusable, or None when it is fine."""
     if not isinstance(row, dict):
         return "not a JSON object"
+    if "_error" in row:  # unreadable line, named by _read_jsonl
+        return row["_error"]
     q = row.get("question")
     if not isinstance(q, str) or not q.strip():
         return "empty question"
@@ -107,15 +109,24 @@ def validate_rows(raw_rows, source: str = "data") -> tuple[list[dict], int, list
 
 
 def _read_jsonl(path: Path) -> list:
+    """One row per line; a line that is not UTF-8 or not JSON becomes an invalid row named by file and line."""
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                out.append({"id": f"{path.name}:{n}", "_error": f"malformed JSON: {e.msg}"})
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({e.strerror or e}); check the file and its permissions") from None
+    for n, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append({"id": f"{path.name}:{n}", "_error": f"not UTF-8 text (byte {e.start + 1})"})
+            continue
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            out.append({"id": f"{path.name}:{n}", "_error": f"malformed JSON: {e.msg}"})
     return out
 
 
@@ -126,7 +137,11 @@ def _read_local(data_dir: Path, base_split: str) -> list:
     if parquet.exists():
         import pandas as pd
 
-        return pd.read_parquet(parquet).to_dict("records")
+        try:
+            return pd.read_parquet(parquet).to_dict("records")
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise DataError(f"cannot read {parquet} as Parquet ({type(e).__name__}: {str(e)[:200]}); "
+                            "replace the file or convert it to JSONL") from None
     have = sorted(p.name for p in data_dir.iterdir()) if data_dir.is_dir() else []
     raise DataError(
         f"{data_dir} has no {base_split}.jsonl or {base_split}.parquet (it holds: {', '.join(have) or 'nothing'}). "
@@ -162,6 +177,7 @@ def load_split(split: str = "validation", data_dir: str | Path | None = None, li
     if limit is not None and limit <= 0:
         raise DataError(f"limit must be a positive number of rows, got {limit}")
     base = DERIVED_SPLITS.get(split, split)
+    data_dir = resolve_data_dir(data_dir)
     if data_dir is None:
         source, raw = f"hub:{HUB_DATASET}", _read_hub(base)
     else:

@@ -17,7 +17,7 @@ from typing import Callable
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, answer_letter, letter_prefix
-from ..errors import DataError
+from ..errors import DataError, ModelError
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
@@ -53,7 +53,8 @@ def letter_token_ids(tokenizer, style: str = "course") -> list[int]:
     """The token each answer starts with, tokenized exactly as the training completion starts."""
     ids = [tokenizer(letter_prefix(L, style), add_special_tokens=False)["input_ids"][0] for L in LETTERS]
     if len(set(ids)) != 4:
-        raise ValueError(f"the tokenizer does not give the letters A-D distinct first tokens: {ids}")
+        raise ModelError(f"the tokenizer does not give the letters A-D distinct first tokens ({ids}), so letters "
+                         "cannot be scored; use a model whose tokenizer does")
     return ids
 
 

@@ -39,6 +39,22 @@ class LoadedModel:
                 "accuracy": measured_accuracy(self.run)[0], "data": self.run.get("data")}
 
 
+def adapter_weights_problem(folder: Path) -> str | None:
+    """Why the adapter's weight file cannot be read (missing, truncated, not safetensors), or None. Reads only
+    the header: safetensors refuses a file its header does not fully cover."""
+    weights = folder / "adapter_model.safetensors"
+    if not weights.exists():
+        return None if (folder / "adapter_model.bin").exists() else "adapter_model.safetensors is missing"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            f.keys()
+    except Exception as e:  # SafetensorError, OSError: a damaged or truncated file
+        return f"adapter_model.safetensors is damaged ({str(e)[:160]})"
+    return None
+
+
 def read_adapter_info(adapter_dir: str | Path) -> dict:
     """The adapter's run record, checked: refuses folders that are not adapters or use another prompt."""
     folder = Path(adapter_dir).expanduser()
@@ -48,6 +64,10 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
     if not (folder / "adapter_config.json").exists():
         raise AdapterError(f"adapter folder {folder} lacks adapter_config.json; train one with "
                            f"`python train_adapter.py --output-dir {folder}`")
+    weights_problem = adapter_weights_problem(folder)
+    if weights_problem:
+        raise AdapterError(f"adapter {folder}: {weights_problem}; retrain it (`python train_adapter.py --output-dir "
+                           f"{folder} --overwrite`) or restore the file")
     run = read_run(folder)
     if not run:  # an adapter trained elsewhere: fall back to PEFT's own record
         cfg = json.loads((folder / "adapter_config.json").read_text())

@@ -126,19 +126,28 @@ def ensure_tiny_llama() -> Path:
 ALIASES = {OFFLINE_MODEL: ensure_smollm2, TINY_MODEL: ensure_tiny_llama}
 
 
+def model_name_problem(name: str) -> str | None:
+    """What is wrong with a model name, seen without loading anything (hub reachability is asked later)."""
+    if name in ALIASES:
+        return None
+    path = Path(name).expanduser()
+    if path.exists():
+        return None if (path / "config.json").exists() else (
+            f"model folder {path} has no config.json; is it a model (not an adapter) folder?")
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        return f"unknown model {name!r}: give a hub id (org/name), a local folder, or one of {', '.join(ALIASES)}"
+    return None
+
+
 def resolve_model(name: str) -> str:
     """A loadable path or hub id for a model name; offline aliases are converted on first use."""
     if name in ALIASES:
         return str(ALIASES[name]())
+    problem = model_name_problem(name)
+    if problem:
+        raise ModelError(problem)
     if Path(name).expanduser().exists():
-        path = Path(name).expanduser()
-        if not (path / "config.json").exists():
-            raise ModelError(f"model folder {path} has no config.json; is it a model (not an adapter) folder?")
-        return str(path)
-    if name.count("/") != 1 or name.startswith((".", "/")):
-        raise ModelError(
-            f"unknown model {name!r}: give a hub id (org/name), a local folder, or one of {', '.join(ALIASES)}"
-        )
+        return str(Path(name).expanduser())
     from ..hub import OFFLINE_HINT, hub_reachable
 
     if not hub_reachable() and not _in_hf_cache(name):

@@ -75,5 +75,5 @@ def split_overlap_warning(run: dict, split: str) -> str | None:
     """A warning when scoring a run on rows it was trained on."""
     if split == "validation" and (run.get("data") or {}).get("train_split") == "demo-train":
         return ("This adapter was trained on demo-train rows, which are part of validation (three quarters of it): "
-                "accuracy on validation is inflated. Choose the heldout split for an honest number.")
+                "accuracy on validation is inflated. Choose the heldout split (--split heldout) for an honest number.")
     return None

@@ -35,9 +35,6 @@ def load_spec(spec, threads: int | None = None):
 
     `threads` sets torch's CPU threads for the process (the app's one model serves every session).
     """
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a server log, not a terminal: no per-load progress bars
     if threads:
         import torch
 

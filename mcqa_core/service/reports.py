@@ -26,7 +26,7 @@ def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | No
 
 def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None,
                   max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS) -> dict:
-    """`mcqa_core.evaluate.evaluate` while holding the model (no other session scores meanwhile)."""
+    """`mcqa_core.evaluation.evaluate.evaluate` while holding the model (no other session scores meanwhile)."""
     from ..evaluation.evaluate import evaluate
 
     with MODEL_LOCK:

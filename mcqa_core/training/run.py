@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 from ..data.rows import LOCAL, load_split, resolve_data_dir
-from ..errors import DataError
+from ..errors import DataError, RunError, refuse
 from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
 from .batching import BatchPlan, plan_batches
-from .output import build_record, check_output_dir, model_card
-from .settings import RunConfig, validate_config
+from .checks import config_problems
+from .output import build_record, checkpoints, model_card, output_problems, prepare_output_dir, save_atomically
+from .settings import RunConfig
 
 
 def sft_config(cfg: RunConfig, out: Path, plan: BatchPlan):
@@ -91,12 +92,18 @@ def _encode(tok, rows: list[dict], max_len: int, what: str):
 def run_training(cfg: RunConfig) -> dict:
     """Train, save the adapter folder, return the run record written to mcqa_run.json."""
     started = time.time()
-    # Every refusal that needs no model comes first, before the heavy libraries are even imported.
-    validate_config(cfg)
+    # Every refusal that needs no model comes first, all at once, before the heavy libraries are imported
+    # and before anything on disk changes.
+    out = Path(cfg.train.output_dir).expanduser()
+    refuse(RunError, "start training",
+           config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume))
     if cfg.data.data_dir == LOCAL:  # recorded as the folder actually read
         cfg.data.data_dir = resolve_data_dir(LOCAL)
-    out = Path(cfg.train.output_dir).expanduser()
-    check_output_dir(out, cfg.train.overwrite, cfg.train.resume)
+    train = load_split(cfg.data.train_split, cfg.data.data_dir, cfg.data.train_limit)
+    evals = load_split(cfg.data.eval_split, cfg.data.data_dir)  # once: in-training rows and report rows
+    eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
+    report_rows = evals.rows[:cfg.data.report_limit] if cfg.data.report_limit else evals.rows
+    resume_from = prepare_output_dir(out, cfg.train.resume)
 
     import torch
     import transformers
@@ -108,11 +115,6 @@ def run_training(cfg: RunConfig) -> dict:
     from .distributed import check_world_fits
     from .relora import make_relora
     from .trainer import EvalSummary, MCQATrainer, to_dataset
-
-    train = load_split(cfg.data.train_split, cfg.data.data_dir, cfg.data.train_limit)
-    evals = load_split(cfg.data.eval_split, cfg.data.data_dir)  # once: in-training rows and report rows
-    eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
-    report_rows = evals.rows[:cfg.data.report_limit] if cfg.data.report_limit else evals.rows
 
     transformers.set_seed(cfg.train.seed)
     model, tok, model_info = load_for_training(cfg.model, cfg.lora)
@@ -145,7 +147,14 @@ def run_training(cfg: RunConfig) -> dict:
         callbacks=[EvalSummary()] + ([relora] if relora else []),
     )
     train_started = time.time()
-    result = trainer.train(resume_from_checkpoint=True if cfg.train.resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except OSError as e:  # a full disk or a vanished folder while writing a checkpoint
+        complete, _ = checkpoints(out)
+        nxt = (f"rerun with --resume to continue from {complete[-1].name}" if complete
+               else "rerun the same command")
+        raise RunError(f"training stopped at step {trainer.state.global_step}: {type(e).__name__}: {e}; free the "
+                       f"space or fix the folder, then {nxt} (the unfinished checkpoint will be set aside)") from None
     train_seconds = time.time() - train_started
     final = _final_metrics(trainer)
     print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
@@ -162,11 +171,14 @@ def run_training(cfg: RunConfig) -> dict:
     }
     if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
         return {"metrics": metrics, "rank": args.process_index}
-    if relora:  # the merged restarts and the live LoRA, stacked into one adapter
-        relora.save_adapter(trainer.model, out)
-    else:
-        trainer.model.save_pretrained(out)
-    tok.save_pretrained(out)
+    def save_adapter(folder: Path) -> None:
+        if relora:  # the merged restarts and the live LoRA, stacked into one adapter
+            relora.save_adapter(trainer.model, folder)
+        else:
+            trainer.model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+
+    save_atomically(out, save_adapter)
 
     record = build_record(cfg, model_info=model_info, world_size=args.world_size, relora=relora,
                           data={"source": train.source, "train_split": train.split, "eval_split": evals.split,

@@ -2,8 +2,7 @@
 
 Precedence, lowest to highest: field defaults (the course recipe) < preset (`presets/NAME.yaml`, read
 when the run starts) < `--config run.yaml` < flags. `--preset NAME` and `--config FILE` go through the
-same loader; every problem in a file is reported at once. `validate_config` checks a whole configuration
-before anything slow is imported or loaded.
+same loader; every problem in a file is reported at once. training/checks.py checks the whole result.
 """
 
 from __future__ import annotations
@@ -14,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, check_value, flag_name, setting
-from ..errors import RunError, SettingsError, one_line, refuse
-from ..models.loading import DEFAULT_MODEL, LORA_TARGETS, OFFLINE_MODEL, TINY_MODEL, has_bitsandbytes
-from .distributed import parallel_problems
+from ..errors import SettingsError, one_line
+from ..models.loading import (
+    DEFAULT_MODEL,
+    LORA_TARGETS,
+    OFFLINE_MODEL,
+    TINY_MODEL,
+)
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 EVAL_SPLITS = ("validation", "heldout")
@@ -92,6 +95,9 @@ class RunConfig:
     data: DataArgs = field(default_factory=DataArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
     preset: str = DEFAULT_PRESET
+    # Settings the user gave (flags, --config), as group.name: a preset value they silently lose to another
+    # setting is refused, not ignored.
+    explicit: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,35 +131,37 @@ def read_settings_file(path: str | Path, origin: str) -> dict:
 
 
 def _flatten(settings: dict) -> dict:
-    """{"train": {"max_steps": 9}, "lora_r": ...} -> {"train.max_steps": 9, ...}; groups are optional."""
+    """{"train": {"max_steps": 9}, "lora_r": 4} -> {"train.max_steps": 9, "lora_r": 4}; groups are optional."""
     flat = {}
     for key, value in settings.items():
-        if key in CONFIG_CLASSES and isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        if key in CONFIG_CLASSES and isinstance(value, dict | None):
+            flat.update({f"{key}.{k}": v for k, v in (value or {}).items()})
         else:
             flat[str(key)] = value
     return flat
 
 
 def _field_group(key: str) -> tuple[str | None, str]:
+    """(group, field name) of a key: a field name or its flag's spelling (lora_r, batch-size), with or without
+    its group; (None, key) when it names no setting or several."""
     group, _, name = key.rpartition(".")
-    if group:
-        known = group in CONFIG_CLASSES and name in {f.name for f in dataclasses.fields(CONFIG_CLASSES[group])}
-        return (group if known else None), name
-    groups = [g for g, cls in CONFIG_CLASSES.items() if name in {f.name for f in dataclasses.fields(cls)}]
-    return (groups[0] if len(groups) == 1 else None), name
+    spelled = name.replace("_", "-")
+    found = [(g, f.name) for g, cls in CONFIG_CLASSES.items() if not group or g == group
+             for f in dataclasses.fields(cls) if name == f.name or spelled == flag_name(f)]
+    return found[0] if len(found) == 1 else (None, key)
 
 
 def apply_settings(cfg: RunConfig, settings: dict, origin: str) -> None:
-    """Set every key of `settings` on cfg, converted like its flag; all unknown keys are named at once."""
-    flat = _flatten(settings)
-    unknown = [k for k in flat if _field_group(k)[0] is None]
-    if unknown:
-        raise SettingsError(f"{origin}: unknown setting{'s' if len(unknown) > 1 else ''} "
-                            f"{', '.join(repr(k) for k in unknown)}; see `python train_adapter.py --help`")
+    """Set every key of `settings` on cfg, converted like its flag; every unknown key and bad value at once."""
     problems = []
-    for key, value in flat.items():
+    unknown = [k for k in _flatten(settings) if _field_group(k)[0] is None]
+    if unknown:
+        problems.append(f"{origin}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(k) for k in unknown)}; `--help` lists them")
+    for key, value in _flatten(settings).items():
         group, name = _field_group(key)
+        if group is None:
+            continue
         try:
             setattr(getattr(cfg, group), name, check_value(CONFIG_CLASSES[group], name, value, origin))
         except SettingsError as e:
@@ -191,6 +199,7 @@ def load_config(argv: list[str] | None = None, description: str = "") -> RunConf
     apply_settings(cfg, read_settings_file(preset_file, f"preset {preset}"), f"preset {preset} ({preset_file.name})")
     apply_settings(cfg, file_settings, f"--config {yaml_path}")
     apply_settings(cfg, args, "command line")
+    cfg.explicit = sorted({".".join(_field_group(k)) for k in [*_flatten(file_settings), *args]})
     return cfg
 
 
@@ -198,54 +207,3 @@ def flag_of(group: str, name: str) -> str:
     """The command-line flag of a setting, for messages ("--batch-size")."""
     f = next(f for f in dataclasses.fields(CONFIG_CLASSES[group]) if f.name == name)
     return f"--{flag_name(f)}"
-
-
-def validate_config(cfg: RunConfig) -> None:
-    """Collect every problem with the settings into one error, before anything is loaded."""
-    t, problems = cfg.train, []
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps",
-                 "logging_steps"):
-        if getattr(t, name) < 1:
-            problems.append(f"{flag_of('train', name)} must be at least 1, got {getattr(t, name)}")
-    if t.eval_steps >= 1 and t.save_steps % t.eval_steps:
-        problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
-                        "(the best checkpoint is chosen at evaluations)")
-    for name in ("train_limit", "eval_limit", "report_limit"):
-        value = getattr(cfg.data, name)
-        if value is not None and value < 1:
-            problems.append(f"{flag_of('data', name)} must be a positive number of rows, got {value}")
-    if cfg.model.max_seq_length < 32:
-        problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
-    if cfg.data.eval_split not in EVAL_SPLITS:
-        problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
-    if cfg.data.train_split in EVAL_SPLITS and cfg.data.eval_split in EVAL_SPLITS:
-        problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
-                        "demo-train")
-    if t.optim.endswith("8bit") and not has_bitsandbytes():
-        problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
-    problems += relora_problems(cfg) + parallel_problems(cfg)
-    refuse(RunError, "start training", problems)
-
-
-def relora_problems(cfg) -> list[str]:
-    """Settings that ReLoRA cannot run with (the step-count check needs the data: relora.steps_problems)."""
-    t, problems = cfg.train, []
-    if t.relora_steps is None:
-        return problems
-    if t.relora_steps < 1:
-        problems.append(f"--relora-steps must be at least 1, got {t.relora_steps}")
-    elif t.relora_steps < t.warmup_steps:
-        problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
-                        "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
-    if t.relora_warmup_steps is not None and not 0 <= t.relora_warmup_steps < max(1, t.relora_steps or 1):
-        problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
-    if t.resume:
-        problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
-                        "the updates merged at earlier restarts; start a new run")
-    if t.lr_scheduler_type == "reduce_lr_on_plateau":
-        problems.append("--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
-                        "not reduce_lr_on_plateau")
-    if cfg.model.use_unsloth == "yes":
-        problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
-                        "merged factors); pass --use-unsloth no")
-    return problems

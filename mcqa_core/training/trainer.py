@@ -3,6 +3,9 @@ length-split micro-batches, and the model fixes of `model_patches`; plus the one
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
@@ -10,6 +13,7 @@ from trl import SFTTrainer
 from ..evaluation.scoring import accuracy, score_rows
 from .batching import step_window_sampler
 from .model_patches import keep_4bit_layers_differentiable, lm_head_on_label_tokens_only
+from .output import LOSS_FILE
 
 
 class MCQATrainer(SFTTrainer):
@@ -28,6 +32,47 @@ class MCQATrainer(SFTTrainer):
                     param.data = param.data.float()
         self.score_rows_for_eval = score_rows_for_eval or []
         self.max_prompt_tokens = max_prompt_tokens
+        self.loss_sum = torch.zeros(())  # summed step losses of the whole run, resumed sessions included
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        """The Trainer's train, with `training_loss` the mean step loss over the whole run: the Trainer's own
+        divides only this session's losses by all the run's steps, which is wrong after --resume."""
+        earlier = 0.0
+        if resume_from_checkpoint:
+            try:
+                earlier = json.loads((Path(resume_from_checkpoint) / LOSS_FILE).read_text())["loss_sum"]
+            except (OSError, ValueError, KeyError):  # a checkpoint from before this file existed
+                earlier = self._logged_loss_sum(resume_from_checkpoint)
+        self.loss_sum = torch.tensor(float(earlier))
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        total = self.accelerator.gather(self.loss_sum.reshape(1).to(self.args.device)).mean().item()
+        return output._replace(training_loss=total / max(self.state.global_step, 1))
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)  # this micro-batch's share of its step's loss
+        self.loss_sum = self.loss_sum.to(loss.device) + loss.detach().float()
+        return loss
+
+    def _save_checkpoint(self, model, trial):
+        # The running loss goes in before trainer_state.json, the file that marks a checkpoint complete.
+        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / LOSS_FILE).write_text(json.dumps({"step": self.state.global_step,
+                                                        "loss_sum": float(self.loss_sum)}))
+        super()._save_checkpoint(model, trial)
+
+    @staticmethod
+    def _logged_loss_sum(checkpoint) -> float:
+        """Summed step losses from a checkpoint's log history (each logged loss covers the steps since the
+        previous one)."""
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        total, last = 0.0, 0
+        for entry in state.get("log_history", []):
+            if "loss" in entry:
+                total += entry["loss"] * (entry["step"] - last)
+                last = entry["step"]
+        return total
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):

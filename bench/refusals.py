@@ -1,0 +1,72 @@
+"""How fast each common mistake is refused: wall seconds from typing the command to its one-line error.
+
+    python bench/refusals.py            # every case once
+    python bench/refusals.py --repeat 3 # the best of three (a loaded machine is noisy)
+
+Each case runs as a user would run it (a fresh interpreter, the repository as working folder) and must
+exit with code 2 after one stderr line starting "error:". Target: under 3 s each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 3.0
+
+
+def cases(tmp: Path) -> list[tuple[str, list[str]]]:
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
+    bad_yaml = tmp / "bad.yaml"
+    bad_yaml.write_text("train: [unclosed\n")
+    empty = tmp / "empty"
+    empty.mkdir()
+    train = [sys.executable, "train_adapter.py", "--preset", "smoke", "--output-dir", str(tmp / "out")]
+    evaluate = [sys.executable, "-m", "mcqa_core.evaluate"]
+    return [
+        ("train: --learning-rate -1", [*train, "--learning-rate", "-1"]),
+        ("train: --epochs 0 under a max_steps preset", [*train, "--epochs", "0"]),
+        ("train: malformed --config YAML", [*train, "--config", str(bad_yaml)]),
+        ("train: --output-dir is a file", [*train[:-1], str(a_file)]),
+        ("train: unknown model", [*train, "--model-name", "no-such-model"]),
+        ("train: --use-unsloth yes without a GPU", [*train, "--use-unsloth", "yes"]),
+        ("train: missing --data-dir", [*train, "--data-dir", str(tmp / "none")]),
+        ("evaluate: --output is a folder", [*evaluate, "--base-model", "tiny-random-llama", "--output", str(tmp)]),
+        ("evaluate: adapter folder without weights", [*evaluate, "--adapter", str(empty)]),
+        ("export: not an adapter folder", [sys.executable, "-m", "mcqa_core.export", "--adapter", str(empty),
+                                           "--out", str(tmp / "m")]),
+        ("publish: malformed repo id", [sys.executable, "-m", "mcqa_core.publish", str(empty), "not a repo"]),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=1, help="Runs per case; the fastest is reported.")
+    args = p.parse_args(argv)
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{'case':45}{'seconds':>9}  refusal")
+        for name, command in cases(Path(tmp)):
+            best, result = float("inf"), None
+            for _ in range(args.repeat):
+                started = time.perf_counter()
+                result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+                best = min(best, time.perf_counter() - started)
+            lines = result.stderr.strip().splitlines()
+            ok = result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and best < TARGET_S
+            failures += not ok
+            shown = lines[-1][:90] if lines else "(no stderr)"
+            print(f"{name:45}{best:>9.2f}  {'' if ok else 'MISSED: '}{shown}")
+    print(f"{failures} of {len(cases(Path(tempfile.mkdtemp())))} cases missed the target "
+          f"(exit 2, one line, under {TARGET_S:.0f} s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
