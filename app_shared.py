@@ -204,6 +204,8 @@ def loaded_info_ui(loaded) -> None:
         lines.append(f"**Adapter:** {md_escape(Path(loaded.adapter).name)}")
         if run.get("trained_on"):
             lines.append(f"**Trained on:** {md_escape(run['trained_on'])}")
+        if run.get("bank"):
+            lines.append(f"**Bank:** {md_escape(run['bank'])}")
         acc = run.get("accuracy")
         if isinstance(acc, (int, float)):
             on = f" on {run['eval_split']} ({run['eval_rows']} rows)" if run.get("eval_split") else ""
@@ -231,11 +233,12 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
     import altair as alt
     import pandas as pd
 
+    letters = LETTERS[:len(probs)]
     df = pd.DataFrame({
-        "letter": list(LETTERS),
+        "letter": list(letters),
         "probability": probs,
-        "option": [short(row.get(k, ""), 80) for k in OPTION_KEYS],
-        "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in LETTERS],
+        "option": [short(row.get(k, ""), 80) for k in OPTION_KEYS[:len(probs)]],
+        "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in letters],
     })
     # The legend names the correct answer only when there is one (a MedMCQA sample, unchanged).
     roles = ["model's answer", "other"] if gold is None else ["model's answer", "correct answer", "other"]
@@ -246,12 +249,12 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
         .encode(
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5),
                     title=None),
-            y=alt.Y("letter:N", sort=list(LETTERS), title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=13)),
+            y=alt.Y("letter:N", sort=list(letters), title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=13)),
             color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=colors[: len(roles)]),
                             legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["letter", "option", alt.Tooltip("probability:Q", format=".1%")],
         )
-        .properties(height=190)
+        .properties(height=40 * len(letters) + 30)
     )
     st.altair_chart(chart, width="stretch", key=f"chart_{key}" if key else None)
 

@@ -117,17 +117,20 @@ def _default(f: dataclasses.Field):
 
 
 def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_only: bool = False,
-               default_label: str = "default") -> None:
+               default_label: str = "default", exclude=None) -> None:
     """One flag per field of `cls`. given_only: no defaults, so only the flags typed appear in the result
     (dests are `prefix.name`); otherwise each flag defaults to its field and dests are the field names."""
     hints = typing.get_type_hints(cls)
+    skip = {f.name for f in dataclasses.fields(exclude)} if exclude else set()  # a base class added on its own
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         meta, tp, default = f.metadata, hints[f.name], _default(f)
         if meta.get("positional"):
             parser.add_argument(f.name, metavar=meta.get("metavar", f.name.upper()), help=meta.get("help"))
             continue
         is_bool = _base_type(tp) is bool
-        helptext = meta.get("help", "")
+        helptext = meta.get("help", "").replace("%", "%%")  # argparse formats help strings with %
         # BooleanOptionalAction adds its own "(default: ...)" when the flag has a default.
         if default not in (dataclasses.MISSING, None) and (given_only or not is_bool):
             helptext += f" ({default_label}: {','.join(default) if isinstance(default, list) else default})"

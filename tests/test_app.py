@@ -57,7 +57,7 @@ def open_app(page: str = "ask", **state):
         at.session_state[key] = value
     at.run()
     if page != "ask":
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"app_pages/{page}.py")
         at.run()
     assert not at.exception, at.exception
     return at
@@ -157,8 +157,8 @@ def test_ask_random_sample_is_graded_against_medmcqa():
 def test_ask_keeps_its_inputs_across_pages():
     at = open_app()
     fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus")
-    at.switch_page("pages/browse.py").run()
-    at.switch_page("pages/ask.py").run()
+    at.switch_page("app_pages/browse.py").run()
+    at.switch_page("app_pages/ask.py").run()
     assert not at.exception
     assert at.text_area(key="ask_question").value == "Which nerve supplies the diaphragm?"
     assert at.text_input(key="ask_opb").value == "Vagus"
@@ -308,8 +308,8 @@ def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch
         fill(at, f"Question {session}: which vitamin prevents scurvy?", "A vitamin", "C vitamin")
         for _ in range(2):
             at.button(key="ask_submit").click().run()
-        at.switch_page("pages/browse.py").run()
-        at.switch_page("pages/evaluate.py").run()
+        at.switch_page("app_pages/browse.py").run()
+        at.switch_page("app_pages/evaluate.py").run()
         assert not at.exception
     assert len(calls) == 1
 

@@ -87,3 +87,47 @@ def test_ask_a_question_in_a_real_browser(app_url, browser, tmp_path):
     # Started as a user starts it, the server stays quiet: no watcher tracebacks, no usage pings.
     log = (tmp_path / "streamlit.log").read_text()
     assert "Traceback" not in log and "Inotify" not in log, log[-3000:]
+
+
+def test_your_questions_upload_map_run_and_download(app_url, browser, tmp_path):
+    """A 3-option CSV bank: uploaded on Evaluate, mapped (guessed columns), scored, results downloaded."""
+    import csv
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    bank = tmp_path / "quiz.csv"
+    questions = [("Which organ pumps blood?", "Heart", "Lung", "Skin", "A"),
+                 ("Which vitamin prevents scurvy?", "Vitamin K", "Vitamin C", "Vitamin D", "B"),
+                 ("Which bone is in the thigh?", "Radius", "Ulna", "Femur", "C"),
+                 ("Insulin is made in the", "Pancreas", "Liver", "Spleen", "A"),
+                 ("The largest artery is the", "Vena cava", "Aorta", "Carotid", "B"),
+                 ("Red cells carry", "Glucose", "Urea", "Oxygen", "C")]
+    with bank.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "A", "B", "C", "answer", "subject"])
+        writer.writerows([(*q, "Physiology") for q in questions])
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+
+    wait = WebDriverWait(browser, 120)
+    browser.get(f"{app_url}/evaluate")
+    wait.until(lambda d: d.find_elements(By.XPATH, "//button[normalize-space()='Your questions']"))
+    browser.find_element(By.XPATH, "//button[normalize-space()='Your questions']").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]"))
+    browser.find_element(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]").send_keys(str(bank))
+    main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
+    wait.until(lambda d: "6 questions ready, answers as letter" in main.text)
+    browser.find_element(By.CSS_SELECTOR, ".st-key-bank_run button").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_download_csv button"))
+    assert "Run here on 6 questions of quiz.csv" in main.text
+    browser.find_element(By.CSS_SELECTOR, ".st-key-bank_download_csv button").click()
+    wait.until(lambda d: (downloads / "quiz-results.csv").exists())
+    time.sleep(0.5)  # let the browser finish writing
+    with (downloads / "quiz-results.csv").open() as f:
+        results = list(csv.DictReader(f))
+    assert [r["gold"] for r in results] == [q[4] for q in questions]
+    assert {r["predicted"] for r in results} <= {"A", "B", "C"} and "p_C" in results[0] and "p_D" not in results[0]
+    assert all(abs(sum(float(r[f"p_{L}"]) for L in "ABC") - 1) < 1e-3 for r in results)
+    assert results[0]["question"] == questions[0][0] and results[0]["options"] == "Heart | Lung | Skin"

@@ -20,7 +20,7 @@ FLOORS = {
     "mcqa_core.cli": 6,
     "mcqa_core.evaluate": 7, "mcqa_core.export": 7, "mcqa_core.publish": 7,  # `python -m` entry points
 }
-PRODUCT_FILES = [REPO / "app.py", REPO / "app_shared.py", REPO / "train_adapter.py", *sorted((REPO / "pages").glob("*.py")),
+PRODUCT_FILES = [*REPO.glob("app*.py"), REPO / "train_adapter.py", *sorted((REPO / "app_pages").glob("*.py")),
                  *sorted(PACKAGE.rglob("*.py"))]
 MAX_LINES = 300
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcqa_core.data.features import encode_prompt
-from mcqa_core.data.prompt import LETTERS, format_prompt
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt, option_count
 from mcqa_core.evaluation.scoring import accuracy, letter_token_ids, pad_batch, score_rows
 
 
@@ -16,7 +16,7 @@ def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
     ids = torch.tensor([encode_prompt(tokenizer, row, max_tokens, style).ids])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0, -1].float()
-    p = torch.softmax(logits, -1)[letter_token_ids(tokenizer, style)]
+    p = torch.softmax(logits, -1)[letter_token_ids(tokenizer, style, option_count(row))]
     return (p / p.sum()).tolist(), p.sum().item()
 
 
@@ -79,10 +79,10 @@ def test_pad_batch_positions_count_real_tokens_only():
 
 def test_letter_tokens_are_the_completion_starts(tokenizer):
     """The scorer reads the token the training completion begins with ("B Aspirin" starts with "B")."""
-    ids = letter_token_ids(tokenizer, "course")
+    ids = letter_token_ids(tokenizer, "course", len(LETTERS))  # A-E: banks have up to five options
     for L, i in zip(LETTERS, ids):
         assert tokenizer(f"{L} some option", add_special_tokens=False)["input_ids"][0] == i
-    lm = letter_token_ids(tokenizer, "lm-eval")
+    lm = letter_token_ids(tokenizer, "lm-eval", len(LETTERS))
     assert tokenizer.decode(lm).split() == list(LETTERS) and lm != ids  # " A" after "Answer:"
 
 
@@ -130,3 +130,28 @@ def test_a_forward_that_ignores_logits_to_keep_and_returns_tuples_scores_the_sam
     for row, s in zip(mixed_rows, scores):
         ref, _ = reference_probs(tiny_model, tokenizer, row)
         assert s.probs == pytest.approx(ref, abs=1e-5)
+
+
+@pytest.mark.parametrize("style", ["course", "lm-eval"])
+def test_two_three_and_five_option_rows_read_only_their_letters(tiny_model, tokenizer, validation_rows, style):
+    """Items of 2, 3, 4 and 5 options in one batch: each row's probabilities are the reference softmax over
+    its own letters only, and a report over them has a confusion matrix of A-E."""
+    from mcqa_core.evaluation.report import build_report
+
+    rows = []
+    for i, n in enumerate([2, 3, 5, 4, 5, 2, 3]):
+        base = validation_rows[i]
+        options = [base[k] for k in OPTION_KEYS[:4]] + ["None of the above"]
+        rows.append({"id": f"n{n}-{i}", "question": base["question"], "cop": i % n,
+                     **dict(zip(OPTION_KEYS, options[:n]))})
+    scores = score_rows(tiny_model, tokenizer, rows, batch_size=3, style=style)
+    for row, s in zip(rows, scores):
+        n = option_count(row)
+        ref, mass = reference_probs(tiny_model, tokenizer, row, style)
+        assert len(s.probs) == n and s.probs == pytest.approx(ref, abs=1e-5)
+        assert s.letter_mass == pytest.approx(mass, abs=1e-5)
+        assert s.pred in LETTERS[:n] and s.gold == LETTERS[row["cop"]]
+    report = build_report(rows, scores)
+    assert report["confusion"]["labels"] == list(LETTERS)
+    assert sum(map(sum, report["confusion"]["matrix"])) == len(rows)
+    assert set(report["pred_spread"]) == set(LETTERS)

@@ -21,16 +21,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command, setting
+from ..data.bank_flags import BankColumns, mapping_problems, open_bank
+from ..data.banks import PARTS, select_part
 from ..data.prompt import PROMPT_STYLES
-from ..data.rows import default_data_dir
-from ..errors import SettingsError, refuse
+from ..data.rows import default_data_dir, load_split
+from ..errors import DataError, SettingsError, refuse
 
 EVAL_SPLITS = ("validation", "heldout")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
 
 
 @dataclass
-class EvalArgs:
+class EvalArgs(BankColumns):
+    bank: str | None = setting(None, "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
+                                     "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa); map its "
+                                     "columns with the flags below when the names are not guessed.",
+                               metavar="PATH_OR_NAME")
     adapter: str | None = setting(None, "Adapter folder written by train_adapter.py (its base model and prompt "
                                         "version come from its mcqa_run.json).", metavar="DIR")
     base_model: str | None = setting(None, "Base model: hub id, local folder or offline alias (smollm2-135m, "
@@ -38,7 +44,8 @@ class EvalArgs:
                                      metavar="NAME")
     data_dir: str | None = setting(None, "Folder with validation.jsonl (HF schema); unset: $MCQA_DATA_DIR, else "
                                          "../shared/data/medmcqa beside the repository, else the hub.")
-    split: str = setting("heldout", f"Rows to score: {' or '.join(EVAL_SPLITS)} (heldout: the offline stand-in).")
+    split: str | None = setting(None, "Rows to score: MedMCQA's heldout (default; the offline stand-in) or "
+                                      "validation; a bank's all (default), heldout or rest (sha256(id) % 4).")
     limit: int | None = setting(None, "Score only the first N valid rows.", min=1, metavar="N")
     batch_size: int = setting(16, "Questions per forward pass.", min=1)
     output: str | None = setting(None, "Report path; the per-subject chart is written beside it as .png "
@@ -58,15 +65,18 @@ class EvalArgs:
 
 def parse_args(argv: list[str] | None = None) -> EvalArgs:
     p = Parser(prog="mcqa-eval", description=__doc__)
-    add_fields(p, EvalArgs)
+    add_fields(p, EvalArgs, exclude=BankColumns)
+    add_fields(p.add_argument_group("your own questions (with --bank)"), BankColumns)
     return EvalArgs(**vars(p.parse_args(argv)))
 
 
 def check_args(args: EvalArgs) -> list[str]:
     """Every problem that can be seen before loading anything, as one list."""
-    problems = []
-    if args.split not in EVAL_SPLITS:
-        problems.append(f"unknown split {args.split!r}; choose {' or '.join(EVAL_SPLITS)}")
+    problems = mapping_problems(args, args.bank)
+    splits = PARTS if args.bank else EVAL_SPLITS
+    if args.split is not None and args.split not in splits:
+        problems.append(f"unknown split {args.split!r}; choose {' or '.join(splits)}"
+                        + ("" if args.bank else " (or pass --bank FILE for your own questions)"))
     if args.prompt not in PROMPT_STYLES:
         problems.append(f"unknown --prompt {args.prompt!r}; choose {' or '.join(PROMPT_STYLES)}")
     if not args.adapter and not args.base_model:
@@ -78,9 +88,34 @@ def check_args(args: EvalArgs) -> list[str]:
 
 
 def default_output(args: EvalArgs) -> Path:
-    """reports/NAME-SPLIT.json: NAME is the adapter folder's name or the base model's last path part."""
+    """reports/NAME[-BANK]-SPLIT.json: NAME is the adapter folder's name or the base model's last path part."""
     name = Path(args.adapter).expanduser().resolve().name if args.adapter else Path(args.base_model or "model").name
-    return Path(REPORTS_DIR) / f"{name}-{args.split}.json"
+    bank = f"-{Path(args.bank).stem}" if args.bank else ""
+    return Path(REPORTS_DIR) / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
+
+
+@dataclass
+class Questions:
+    rows: list[dict]
+    source: str
+    split: str
+    skipped: int
+    skipped_ids: list[str]
+    bank: dict | None = None  # Bank.describe() for a bank
+
+
+def _questions(args: EvalArgs) -> Questions:
+    """The rows to score: MedMCQA's split, or a part of the user's bank (which must carry answers)."""
+    if not args.bank:
+        data = load_split(args.split or "heldout", args.data_dir or default_data_dir(), args.limit)
+        return Questions(data.rows, data.source, data.split, data.skipped, data.skipped_ids)
+    bank = open_bank(args.bank, args)
+    if not bank.has_answers:
+        raise DataError(f"{bank.source} has no answers (no answer column was found or given), so it cannot be "
+                        "scored; pass --answer-col NAME, or browse it in the app")
+    part = select_part(bank, args.split or "all")
+    rows = part.rows[:args.limit] if args.limit else part.rows
+    return Questions(rows, bank.source, args.split or "all", bank.skipped, bank.skipped_ids, bank.describe())
 
 
 def _output_problems(args: EvalArgs) -> list[str]:
@@ -110,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..data.rows import InvalidRowsWarning, load_split
+    from ..data.rows import InvalidRowsWarning
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import summary_table, write_report
     from ..models.inference import load_model, read_adapter_info
@@ -120,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         read_adapter_info(args.adapter)  # a missing or damaged adapter is refused before the data is read
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
-        data = load_split(args.split, args.data_dir or default_data_dir(), args.limit)
+        data = _questions(args)
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
@@ -147,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
                           device=loaded.device, load_in_4bit=loaded.load_in_4bit)
+    if data.bank:
+        report["meta"]["bank"] = data.bank
     if overlap:
         report["meta"]["warning"] = overlap
     out = Path(args.output).expanduser() if args.output else default_output(args)

@@ -6,8 +6,11 @@ with another version is refused, because the letters it learned to emit follow t
 
 from __future__ import annotations
 
-LETTERS = ("A", "B", "C", "D")
-OPTION_KEYS = ("opa", "opb", "opc", "opd")
+# An item has 2 to 5 options, stored in the first keys of OPTION_KEYS (MedMCQA's schema, extended by "ope").
+LETTERS = ("A", "B", "C", "D", "E")
+OPTION_KEYS = ("opa", "opb", "opc", "opd", "ope")
+MEDMCQA_OPTIONS = 4
+MIN_OPTIONS, MAX_OPTIONS = 2, 5
 
 # The course template, to the character. Bump PROMPT_VERSION whenever it changes.
 PROMPT_TEMPLATE = (
@@ -24,13 +27,36 @@ LM_EVAL_TEMPLATE = "Question: {question}\nChoices:\nA. {opa}\nB. {opb}\nC. {opc}
 PROMPT_STYLES = {"course": PROMPT_TEMPLATE, "lm-eval": LM_EVAL_TEMPLATE}
 
 
+def option_count(row: dict) -> int:
+    """How many options a row has: its leading OPTION_KEYS that hold a value."""
+    n = 0
+    while n < MAX_OPTIONS and row.get(OPTION_KEYS[n]) is not None:
+        n += 1
+    return n
+
+
+def row_options(row: dict) -> list[str]:
+    return [row[k] for k in OPTION_KEYS[:option_count(row)]]
+
+
+def row_letters(row: dict) -> tuple[str, ...]:
+    return LETTERS[:option_count(row)]
+
+
 def format_prompt(row: dict, style: str = "course") -> str:
-    """The prompt for one MedMCQA row in the Hugging Face schema (question, opa..opd)."""
-    try:
-        template = PROMPT_STYLES[style]
-    except KeyError:
-        raise ValueError(f"unknown prompt style {style!r}; choose one of {sorted(PROMPT_STYLES)}") from None
-    return template.format(question=row["question"], **{k: row[k] for k in OPTION_KEYS})
+    """The prompt for one row (question, opa..): four options give the templates above to the byte; two,
+    three or five list the options that exist the same way."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {style!r}; choose one of {sorted(PROMPT_STYLES)}")
+    options = row_options(row)
+    if len(options) == MEDMCQA_OPTIONS:
+        return PROMPT_STYLES[style].format(question=row["question"], **dict(zip(OPTION_KEYS, options)))
+    if style == "lm-eval":
+        listed = "".join(f"{L}. {o}\n" for L, o in zip(LETTERS, options))
+        return f"Question: {row['question']}\nChoices:\n{listed}Answer:"
+    listed = " ".join(f"{L}. {o}." for L, o in zip(LETTERS, options))
+    return (f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
+            f"### Choice:\n{listed}\n\n### Answer:\n")
 
 
 def answer_letter(row: dict) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .prompt import OPTION_KEYS
+from .prompt import MEDMCQA_OPTIONS, MIN_OPTIONS, OPTION_KEYS, option_count
 
 HUB_DATASET = "openlifescienceai/medmcqa"
 FILE_SPLITS = ("train", "validation")  # splits stored as files / hub splits
@@ -73,8 +73,9 @@ def is_heldout(row_id: str) -> bool:
     return int(hashlib.sha256(str(row_id).encode()).hexdigest(), 16) % 4 == 0
 
 
-def validate_row(row) -> str | None:
-    """The reason a row is unusable, or None when it is fine."""
+def validate_row(row, options: int | None = MEDMCQA_OPTIONS, need_answer: bool = True) -> str | None:
+    """The reason a row is unusable, or None when it is fine. `options`: the exact count required (MedMCQA's
+    four), or None for any count from 2 to 5; `need_answer=False` accepts a row without `cop`."""
     if not isinstance(row, dict):
         return "not a JSON object"
     if "_error" in row:  # unreadable line, named by _read_jsonl
@@ -82,13 +83,18 @@ def validate_row(row) -> str | None:
     q = row.get("question")
     if not isinstance(q, str) or not q.strip():
         return "empty question"
-    for key in OPTION_KEYS:
+    wanted = options or max(option_count(row), MIN_OPTIONS)
+    for key in OPTION_KEYS[:wanted]:
         v = row.get(key)
         if not isinstance(v, str) or not v.strip():
             return f"missing option {key}"
+    if options is None and any(row.get(k) is not None for k in OPTION_KEYS[wanted:]):
+        return f"options after {OPTION_KEYS[wanted - 1]} with a gap before them"
     cop = row.get("cop")
-    if isinstance(cop, bool) or not isinstance(cop, int) or not 0 <= cop <= 3:
-        return f"cop {cop!r} not in 0..3"
+    if cop is None and not need_answer:
+        return None
+    if isinstance(cop, bool) or not isinstance(cop, int) or not 0 <= cop < wanted:
+        return f"cop {cop!r} not in 0..{wanted - 1}"
     return None
 
 

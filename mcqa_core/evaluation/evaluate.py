@@ -11,15 +11,18 @@ import random
 import time
 from typing import Callable
 
-from ..data.prompt import LETTERS, OPTION_KEYS
+from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
 from .report import build_report
 from .scoring import score_rows
 
 EVAL_SPLITS = ("validation", "heldout")
 SHUFFLE_SEED = 0
-# The 23 reorderings that actually move an option; the original order is always asked as well.
-_PERMUTATIONS = [p for p in itertools.permutations(range(4)) if p != (0, 1, 2, 3)]
+
+
+def _moves(n: int) -> list[tuple[int, ...]]:
+    """The reorderings of n options that actually move one (23 for four); the original is asked as well."""
+    return [p for p in itertools.permutations(range(n)) if p != tuple(range(n))]
 
 
 def permute_options(row: dict, order: tuple[int, ...]) -> dict:
@@ -96,8 +99,10 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
 
 def _shuffle_report(model, tok, rows, scores, k, score_kwargs, progress) -> dict:
     rng = random.Random(SHUFFLE_SEED)  # the same permutations on every run, so reports compare
-    orders = [rng.sample(_PERMUTATIONS, k) if k <= len(_PERMUTATIONS) else rng.choices(_PERMUTATIONS, k=k)
-              for _ in rows]
+    orders = []
+    for row in rows:
+        moves = _moves(option_count(row))
+        orders.append(rng.sample(moves, k) if k <= len(moves) else rng.choices(moves, k=k))
     permuted = [permute_options(row, order) for row, order_set in zip(rows, orders) for order in order_set]
     shuffled = score_rows(model, tok, permuted, progress=progress, **score_kwargs)
     consistent = 0

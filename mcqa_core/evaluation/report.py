@@ -17,8 +17,8 @@ ECE_BINS = 10
 QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
 
 
-def _share(counts: Counter, n: int) -> dict:
-    return {L: (counts[L] / n if n else 0.0) for L in LETTERS}
+def _share(counts: Counter, n: int, labels) -> dict:
+    return {L: (counts[L] / n if n else 0.0) for L in labels}
 
 
 def _grouped_accuracy(rows, scores, key: str) -> dict:
@@ -56,8 +56,9 @@ def build_report(rows: list[dict], scores) -> dict:
     if any(s.gold is None for s in scores):
         raise ValueError("every scored row needs its gold answer (cop) for a report")
     n = len(scores)
-    index = {L: i for i, L in enumerate(LETTERS)}
-    matrix = [[0] * 4 for _ in LETTERS]
+    labels = LETTERS[:max((len(s.probs) for s in scores), default=4)]  # A-D for MedMCQA, up to E for a bank
+    index = {L: i for i, L in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
     for s in scores:
         matrix[index[s.gold]][index[s.pred]] += 1
     correct = [bool(s.correct) for s in scores]
@@ -74,9 +75,9 @@ def build_report(rows: list[dict], scores) -> dict:
         "always_a_accuracy": sum(s.gold == "A" for s in scores) / n if n else float("nan"),
         "per_subject": _grouped_accuracy(rows, scores, "subject_name"),
         "per_choice_type": _grouped_accuracy(rows, scores, "choice_type"),
-        "confusion": {"labels": list(LETTERS), "matrix": matrix},  # rows = gold letter, columns = predicted
-        "pred_spread": _share(Counter(s.pred for s in scores), n),
-        "gold_spread": _share(Counter(s.gold for s in scores), n),
+        "confusion": {"labels": list(labels), "matrix": matrix},  # rows = gold letter, columns = predicted
+        "pred_spread": _share(Counter(s.pred for s in scores), n, labels),
+        "gold_spread": _share(Counter(s.gold for s in scores), n, labels),
         "mean_confidence": sum(confidences) / n if n else float("nan"),
         "ece": expected_calibration_error(confidences, correct),
         "predictions": predictions,
@@ -145,9 +146,10 @@ def summary_table(report: dict) -> str:
     lines += [row("questions", "n", "d"), row("accuracy", "accuracy", ".1%"),
               row('always "A" accuracy', "always_a_accuracy", ".1%"),
               row("mean confidence", "mean_confidence", ".3f"), row("ECE (10 bins)", "ece", ".3f")]
-    spread = lambda r: " ".join(f"{L}{r['pred_spread'][L]:.0%}" for L in LETTERS)  # noqa: E731
-    lines.append(f"{'predicted letters':28}{spread(report)}" + (f"   base: {spread(base)}" if base else ""))
-    lines.append(f"{'gold letters':28}" + " ".join(f"{L}{report['gold_spread'][L]:.0%}" for L in LETTERS))
+    spread = lambda r, key: " ".join(f"{L}{v:.0%}" for L, v in r[key].items())  # noqa: E731
+    lines.append(f"{'predicted letters':28}{spread(report, 'pred_spread')}"
+                 + (f"   base: {spread(base, 'pred_spread')}" if base else ""))
+    lines.append(f"{'gold letters':28}{spread(report, 'gold_spread')}")
     if base:
         lines.append(f"{'answers changed by adapter':28}{len(report['disagreements']):>10}")
     if "shuffle" in report:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..data.features import encode_prompt
-from ..data.prompt import LETTERS, answer_letter, letter_prefix
+from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
 from ..errors import DataError, ModelError
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
@@ -26,15 +26,15 @@ MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cach
 @dataclass
 class LetterScore:
     id: str
-    probs: list[float]  # P(A..D), renormalised over the four letters
-    letter_mass: float  # how much of the full next-token distribution fell on the four letters
+    probs: list[float]  # P(A), P(B), ... over the row's 2-5 letters, renormalised over them
+    letter_mass: float  # how much of the full next-token distribution fell on those letters
     gold: str | None = None
     shortened: bool = False
     n_tokens: int = 0
 
     @property
     def pred(self) -> str:
-        return LETTERS[max(range(4), key=self.probs.__getitem__)]
+        return LETTERS[max(range(len(self.probs)), key=self.probs.__getitem__)]
 
     @property
     def confidence(self) -> float:
@@ -49,12 +49,12 @@ class LetterScore:
                 "letter_mass": round(self.letter_mass, 6), "shortened": self.shortened}
 
 
-def letter_token_ids(tokenizer, style: str = "course") -> list[int]:
+def letter_token_ids(tokenizer, style: str = "course", letters: int = MEDMCQA_OPTIONS) -> list[int]:
     """The token each answer starts with, tokenized exactly as the training completion starts."""
-    ids = [tokenizer(letter_prefix(L, style), add_special_tokens=False)["input_ids"][0] for L in LETTERS]
-    if len(set(ids)) != 4:
-        raise ModelError(f"the tokenizer does not give the letters A-D distinct first tokens ({ids}), so letters "
-                         "cannot be scored; use a model whose tokenizer does")
+    ids = [tokenizer(letter_prefix(L, style), add_special_tokens=False)["input_ids"][0] for L in LETTERS[:letters]]
+    if len(set(ids)) != letters:
+        raise ModelError(f"the tokenizer does not give the letters {LETTERS[0]}-{LETTERS[letters - 1]} distinct first "
+                         f"tokens ({ids}), so letters cannot be scored; use a model whose tokenizer does")
     return ids
 
 
@@ -63,6 +63,7 @@ class _Item:
     index: int
     ids: list[int]
     shortened: bool = field(default=False)
+    options: int = 4
 
 
 def score_rows(
@@ -85,14 +86,14 @@ def score_rows(
 
     if padding_side not in ("left", "right"):
         raise ValueError("padding_side must be 'left' or 'right'")
-    letter_ids = torch.tensor(letter_token_ids(tokenizer, style))
     items, skipped = [], []
     for i, row in enumerate(rows):
         enc = encode_prompt(tokenizer, row, max_prompt_tokens, style)
         if enc is None:
             skipped.append(i)
         else:
-            items.append(_Item(i, enc.ids, enc.shortened))
+            items.append(_Item(i, enc.ids, enc.shortened, option_count(row)))
+    letter_ids = torch.tensor(letter_token_ids(tokenizer, style, max((it.options for it in items), default=2)))
     if skipped:
         raise DataError(f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
                         "raise the prompt-token limit or shorten their options")
@@ -121,8 +122,8 @@ def score_rows(
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
                     row = rows[it.index]
                     out[it.index] = LetterScore(
-                        id=str(row.get("id", it.index)), probs=p, letter_mass=m,
-                        gold=answer_letter(row) if "cop" in row else None, shortened=it.shortened,
+                        id=str(row.get("id", it.index)), probs=p[:it.options], letter_mass=m,
+                        gold=answer_letter(row) if row.get("cop") is not None else None, shortened=it.shortened,
                         n_tokens=len(it.ids),
                     )
                 if progress:
@@ -207,6 +208,10 @@ def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_
         col = torch.searchsorted(keep, last).to(device)
     final = logits[torch.arange(len(batch), device=device), col]  # (B, vocab)
     logp = torch.log_softmax(final, dim=-1)[:, letter_ids.to(device)]
+    # Each row reads only its own letters: a 3-option row's D and E get no probability.
+    absent = torch.arange(len(letter_ids), device=device)[None, :] >= torch.tensor(
+        [it.options for it in batch], device=device)[:, None]
+    logp = logp.masked_fill(absent, float("-inf"))
     mass = logp.exp().sum(-1)
     return torch.softmax(logp, dim=-1).cpu(), mass.cpu()
 

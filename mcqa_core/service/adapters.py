@@ -101,6 +101,16 @@ def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
     return found
 
 
+def _bank_line(bank: dict | None) -> str | None:
+    """A trained-on bank in one line: file, format, size and how its columns were read."""
+    if not bank:
+        return None
+    m = bank.get("mapping") or {}
+    options = ", ".join(m.get("option_cols") or []) or m.get("options_col")
+    return (f"{Path(str(bank.get('source'))).name} ({bank.get('format')}, {bank.get('rows')} questions; question "
+            f"{m.get('question')}, options {options}, answer {m.get('answer')} as {m.get('answer_as')})")
+
+
 def describe_run(run: dict) -> dict:
     """The few facts about an adapter the sidebar shows, from its mcqa_run.json."""
     data = run.get("data") or {}
@@ -112,6 +122,7 @@ def describe_run(run: dict) -> dict:
                        if data.get("train_split") else None),
         "data_source": data.get("source"),
         "eval_split": data.get("eval_split"),
+        "bank": _bank_line(data.get("bank")),
         "eval_rows": eval_rows,
         "accuracy": accuracy,
         "finished": run.get("finished"),

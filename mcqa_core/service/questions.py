@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
-from ..data.prompt import LETTERS, OPTION_KEYS, format_prompt
+from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
 from ..errors import DataError
 from ..evaluation.scoring import LetterScore, score_rows
 from ..models import inference
@@ -23,6 +23,10 @@ from .rows import normalize
 
 # The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
 APP_MAX_PROMPT_TOKENS = 512
+# The Ask page's boxes: A-D always reach the model (the four-option prompt the adapters learned; an empty one
+# is shown as UNFILLED_OPTION), E only when it is filled (a five-option question).
+ASK_KEYS = OPTION_KEYS
+ALWAYS_ASKED = OPTION_KEYS[:MEDMCQA_OPTIONS]
 UNFILLED_OPTION = "(no option)"
 EXPLANATION_HEADER = "\n\n### Explanation:\n"
 
@@ -69,12 +73,12 @@ class AskInput:
 
 
 def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
-    """Check a question and its options (by key opa..opd, or a list in A-D order) before asking the model."""
+    """Check a question and its options (by key opa..ope, or a list in A-E order) before asking the model."""
     if not isinstance(options, dict):
-        options = dict(zip(OPTION_KEYS, options))
+        options = dict(zip(ASK_KEYS, options))
     question = (question or "").strip()
-    texts = {k: (options.get(k) or "").strip() for k in OPTION_KEYS}
-    filled = [k for k in OPTION_KEYS if texts[k]]
+    texts = {k: (options.get(k) or "").strip() for k in ASK_KEYS}
+    filled = [k for k in ASK_KEYS if texts[k]]
     errors, warns = [], []
     if not question:
         errors.append("Type a question first.")
@@ -89,11 +93,11 @@ def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
             warns.append(f"Options {seen[key]} and {letter} are the same text; the model cannot tell them apart.")
         else:
             seen[key] = letter
-    empty = [LETTERS[OPTION_KEYS.index(k)] for k in OPTION_KEYS if not texts[k]]
+    empty = [LETTERS[OPTION_KEYS.index(k)] for k in ALWAYS_ASKED if not texts[k]]
     if empty and len(filled) >= 2:
         warns.append(f"Option{'s' if len(empty) > 1 else ''} {', '.join(empty)} left empty: shown to the model as "
                      f"\"{UNFILLED_OPTION}\" and never chosen.")
-    row = {"question": question, **{k: texts[k] or UNFILLED_OPTION for k in OPTION_KEYS}}
+    row = {"question": question, **{k: texts[k] or UNFILLED_OPTION for k in ASK_KEYS if k in ALWAYS_ASKED or texts[k]}}
     allowed = [LETTERS[OPTION_KEYS.index(k)] for k in filled]
     return AskInput(row, allowed, errors, warns)
 
@@ -102,7 +106,8 @@ def restrict_probs(probs: list[float], allowed: list[str]) -> list[float]:
     """Zero the letters of unfilled options and renormalise over the rest."""
     kept = [p if L in allowed else 0.0 for L, p in zip(LETTERS, probs)]
     total = sum(kept)
-    return [p / total for p in kept] if total > 0 else [1.0 / len(allowed) if L in allowed else 0.0 for L in LETTERS]
+    return ([p / total for p in kept] if total > 0
+            else [1.0 / len(allowed) if L in allowed else 0.0 for L, _ in zip(LETTERS, probs)])
 
 
 # --------------------------------------------------------------------------- answering

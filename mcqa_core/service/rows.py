@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..data.prompt import LETTERS, OPTION_KEYS
+from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 
 
 def normalize(text: str) -> str:
@@ -17,7 +17,7 @@ ALL = "All"
 
 def gold_letter(row: dict) -> str | None:
     cop = row.get("cop")
-    return LETTERS[cop] if isinstance(cop, int) and 0 <= cop <= 3 else None
+    return LETTERS[cop] if isinstance(cop, int) and 0 <= cop < option_count(row) else None
 
 
 def subjects(rows: list[dict]) -> list[str]:

@@ -3,6 +3,7 @@ combinations that would train nothing or silently ignore a flag, ReLoRA's and se
 
 from __future__ import annotations
 
+from ..data.bank_flags import mapping_problems
 from ..errors import ModelError, RunError, refuse
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
 from .distributed import parallel_problems
@@ -37,11 +38,15 @@ def config_problems(cfg: RunConfig) -> list[str]:
             problems.append(str(e))
     if cfg.model.max_seq_length < 32:
         problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
-    if cfg.data.eval_split not in EVAL_SPLITS:
-        problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
-    if cfg.data.train_split in EVAL_SPLITS and cfg.data.eval_split in EVAL_SPLITS:
-        problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
-                        "demo-train")
+    problems += mapping_problems(cfg.data, cfg.data.bank)
+    if cfg.data.eval_bank and not cfg.data.bank:
+        problems.append("--eval-bank needs --bank (the bank to train on)")
+    if not cfg.data.bank:  # a bank brings its own split: its held-out quarter, or --eval-bank
+        if cfg.data.eval_split not in EVAL_SPLITS:
+            problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
+        elif cfg.data.train_split in EVAL_SPLITS:
+            problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
+                            "demo-train")
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
     problems += _range_problems(cfg) + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)

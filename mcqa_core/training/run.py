@@ -11,7 +11,9 @@ import math
 import time
 from pathlib import Path
 
-from ..data.rows import LOCAL, load_split, resolve_data_dir
+from ..data.bank_flags import open_bank
+from ..data.banks import select_part
+from ..data.rows import LOCAL, LoadedSplit, load_split, resolve_data_dir
 from ..errors import DataError, RunError, refuse
 from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
@@ -79,6 +81,28 @@ def planned_steps(args, n_train: int) -> int:
     return math.ceil(max(1, micro // args.gradient_accumulation_steps) * args.num_train_epochs)
 
 
+def _training_rows(cfg: RunConfig):
+    """(train, eval, bank record): MedMCQA's splits, or the user's bank (its rest and its held-out quarter, or
+    the whole bank and --eval-bank)."""
+    d = cfg.data
+    if not d.bank:
+        return load_split(d.train_split, d.data_dir, d.train_limit), load_split(d.eval_split, d.data_dir), {}
+    bank = open_bank(d.bank, d)
+    other = open_bank(d.eval_bank, d) if d.eval_bank else None
+    for b in (bank, other):
+        if b is not None and not b.has_answers:
+            raise DataError(f"{b.source} has no answers (no answer column was found or given), so it cannot be "
+                            "trained or evaluated on; pass --answer-col NAME")
+    train_part = bank if other else select_part(bank, "rest")
+    eval_part = other or select_part(bank, "heldout")
+    name = Path(bank.source).name
+    train = LoadedSplit(train_part.rows[:d.train_limit] if d.train_limit else train_part.rows,
+                        f"{name} ({'all' if other else 'rest'})", bank.source, bank.skipped, bank.skipped_ids)
+    evals = LoadedSplit(eval_part.rows, f"{Path(eval_part.source).name} ({'all' if other else 'heldout'})",
+                        eval_part.source, eval_part.skipped, eval_part.skipped_ids)
+    return train, evals, {"bank": bank.describe(), "eval_bank": other.describe() if other else None}
+
+
 def _encode(tok, rows: list[dict], max_len: int, what: str):
     from ..data.features import encode_rows
 
@@ -99,8 +123,7 @@ def run_training(cfg: RunConfig) -> dict:
            config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume))
     if cfg.data.data_dir == LOCAL:  # recorded as the folder actually read
         cfg.data.data_dir = resolve_data_dir(LOCAL)
-    train = load_split(cfg.data.train_split, cfg.data.data_dir, cfg.data.train_limit)
-    evals = load_split(cfg.data.eval_split, cfg.data.data_dir)  # once: in-training rows and report rows
+    train, evals, banks = _training_rows(cfg)  # evals once: in-training rows and report rows
     eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
     report_rows = evals.rows[:cfg.data.report_limit] if cfg.data.report_limit else evals.rows
     resume_from = prepare_output_dir(out, cfg.train.resume)
@@ -181,7 +204,7 @@ def run_training(cfg: RunConfig) -> dict:
     save_atomically(out, save_adapter)
 
     record = build_record(cfg, model_info=model_info, world_size=args.world_size, relora=relora,
-                          data={"source": train.source, "train_split": train.split, "eval_split": evals.split,
+                          data={"source": train.source, "train_split": train.split, "eval_split": evals.split, **banks,
                                 **counts},
                           metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
                           started=started, train_seconds=train_seconds)
@@ -195,7 +218,7 @@ def run_training(cfg: RunConfig) -> dict:
                       max_prompt_tokens=max_len)
     write_report(report, out / REPORT_FILE)
     metrics.update(report_accuracy=report["accuracy"], report_rows=report["n"])
-    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {cfg.data.eval_split} rows "
+    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {evals.split} rows "
           f"-> {out / REPORT_FILE}", flush=True)
     _write_record(out, record)
     return record

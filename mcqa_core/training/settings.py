@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, check_value, flag_name, setting
+from ..data.bank_flags import BankColumns
 from ..errors import SettingsError, one_line
 from ..models.loading import (
     DEFAULT_MODEL,
@@ -47,7 +48,13 @@ class LoraArgs:
 
 
 @dataclass
-class DataArgs:
+class DataArgs(BankColumns):
+    bank: str | None = setting(None, "Train on your own questions instead of MedMCQA: a CSV/TSV/JSON/JSONL/Parquet "
+                                     "file, a hub id or a named set (medqa, mmlu-medical, headqa); without "
+                                     "--eval-bank, its held-out quarter (sha256(id) % 4 == 0) is the eval split.",
+                               metavar="PATH_OR_NAME")
+    eval_bank: str | None = setting(None, "A second bank to evaluate on (the same column flags apply).",
+                                    metavar="PATH_OR_NAME")
     data_dir: str | None = setting(None, "Folder with train.jsonl / validation.jsonl (HF schema); 'local': $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: the hub (openlifescienceai/medmcqa).")
     train_split: str = setting("train", "Split to train on: train, demo-train (offline stand-in; never the held-out rows).")
     eval_split: str = setting("validation", "Split for eval loss and letter accuracy: validation or heldout.")

@@ -2,23 +2,31 @@
 
 import streamlit as st
 
+from app_bank import current_bank
 from app_shared import TRAIN_HINT, answer_ui, current_spec, md_escape, require_model, validation_rows_or_none
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
 from mcqa_core.errors import DataError
 from mcqa_core.models.run_record import trained_on_row
-from mcqa_core.service.questions import AskInput, answer_question, check_input, generate_explanation, prepare_prompt
+from mcqa_core.service.questions import (
+    ASK_KEYS,
+    AskInput,
+    answer_question,
+    check_input,
+    generate_explanation,
+    prepare_prompt,
+)
 from mcqa_core.service.rows import random_row
 
-INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in OPTION_KEYS)
+INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in ASK_KEYS)
 
 
-def _set_inputs(row: dict) -> None:
+def _set_inputs(row: dict, bank: str | None = None) -> None:
     st.session_state["ask_question"] = row.get("question", "")
-    for k in OPTION_KEYS:
+    for k in ASK_KEYS:
         st.session_state[f"ask_{k}"] = row.get(k, "")
-    # Remember the sample so the answer can be checked against MedMCQA's while the text is unchanged.
-    st.session_state["ask_source"] = {key: row.get(key) for key in
-                                      ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")}
+    # Remember the sample so the answer can be checked against its answer while the text is unchanged.
+    st.session_state["ask_source"] = {"bank": bank, **{key: row.get(key) for key in
+                                                       ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")}}
     _save_inputs()
 
 
@@ -45,28 +53,38 @@ def fill_random_sample() -> None:
     _set_inputs(random_row(rows))
 
 
+def fill_random_bank_question() -> None:
+    bank = current_bank()
+    if bank:
+        _set_inputs(random_row(bank["rows"]), bank=bank["name"])
+
+
 def inputs_ui() -> tuple[str, dict]:
-    st.button("Random validation sample", icon=":material/casino:", key="ask_random", on_click=fill_random_sample,
+    c1, c2 = st.columns([1, 3])
+    c1.button("Random validation sample", icon=":material/casino:", key="ask_random", on_click=fill_random_sample,
               help="Fill the boxes with a random MedMCQA validation question")
+    if bank := current_bank():
+        c2.button(f"Random question from {bank['name']}", icon=":material/quiz:", key="ask_random_bank",
+                  on_click=fill_random_bank_question, help="Your bank, uploaded on Evaluate (this session only)")
     if flash := st.session_state.pop("ask_flash", None):
         st.info(flash)
     question = st.text_area("Question", key="ask_question", height=110, on_change=_save_inputs,
                             placeholder="e.g. Which vitamin deficiency causes scurvy?")
     options = {}
-    for pair in ((0, 1), (2, 3)):  # A B on one row, C D on the next
+    for pair in ((0, 1), (2, 3), (4,)):  # A B on one row, C D on the next, then E (optional)
         for col, i in zip(st.columns(2), pair):
-            options[OPTION_KEYS[i]] = col.text_input(f"Option {LETTERS[i]}", key=f"ask_{OPTION_KEYS[i]}",
-                                                     on_change=_save_inputs)
+            label = f"Option {LETTERS[i]}" + (" (optional)" if i == 4 else "")
+            options[ASK_KEYS[i]] = col.text_input(label, key=f"ask_{ASK_KEYS[i]}", on_change=_save_inputs)
     return question, options
 
 
 def sample_for(row: dict) -> dict | None:
-    """The MedMCQA sample the inputs came from, while its text is unchanged."""
+    """The sample (MedMCQA or bank) the inputs came from, while its text is unchanged."""
     src = st.session_state.get("ask_source")
     if not src:
         return None
     same = (src.get("question") or "").strip() == row["question"] and all(
-        (src.get(k) or "").strip() == row[k] for k in OPTION_KEYS)
+        (src.get(k) or "").strip() == row.get(k, "") for k in ASK_KEYS if k in row or src.get(k))
     return src if same else None
 
 
@@ -94,7 +112,7 @@ def explanation_ui(loaded, result: dict) -> None:
             st.markdown(md_escape(result["explanation"] or "(the model wrote nothing)"))
     sample = result["sample"]
     if sample and sample.get("exp"):
-        with st.expander("MedMCQA's own explanation"):
+        with st.expander(f"{md_escape(sample['bank']) if sample.get('bank') else 'MedMCQA'}'s own explanation"):
             st.markdown(md_escape(sample["exp"]))
 
 
@@ -120,7 +138,7 @@ def result_ui(loaded, result: dict) -> None:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
         answer_ui(answers["adapter"], row, title, key="ask_main")
     sample = result["sample"]
-    if sample and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
+    if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
     explanation_ui(loaded, result)
     with st.expander("Exact prompt sent to the model"):

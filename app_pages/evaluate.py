@@ -1,15 +1,18 @@
 """Evaluate: how good is the loaded model? Its saved report, or one run here, against always-"A" and the base."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
-from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, require_model
-from mcqa_core.data.prompt import LETTERS
+from app_bank import bank_ui
+from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
 from mcqa_core.data.rows import SHARED_DATA_HINT
 from mcqa_core.errors import DataError
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, wrong_answers
 from mcqa_core.service.rows import short
+from mcqa_core.service.uploads import results_csv
 
 SPLITS = ("heldout", "validation")
 
@@ -45,6 +48,47 @@ def run_ui(loaded) -> None:
     report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
     bar.empty()
     st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split}
+
+
+def bank_run_ui(loaded) -> None:
+    """A user's bank: upload and map it, score it with a progress bar (Cancel stops it), show the report and
+    offer the results as CSV and the report as JSON."""
+    bank = bank_ui()
+    if bank is None:
+        return
+    if not bank.has_answers:
+        st.info("This bank has no answer column, so it can be browsed and asked (Browse, Ask) but not scored.")
+        return
+    c1, c2 = st.columns([1, 2])
+    n = c1.number_input("Questions", min_value=1, max_value=len(bank.rows), value=len(bank.rows), step=50,
+                        key="bank_n", help="The first N questions of the bank, in file order")
+    compare = c2.toggle("Compare with the base model", value=loaded.has_adapter, key="bank_compare",
+                        disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
+    run, cancel = st.columns([1, 5])
+    if cancel.button("Cancel", key="bank_cancel", help="Stops a run in progress"):
+        st.info("Cancelled: no report was kept.")
+    elif run.button("Run on your questions", key="bank_run", type="primary"):
+        rows = bank.rows[: int(n)]
+        bar = st.progress(0.0, text=f"Scoring {len(rows)} questions…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
+
+        report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+        report["meta"]["bank"] = bank.describe()
+        bar.empty()
+        st.session_state["evaluate_bank_result"] = {"spec": current_spec(), "report": report, "rows": rows,
+                                                    "name": bank.source}
+    ran = st.session_state.get("evaluate_bank_result")
+    if ran is None or ran["spec"] != current_spec() or ran["name"] != bank.source:
+        return
+    report_ui(ran["report"], f"Run here on {ran['report']['n']} questions of {md_escape(ran['name'])}.")
+    stem = ran["name"].rsplit(".", 1)[0]
+    d1, d2 = st.columns(2)
+    d1.download_button("Download results (CSV)", results_csv(ran["report"], ran["rows"]),
+                       file_name=f"{stem}-results.csv", mime="text/csv", key="bank_download_csv")
+    d2.download_button("Download the report (JSON)", json.dumps(ran["report"], indent=2),
+                       file_name=f"{stem}-report.json", mime="application/json", key="bank_download_json")
 
 
 def headline_ui(report: dict) -> None:
@@ -101,17 +145,17 @@ def confusion_ui(report: dict) -> None:
     # Plain field names: vega-lite reads quotes and dots in a field name as syntax.
     df = pd.DataFrame([{"gold": g, "pred": p, "count": matrix[i][j]}
                        for i, g in enumerate(labels) for j, p in enumerate(labels)])
-    base = alt.Chart(df).encode(x=alt.X("pred:N", sort=list(LETTERS), title="model's answer",
+    base = alt.Chart(df).encode(x=alt.X("pred:N", sort=list(labels), title="model's answer",
                                         axis=alt.Axis(orient="top", labelAngle=0)),
-                                y=alt.Y("gold:N", sort=list(LETTERS), title="MedMCQA answer"))
+                                y=alt.Y("gold:N", sort=list(labels), title="correct answer"))
     heat = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None),
                                    tooltip=["gold", "pred", "count"])
     text = base.mark_text(fontSize=15).encode(text="count:Q")
     st.altair_chart((heat + text).properties(height=240), width="stretch")
-    st.caption("Rows: MedMCQA's answer; columns: the model's. The diagonal is correct. Below: how often each "
-               "letter is the model's answer and MedMCQA's.")
-    spread = pd.DataFrame({"model answers": report["pred_spread"], "MedMCQA answers": report["gold_spread"]}).T
-    st.dataframe(spread.reindex(columns=list(LETTERS)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+    st.caption("Rows: the correct answer; columns: the model's. The diagonal is correct. Below: how often each "
+               "letter is the model's answer and the correct one.")
+    spread = pd.DataFrame({"model answers": report["pred_spread"], "correct answers": report["gold_spread"]}).T
+    st.dataframe(spread.reindex(columns=list(labels)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
 
 
 def wrong_ui(report: dict) -> None:
@@ -119,7 +163,7 @@ def wrong_ui(report: dict) -> None:
     if not wrong:
         st.success("No wrong answers in this report.")
         return
-    df = pd.DataFrame([{"id": p["id"], "subject": p.get("subject"), "model": p["pred"], "MedMCQA": p["gold"],
+    df = pd.DataFrame([{"id": p["id"], "subject": p.get("subject"), "model": p["pred"], "correct": p["gold"],
                         "confidence": max(p["probs"]), "question": short(p.get("question", ""), 100)}
                        for p in wrong])
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(df), 320),
@@ -133,7 +177,7 @@ def wrong_ui(report: dict) -> None:
     c2.markdown("&nbsp;")
     if c2.button("Open in Browse", key="evaluate_open_browse"):
         st.session_state["browse_focus_id"] = pick
-        st.switch_page("pages/browse.py")
+        st.switch_page("app_pages/browse.py")
 
 
 def report_ui(report: dict, where: str) -> None:
@@ -161,6 +205,11 @@ def this_models_run() -> dict | None:
     ran = st.session_state.get("evaluate_result")
     return ran if ran is not None and ran["spec"] == current_spec() else None  # not another model's report
 
+
+source = st.segmented_control("Questions", ["MedMCQA", "Your questions"], default="MedMCQA", key="evaluate_source")
+if source == "Your questions":
+    bank_run_ui(loaded)
+    st.stop()
 
 with st.expander("Run an evaluation here", expanded=saved is None and this_models_run() is None):
     run_ui(loaded)

@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from app_bank import current_bank
 from app_shared import answer_ui, current_model, data_dir, md_escape, validation_rows_or_none
-from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.data.rows import SHARED_DATA_HINT
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import answer_question
@@ -95,7 +96,7 @@ def detail_ui(row: dict, where: str) -> None:
             row.get("subject_name") or "Unknown subject", row.get("topic_name") or "no topic",
             f"{row.get('choice_type') or 'unknown'} choice", f"id {row.get('id')}")))
         st.markdown(f"##### {md_escape(row['question'])}")
-        for letter, key in zip(LETTERS, OPTION_KEYS):
+        for letter, key in zip(row_letters(row), OPTION_KEYS):
             mark = ":green[:material/check_circle:]" if letter == gold else ":gray[:material/radio_button_unchecked:]"
             text = f"**{letter}.** {md_escape(row[key])}"
             st.markdown(f"{mark} {text}{'  — **correct answer**' if letter == gold else ''}")
@@ -112,18 +113,32 @@ def detail_ui(row: dict, where: str) -> None:
                     st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
         if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
-            st.switch_page("pages/ask.py")
+            st.switch_page("app_pages/ask.py")
         shown = st.session_state.get("browse_answer")
         if shown and shown["id"] == row["id"]:
-            answer_ui(shown["answer"], row, "The model's answer against MedMCQA's", key="browse_answer")
+            answer_ui(shown["answer"], row, "The model's answer against the correct one", key="browse_answer")
             loaded = current_model()
-            if loaded is not None and loaded.has_adapter and trained_on_row(loaded.run, row["id"]):
+            if (loaded is not None and loaded.has_adapter and not (st.session_state.get("browse_source") or "").startswith(
+                    "Your questions") and trained_on_row(loaded.run, row["id"])):
                 st.caption("The adapter was trained on this question (demo-train), so this answer is not a test "
                            "of generalisation; held-out questions are.")
 
 
-st.title("Browse MedMCQA validation")
-rows, source = rows_ui()
+def source_ui() -> tuple[list[dict], str]:
+    """MedMCQA's validation rows, or the bank uploaded on Evaluate (this session only)."""
+    bank = current_bank()
+    if bank is None:
+        st.title("Browse MedMCQA validation")
+        return rows_ui()
+    medmcqa, yours = "MedMCQA validation", f"Your questions ({bank['name']})"
+    choice = st.segmented_control("Questions", [medmcqa, yours], default=medmcqa, key="browse_source")
+    st.title(f"Browse {choice or medmcqa}")
+    if choice == yours:
+        return bank["rows"], f"{bank['name']} (uploaded, this session only)"
+    return rows_ui()
+
+
+rows, source = source_ui()
 
 focus_id = st.session_state.get("browse_focus_id")
 if focus_id is not None:  # opened from Evaluate's wrong answers
@@ -132,7 +147,7 @@ if focus_id is not None:  # opened from Evaluate's wrong answers
         st.session_state.pop("browse_focus_id", None)
         st.rerun()
     if row is None:
-        st.info(f"Question {focus_id} is not in the validation rows from {source}. Go back to the list.")
+        st.info(f"Question {focus_id} is not in the rows from {source}. Go back to the list.")
         st.stop()
     detail_ui(row, "focus")
     st.stop()
