@@ -18,7 +18,8 @@ SPLITS = ("heldout", "validation")
 
 
 def default_split(loaded) -> str:
-    split = ((loaded.run or {}).get("data") or {}).get("eval_split")
+    data = (loaded.run or {}).get("data") or {}
+    split = data.get("report_split") or data.get("eval_split")
     return split if split in SPLITS else "heldout"
 
 

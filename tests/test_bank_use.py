@@ -61,8 +61,9 @@ def test_train_on_a_bank_records_it(tmp_path, data_dir):
                                        "--max-steps", "2", "--eval-steps", "2", "--save-steps", "2"]))
     data = record["data"]
     assert data["bank"]["format"] == "csv" and data["bank"]["rows"] == 40 and data["bank"]["mapping"]["question"] == "question"
-    assert data["train_split"] == "quiz.csv (rest)" and data["eval_split"] == "quiz.csv (heldout)"
-    assert data["train_rows_used"] + data["eval_rows_used"] == 40
+    assert (data["train_split"], data["eval_split"], data["report_split"]) == (
+        "quiz.csv (train)", "quiz.csv (dev)", "quiz.csv (heldout)")
+    assert data["train_rows_used"] + data["eval_rows_used"] + record["metrics"]["report_rows"] == 40
     line = adapters.describe_run(record)["bank"]
     assert line.startswith("quiz.csv (csv, 40 questions; question question, options A, B, C, D, E, answer answer as letter")
 

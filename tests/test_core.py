@@ -37,8 +37,10 @@ def test_format_prompt_first_validation_row_to_the_character(validation_rows):
 def test_offline_split_sizes_and_disjoint(data_dir):
     held = load_split("heldout", data_dir).rows
     demo = load_split("demo-train", data_dir).rows
-    assert (len(held), len(demo)) == (1074, 3109)
-    assert not {r["id"] for r in held} & {r["id"] for r in demo}
+    dev = load_split("demo-dev", data_dir).rows
+    assert (len(held), len(demo), len(dev)) == (1074, 2800, 309) and len(demo) + len(dev) == 3109
+    ids = [{r["id"] for r in part} for part in (held, demo, dev)]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
     assert all(is_heldout(r["id"]) for r in held)
     always_a = sum(r["cop"] == 0 for r in held) / len(held)
     assert always_a == pytest.approx(0.315, abs=0.001)

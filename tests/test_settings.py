@@ -162,3 +162,27 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2, (args, r.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, r.stderr)
+
+
+@pytest.mark.parametrize("preset", ["course", "cpu-demo", "smoke"])
+def test_no_preset_chooses_its_checkpoint_on_a_reported_row(preset, data_dir):
+    """Training, dev (best checkpoint) and report rows are pairwise disjoint for every preset (the course
+    preset read from the local files in place of the hub)."""
+    from mcqa_core.data.rows import load_split
+
+    d = load_config(["--preset", preset, "--data-dir", str(data_dir)]).data
+    ids = {name: {r["id"] for r in load_split(split, data_dir).rows}
+           for name, split in (("train", d.train_split), ("dev", d.eval_split), ("report", d.report_split))}
+    assert ids["train"] and ids["dev"] and ids["report"]
+    assert not ids["train"] & ids["dev"] and not ids["train"] & ids["report"] and not ids["dev"] & ids["report"]
+
+
+def test_the_seeds_protocol_is_allowed_and_named(tmp_path):
+    from mcqa_core.training.checks import config_problems, selection
+
+    seed = load_config(["--eval-split", "validation"])
+    assert not config_problems(seed) or all("validation" not in p for p in config_problems(seed))
+    assert selection(seed.data).startswith("the seed's protocol: checkpoints chosen on validation")
+    assert selection(load_config([]).data) == "dev slice train-dev, disjoint from the reported split validation"
+    overlap = load_config(["--preset", "cpu-demo", "--train-split", "validation"])
+    assert any("--train-split validation overlaps --eval-split demo-dev" in p for p in config_problems(overlap))

@@ -31,7 +31,8 @@ def test_smoke_run_writes_exactly_the_promised_folder(smoke_adapter):
     assert {p.name for p in out.iterdir()} <= PROMISED_FILES | {"eval_report.json", "eval_report.png"}
     run = json.loads((out / "mcqa_run.json").read_text())
     assert run["prompt_version"] == "course-v1" and run["base_model"] == "tiny-random-llama"
-    assert run["data"]["train_rows_used"] == 32 and run["data"]["eval_split"] == "heldout"
+    assert run["data"]["train_rows_used"] == 32 and run["data"]["eval_split"] == "demo-dev"
+    assert run["data"]["report_split"] == "heldout" and run["data"]["selection"].startswith("dev slice demo-dev")
     assert run["settings"]["lora"]["r"] == 16 and run["settings"]["train"]["optim"] == "adamw_8bit"
     assert any("eval_accuracy" in h for h in run["metrics"]["history"])
     assert 0.0 <= run["metrics"]["final_accuracy"] <= 1.0

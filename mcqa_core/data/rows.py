@@ -7,6 +7,10 @@ Offline split (a stand-in for the official protocol, which trains on `train` and
 of `validation`): with only 100 real train rows available offline, a validation row is HELD OUT
 when `sha256(id) % 4 == 0` (1,074 rows) and usable for demo training otherwise (3,109 rows).
 Offline results are reported on held-out rows only, and nothing ever trains on them.
+
+Dev slices, for choosing checkpoints without reading a reported row: a training row is a DEV row when
+`sha256("dev:" + id) % 100` falls below the slice's share: 10 % of the demo rows (`demo-dev`, the rest
+is `demo-train`), 1 % of MedMCQA's train split (`train-dev`, the rest is `train-rest`).
 """
 
 from __future__ import annotations
@@ -23,8 +27,31 @@ from .prompt import MEDMCQA_OPTIONS, MIN_OPTIONS, OPTION_KEYS, option_count
 
 HUB_DATASET = "openlifescienceai/medmcqa"
 FILE_SPLITS = ("train", "validation")  # splits stored as files / hub splits
-DERIVED_SPLITS = {"heldout": "validation", "demo-train": "validation"}  # derived from validation by id hash
+# Derived by id hash: split -> (file split, keep(row_id)).
+DEMO_DEV_PERCENT, TRAIN_DEV_PERCENT = 10, 1
+DERIVED_SPLITS = {
+    "heldout": ("validation", lambda i: is_heldout(i)),
+    "demo-train": ("validation", lambda i: not is_heldout(i) and not is_dev(i, DEMO_DEV_PERCENT)),
+    "demo-dev": ("validation", lambda i: not is_heldout(i) and is_dev(i, DEMO_DEV_PERCENT)),
+    "train-rest": ("train", lambda i: not is_dev(i, TRAIN_DEV_PERCENT)),
+    "train-dev": ("train", lambda i: is_dev(i, TRAIN_DEV_PERCENT)),
+}
 SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
+
+
+def source_rows(split: str) -> tuple[str, set[str]]:
+    """(file split, the splits carved from it) for overlap checks: two splits overlap when one is the file
+    split the other is carved from, or both are the same; `heldout`/`demo-*` are disjoint, as are the
+    `train-*` pair."""
+    base = DERIVED_SPLITS[split][0] if split in DERIVED_SPLITS else split
+    return base, {s for s, (b, _) in DERIVED_SPLITS.items() if b == base}
+
+
+def splits_overlap(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    base_a, base_b = source_rows(a)[0], source_rows(b)[0]
+    return base_a == base_b and (a == base_a or b == base_b)
 SHARED_DATA_HINT = "../shared/data/medmcqa"
 
 
@@ -71,6 +98,10 @@ class LoadedSplit:
 
 def is_heldout(row_id: str) -> bool:
     return int(hashlib.sha256(str(row_id).encode()).hexdigest(), 16) % 4 == 0
+
+
+def is_dev(row_id: str, percent: int) -> bool:
+    return int(hashlib.sha256(f"dev:{row_id}".encode()).hexdigest(), 16) % 100 < percent
 
 
 def validate_row(row, options: int | None = MEDMCQA_OPTIONS, need_answer: bool = True) -> str | None:
@@ -174,7 +205,7 @@ def _read_hub(base_split: str) -> list:
 
 
 def load_split(split: str = "validation", data_dir: str | Path | None = None, limit: int | None = None) -> LoadedSplit:
-    """Load and validate one split: train, validation, heldout or demo-train.
+    """Load and validate one split: train, validation, or one derived from them (DERIVED_SPLITS).
 
     `data_dir=None` reads the hub; a folder reads `{split}.jsonl` (or `.parquet`) from it.
     """
@@ -182,7 +213,7 @@ def load_split(split: str = "validation", data_dir: str | Path | None = None, li
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if limit is not None and limit <= 0:
         raise DataError(f"limit must be a positive number of rows, got {limit}")
-    base = DERIVED_SPLITS.get(split, split)
+    base, keep = DERIVED_SPLITS.get(split, (split, None))
     data_dir = resolve_data_dir(data_dir)
     if data_dir is None:
         source, raw = f"hub:{HUB_DATASET}", _read_hub(base)
@@ -191,10 +222,8 @@ def load_split(split: str = "validation", data_dir: str | Path | None = None, li
         if not path.is_dir():
             raise DataError(f"data folder {path} does not exist; pass --data-dir {SHARED_DATA_HINT} or another folder")
         source, raw = str(path.resolve()), _read_local(path, base)
-    if split == "heldout":
-        raw = [r for r in raw if isinstance(r, dict) and is_heldout(r.get("id", ""))]
-    elif split == "demo-train":
-        raw = [r for r in raw if isinstance(r, dict) and not is_heldout(r.get("id", ""))]
+    if keep is not None:
+        raw = [r for r in raw if isinstance(r, dict) and keep(r.get("id", ""))]
     rows, skipped, named = validate_rows(raw, source=f"{source} [{split}]")
     if not rows:
         raise DataError(f"no valid rows in {source} [{split}] ({skipped} invalid, e.g. {', '.join(named)})")

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..data.rows import is_heldout
+from ..data.rows import DERIVED_SPLITS, SPLITS, splits_overlap
 from ..errors import AdapterError
 
 RUN_FILE = "mcqa_run.json"
@@ -66,14 +66,18 @@ def measured_accuracy(run: dict) -> tuple[float | None, int | None]:
 
 
 def trained_on_row(run: dict, row_id) -> bool:
-    """True when the run's training split holds this validation row (offline demo-train = validation minus
-    the held-out rows), so an answer to it says little about how well the adapter generalises."""
-    return (run.get("data") or {}).get("train_split") == "demo-train" and row_id is not None and not is_heldout(row_id)
+    """True when the run's training split holds this validation row (offline demo-train is carved from
+    validation), so an answer to it says little about how well the adapter generalises."""
+    train_split = (run.get("data") or {}).get("train_split")
+    if train_split not in DERIVED_SPLITS or row_id is None or DERIVED_SPLITS[train_split][0] != "validation":
+        return False
+    return DERIVED_SPLITS[train_split][1](row_id)
 
 
 def split_overlap_warning(run: dict, split: str) -> str | None:
     """A warning when scoring a run on rows it was trained on."""
-    if split == "validation" and (run.get("data") or {}).get("train_split") == "demo-train":
+    train_split = (run.get("data") or {}).get("train_split")
+    if train_split in SPLITS and split in SPLITS and splits_overlap(train_split, split):
         return ("This adapter was trained on demo-train rows, which are part of validation (three quarters of it): "
                 "accuracy on validation is inflated. Choose the heldout split (--split heldout) for an honest number.")
     return None

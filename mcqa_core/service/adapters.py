@@ -121,7 +121,10 @@ def describe_run(run: dict) -> dict:
         "trained_on": (f"{data.get('train_split')} ({data.get('train_rows_used')} rows)"
                        if data.get("train_split") else None),
         "data_source": data.get("source"),
-        "eval_split": data.get("eval_split"),
+        # the split the measured accuracy is on: the final report's, else the in-training evaluation's
+        "eval_split": (data.get("report_split") or data.get("eval_split")
+                       if isinstance((run.get("metrics") or {}).get("report_accuracy"), (int, float))
+                       else data.get("eval_split")),
         "bank": _bank_line(data.get("bank")),
         "eval_rows": eval_rows,
         "accuracy": accuracy,

@@ -4,10 +4,11 @@ combinations that would train nothing or silently ignore a flag, ReLoRA's and se
 from __future__ import annotations
 
 from ..data.bank_flags import mapping_problems
+from ..data.rows import SPLITS, splits_overlap
 from ..errors import ModelError, RunError, refuse
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
 from .distributed import parallel_problems
-from .settings import EVAL_SPLITS, RunConfig, flag_of
+from .settings import EVAL_SPLITS, REPORT_SPLITS, RunConfig, flag_of
 
 
 def validate_config(cfg: RunConfig) -> None:
@@ -42,15 +43,39 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if cfg.data.eval_bank and not cfg.data.bank:
         problems.append("--eval-bank needs --bank (the bank to train on)")
     if not cfg.data.bank:  # a bank brings its own split: its held-out quarter, or --eval-bank
-        if cfg.data.eval_split not in EVAL_SPLITS:
-            problems.append(f"--eval-split must be validation or heldout, got {cfg.data.eval_split!r}")
-        elif cfg.data.train_split in EVAL_SPLITS:
-            problems.append(f"--train-split {cfg.data.train_split} overlaps the evaluation rows; train on train or "
-                            "demo-train")
+        problems += _split_problems(cfg.data)
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
     problems += _range_problems(cfg) + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
     return problems
+
+
+def _split_problems(d) -> list[str]:
+    """The training rows never meet the rows that choose the checkpoint or the reported ones."""
+    problems = []
+    if d.train_split not in SPLITS:
+        problems.append(f"--train-split must be one of {', '.join(SPLITS)}, got {d.train_split!r}")
+    if d.eval_split not in EVAL_SPLITS:
+        problems.append(f"--eval-split must be one of {', '.join(EVAL_SPLITS)}, got {d.eval_split!r}")
+    if d.report_split not in REPORT_SPLITS:
+        problems.append(f"--report-split must be one of {', '.join(REPORT_SPLITS)}, got {d.report_split!r}")
+    if problems:
+        return problems
+    for flag, other in (("--eval-split", d.eval_split), ("--report-split", d.report_split)):
+        if splits_overlap(d.train_split, other):
+            rest = {"train": "train-rest", "validation": "demo-train"}.get(d.train_split, "demo-train")
+            problems.append(f"--train-split {d.train_split} overlaps {flag} {other}; train on {rest}")
+    return problems
+
+
+def selection(d) -> str:
+    """How the best checkpoint was chosen, in words for mcqa_run.json."""
+    if d.bank:
+        return "the bank's dev part" if not d.eval_bank else "--eval-bank (also the reported rows)"
+    if splits_overlap(d.eval_split, d.report_split):
+        return (f"the seed's protocol: checkpoints chosen on {d.eval_split}, which is also the reported split "
+                f"{d.report_split}")
+    return f"dev slice {d.eval_split}, disjoint from the reported split {d.report_split}"
 
 
 def _range_problems(cfg: RunConfig) -> list[str]:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ..data.bank_flags import open_bank
 from ..data.banks import select_part
-from ..data.rows import LOCAL, LoadedSplit, load_split, resolve_data_dir
+from ..data.rows import DEMO_DEV_PERCENT, LOCAL, LoadedSplit, is_dev, load_split, resolve_data_dir
 from ..errors import DataError, RunError, refuse
 from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
 from .batching import BatchPlan, plan_batches
-from .checks import config_problems
+from .checks import config_problems, selection
 from .output import build_record, checkpoints, model_card, output_problems, prepare_output_dir, save_atomically
 from .settings import RunConfig
 
@@ -82,25 +82,31 @@ def planned_steps(args, n_train: int) -> int:
 
 
 def _training_rows(cfg: RunConfig):
-    """(train, eval, bank record): MedMCQA's splits, or the user's bank (its rest and its held-out quarter, or
-    the whole bank and --eval-bank)."""
+    """(train, dev, report, bank record). MedMCQA: the three splits of the settings. A bank: its held-out
+    quarter is reported (or all of --eval-bank), and a dev slice of the rest chooses the checkpoint."""
     d = cfg.data
     if not d.bank:
-        return load_split(d.train_split, d.data_dir, d.train_limit), load_split(d.eval_split, d.data_dir), {}
+        dev = load_split(d.eval_split, d.data_dir)
+        report = dev if d.report_split == d.eval_split else load_split(d.report_split, d.data_dir)
+        return load_split(d.train_split, d.data_dir, d.train_limit), dev, report, {}
     bank = open_bank(d.bank, d)
     other = open_bank(d.eval_bank, d) if d.eval_bank else None
     for b in (bank, other):
         if b is not None and not b.has_answers:
             raise DataError(f"{b.source} has no answers (no answer column was found or given), so it cannot be "
                             "trained or evaluated on; pass --answer-col NAME")
-    train_part = bank if other else select_part(bank, "rest")
-    eval_part = other or select_part(bank, "heldout")
-    name = Path(bank.source).name
-    train = LoadedSplit(train_part.rows[:d.train_limit] if d.train_limit else train_part.rows,
-                        f"{name} ({'all' if other else 'rest'})", bank.source, bank.skipped, bank.skipped_ids)
-    evals = LoadedSplit(eval_part.rows, f"{Path(eval_part.source).name} ({'all' if other else 'heldout'})",
-                        eval_part.source, eval_part.skipped, eval_part.skipped_ids)
-    return train, evals, {"bank": bank.describe(), "eval_bank": other.describe() if other else None}
+    rest = bank.rows if other else select_part(bank, "rest").rows
+    fit = [r for r in rest if not is_dev(r["id"], DEMO_DEV_PERCENT)]
+    dev_rows = [r for r in rest if is_dev(r["id"], DEMO_DEV_PERCENT)]
+    if not fit or not dev_rows:
+        raise DataError(f"{bank.source} is too small to carve a training part and a dev slice ({len(rest)} rows); "
+                        "give it more questions")
+    report = other or select_part(bank, "heldout")
+    split = lambda rows, part, b=bank: LoadedSplit(rows, f"{Path(b.source).name} ({part})", b.source,  # noqa: E731
+                                                    b.skipped, b.skipped_ids)
+    return (split(fit[:d.train_limit] if d.train_limit else fit, "train"), split(dev_rows, "dev"),
+            split(report.rows, "all" if other else "heldout", report),
+            {"bank": bank.describe(), "eval_bank": other.describe() if other else None})
 
 
 def _encode(tok, rows: list[dict], max_len: int, what: str):
@@ -123,9 +129,9 @@ def run_training(cfg: RunConfig) -> dict:
            config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume))
     if cfg.data.data_dir == LOCAL:  # recorded as the folder actually read
         cfg.data.data_dir = resolve_data_dir(LOCAL)
-    train, evals, banks = _training_rows(cfg)  # evals once: in-training rows and report rows
+    train, evals, reported, banks = _training_rows(cfg)
     eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
-    report_rows = evals.rows[:cfg.data.report_limit] if cfg.data.report_limit else evals.rows
+    report_rows = reported.rows[:cfg.data.report_limit] if cfg.data.report_limit else reported.rows
     resume_from = prepare_output_dir(out, cfg.train.resume)
 
     import torch
@@ -204,7 +210,8 @@ def run_training(cfg: RunConfig) -> dict:
     save_atomically(out, save_adapter)
 
     record = build_record(cfg, model_info=model_info, world_size=args.world_size, relora=relora,
-                          data={"source": train.source, "train_split": train.split, "eval_split": evals.split, **banks,
+                          data={"source": train.source, "train_split": train.split, "eval_split": evals.split,
+                                "report_split": reported.split, "selection": selection(cfg.data), **banks,
                                 **counts},
                           metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
                           started=started, train_seconds=train_seconds)
@@ -218,7 +225,7 @@ def run_training(cfg: RunConfig) -> dict:
                       max_prompt_tokens=max_len)
     write_report(report, out / REPORT_FILE)
     metrics.update(report_accuracy=report["accuracy"], report_rows=report["n"])
-    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {evals.split} rows "
+    print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {reported.split} rows "
           f"-> {out / REPORT_FILE}", flush=True)
     _write_record(out, record)
     return record

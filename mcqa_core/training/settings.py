@@ -23,7 +23,8 @@ from ..models.loading import (
 )
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-EVAL_SPLITS = ("validation", "heldout")
+EVAL_SPLITS = ("train-dev", "demo-dev", "validation", "heldout")  # where checkpoints are chosen
+REPORT_SPLITS = ("validation", "heldout")
 CPU_DEMO_TIME = "about 11-17 min on 2 CPU cores"  # measured: docs/results.md
 DEFAULT_PRESET = "course"
 
@@ -56,8 +57,13 @@ class DataArgs(BankColumns):
     eval_bank: str | None = setting(None, "A second bank to evaluate on (the same column flags apply).",
                                     metavar="PATH_OR_NAME")
     data_dir: str | None = setting(None, "Folder with train.jsonl / validation.jsonl (HF schema); 'local': $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: the hub (openlifescienceai/medmcqa).")
-    train_split: str = setting("train", "Split to train on: train, demo-train (offline stand-in; never the held-out rows).")
-    eval_split: str = setting("validation", "Split for eval loss and letter accuracy: validation or heldout.")
+    train_split: str = setting("train-rest", "Split to train on: train-rest (train minus its dev slice), train, "
+                                             "demo-train (offline stand-in: validation minus held-out and demo-dev).")
+    eval_split: str = setting("train-dev", "Split for eval loss, letter accuracy and the best checkpoint: a dev "
+                                           "slice (train-dev, demo-dev), never the reported rows; validation or "
+                                           "heldout is the seed's protocol (recorded as such).")
+    report_split: str = setting("validation", "Split of the final report, scored once at the end: validation "
+                                              "(the official protocol) or heldout (offline).")
     train_limit: int | None = setting(None, "Use at most this many training rows (after validation).")
     eval_limit: int | None = setting(None, "Use at most this many evaluation rows during training.")
     report_limit: int | None = setting(None, "Rows of the eval split scored for the final report (unset: all).")
