@@ -9,7 +9,7 @@ MCQA_DATA_DIR or `streamlit run app.py -- --data-dir FOLDER` (default ../shared/
 
 import streamlit as st
 
-from app_shared import sidebar_ui
+from app_shared import disclaimer_ui, sidebar_ui
 
 st.set_page_config(page_title="MedMCQA LoRA", page_icon=":material/stethoscope:", layout="wide")
 
@@ -20,5 +20,5 @@ nav = st.navigation([
 ])
 # The sidebar loads the chosen model through st.cache_resource: the first visit in this process pays
 # the load, every later click and session reuses it.
-sidebar_ui()
+disclaimer_ui(sidebar_ui())
 nav.run()

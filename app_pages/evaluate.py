@@ -9,8 +9,9 @@ from app_bank import bank_ui
 from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
 from mcqa_core.data.rows import SHARED_DATA_HINT
 from mcqa_core.errors import DataError
+from mcqa_core.evaluation.stats import FEW, describe_difference
 from mcqa_core.models.run_record import split_overlap_warning
-from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, wrong_answers
+from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, with_statistics, wrong_answers
 from mcqa_core.service.rows import short
 from mcqa_core.service.uploads import results_csv
 
@@ -92,24 +93,31 @@ def bank_run_ui(loaded) -> None:
                        file_name=f"{stem}-report.json", mime="application/json", key="bank_download_json")
 
 
+def _interval(ci) -> str:
+    return f"95 % interval {ci[0]:.1%} to {ci[1]:.1%}"
+
+
 def headline_ui(report: dict) -> None:
+    """The accuracies with their intervals, and in words what is and is not a real difference."""
     acc, always_a = report["accuracy"], report["always_a_accuracy"]
     base = report.get("base")
     cols = st.columns(4)
     cols[0].metric("Accuracy", f"{acc:.1%}", f"{(acc - always_a) * 100:+.1f} pts vs always-A",
-                   help=f"Letter accuracy on {report['n']} questions")
-    cols[1].metric("Always answer \"A\"", f"{always_a:.1%}", help="The commonest letter, answered every time")
+                   help=f"Letter accuracy on {report['n']} questions; {_interval(report['accuracy_ci'])}")
+    cols[1].metric("Always answer \"A\"", f"{always_a:.1%}",
+                   help=f"The commonest letter, answered every time; {_interval(report['always_a_ci'])}")
     if base:
         cols[2].metric("Base model", f"{base['accuracy']:.1%}", f"{(acc - base['accuracy']) * 100:+.1f} pts from the adapter",
                        delta_color="normal", help="The same questions with the adapter switched off")
     else:
         cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
     cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
-    beats = acc - always_a
-    verdict = ("beats" if beats > 0.02 else "does not clearly beat") + f" always-\"A\" ({beats * 100:+.1f} points)"
-    if base:
-        verdict += f", and the adapter moves accuracy {(acc - base['accuracy']) * 100:+.1f} points from its base"
-    st.markdown(f"On these {report['n']} questions the model {verdict}.")
+    st.caption(f"Accuracy {acc:.1%} ({_interval(report['accuracy_ci'])}) on {report['n']} questions.")
+    lines = [f"Against always-\"A\": {describe_difference(report['vs_always_a'], 'always-A')}."]
+    if report.get("vs_base"):
+        lines.append(f"Against the base model: {describe_difference(report['vs_base'], 'the base model')}.")
+    st.markdown("  \n".join(lines))
+    st.caption("Exact McNemar tests on the same questions; \"not distinguishable\" means p ≥ 0.05.")
 
 
 def subjects_ui(report: dict) -> None:
@@ -118,11 +126,14 @@ def subjects_ui(report: dict) -> None:
     table = subject_table(report)
     long = []
     for r in table:
-        long.append({"subject": r["subject"], "model": "this model", "accuracy": r["accuracy"], "n": r["n"]})
+        label = f"{r['subject']} (n={r['n']}{', few' if r['few'] else ''})"
+        long.append({"subject": label, "model": "this model", "accuracy": r["accuracy"], "low": r["low"],
+                     "high": r["high"], "n": r["n"]})
         if r.get("base accuracy") is not None:
-            long.append({"subject": r["subject"], "model": "base", "accuracy": r["base accuracy"], "n": r["n"]})
+            long.append({"subject": label, "model": "base", "accuracy": r["base accuracy"], "low": r["base low"],
+                         "high": r["base high"], "n": r["n"]})
     df = pd.DataFrame(long)
-    order = [r["subject"] for r in table]
+    order = list(dict.fromkeys(df["subject"]))
     chart = (
         alt.Chart(df).mark_bar().encode(
             x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None),
@@ -134,9 +145,13 @@ def subjects_ui(report: dict) -> None:
             tooltip=["subject", "model", alt.Tooltip("accuracy:Q", format=".1%"), "n"],
         ).properties(height=max(160, (36 if report.get("base") else 24) * len(order)))
     )
+    whiskers = alt.Chart(df).mark_rule(color="#333").encode(
+        x="low:Q", x2="high:Q", y=alt.Y("subject:N", sort=order), yOffset="model:N",
+        tooltip=["subject", "model", alt.Tooltip("low:Q", format=".1%"), alt.Tooltip("high:Q", format=".1%")])
     rule = alt.Chart(pd.DataFrame({"x": [report["always_a_accuracy"]]})).mark_rule(strokeDash=[4, 3]).encode(x=alt.X("x:Q", title=None))
-    st.altair_chart(chart + rule, width="stretch")
-    st.caption("Dashed line: always-\"A\" on all these questions. Subjects with few questions swing widely.")
+    st.altair_chart(chart + whiskers + rule, width="stretch")
+    st.caption(f"Whiskers: 95 % intervals. Dashed line: always-\"A\" on all these questions. Subjects marked "
+               f"\"few\" have under {FEW} questions: their bars swing widely, so do not rank them.")
 
 
 def confusion_ui(report: dict) -> None:
@@ -182,6 +197,7 @@ def wrong_ui(report: dict) -> None:
 
 
 def report_ui(report: dict, where: str) -> None:
+    report = with_statistics(report)
     st.caption(where)
     headline_ui(report)
     left, right = st.columns([3, 2])

@@ -284,7 +284,23 @@ def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_ada
     assert not at.exception
     base = next(m for m in at.metric if m.label == "Base model")
     assert re.fullmatch(r"\d+\.\d%", base.value)
-    assert "disagree on" in shown(at)
+    text = shown(at)
+    assert "disagree on" in text
+    # every accuracy with its interval, and the paired tests in words
+    assert re.search(r"Accuracy \d+\.\d% \(95 % interval \d+\.\d% to \d+\.\d%\) on 8 questions", text)
+    assert re.search(r"Against always-\"A\": .*p [=<] ", text) and re.search(r"Against the base model: .*p [=<] ", text)
+
+
+def test_every_page_says_what_the_demo_is_for(app_env, tiny_adapter):
+    import shutil
+
+    from mcqa_core.models.run_record import DISCLAIMER
+
+    shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
+    for page in ("ask", "browse", "evaluate"):
+        at = open_app(page)
+        line = next(c.value for c in at.caption if DISCLAIMER in c.value)
+        assert "This adapter: 31.2% letter accuracy (95 % interval" in line and "16 questions" in line
 
 
 # --------------------------------------------------------------------------- one load per process

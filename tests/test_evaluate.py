@@ -245,6 +245,8 @@ def test_cli_compare_base_end_to_end_counts_invalid_rows(answer_changing_adapter
     assert rep["disagreements"] and rep["base"]["n"] == 12
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "accuracy" in r.stdout and "base" in r.stdout and "answers changed by adapter" in r.stdout
+    assert len(rep["accuracy_ci"]) == 2 and 0 <= rep["vs_base"]["p_value"] <= 1 and "p_value" in rep["vs_always_a"]
+    assert "vs the base model" in r.stdout and "95% interval" in r.stdout
 
 
 def test_cli_bad_input_is_one_clear_line_exit_2(answer_changing_adapter, data_dir, tmp_path):

@@ -15,6 +15,7 @@ from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
 from .report import build_report
 from .scoring import score_rows
+from .stats import mcnemar
 
 EVAL_SPLITS = ("validation", "heldout")
 SHUFFLE_SEED = 0
@@ -86,6 +87,7 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
         with model.disable_adapter():  # the same loaded weights, LoRA switched off: no second model in memory
             base_scores = score_rows(model, tok, rows, progress=next_pass(n), **score)
         report["base"] = build_report(rows, base_scores)
+        report["vs_base"] = mcnemar([bool(s.correct) for s in scores], [bool(s.correct) for s in base_scores])
         report["disagreements"] = [
             {"id": a.id, "adapter_pred": a.pred, "base_pred": b.pred, "gold": a.gold}
             for a, b in zip(scores, base_scores) if a.pred != b.pred

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..data.prompt import LETTERS
+from .stats import FEW, describe_difference, mcnemar, wilson
 
 ECE_BINS = 10
 QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
@@ -27,7 +28,8 @@ def _grouped_accuracy(rows, scores, key: str) -> dict:
         groups[str(row.get(key) or "unknown")].append(bool(s.correct))
     # Largest groups first: the small ones are the least trustworthy and read last.
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return {name: {"n": len(hits), "accuracy": sum(hits) / len(hits)} for name, hits in ordered}
+    return {name: {"n": len(hits), "accuracy": sum(hits) / len(hits), "ci": wilson(sum(hits), len(hits)),
+                   "few": len(hits) < FEW} for name, hits in ordered}
 
 
 def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = ECE_BINS) -> float:
@@ -69,10 +71,14 @@ def build_report(rows: list[dict], scores) -> dict:
         d["subject"] = row.get("subject_name")
         d["question"] = str(row.get("question", ""))[:QUESTION_CHARS]
         predictions.append(d)
+    always_a = [s.gold == "A" for s in scores]
     return {
         "n": n,
         "accuracy": sum(correct) / n if n else float("nan"),
-        "always_a_accuracy": sum(s.gold == "A" for s in scores) / n if n else float("nan"),
+        "accuracy_ci": wilson(sum(correct), n),  # Wilson 95 %
+        "always_a_accuracy": sum(always_a) / n if n else float("nan"),
+        "always_a_ci": wilson(sum(always_a), n),
+        "vs_always_a": mcnemar(correct, always_a) if n else None,  # exact McNemar, same questions
         "per_subject": _grouped_accuracy(rows, scores, "subject_name"),
         "per_choice_type": _grouped_accuracy(rows, scores, "choice_type"),
         "confusion": {"labels": list(labels), "matrix": matrix},  # rows = gold letter, columns = predicted
@@ -97,24 +103,31 @@ def plot_per_subject(report: dict, png_path: str | Path) -> Path:
     height = max(2.5, 0.35 * len(subjects) * (2 if base else 1) + 1.2)
     fig, ax = plt.subplots(figsize=(10, height))
     ys = list(range(len(subjects)))
-    labels = [f"{s} (n={report['per_subject'][s]['n']})" for s in subjects]
+    labels = [f"{s} (n={report['per_subject'][s]['n']}{', few' if report['per_subject'][s].get('few') else ''})"
+              for s in subjects]
+    def whiskers(groups):  # distances from each bar's end to its 95 % interval, as matplotlib wants them
+        accs = [groups.get(s, {}).get("accuracy", 0.0) for s in subjects]
+        cis = [groups.get(s, {}).get("ci") or [a, a] for s, a in zip(subjects, accs)]
+        return accs, [[a - lo for a, (lo, _) in zip(accs, cis)], [hi - a for a, (_, hi) in zip(accs, cis)]]
+
     if base:
         w = 0.4
-        ax.barh([y - w / 2 for y in ys], [report["per_subject"][s]["accuracy"] for s in subjects], height=w,
+        accs, err = whiskers(report["per_subject"])
+        ax.barh([y - w / 2 for y in ys], accs, height=w, xerr=err, capsize=2,
                 label=f"adapter ({report['accuracy']:.1%})", color="tab:blue")
-        ax.barh([y + w / 2 for y in ys],
-                [base["per_subject"].get(s, {"accuracy": 0.0})["accuracy"] for s in subjects], height=w,
+        accs, err = whiskers(base["per_subject"])
+        ax.barh([y + w / 2 for y in ys], accs, height=w, xerr=err, capsize=2,
                 label=f"base ({base['accuracy']:.1%})", color="tab:gray")
     else:
-        ax.barh(ys, [report["per_subject"][s]["accuracy"] for s in subjects], color="tab:blue",
-                label=f"model ({report['accuracy']:.1%})")
+        accs, err = whiskers(report["per_subject"])
+        ax.barh(ys, accs, xerr=err, capsize=2, color="tab:blue", label=f"model ({report['accuracy']:.1%})")
     ax.axvline(report["always_a_accuracy"], color="tab:red", linestyle="--",
                label=f'always "A" ({report["always_a_accuracy"]:.1%})')
     ax.set_yticks(ys, labels)
     ax.invert_yaxis()  # largest subject on top
     ax.set_xlim(0, 1)
     ax.set_xlabel("letter accuracy")
-    ax.set_title(f"Accuracy per subject ({report['n']} questions)")
+    ax.set_title(f"Accuracy per subject ({report['n']} questions; whiskers: 95 % intervals)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # never over a bar
     fig.tight_layout()
     path = Path(png_path)
@@ -133,31 +146,43 @@ def write_report(report: dict, out_json: str | Path) -> tuple[Path, Path]:
     return out_json, png
 
 
+def _ci(interval) -> str:
+    lo, hi = interval
+    return f"[{lo:.1%}, {hi:.1%}]"
+
+
 def summary_table(report: dict) -> str:
-    """The short table printed at the end of a CLI run."""
+    """The short table printed at the end of a CLI run, each accuracy with its 95 % interval."""
     base = report.get("base")
-    head = f"{'':28}{'model':>10}" + (f"{'base':>10}" if base else "")
+    head = f"{'':28}{'model':>10}{'':18}" + (f"{'base':>10}" if base else "")
     lines = [head]
 
-    def row(label, key, fmt):
-        cells = f"{label:28}{format(report[key], fmt):>10}"
-        return cells + (f"{format(base[key], fmt):>10}" if base else "")
+    def row(label, key, fmt, ci_key=None):
+        cells = f"{label:28}{format(report[key], fmt):>10}{(' ' + _ci(report[ci_key])) if ci_key else '':18}"
+        if base:
+            cells += f"{format(base[key], fmt):>10}" + (f" {_ci(base[ci_key])}" if ci_key else "")
+        return cells
 
-    lines += [row("questions", "n", "d"), row("accuracy", "accuracy", ".1%"),
-              row('always "A" accuracy', "always_a_accuracy", ".1%"),
+    lines += [row("questions", "n", "d"), row("accuracy (95% interval)", "accuracy", ".1%", "accuracy_ci"),
+              row('always "A" accuracy', "always_a_accuracy", ".1%", "always_a_ci"),
               row("mean confidence", "mean_confidence", ".3f"), row("ECE (10 bins)", "ece", ".3f")]
     spread = lambda r, key: " ".join(f"{L}{v:.0%}" for L, v in r[key].items())  # noqa: E731
     lines.append(f"{'predicted letters':28}{spread(report, 'pred_spread')}"
                  + (f"   base: {spread(base, 'pred_spread')}" if base else ""))
     lines.append(f"{'gold letters':28}{spread(report, 'gold_spread')}")
+    if report.get("vs_always_a"):
+        lines.append(f"{'vs always-A':28}{describe_difference(report['vs_always_a'], 'always-A')}")
     if base:
+        lines.append(f"{'vs the base model':28}{describe_difference(report['vs_base'], 'the base model')}")
         lines.append(f"{'answers changed by adapter':28}{len(report['disagreements']):>10}")
     if "shuffle" in report:
         sh = report["shuffle"]
         lines.append(f"{'accuracy, options shuffled':28}{sh['accuracy_under_shuffle']:>10.1%}   (k={sh['k']})")
         lines.append(f"{'same option text chosen':28}{sh['consistency']:>10.1%}")
-    lines.append("per subject (largest first):")
+    lines.append(f"per subject (largest first; * fewer than {FEW} questions: too few to rank):")
     for name, s in list(report["per_subject"].items())[:8]:
         extra = f"{base['per_subject'][name]['accuracy']:>10.1%}" if base else ""
-        lines.append(f"  {name[:24]:26}{s['accuracy']:>10.1%}{extra}   n={s['n']}")
+        mark = "*" if s.get("few") else " "
+        lines.append(f"  {name[:24]:26}{s['accuracy']:>10.1%} {_ci(s['ci']) if 'ci' in s else '':17}{extra}"
+                     f"   n={s['n']}{mark}")
     return "\n".join(lines)

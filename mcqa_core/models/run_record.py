@@ -19,6 +19,8 @@ REPORT_FILE = "eval_report.json"  # the end-of-training report, beside the adapt
 CHECKPOINT_DIR = "checkpoints"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 RUN_FORMAT = "mcqa-run/1"
+# Shown on every page of the app and in every model card.
+DISCLAIMER = "A research demo of fine-tuning, not for clinical decisions"
 MERGED_FORMAT = "mcqa-merged/1"
 
 

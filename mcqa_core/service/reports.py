@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from ..evaluation.stats import FEW, mcnemar, wilson
 from ..models.run_record import REPORT_FILE
 from .questions import APP_MAX_PROMPT_TOKENS, MODEL_LOCK
 
@@ -41,15 +42,40 @@ def wrong_answers(report: dict) -> list[dict]:
 
 
 def subject_table(report: dict) -> list[dict]:
-    """Per-subject accuracy rows (with the base model's where the report has it), largest subjects first."""
+    """Per-subject accuracy rows with 95 % intervals (and the base model's where the report has it), largest
+    subjects first; `few` marks subjects with too few questions to rank."""
     base = (report.get("base") or {}).get("per_subject", {})
     out = []
     for name, v in report.get("per_subject", {}).items():
-        row = {"subject": name, "n": v["n"], "accuracy": v["accuracy"]}
-        if base:
-            row["base accuracy"] = base.get(name, {}).get("accuracy")
+        ci = v.get("ci") or wilson(round(v["accuracy"] * v["n"]), v["n"])
+        row = {"subject": name, "n": v["n"], "accuracy": v["accuracy"], "low": ci[0], "high": ci[1],
+               "few": v.get("few", v["n"] < FEW)}
+        if base and name in base:
+            b = base[name]
+            bci = b.get("ci") or wilson(round(b["accuracy"] * b["n"]), b["n"])
+            row.update({"base accuracy": b["accuracy"], "base low": bci[0], "base high": bci[1]})
         out.append(row)
     return sorted(out, key=lambda r: (-r["n"], r["subject"]))
+
+
+def with_statistics(report: dict) -> dict:
+    """The report with its intervals and paired tests, computed from its predictions when it was written
+    before they were stored (eval_report.json of older adapters)."""
+    out = dict(report)
+    preds = report.get("predictions") or []
+    correct = [p.get("pred") == p.get("gold") for p in preds]
+    if "accuracy_ci" not in out and preds:
+        out["accuracy_ci"] = wilson(sum(correct), len(correct))
+        out["always_a_ci"] = wilson(sum(p.get("gold") == "A" for p in preds), len(preds))
+        out["vs_always_a"] = mcnemar(correct, [p.get("gold") == "A" for p in preds])
+    base = report.get("base")
+    if base and "vs_base" not in out and base.get("predictions"):
+        base_right = {p["id"]: p.get("pred") == p.get("gold") for p in base["predictions"]}
+        paired = [(c, base_right[p["id"]]) for c, p in zip(correct, preds) if p["id"] in base_right]
+        out["vs_base"] = mcnemar([a for a, _ in paired], [b for _, b in paired])
+        out["base"] = {**base, "accuracy_ci": base.get("accuracy_ci") or wilson(sum(b for _, b in paired),
+                                                                                 len(paired))}
+    return out
 
 
 def latency_summary(seconds: list[float]) -> dict:

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ..data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
-from ..models.run_record import ADAPTER_FILES, CHECKPOINT_DIR, RUN_FILE, RUN_FORMAT, measured_accuracy
+from ..evaluation.stats import describe_difference, wilson
+from ..models.run_record import ADAPTER_FILES, CHECKPOINT_DIR, DISCLAIMER, RUN_FILE, RUN_FORMAT, measured_accuracy
 
 # A checkpoint is complete once the Trainer has written trainer_state.json, its last file before it
 # rotates older checkpoints away; a crash or a full disk before that leaves a folder without it.
@@ -146,6 +147,21 @@ def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, 
     }
 
 
+def limitations(run: dict) -> str:
+    """What the adapter is for and how sure its number is, for the card (and anyone who reads it)."""
+    m = run.get("metrics") or {}
+    acc, rows = measured_accuracy(run)
+    lines = [f"{DISCLAIMER}."]
+    if isinstance(acc, (int, float)) and rows:
+        lo, hi = m.get("report_ci") or wilson(round(acc * rows), rows)
+        lines.append(f"Measured letter accuracy: {acc:.1%} (95 % interval {lo:.1%} to {hi:.1%}) on {rows} questions.")
+    if m.get("report_vs_always_a"):
+        lines.append(f"Against always answering \"A\": {describe_difference(m['report_vs_always_a'], 'always-A')}.")
+    lines.append("A small model fine-tuned on exam questions learns the answer-letter prior and some wording; its "
+                 "answers are not checked facts and its explanations are unchecked text.")
+    return " ".join(lines)
+
+
 def model_card(run: dict) -> str:
     m, d = run["metrics"], run["data"]
     acc, acc_rows = measured_accuracy(run)
@@ -169,8 +185,13 @@ from `{d['source']}`) with the `{run['preset']}` preset.
 | 4-bit base | {run['load_in_4bit']} |
 | wall time | {run['wall_seconds']} s on {run['device']} |
 
-Letter accuracy: the argmax of the next-token probabilities of A-D after the prompt.
-{"Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only." if d['eval_split'] == 'heldout' else ""}
+Letter accuracy: the argmax of the next-token probabilities of the answer letters after the prompt.
+Checkpoint chosen on: {d.get('selection') or d['eval_split']}.
+{"Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only." if d.get('report_split', d['eval_split']) == 'heldout' else ""}
+
+## Limitations
+
+{limitations(run)}
 
 ## Use
 

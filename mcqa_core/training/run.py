@@ -224,7 +224,8 @@ def run_training(cfg: RunConfig) -> dict:
     report = evaluate(loaded, report_rows, batch_size=cfg.train.per_device_eval_batch_size,
                       max_prompt_tokens=max_len)
     write_report(report, out / REPORT_FILE)
-    metrics.update(report_accuracy=report["accuracy"], report_rows=report["n"])
+    metrics.update(report_accuracy=report["accuracy"], report_rows=report["n"], report_ci=report["accuracy_ci"],
+                   report_vs_always_a=report["vs_always_a"])
     print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {reported.split} rows "
           f"-> {out / REPORT_FILE}", flush=True)
     _write_record(out, record)
