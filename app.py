@@ -17,6 +17,7 @@ nav = st.navigation([
     st.Page("app_pages/ask.py", title="Ask", icon=":material/chat:", default=True),
     st.Page("app_pages/browse.py", title="Browse", icon=":material/menu_book:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/monitoring:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
 ])
 # The sidebar loads the chosen model through st.cache_resource: the first visit in this process pays
 # the load, every later click and session reuses it.

@@ -137,6 +137,8 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     found = find_adapters(cfg.adapters_dir)
     ready = {str(a.path): a for a in found if a.ready}
     choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
+    if (pick := st.session_state.pop("sidebar_pick", None)) in choices:  # e.g. "Ask this adapter" on Train
+        st.session_state["sidebar_model"] = pick
     choice = st.sidebar.selectbox("Model", choices, key="sidebar_model",
                                   format_func=lambda c: _choice_label(c, ready, cfg),
                                   help=f"Adapter folders found in {cfg.adapters_dir}")

@@ -14,6 +14,7 @@ from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, with_statistics, wrong_answers
 from mcqa_core.service.rows import short
 from mcqa_core.service.uploads import results_csv
+from mcqa_core.training.run_status import CURVES_FILE
 
 SPLITS = ("heldout", "validation")
 
@@ -239,6 +240,9 @@ elif saved is not None:
     if saved_path.with_suffix(".png").exists():
         with st.expander("The report's figure (eval_report.png)"):
             st.image(str(saved_path.with_suffix(".png")))
+    if (saved_path.parent / CURVES_FILE).exists():
+        with st.expander("Training curves (loss and letter accuracy per step)"):
+            st.image(str(saved_path.parent / CURVES_FILE))
 else:
     if loaded.has_adapter:
         st.info(f"This adapter has no evaluation report yet ({saved_path} is missing): run one above.")

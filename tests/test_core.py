@@ -140,3 +140,17 @@ def test_cli_rejects_unknown_preset_and_help_is_fast():
     bad = subprocess.run([sys.executable, "train_adapter.py", "--preset", "nope"], cwd=REPO, capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+
+
+def test_letter_only_completion_puts_the_labels_on_the_letter(tokenizer, validation_rows):
+    row = validation_rows[0]
+    ex = encode_example(tokenizer, row, 512, completion="letter")
+    prompt_ids = tokenizer(format_prompt(row))["input_ids"]
+    letter = tokenizer(format_completion(row, completion="letter"), add_special_tokens=False)["input_ids"]
+    assert format_completion(row, completion="letter") == "A" and len(letter) == 1
+    assert ex["input_ids"] == prompt_ids + letter + [tokenizer.eos_token_id]
+    assert ex["labels"] == [IGNORE_INDEX] * len(prompt_ids) + letter + [tokenizer.eos_token_id]
+    # the scorer reads exactly that token
+    from mcqa_core.evaluation.scoring import letter_token_ids
+
+    assert letter[0] == letter_token_ids(tokenizer)[0]

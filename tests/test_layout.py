@@ -16,8 +16,8 @@ PACKAGE = REPO / "mcqa_core"
 FLOORS = {
     "mcqa_core.errors": 0, "mcqa_core.hub": 1, "mcqa_core.command_line": 1,
     "mcqa_core.data": 2, "mcqa_core.models": 3, "mcqa_core.evaluation": 4,
-    "mcqa_core.training": 5, "mcqa_core.service": 5, "mcqa_core.shipping": 5,
-    "mcqa_core.cli": 6,
+    "mcqa_core.training": 5, "mcqa_core.shipping": 5,
+    "mcqa_core.service": 6, "mcqa_core.cli": 6,  # the app's service starts training runs
     "mcqa_core.evaluate": 7, "mcqa_core.export": 7, "mcqa_core.publish": 7,  # `python -m` entry points
 }
 PRODUCT_FILES = [*REPO.glob("app*.py"), REPO / "train_adapter.py", *sorted((REPO / "app_pages").glob("*.py")),

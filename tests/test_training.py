@@ -16,7 +16,8 @@ from mcqa_core.training.settings import load_config
 from .conftest import REPO
 
 PROMISED_FILES = {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                  "chat_template.jinja", "mcqa_run.json", "README.md", "checkpoints"}
+                  "chat_template.jinja", "mcqa_run.json", "README.md", "checkpoints", "curves.png", "tensorboard",
+                  "progress.jsonl", "status.json"}
 
 
 def _lora_and_base(model):
@@ -28,6 +29,7 @@ def _lora_and_base(model):
 def test_smoke_run_writes_exactly_the_promised_folder(smoke_adapter):
     out, record = smoke_adapter
     assert {p.name for p in out.iterdir()} >= PROMISED_FILES - {"chat_template.jinja"}
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # `tensorboard --logdir` opens them
     assert {p.name for p in out.iterdir()} <= PROMISED_FILES | {"eval_report.json", "eval_report.png"}
     run = json.loads((out / "mcqa_run.json").read_text())
     assert run["prompt_version"] == "course-v1" and run["base_model"] == "tiny-random-llama"

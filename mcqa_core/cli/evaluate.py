@@ -27,7 +27,7 @@ from ..data.prompt import PROMPT_STYLES
 from ..data.rows import default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 
-EVAL_SPLITS = ("validation", "heldout")
+EVAL_SPLITS = ("validation", "heldout", "demo-dev")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
 
 

@@ -18,10 +18,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from ..command_line import command
-from ..errors import RunError, refuse
+from ..errors import McqaError, RunError, one_line, refuse
+from ..training.run_status import read_status, write_status
+
+
+def mark_failed(out: Path, error: BaseException) -> None:
+    """status.json says failed, with the reason in one line, when this process had started the run there."""
+    status = read_status(out) or {}
+    if status.get("state") == "running" and status.get("pid") == os.getpid():
+        reason = str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}"
+        write_status(out, "failed", error=one_line([reason or type(error).__name__]))
 
 
 @command
@@ -40,11 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.run_record import measured_accuracy
     from ..training.run import run_training
 
-    record = run_training(cfg)
+    try:
+        record = run_training(cfg)
+    except BaseException as e:  # the Train page reads the reason from status.json
+        mark_failed(Path(cfg.train.output_dir).expanduser(), e)
+        raise
     if not is_main_process():  # rank 0 reports and pushes; the other processes only trained
         return 0
+    if record.get("stopped"):
+        print(f"stopped at step {record['metrics']['global_steps']} with a checkpoint; continue with --resume")
+        return 0
     accuracy, rows = measured_accuracy(record)
-    print(f"adapter saved to {cfg.train.output_dir} (accuracy {accuracy} on {rows} {cfg.data.eval_split} rows)")
+    print(f"adapter saved to {cfg.train.output_dir} (accuracy {accuracy} on {rows} {record['data'].get('report_split')} rows)")
     if cfg.train.push_to_hub:
         from ..shipping.publish import push_folder
 

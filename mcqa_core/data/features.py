@@ -47,13 +47,14 @@ def encode_prompt(tokenizer, row: dict, max_tokens: int, style: str = "course") 
     return None
 
 
-def completion_ids(tokenizer, row: dict, style: str = "course") -> list[int]:
-    return _tokens(tokenizer, format_completion(row, style), False) + [tokenizer.eos_token_id]
+def completion_ids(tokenizer, row: dict, style: str = "course", completion: str = "letter-text") -> list[int]:
+    return _tokens(tokenizer, format_completion(row, style, completion), False) + [tokenizer.eos_token_id]
 
 
-def encode_example(tokenizer, row: dict, max_seq_length: int, style: str = "course") -> dict | None:
+def encode_example(tokenizer, row: dict, max_seq_length: int, style: str = "course",
+                   completion: str = "letter-text") -> dict | None:
     """`input_ids` and `labels` (-100 on the prompt) for training; None when the row cannot fit."""
-    answer = completion_ids(tokenizer, row, style)
+    answer = completion_ids(tokenizer, row, style, completion)
     prompt = encode_prompt(tokenizer, row, max_seq_length - len(answer), style)
     if prompt is None:
         return None
@@ -72,10 +73,11 @@ class EncodedRows:
     skipped_too_long: int
 
 
-def encode_rows(tokenizer, rows: list[dict], max_seq_length: int, style: str = "course") -> EncodedRows:
+def encode_rows(tokenizer, rows: list[dict], max_seq_length: int, style: str = "course",
+                completion: str = "letter-text") -> EncodedRows:
     examples, kept, shortened, skipped = [], [], 0, 0
     for row in rows:
-        ex = encode_example(tokenizer, row, max_seq_length, style)
+        ex = encode_example(tokenizer, row, max_seq_length, style, completion)
         if ex is None:
             skipped += 1
             continue

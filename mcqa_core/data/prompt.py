@@ -63,12 +63,18 @@ def answer_letter(row: dict) -> str:
     return LETTERS[int(row["cop"])]
 
 
-def format_completion(row: dict, style: str = "course") -> str:
-    """What the model learns to write after the prompt: "{letter} {option text}" (course) or " {letter}"
-    (lm-eval, whose prompt ends without a space). The end-of-sequence token is added by the tokenizer step."""
+COMPLETIONS = ("letter-text", "letter")  # what the model learns to write: the course's, or the letter alone
+
+
+def format_completion(row: dict, style: str = "course", completion: str = "letter-text") -> str:
+    """What the model learns to write after the prompt: "{letter} {option text}" (course), "{letter}" alone
+    (completion="letter": all of the loss on the token the scorer reads), or " {letter}" (lm-eval, whose
+    prompt ends without a space). The end-of-sequence token is added by the tokenizer step."""
     letter = answer_letter(row)
     if style == "lm-eval":
         return f" {letter}"
+    if completion == "letter":
+        return letter
     return f"{letter} {row[OPTION_KEYS[int(row['cop'])]]}"
 
 

@@ -193,6 +193,12 @@ Checkpoint chosen on: {d.get('selection') or d['eval_split']}.
 
 {limitations(run)}
 
+## Training curves
+
+![training loss and letter accuracy per step](curves.png)
+
+TensorBoard event files are in `tensorboard/` (`tensorboard --logdir THIS_FOLDER`).
+
 ## Use
 
 ```python

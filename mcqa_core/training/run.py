@@ -8,6 +8,7 @@ parses or checks settings answers at once.
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
 from .batching import BatchPlan, plan_batches
 from .checks import config_problems, selection
 from .output import build_record, checkpoints, model_card, output_problems, prepare_output_dir, save_atomically
+from .run_status import CURVES_FILE, write_status
 from .settings import RunConfig
 
 
@@ -54,6 +56,9 @@ def sft_config(cfg: RunConfig, out: Path, plan: BatchPlan):
         seed=t.seed,
         data_seed=t.seed,
         report_to=t.report_to,
+        # The step-0 evaluation is the base model itself (LoRA starts as a no-op): the reference line of the
+        # accuracy curve. A resumed run was measured there already.
+        eval_on_start=not t.resume,
         max_length=cfg.model.max_seq_length,
         # group_by_length: each step's rows split by length within the step (see training/batching.py).
         train_sampling_strategy="batch_rebalance" if t.group_by_length else "random",
@@ -109,10 +114,10 @@ def _training_rows(cfg: RunConfig):
             {"bank": bank.describe(), "eval_bank": other.describe() if other else None})
 
 
-def _encode(tok, rows: list[dict], max_len: int, what: str):
+def _encode(tok, rows: list[dict], max_len: int, what: str, completion: str):
     from ..data.features import encode_rows
 
-    enc = encode_rows(tok, rows, max_len)
+    enc = encode_rows(tok, rows, max_len, completion=completion)
     if not enc.examples:
         raise DataError(f"no {what} row fits in --max-seq-length {max_len} tokens; raise it (512 fits all "
                         "MedMCQA rows)")
@@ -133,6 +138,8 @@ def run_training(cfg: RunConfig) -> dict:
     eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
     report_rows = reported.rows[:cfg.data.report_limit] if cfg.data.report_limit else reported.rows
     resume_from = prepare_output_dir(out, cfg.train.resume)
+    write_status(out, "running")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # read by the Trainer's TensorBoard callback
 
     import torch
     import transformers
@@ -142,14 +149,15 @@ def run_training(cfg: RunConfig) -> dict:
     from ..models.inference import LoadedModel
     from ..models.loading import load_for_training
     from .distributed import check_world_fits
+    from .progress import ProgressLog, StopOnSignal, plot_curves
     from .relora import make_relora
     from .trainer import EvalSummary, MCQATrainer, to_dataset
 
     transformers.set_seed(cfg.train.seed)
     model, tok, model_info = load_for_training(cfg.model, cfg.lora)
     max_len = cfg.model.max_seq_length
-    train_enc = _encode(tok, train.rows, max_len, "training")
-    eval_enc = _encode(tok, eval_rows, max_len, "evaluation")
+    train_enc = _encode(tok, train.rows, max_len, "training", cfg.data.completion)
+    eval_enc = _encode(tok, eval_rows, max_len, "evaluation", cfg.data.completion)
     counts = {
         "train_rows_used": len(train_enc.examples), "train_rows_invalid": train.skipped,
         "train_rows_too_long": train_enc.skipped_too_long, "train_rows_shortened": train_enc.shortened,
@@ -170,10 +178,12 @@ def run_training(cfg: RunConfig) -> dict:
     relora = make_relora(cfg.train, planned_steps(args, len(train_enc.examples)), seed=cfg.lora.random_state)
     print(f"[batch] {plan.describe()}; micro-batches "
           f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}", flush=True)
+    reference = {"always_a": sum(r["cop"] == 0 for r in eval_enc.rows) / len(eval_enc.rows)}
+    progress, stop = ProgressLog(out, reference), StopOnSignal()
     trainer = MCQATrainer(
         model=model, args=args, train_dataset=to_dataset(train_enc), eval_dataset=to_dataset(eval_enc),
         processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
-        callbacks=[EvalSummary()] + ([relora] if relora else []),
+        callbacks=[EvalSummary(), progress, stop] + ([relora] if relora else []),
     )
     train_started = time.time()
     try:
@@ -200,6 +210,12 @@ def run_training(cfg: RunConfig) -> dict:
     }
     if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
         return {"metrics": metrics, "rank": args.process_index}
+    if stop.requested:  # Stop on the Train page: the checkpoint is saved; --resume continues from it
+        write_status(out, "stopped", step=trainer.state.global_step)
+        return {"stopped": True, "metrics": metrics}
+    base = next((h["eval_accuracy"] for h in trainer.state.log_history
+                 if h.get("step") == 0 and "eval_accuracy" in h), None)
+    plot_curves(trainer.state.log_history, out / CURVES_FILE, {**reference, "base_accuracy": base})
     def save_adapter(folder: Path) -> None:
         if relora:  # the merged restarts and the live LoRA, stacked into one adapter
             relora.save_adapter(trainer.model, folder)
@@ -229,6 +245,7 @@ def run_training(cfg: RunConfig) -> dict:
     print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {reported.split} rows "
           f"-> {out / REPORT_FILE}", flush=True)
     _write_record(out, record)
+    write_status(out, "done", step=trainer.state.global_step)
     return record
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..command_line import Parser, add_fields, check_value, flag_name, setting
 from ..data.bank_flags import BankColumns
+from ..data.prompt import COMPLETIONS
 from ..errors import SettingsError, one_line
 from ..models.loading import (
     DEFAULT_MODEL,
@@ -62,6 +63,9 @@ class DataArgs(BankColumns):
     eval_split: str = setting("train-dev", "Split for eval loss, letter accuracy and the best checkpoint: a dev "
                                            "slice (train-dev, demo-dev), never the reported rows; validation or "
                                            "heldout is the seed's protocol (recorded as such).")
+    completion: str = setting("letter-text", "What the model learns to write after the prompt: letter-text (the "
+                                             "course's \"B Aspirin\") or letter (the answer letter alone).",
+                              choices=COMPLETIONS)
     report_split: str = setting("validation", "Split of the final report, scored once at the end: validation "
                                               "(the official protocol) or heldout (offline).")
     train_limit: int | None = setting(None, "Use at most this many training rows (after validation).")
@@ -90,7 +94,8 @@ class TrainArgs:
     weight_decay: float = setting(0.01, "Weight decay.")
     seed: int = setting(0, "Training seed (data order).")
     group_by_length: bool = setting(True, "Batch rows of similar length together to cut padding (same loss, less compute).")
-    report_to: str = setting("none", "Trainer integrations to log to (none, tensorboard, wandb...).")
+    report_to: str = setting("tensorboard", "Trainer integrations to log to: tensorboard (event files in the adapter "
+                                            "folder's tensorboard/), none, wandb...")
     relora_steps: int | None = setting(None, "ReLoRA: every N optimizer steps merge the LoRA into the model, re-initialise it, "
                                         "reset its optimizer state and re-warm the LR (unset: plain LoRA).")
     relora_warmup_steps: int | None = setting(None, "LR warm-up steps after each ReLoRA restart (unset: --warmup-steps).")

@@ -1,0 +1,141 @@
+"""Train: start a run from the page, watch its loss and letter accuracy live, stop and resume it; the new
+adapter then appears in the sidebar. The run is its own process; this page only reads its files."""
+
+import hashlib
+import json
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_bank import current_bank
+from app_shared import md_escape, settings
+from mcqa_core.errors import McqaError
+from mcqa_core.service import training_runs as runs
+from mcqa_core.training.settings import CPU_DEMO_TIME
+
+PRESETS = {"smoke": "smoke: a tiny random Llama, seconds (checks the machinery)",
+           "cpu-demo": f"cpu-demo: SmolLM2-135M in 4-bit, {CPU_DEMO_TIME}",
+           "course": "course: Llama-3.2-1B, the course recipe (a CUDA GPU and the hub)"}
+
+
+def _gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def bank_file(bank: dict) -> str:
+    """The session's uploaded bank as JSONL in a temporary folder outside the repository, for the trainer."""
+    folder = Path(tempfile.gettempdir()) / "mcqa-banks"
+    folder.mkdir(exist_ok=True)
+    digest = hashlib.sha256(json.dumps(bank["rows"], sort_keys=True).encode()).hexdigest()[:12]
+    path = folder / f"{Path(bank['name']).stem}-{digest}.jsonl"
+    if not path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in bank["rows"]))
+    return str(path)
+
+
+def form_ui(adapters_dir: Path) -> list[str] | None:
+    """The settings a user changes, as the command line the run will be; None until Start is pressed."""
+    presets = [p for p in PRESETS if p != "course" or _gpu()]
+    c1, c2 = st.columns(2)
+    preset = c1.selectbox("Preset", presets, format_func=PRESETS.get, key="train_preset")
+    name = c2.text_input("Adapter name", value=f"{preset}-{datetime.now():%m%d-%H%M}", key="train_name").strip()
+    bank = current_bank()
+    sources = ["MedMCQA (the preset's splits)"] + ([f"Your questions ({bank['name']})"] if bank else [])
+    source = st.radio("Data", sources, horizontal=True, key="train_source",
+                      help="Upload your own questions on Evaluate → Your questions to train on them")
+    c = st.columns(6)
+    steps = c[0].number_input("Max steps (0: epochs)", min_value=0, value=6 if preset == "smoke" else 0,
+                              key="train_steps")
+    epochs = c[1].number_input("Epochs", min_value=0.1, value=1.0, step=0.5, key="train_epochs",
+                               disabled=steps > 0)
+    lr = c[2].number_input("Learning rate", min_value=1e-6, value=1e-3 if preset == "smoke" else 3e-4,
+                           format="%.0e", key="train_lr")
+    rank = c[3].number_input("LoRA rank", min_value=1, value=16, key="train_rank")
+    batch = c[4].number_input("Batch size", min_value=1, value=8 if preset != "course" else 64, key="train_batch")
+    evals = c[5].number_input("Evaluate every", min_value=1, value=3 if preset == "smoke" else 8, key="train_eval")
+    argv = ["--preset", preset, "--output-dir", str(adapters_dir / name), "--learning-rate", f"{lr:g}",
+            "--lora-r", str(rank), "--batch-size", str(batch), "--eval-steps", str(evals), "--save-steps", str(evals)]
+    argv += ["--max-steps", str(steps)] if steps else ["--max-steps", "-1", "--epochs", f"{epochs:g}"]
+    if bank and source != sources[0]:
+        argv += ["--bank", bank_file(bank), "--answer-col", "cop", "--answer-as", "index0"]
+    st.caption("The same run from a terminal:")
+    st.code(runs.command_line(argv), language="bash", wrap_lines=True)
+    return argv if st.button("Start training", key="train_start", type="primary") else None
+
+
+def charts_ui(v: runs.RunView) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Training loss**")
+        if v.losses:
+            st.line_chart(pd.DataFrame(v.losses, columns=["step", "loss"]).set_index("step"), height=220)
+    with right:
+        st.markdown("**Letter accuracy on the dev rows**")
+        if v.evals:
+            df = pd.DataFrame([(s, a) for s, _, a in v.evals], columns=["step", "accuracy"]).set_index("step")
+            if v.base_accuracy is not None:
+                df["base model (step 0)"] = v.base_accuracy
+            if v.always_a is not None:
+                df['always "A"'] = v.always_a
+            st.line_chart(df, height=220)
+
+
+@st.fragment(run_every=1.0)
+def live_ui(out: Path, adapters_dir: Path) -> None:
+    """Re-read the run's files every second: a new point shows within about a second of being logged."""
+    v = runs.view(out, adapters_dir)
+    done = v.step / v.max_steps if v.max_steps else 0.0
+    eta = f", about {v.remaining:.0f} s left" if v.remaining else ""
+    st.progress(min(done, 1.0), text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
+                                     f"{v.elapsed:.0f} s{eta}")
+    if v.state == "failed":
+        st.error(f"The run failed: {v.error}")
+    elif v.state == "stopped":
+        st.warning("Stopped with a checkpoint: Resume continues from it.")
+    elif v.state == "done":
+        st.success("Done: the adapter is in the sidebar's list, with its measured accuracy.")
+        if st.session_state.get("train_seen_done") != str(out):  # once: redraw the sidebar with the new adapter
+            st.session_state["train_seen_done"] = str(out)
+            st.rerun(scope="app")
+    charts_ui(v)
+    c1, c2, c3 = st.columns(3)
+    if v.state in ("running", "starting") and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit"):
+        runs.stop(adapters_dir)
+    if v.state in ("stopped", "failed") and c2.button("Resume", key="train_resume",
+                                                      help="Continue from the newest complete checkpoint"):
+        try:
+            runs.resume(out, adapters_dir)
+        except McqaError as e:
+            st.error(str(e))
+    if v.state == "done" and c3.button("Ask this adapter", key="train_ask"):
+        st.session_state["sidebar_pick"] = str(out)  # the sidebar's picker takes it on the next run
+        st.switch_page("app_pages/ask.py")
+    with st.expander("Log (last lines)"):
+        st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
+
+
+st.title("Train an adapter")
+adapters_dir = settings().adapters_dir
+held = runs.active_run(adapters_dir)
+if held is None:
+    argv = form_ui(adapters_dir)
+    if argv is not None:
+        try:
+            held = runs.start(argv, adapters_dir)
+            st.session_state["train_watch"] = held["output_dir"]
+            time.sleep(0.5)  # the process writes its first status line
+        except McqaError as e:
+            st.error(str(e))
+watch = held["output_dir"] if held else st.session_state.get("train_watch")
+recent = runs.recent_runs(adapters_dir)
+if watch is None and recent:
+    watch = str(recent[0])
+if watch is not None:
+    st.subheader("Training run" if held else "Last run")
+    live_ui(Path(watch), adapters_dir)

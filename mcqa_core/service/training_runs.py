@@ -1,0 +1,175 @@
+"""Training runs started from the app: each is `train_adapter.py` in its own process (its own session, so
+it outlives the page and the server), one at a time per adapters folder, seen only through files: the lock
+`.training.lock` in the adapters folder, and status.json, progress.jsonl and train.log in the run's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import RunError, SettingsError, refuse
+from ..models.run_record import write_json_atomic
+from ..training.run_status import read_progress, read_status
+
+LOCK_FILE = ".training.lock"
+LOG_FILE = "train.log"
+LAUNCH_FILE = "launch.json"  # the command line a run was started with, for Resume
+SCRIPT = Path(__file__).resolve().parents[2] / "train_adapter.py"
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a user would type it in a terminal, from the repository."""
+    return shlex.join([".venv/bin/python", "train_adapter.py", *argv])
+
+
+def check(argv: list[str]) -> None:
+    """Every problem with a command line, in one RunError/SettingsError, in well under a second (no torch)."""
+    from ..training.checks import config_problems
+    from ..training.output import output_problems
+    from ..training.settings import load_config
+
+    try:
+        cfg = load_config(argv)
+    except SystemExit:  # argparse already printed to stderr; say it in one line here
+        raise SettingsError(f"the settings are not valid: {command_line(argv)}") from None
+    out = Path(cfg.train.output_dir).expanduser()
+    refuse(RunError, "start training", config_problems(cfg) + output_problems(out, cfg.train.overwrite,
+                                                                               cfg.train.resume))
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a finished child the server has not reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we know
+
+
+def active_run(adapters_dir: Path) -> dict | None:
+    """The lock of the run in progress; a lock left by a process that died is cleared."""
+    lock = Path(adapters_dir) / LOCK_FILE
+    try:
+        held = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    status = read_status(Path(held.get("output_dir", ""))) or {}
+    finished = status.get("pid") == held.get("pid") and status.get("state") in ("done", "stopped", "failed")
+    if _alive(int(held.get("pid", -1))) and not finished:  # a finished run's process may linger a moment
+        return held
+    lock.unlink(missing_ok=True)
+    return None
+
+
+def start(argv: list[str], adapters_dir: Path) -> dict:
+    """Check, then start `train_adapter.py argv` in the background; returns the lock it holds."""
+    adapters_dir = Path(adapters_dir)
+    if held := active_run(adapters_dir):
+        raise RunError(f"a run is already training into {held['output_dir']} (process {held['pid']}); wait for it "
+                       "or stop it first")
+    check(argv)
+    from ..training.settings import load_config
+
+    out = Path(load_config(argv).train.output_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / LAUNCH_FILE, {"argv": [a for a in argv if a not in ("--resume", "--overwrite")]})
+    with (out / LOG_FILE).open("a") as log:
+        process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], cwd=SCRIPT.parent, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    held = {"pid": process.pid, "output_dir": str(out), "argv": argv, "started": time.time()}
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(adapters_dir / LOCK_FILE, held)
+    return held
+
+
+def stop(adapters_dir: Path) -> bool:
+    """Ask the running trainer to save a checkpoint and exit (SIGTERM, handled in the trainer)."""
+    held = active_run(adapters_dir)
+    if held is None:
+        return False
+    os.kill(int(held["pid"]), signal.SIGTERM)
+    return True
+
+
+def resume(out: Path, adapters_dir: Path) -> dict:
+    """Start the same command again with --resume (the newest complete checkpoint)."""
+    try:
+        argv = json.loads((Path(out) / LAUNCH_FILE).read_text())["argv"]
+    except (OSError, ValueError, KeyError):
+        raise RunError(f"{out} was not started from the app ({LAUNCH_FILE} is missing); resume it with "
+                       f"`python train_adapter.py ... --output-dir {out} --resume`") from None
+    return start([*argv, "--resume"], adapters_dir)
+
+
+@dataclass
+class RunView:
+    """What the Train page draws for one run folder."""
+
+    out: Path
+    state: str  # running | done | stopped | failed | starting
+    error: str | None = None
+    step: int = 0
+    max_steps: int = 0
+    elapsed: float = 0.0
+    losses: list = field(default_factory=list)  # (step, loss)
+    evals: list = field(default_factory=list)  # (step, eval_loss, accuracy)
+    always_a: float | None = None
+    log_tail: list = field(default_factory=list)
+
+    @property
+    def base_accuracy(self) -> float | None:
+        """The step-0 evaluation: the base model itself (the LoRA starts as a no-op)."""
+        return next((a for s, _, a in self.evals if s == 0), None)
+
+    @property
+    def remaining(self) -> float | None:
+        if self.step <= 0 or self.max_steps <= self.step or self.elapsed <= 0:
+            return None
+        return self.elapsed / self.step * (self.max_steps - self.step)
+
+
+def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
+    out = Path(out)
+    status = read_status(out) or {}
+    state = status.get("state", "starting")
+    held = active_run(adapters_dir)
+    running_here = held is not None and Path(held["output_dir"]) == out.expanduser()
+    records = read_progress(out)
+    try:
+        log = (out / LOG_FILE).read_text(errors="replace").replace("\r", "\n").splitlines()
+    except OSError:
+        log = []
+    error = status.get("error")
+    if state in ("running", "starting") and not running_here:
+        # Refused before it wrote a status (bad data, say): the command's own one-line error is in the log.
+        said = next((ln[len("error: "):] for ln in reversed(log) if ln.startswith("error: ")), None)
+        state, error = "failed", error or said or "the training process ended without finishing; see its log"
+    begin = next((r for r in records if r.get("event") == "begin"), {})
+    last = records[-1] if records else {}
+    log_tail = log[-tail:]
+    return RunView(out, state, error, step=int(last.get("step", 0)), max_steps=int(last.get("max_steps", 0)),
+                   elapsed=float(last.get("time", 0.0)),
+                   losses=[(r["step"], r["loss"]) for r in records if r.get("event") == "log"],
+                   evals=[(r["step"], r.get("eval_loss"), r.get("accuracy")) for r in records
+                          if r.get("event") == "eval"],
+                   always_a=begin.get("always_a"), log_tail=[ln for ln in log_tail if ln.strip()])
+
+
+def recent_runs(adapters_dir: Path) -> list[Path]:
+    """Run folders started from the app, newest first."""
+    root = Path(adapters_dir)
+    found = [p for p in root.iterdir() if (p / LAUNCH_FILE).exists()] if root.is_dir() else []
+    return sorted(found, key=lambda p: (p / LAUNCH_FILE).stat().st_mtime, reverse=True)
+

@@ -1,0 +1,46 @@
+"""A training run seen from outside its process: `status.json` (running, done, stopped or failed, with
+the reason and the process id) and `progress.jsonl` (one line per logged step and evaluation). The Train
+page reads them; nothing is shared in memory, so a reloaded page, another browser or a restarted server
+sees the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..models.run_record import write_json_atomic
+
+PROGRESS_FILE = "progress.jsonl"
+STATUS_FILE = "status.json"
+CURVES_FILE = "curves.png"
+
+
+def write_status(out: Path, state: str, **fields) -> None:
+    """running | done | stopped | failed, with the process id and, for failed, the one-line reason."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / STATUS_FILE, {"state": state, "pid": os.getpid(), "time": time.time(), **fields})
+
+
+def read_status(out: Path) -> dict | None:
+    try:
+        return json.loads((Path(out) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_progress(out: Path) -> list[dict]:
+    """The progress lines written so far (a line being written is skipped until it is whole)."""
+    try:
+        lines = (Path(out) / PROGRESS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records

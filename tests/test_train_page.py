@@ -1,0 +1,88 @@
+"""Training from the app: the Train page starts `train_adapter.py` as its own process and follows it through
+its files; stop, resume, a stale lock and a failing run, with the real smoke preset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcqa_core.service import training_runs as runs
+from mcqa_core.training.output import checkpoints
+
+from .test_app import app_env, open_app, shown  # noqa: F401 (app_env: the same app settings, autouse)
+
+
+def _wait(out: Path, adapters: Path, states=("done",), timeout=240) -> runs.RunView:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = runs.view(out, adapters)
+        if v.state in states:
+            return v
+        time.sleep(1)
+    raise AssertionError(f"{out} did not reach {states}: {runs.view(out, adapters)}")
+
+
+def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_env):
+    at = open_app("train")
+    assert "--preset smoke" in shown(at)  # the command line it will run
+    at.text_input(key="train_name").set_value("from-the-page")
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    out = app_env / "from-the-page"
+    view = _wait(out, app_env)
+    assert len(view.losses) >= 3 and len(view.evals) >= 2 and view.base_accuracy is not None
+    at = open_app("train")
+    bars = [p.proto.text for p in at.get("progress")]
+    assert any(b.startswith("from\\-the\\-page: done, step 6 of 6") for b in bars), bars
+    assert any("Done: the adapter is in the sidebar" in s.value for s in at.success), shown(at)
+    assert any(o.startswith("from-the-page · ") for o in at.selectbox(key="sidebar_model").options)  # ready to ask
+
+
+def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):
+    out = app_env / "long"
+    runs.start(["--preset", "smoke", "--output-dir", str(out), "--max-steps", "40", "--eval-steps", "5",
+                "--save-steps", "5", "--data-dir", str(data_dir)], app_env)
+    deadline = time.time() + 180
+    while runs.view(out, app_env).step < 3 and time.time() < deadline:
+        time.sleep(0.5)
+    at = open_app("train")
+    at.button(key="train_stop").click().run()
+    view = _wait(out, app_env, states=("stopped",))
+    complete, _ = checkpoints(out)
+    assert complete and view.step < 40 and not (out / "mcqa_run.json").exists()
+    at = open_app("train")
+    assert "Stopped with a checkpoint" in shown(at)
+    at.button(key="train_resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    _wait(out, app_env)
+    record = json.loads((out / "mcqa_run.json").read_text())
+    assert [h["step"] for h in record["metrics"]["history"] if "loss" in h] == list(range(1, 41))
+
+
+def test_a_stale_lock_from_a_dead_process_is_cleared(app_env):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = app_env / runs.LOCK_FILE
+    lock.write_text(json.dumps({"pid": int(dead.stdout), "output_dir": str(app_env / "ghost")}))
+    assert runs.active_run(app_env) is None and not lock.exists()
+    at = open_app("train")
+    assert at.button(key="train_start") is not None  # the form, not a run that is not there
+
+
+def test_a_run_that_fails_says_failed_with_its_reason(app_env, tmp_path):
+    out = app_env / "bad-data"
+    runs.start(["--preset", "smoke", "--output-dir", str(out), "--data-dir", str(tmp_path / "no-data")], app_env)
+    view = _wait(out, app_env, states=("failed",))
+    assert "data folder" in view.error and "does not exist" in view.error
+    at = open_app("train")
+    assert any("The run failed: data folder" in e.value for e in at.error)
+
+
+def test_settings_that_cannot_run_are_refused_before_a_process_starts(app_env):
+    with pytest.raises(Exception, match="--learning-rate must be above 0"):
+        runs.start(["--preset", "smoke", "--output-dir", str(app_env / "x"), "--learning-rate", "-1"], app_env)
+    assert not (app_env / "x").exists() and runs.active_run(app_env) is None
