@@ -131,3 +131,17 @@ def test_your_questions_upload_map_run_and_download(app_url, browser, tmp_path):
     assert {r["predicted"] for r in results} <= {"A", "B", "C"} and "p_C" in results[0] and "p_D" not in results[0]
     assert all(abs(sum(float(r[f"p_{L}"]) for L in "ABC") - 1) < 1e-3 for r in results)
     assert results[0]["question"] == questions[0][0] and results[0]["options"] == "Heart | Lung | Skin"
+
+
+def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 180)
+    browser.get(f"{app_url}/train")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-train_start button"))
+    browser.find_element(By.CSS_SELECTOR, ".st-key-train_start button").click()
+    main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
+    wait.until(lambda d: "Done: the adapter is in the sidebar" in main.text)  # the page polls the run's files
+    assert len(browser.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2  # loss, accuracy
+    assert re.search(r"done, step 6 of 6", main.text)

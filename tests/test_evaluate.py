@@ -15,12 +15,13 @@ import torch
 from mcqa_core.data.prompt import LETTERS, PROMPT_VERSION, format_prompt
 from mcqa_core.evaluation.evaluate import evaluate, permute_options
 from mcqa_core.evaluation.report import build_report, expected_calibration_error
+from mcqa_core.evaluation.stats import wilson
 from mcqa_core.evaluation.scoring import LetterScore
 
 from .conftest import REPO
 
-REPORT_KEYS = {"n", "accuracy", "always_a_accuracy", "per_subject", "per_choice_type", "confusion", "pred_spread",
-               "gold_spread", "mean_confidence", "ece", "predictions"}
+REPORT_KEYS = {"n", "accuracy", "accuracy_ci", "always_a_accuracy", "always_a_ci", "vs_always_a", "per_subject",
+               "per_choice_type", "confusion", "pred_spread", "gold_spread", "mean_confidence", "ece", "predictions"}
 
 
 def _row(i, cop, subject, choice_type, question="q?"):
@@ -43,9 +44,11 @@ def test_report_arithmetic_on_known_predictions():
     assert set(rep) == REPORT_KEYS
     assert rep["n"] == 5 and rep["accuracy"] == pytest.approx(3 / 5)
     assert rep["always_a_accuracy"] == pytest.approx(2 / 5)
-    assert rep["per_subject"] == {"Y": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "X": {"n": 2, "accuracy": 0.5}}
+    plain = lambda groups: {k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in groups.items()}  # noqa: E731
+    assert plain(rep["per_subject"]) == {"Y": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "X": {"n": 2, "accuracy": 0.5}}
     assert list(rep["per_subject"]) == ["Y", "X"]  # largest first
-    assert rep["per_choice_type"] == {"single": {"n": 3, "accuracy": 1.0}, "multi": {"n": 2, "accuracy": 0.0}}
+    assert plain(rep["per_choice_type"]) == {"single": {"n": 3, "accuracy": 1.0}, "multi": {"n": 2, "accuracy": 0.0}}
+    assert rep["per_subject"]["X"]["few"] and rep["per_subject"]["X"]["ci"] == pytest.approx(wilson(1, 2))
     assert rep["confusion"] == {"labels": ["A", "B", "C", "D"],
                                 "matrix": [[1, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
     assert rep["pred_spread"] == pytest.approx({"A": 0.4, "B": 0.0, "C": 0.2, "D": 0.4})
@@ -147,7 +150,7 @@ def test_compare_base_reports_the_rows_the_adapter_changed(loaded_adapter, valid
 
     rows = validation_rows[:24]
     rep = evaluate(loaded_adapter, rows, batch_size=8, compare_base=True)
-    assert set(rep) == REPORT_KEYS | {"meta", "base", "disagreements"} and set(rep["base"]) == REPORT_KEYS
+    assert set(rep) == REPORT_KEYS | {"meta", "base", "vs_base", "disagreements"} and set(rep["base"]) == REPORT_KEYS
     changed = [(a["id"], a["pred"], b["pred"]) for a, b in zip(rep["predictions"], rep["base"]["predictions"])
                if a["pred"] != b["pred"]]
     assert changed, "the random LoRA should change some answers"

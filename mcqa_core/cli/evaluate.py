@@ -33,10 +33,6 @@ REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created
 
 @dataclass
 class EvalArgs(BankColumns):
-    bank: str | None = setting(None, "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
-                                     "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa); map its "
-                                     "columns with the flags below when the names are not guessed.",
-                               metavar="PATH_OR_NAME")
     adapter: str | None = setting(None, "Adapter folder written by train_adapter.py (its base model and prompt "
                                         "version come from its mcqa_run.json).", metavar="DIR")
     base_model: str | None = setting(None, "Base model: hub id, local folder or offline alias (smollm2-135m, "

@@ -25,6 +25,10 @@ FLAG_TO_MAP = {"question_col": "question", "option_cols": "option_cols", "option
 
 @dataclass
 class BankColumns:
+    bank: str | None = setting(None, "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
+                                     "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa). Training "
+                                     "reports on its held-out quarter (sha256(id) % 4 == 0) or on --eval-bank.",
+                               metavar="PATH_OR_NAME")
     question_col: str | None = setting(None, "Bank column holding the question (default: guessed from the names).",
                                        metavar="NAME")
     option_cols: list | None = setting(None, "Bank columns holding the options, in order: A,B,C (2 to 5).",
@@ -42,7 +46,7 @@ class BankColumns:
 def given_mapping(columns: BankColumns) -> dict:
     """The ColumnMap fields the user set, by ColumnMap name."""
     return {FLAG_TO_MAP[f.name]: getattr(columns, f.name) for f in fields(BankColumns)
-            if getattr(columns, f.name) is not None}
+            if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None}
 
 
 def open_bank(source: str, columns: BankColumns) -> Bank:
@@ -65,7 +69,8 @@ def open_bank(source: str, columns: BankColumns) -> Bank:
 
 
 def mapping_problems(columns: BankColumns, bank: str | None, flag: str = "--bank") -> list[str]:
-    given = [f"--{f.name.replace('_', '-')}" for f in fields(BankColumns) if getattr(columns, f.name) is not None]
+    given = [f"--{f.name.replace('_', '-')}" for f in fields(BankColumns)
+             if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None]
     if given and not bank:
         return [f"{', '.join(given)} map a bank's columns: they need {flag} FILE"]
     if columns.option_cols is not None and columns.options_col is not None:

@@ -2,8 +2,8 @@
 
 `build_report(rows, scores)` turns letter scores (`mcqa_core.evaluation.scoring.score_rows`) into a plain
 dict that the CLI writes as JSON and the app draws. Its keys are fixed (the app codes against them):
-n, accuracy, always_a_accuracy, per_subject, per_choice_type, confusion, pred_spread, gold_spread,
-mean_confidence, ece, predictions.
+n, accuracy, accuracy_ci, always_a_accuracy, always_a_ci, vs_always_a, per_subject, per_choice_type,
+confusion, pred_spread, gold_spread, mean_confidence, ece, predictions.
 """
 
 from __future__ import annotations

@@ -51,10 +51,6 @@ class LoraArgs:
 
 @dataclass
 class DataArgs(BankColumns):
-    bank: str | None = setting(None, "Train on your own questions instead of MedMCQA: a CSV/TSV/JSON/JSONL/Parquet "
-                                     "file, a hub id or a named set (medqa, mmlu-medical, headqa); without "
-                                     "--eval-bank, its held-out quarter (sha256(id) % 4 == 0) is the eval split.",
-                               metavar="PATH_OR_NAME")
     eval_bank: str | None = setting(None, "A second bank to evaluate on (the same column flags apply).",
                                     metavar="PATH_OR_NAME")
     data_dir: str | None = setting(None, "Folder with train.jsonl / validation.jsonl (HF schema); 'local': $MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: the hub (openlifescienceai/medmcqa).")
