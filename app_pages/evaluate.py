@@ -114,7 +114,8 @@ def headline_ui(report: dict) -> None:
         cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
     cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
     st.caption(f"Accuracy {acc:.1%} ({_interval(report['accuracy_ci'])}) on {report['n']} questions.")
-    lines = [f"Against always-\"A\": {describe_difference(report['vs_always_a'], 'always-A')}."]
+    lines = ([f"Against always-\"A\": {describe_difference(report['vs_always_a'], 'always-A')}."]
+             if report.get("vs_always_a") else [])
     if report.get("vs_base"):
         lines.append(f"Against the base model: {describe_difference(report['vs_base'], 'the base model')}.")
     st.markdown("  \n".join(lines))

@@ -44,21 +44,28 @@ def form_ui(adapters_dir: Path) -> list[str] | None:
     presets = [p for p in PRESETS if p != "course" or _gpu()]
     c1, c2 = st.columns(2)
     preset = c1.selectbox("Preset", presets, format_func=PRESETS.get, key="train_preset")
-    name = c2.text_input("Adapter name", value=f"{preset}-{datetime.now():%m%d-%H%M}", key="train_name").strip()
+    name = c2.text_input("Adapter name", value=f"{preset}-{datetime.now():%m%d-%H%M}", key=f"train_name_{preset}",
+                         help="A folder name under the adapters folder").strip()
     bank = current_bank()
     sources = ["MedMCQA (the preset's splits)"] + ([f"Your questions ({bank['name']})"] if bank else [])
     source = st.radio("Data", sources, horizontal=True, key="train_source",
                       help="Upload your own questions on Evaluate → Your questions to train on them")
     c = st.columns(6)
+    # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset gets its own defaults.
     steps = c[0].number_input("Max steps (0: epochs)", min_value=0, value=6 if preset == "smoke" else 0,
-                              key="train_steps")
-    epochs = c[1].number_input("Epochs", min_value=0.1, value=1.0, step=0.5, key="train_epochs",
-                               disabled=steps > 0)
+                              key=f"train_steps_{preset}")
+    epochs = c[1].number_input("Epochs", min_value=0.1, value=1.0 if preset != "course" else 2.0, step=0.5,
+                               key=f"train_epochs_{preset}", disabled=steps > 0)
     lr = c[2].number_input("Learning rate", min_value=1e-6, value=1e-3 if preset == "smoke" else 3e-4,
-                           format="%.0e", key="train_lr")
-    rank = c[3].number_input("LoRA rank", min_value=1, value=16, key="train_rank")
-    batch = c[4].number_input("Batch size", min_value=1, value=8 if preset != "course" else 64, key="train_batch")
-    evals = c[5].number_input("Evaluate every", min_value=1, value=3 if preset == "smoke" else 8, key="train_eval")
+                           format="%.0e", key=f"train_lr_{preset}")
+    rank = c[3].number_input("LoRA rank", min_value=1, value=16, key=f"train_rank_{preset}")
+    batch = c[4].number_input("Batch size", min_value=1, value=8 if preset != "course" else 64,
+                              key=f"train_batch_{preset}")
+    evals = c[5].number_input("Evaluate every", min_value=1, value={"smoke": 3, "cpu-demo": 8}.get(preset, 50),
+                              key=f"train_eval_{preset}")
+    if not name or Path(name).name != name or name in (".", ".."):
+        st.error("Give the adapter a plain folder name (no slashes).")
+        return None
     argv = ["--preset", preset, "--output-dir", str(adapters_dir / name), "--learning-rate", f"{lr:g}",
             "--lora-r", str(rank), "--batch-size", str(batch), "--eval-steps", str(evals), "--save-steps", str(evals)]
     argv += ["--max-steps", str(steps)] if steps else ["--max-steps", "-1", "--epochs", f"{epochs:g}"]
@@ -107,12 +114,17 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     c1, c2, c3 = st.columns(3)
     if v.state in ("running", "starting") and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit"):
         runs.stop(adapters_dir)
+        st.rerun(scope="app")
     if v.state in ("stopped", "failed") and c2.button("Resume", key="train_resume",
                                                       help="Continue from the newest complete checkpoint"):
         try:
             runs.resume(out, adapters_dir)
-        except McqaError as e:
-            st.error(str(e))
+            st.session_state.pop("train_error", None)
+        except McqaError as e:  # kept past the fragment's next tick, until the next action
+            st.session_state["train_error"] = str(e)
+        st.rerun(scope="app")
+    if error := st.session_state.get("train_error"):
+        st.error(error)
     if v.state == "done" and c3.button("Ask this adapter", key="train_ask"):
         st.session_state["sidebar_pick"] = str(out)  # the sidebar's picker takes it on the next run
         st.switch_page("app_pages/ask.py")

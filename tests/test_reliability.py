@@ -170,3 +170,16 @@ def test_browse_with_a_missing_data_folder_says_so_and_does_not_spin(tmp_path, m
         at.run(timeout=60)  # a plain rerun with the same text does not loop either
     assert not at.exception
     shutil.rmtree(tmp_path / "typed-missing", ignore_errors=True)
+
+
+def test_overwrite_sets_the_earlier_run_aside_instead_of_mixing_with_it(tmp_path, data_dir):
+    out = tmp_path / "run"
+    flags = ["--max-steps", "3", "--eval-steps", "3", "--save-steps", "3"]
+    first = run_training(_smoke(out, data_dir, *flags))
+    record = run_training(_smoke(out, data_dir, *flags, "--seed", "1", "--overwrite"))
+    aside = list(out.glob(".replaced-*"))
+    assert len(aside) == 1 and (aside[0] / RUN_FILE).exists() and (aside[0] / "checkpoints").is_dir()
+    old = json.loads((aside[0] / RUN_FILE).read_text())
+    assert old["finished"] == first["finished"] and old["settings"]["train"]["seed"] == 0
+    assert json.loads((out / RUN_FILE).read_text())["settings"]["train"]["seed"] == 1 == record["settings"]["train"]["seed"]
+    assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]

@@ -30,7 +30,7 @@ def _wait(out: Path, adapters: Path, states=("done",), timeout=240) -> runs.RunV
 def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_env):
     at = open_app("train")
     assert "--preset smoke" in shown(at)  # the command line it will run
-    at.text_input(key="train_name").set_value("from-the-page")
+    at.text_input(key="train_name_smoke").set_value("from-the-page")
     at.button(key="train_start").click().run()
     assert not at.exception
     out = app_env / "from-the-page"

@@ -38,7 +38,8 @@ def mcnemar(a: list[bool], b: list[bool], confidence: float = CONFIDENCE) -> dic
     diff = (a_only - b_only) / n
     se = math.sqrt(max(discordant - (a_only - b_only) ** 2 / n, 0.0)) / n
     z = norm.ppf(0.5 + confidence / 2)
-    return {"difference": diff, "ci": [float(diff - z * se), float(diff + z * se)], "p_value": float(p_value),
+    ci = [float(max(-1.0, diff - z * se)), float(min(1.0, diff + z * se))]
+    return {"difference": diff, "ci": ci, "p_value": float(p_value),
             "a_only": a_only, "b_only": b_only, "n": n, "test": "McNemar, exact (binomial on the discordant pairs)"}
 
 

@@ -39,7 +39,8 @@ class AppSettings:
         threads = (env.get("MCQA_APP_THREADS") or "auto").strip().lower()
         return cls(
             base_model=env.get("MCQA_APP_BASE_MODEL") or OFFLINE_MODEL,
-            adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser(),
+            # absolute: a training process started from the app runs in the repository, not the server's cwd
+            adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser().resolve(),
             load_in_4bit=load_in_4bit,
             threads=None if threads == "auto" else max(1, int(threads)),
         )

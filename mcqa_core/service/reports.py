@@ -64,17 +64,18 @@ def with_statistics(report: dict) -> dict:
     out = dict(report)
     preds = report.get("predictions") or []
     correct = [p.get("pred") == p.get("gold") for p in preds]
-    if "accuracy_ci" not in out and preds:
-        out["accuracy_ci"] = wilson(sum(correct), len(correct))
-        out["always_a_ci"] = wilson(sum(p.get("gold") == "A" for p in preds), len(preds))
+    n = report.get("n") or len(preds)
+    if "accuracy_ci" not in out and n:
+        out["accuracy_ci"] = wilson(round(report.get("accuracy", 0) * n), n)
+        out["always_a_ci"] = wilson(round(report.get("always_a_accuracy", 0) * n), n)
+    if "vs_always_a" not in out and preds:
         out["vs_always_a"] = mcnemar(correct, [p.get("gold") == "A" for p in preds])
     base = report.get("base")
     if base and "vs_base" not in out and base.get("predictions"):
-        base_right = {p["id"]: p.get("pred") == p.get("gold") for p in base["predictions"]}
-        paired = [(c, base_right[p["id"]]) for c, p in zip(correct, preds) if p["id"] in base_right]
-        out["vs_base"] = mcnemar([a for a, _ in paired], [b for _, b in paired])
-        out["base"] = {**base, "accuracy_ci": base.get("accuracy_ci") or wilson(sum(b for _, b in paired),
-                                                                                 len(paired))}
+        base_right = {p.get("id"): p.get("pred") == p.get("gold") for p in base["predictions"]}
+        paired = [(c, base_right[p.get("id")]) for c, p in zip(correct, preds) if p.get("id") in base_right]
+        if paired:
+            out["vs_base"] = mcnemar([a for a, _ in paired], [b for _, b in paired])
     return out
 
 

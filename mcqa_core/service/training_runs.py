@@ -17,11 +17,12 @@ from pathlib import Path
 
 from ..errors import RunError, SettingsError, refuse
 from ..models.run_record import write_json_atomic
-from ..training.run_status import read_progress, read_status
+from ..training.run_status import STATUS_FILE, read_progress, read_status
 
 LOCK_FILE = ".training.lock"
 LOG_FILE = "train.log"
 LAUNCH_FILE = "launch.json"  # the command line a run was started with, for Resume
+LAUNCH_MARK = "=== launched"  # begins each launch's part of train.log
 SCRIPT = Path(__file__).resolve().parents[2] / "train_adapter.py"
 
 
@@ -85,9 +86,13 @@ def start(argv: list[str], adapters_dir: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / LAUNCH_FILE, {"argv": [a for a in argv if a not in ("--resume", "--overwrite")]})
     with (out / LOG_FILE).open("a") as log:
+        log.write(f"{LAUNCH_MARK} {time.strftime('%Y-%m-%d %H:%M:%S')}: {command_line(argv)}\n")
+        log.flush()
         process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], cwd=SCRIPT.parent, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # This launch's own state from the first second: not the last attempt's "stopped" or "failed".
+    write_json_atomic(out / STATUS_FILE, {"state": "starting", "pid": process.pid, "time": time.time()})
     held = {"pid": process.pid, "output_dir": str(out), "argv": argv, "started": time.time()}
     adapters_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(adapters_dir / LOCK_FILE, held)
@@ -152,6 +157,8 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
     except OSError:
         log = []
     error = status.get("error")
+    starts = [i for i, ln in enumerate(log) if ln.startswith(LAUNCH_MARK)]
+    log = log[starts[-1]:] if starts else log  # this launch's lines only
     if state in ("running", "starting") and not running_here:
         # Refused before it wrote a status (bad data, say): the command's own one-line error is in the log.
         said = next((ln[len("error: "):] for ln in reversed(log) if ln.startswith("error: ")), None)

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from ..data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
 from ..evaluation.stats import describe_difference, wilson
-from ..models.run_record import ADAPTER_FILES, CHECKPOINT_DIR, DISCLAIMER, RUN_FILE, RUN_FORMAT, measured_accuracy
+from ..models.run_record import (
+    ADAPTER_FILES,
+    CHECKPOINT_DIR,
+    DISCLAIMER,
+    REPORT_FILE,
+    RUN_FILE,
+    RUN_FORMAT,
+    measured_accuracy,
+)
 
 # A checkpoint is complete once the Trainer has written trainer_state.json, its last file before it
 # rotates older checkpoints away; a crash or a full disk before that leaves a folder without it.
@@ -81,12 +89,25 @@ def output_problems(out: Path, overwrite: bool, resume: bool) -> list[str]:
     return []
 
 
-def prepare_output_dir(out: Path, resume: bool) -> Path | None:
+# What a run leaves in its folder; --overwrite sets an earlier run's copies aside before a new one starts.
+RUN_OUTPUTS = (RUN_FILE, *ADAPTER_FILES, CHECKPOINT_DIR, REPORT_FILE, "eval_report.png", "README.md", "curves.png",
+               "progress.jsonl", "status.json", "tensorboard")
+
+
+def prepare_output_dir(out: Path, resume: bool, overwrite: bool = False) -> Path | None:
     """Set incomplete checkpoints aside (renamed, never deleted) and return the checkpoint to resume from.
 
     Called once output_problems found nothing: a folder holding only an unfinished attempt (no complete
-    checkpoint, no finished run) is reused as it is.
+    checkpoint, no finished run) is reused as it is; with --overwrite, an earlier run's files are moved to
+    `.replaced-TIME/` first, so no old checkpoint or record is mistaken for the new run's.
     """
+    old = [out / name for name in RUN_OUTPUTS if (out / name).exists()] if overwrite and not resume else []
+    if old:
+        aside = out / f".replaced-{int(time.time())}"
+        aside.mkdir()
+        for path in old:
+            path.rename(aside / path.name)
+        print(f"[output] --overwrite: the earlier run's files are set aside in {aside}", flush=True)
     complete, incomplete = checkpoints(out)
     for folder in incomplete:
         aside = folder.with_name(f".incomplete-{folder.name}-{int(time.time())}")

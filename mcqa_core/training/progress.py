@@ -5,13 +5,12 @@ The files and their readers are in run_status.py, which the app imports without 
 from __future__ import annotations
 
 import json
-import signal
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .run_status import PROGRESS_FILE
+from .run_status import PROGRESS_FILE, stop_requested
 
 
 class ProgressLog(TrainerCallback):
@@ -42,18 +41,15 @@ class ProgressLog(TrainerCallback):
 
 
 class StopOnSignal(TrainerCallback):
-    """SIGTERM (the Train page's Stop) ends training after the current step with a checkpoint, instead of
-    killing the process mid-write; `requested` tells the run to skip the final adapter and report."""
+    """A Stop (SIGTERM, see run_status.install_stop_handler) ends training after the current step with a
+    checkpoint, instead of killing the process mid-write; a request after the last step is ignored."""
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame):
-        self.requested = True
 
     def on_step_end(self, args, state, control, **kw):
-        if self.requested:
+        if stop_requested() and state.global_step < state.max_steps:
+            self.requested = True
             control.should_save = True
             control.should_training_stop = True
         return control

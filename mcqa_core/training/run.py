@@ -21,7 +21,7 @@ from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
 from .batching import BatchPlan, plan_batches
 from .checks import config_problems, selection
 from .output import build_record, checkpoints, model_card, output_problems, prepare_output_dir, save_atomically
-from .run_status import CURVES_FILE, write_status
+from .run_status import CURVES_FILE, install_stop_handler, stop_requested, write_status
 from .settings import RunConfig
 
 
@@ -137,8 +137,9 @@ def run_training(cfg: RunConfig) -> dict:
     train, evals, reported, banks = _training_rows(cfg)
     eval_rows = evals.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else evals.rows
     report_rows = reported.rows[:cfg.data.report_limit] if cfg.data.report_limit else reported.rows
-    resume_from = prepare_output_dir(out, cfg.train.resume)
+    resume_from = prepare_output_dir(out, cfg.train.resume, cfg.train.overwrite)
     write_status(out, "running")
+    install_stop_handler()  # from here on, a Stop is a clean exit, even while the model is still loading
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # read by the Trainer's TensorBoard callback
 
     import torch
@@ -185,6 +186,9 @@ def run_training(cfg: RunConfig) -> dict:
         processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
         callbacks=[EvalSummary(), progress, stop] + ([relora] if relora else []),
     )
+    if stop_requested():  # stopped while loading: nothing trained, nothing to resume
+        write_status(out, "stopped", step=0)
+        return {"stopped": True, "metrics": {"global_steps": 0}}
     train_started = time.time()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -195,6 +199,9 @@ def run_training(cfg: RunConfig) -> dict:
         raise RunError(f"training stopped at step {trainer.state.global_step}: {type(e).__name__}: {e}; free the "
                        f"space or fix the folder, then {nxt} (the unfinished checkpoint will be set aside)") from None
     train_seconds = time.time() - train_started
+    if stop.requested and trainer.is_world_process_zero():  # Stop: the checkpoint is saved; --resume continues
+        write_status(out, "stopped", step=trainer.state.global_step)
+        return {"stopped": True, "metrics": {"global_steps": trainer.state.global_step}}
     final = _final_metrics(trainer)
     print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
           f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
@@ -210,9 +217,6 @@ def run_training(cfg: RunConfig) -> dict:
     }
     if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
         return {"metrics": metrics, "rank": args.process_index}
-    if stop.requested:  # Stop on the Train page: the checkpoint is saved; --resume continues from it
-        write_status(out, "stopped", step=trainer.state.global_step)
-        return {"stopped": True, "metrics": metrics}
     base = next((h["eval_accuracy"] for h in trainer.state.log_history
                  if h.get("step") == 0 and "eval_accuracy" in h), None)
     plot_curves(trainer.state.log_history, out / CURVES_FILE, {**reference, "base_accuracy": base})

@@ -13,6 +13,24 @@ from pathlib import Path
 
 from ..models.run_record import write_json_atomic
 
+_STOP = {"requested": False}
+
+
+def install_stop_handler() -> None:
+    """SIGTERM (the Train page's Stop) sets a flag instead of killing the process; the trainer's StopOnSignal
+    callback acts on it at the end of the step, and a run still loading stops before its first step."""
+    import signal
+
+    def handle(signum, frame):
+        _STOP["requested"] = True
+
+    signal.signal(signal.SIGTERM, handle)
+
+
+def stop_requested() -> bool:
+    return _STOP["requested"]
+
+
 PROGRESS_FILE = "progress.jsonl"
 STATUS_FILE = "status.json"
 CURVES_FILE = "curves.png"
