@@ -1,12 +1,14 @@
 """Evaluate: how good is the loaded model? Its saved report, or one run here, against always-"A" and the base."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from app_bank import bank_ui
 from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
+from mcqa_core.data.banks import select_part
 from mcqa_core.data.rows import SHARED_DATA_HINT
 from mcqa_core.errors import DataError
 from mcqa_core.evaluation.stats import FEW, describe_difference
@@ -62,9 +64,21 @@ def bank_run_ui(loaded) -> None:
     if not bank.has_answers:
         st.info("This bank has no answer column, so it can be browsed and asked (Browse, Ask) but not scored.")
         return
-    c1, c2 = st.columns([1, 2])
+    trained_on = Path(str((((loaded.run or {}).get("data") or {}).get("bank") or {}).get("source", ""))).name
+    seen = loaded.has_adapter and trained_on == Path(bank.source).name
+    if seen:
+        st.warning("This adapter was trained on this bank (all but its held-out quarter): score the held-out "
+                   "part for an honest number.")
+    c0, c1, c2 = st.columns([1, 1, 2])
+    part = c0.selectbox("Part", ["heldout", "all"] if seen else ["all", "heldout"], key="bank_part",
+                        help="heldout: the quarter with sha256(id) % 4 == 0, which training on a bank never uses")
+    try:
+        bank = select_part(bank, part)
+    except DataError as e:
+        st.error(str(e))
+        return
     n = c1.number_input("Questions", min_value=1, max_value=len(bank.rows), value=len(bank.rows), step=50,
-                        key="bank_n", help="The first N questions of the bank, in file order")
+                        key=f"bank_n_{part}", help="The first N questions of the part, in file order")
     compare = c2.toggle("Compare with the base model", value=loaded.has_adapter, key="bank_compare",
                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
     run, cancel = st.columns([1, 5])
