@@ -15,8 +15,8 @@ import streamlit as st
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
 from mcqa_core.data.rows import default_data_dir, load_split
 from mcqa_core.errors import DataError, ModelError
-from mcqa_core.evaluation.stats import wilson
-from mcqa_core.models.run_record import DISCLAIMER, measured_accuracy
+from mcqa_core.evaluation.report import measured_interval
+from mcqa_core.models.run_record import DISCLAIMER
 from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
 from mcqa_core.service.questions import Answer, load_spec
 from mcqa_core.service.rows import short
@@ -203,11 +203,9 @@ def sidebar_ui():
 def disclaimer_ui(loaded) -> None:
     """One line on every page: what this is for, and how sure the loaded model's measured accuracy is."""
     measured = ""
-    if loaded is not None and loaded.has_adapter:
-        acc, rows = measured_accuracy(loaded.run)
-        if isinstance(acc, (int, float)) and rows:
-            lo, hi = (loaded.run.get("metrics") or {}).get("report_ci") or wilson(round(acc * rows), rows)
-            measured = f" This adapter: {acc:.1%} letter accuracy (95 % interval {lo:.1%} to {hi:.1%}, {rows} questions)."
+    if loaded is not None and loaded.has_adapter and (claim := measured_interval(loaded.run)):
+        acc, rows, (lo, hi) = claim
+        measured = f" This adapter: {acc:.1%} letter accuracy (95 % interval {lo:.1%} to {hi:.1%}, {rows} questions)."
     st.caption(f":material/info: {DISCLAIMER}.{measured}")
 
 

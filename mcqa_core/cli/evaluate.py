@@ -24,7 +24,7 @@ from ..command_line import Parser, add_fields, command, setting
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.prompt import PROMPT_STYLES
-from ..data.rows import default_data_dir, load_split
+from ..data.rows import LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 
 EVAL_SPLITS = ("validation", "heldout", "demo-dev")
@@ -90,28 +90,18 @@ def default_output(args: EvalArgs) -> Path:
     return Path(REPORTS_DIR) / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
 
 
-@dataclass
-class Questions:
-    rows: list[dict]
-    source: str
-    split: str
-    skipped: int
-    skipped_ids: list[str]
-    bank: dict | None = None  # Bank.describe() for a bank
-
-
-def _questions(args: EvalArgs) -> Questions:
-    """The rows to score: MedMCQA's split, or a part of the user's bank (which must carry answers)."""
+def _questions(args: EvalArgs) -> tuple[LoadedSplit, dict | None]:
+    """The rows to score: MedMCQA's split, or a part of the user's bank (which must carry answers), with the
+    bank's description."""
     if not args.bank:
-        data = load_split(args.split or "heldout", args.data_dir or default_data_dir(), args.limit)
-        return Questions(data.rows, data.source, data.split, data.skipped, data.skipped_ids)
+        return load_split(args.split or "heldout", args.data_dir or default_data_dir(), args.limit), None
     bank = open_bank(args.bank, args)
     if not bank.has_answers:
         raise DataError(f"{bank.source} has no answers (no answer column was found or given), so it cannot be "
                         "scored; pass --answer-col NAME, or browse it in the app")
     part = select_part(bank, args.split or "all")
     rows = part.rows[:args.limit] if args.limit else part.rows
-    return Questions(rows, bank.source, args.split or "all", bank.skipped, bank.skipped_ids, bank.describe())
+    return LoadedSplit(rows, args.split or "all", bank.source, bank.skipped, bank.skipped_ids), bank.describe()
 
 
 def _output_problems(args: EvalArgs) -> list[str]:
@@ -151,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         read_adapter_info(args.adapter)  # a missing or damaged adapter is refused before the data is read
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
-        data = _questions(args)
+        data, bank = _questions(args)
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
@@ -178,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.close()
     report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
                           device=loaded.device, load_in_4bit=loaded.load_in_4bit)
-    if data.bank:
-        report["meta"]["bank"] = data.bank
+    if bank:
+        report["meta"]["bank"] = bank
     if overlap:
         report["meta"]["warning"] = overlap
     out = Path(args.output).expanduser() if args.output else default_output(args)

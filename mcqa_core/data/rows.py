@@ -39,18 +39,12 @@ DERIVED_SPLITS = {
 SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
 
 
-def source_rows(split: str) -> tuple[str, set[str]]:
-    """(file split, the splits carved from it) for overlap checks: two splits overlap when one is the file
-    split the other is carved from, or both are the same; `heldout`/`demo-*` are disjoint, as are the
-    `train-*` pair."""
-    base = DERIVED_SPLITS[split][0] if split in DERIVED_SPLITS else split
-    return base, {s for s, (b, _) in DERIVED_SPLITS.items() if b == base}
-
-
 def splits_overlap(a: str, b: str) -> bool:
+    """Two splits share rows when they are the same, or one is the file split the other is carved from;
+    the splits carved from one file (`heldout`/`demo-*`, the `train-*` pair) are disjoint."""
     if a == b:
         return True
-    base_a, base_b = source_rows(a)[0], source_rows(b)[0]
+    base_a, base_b = (DERIVED_SPLITS[s][0] if s in DERIVED_SPLITS else s for s in (a, b))
     return base_a == base_b and (a == base_a or b == base_b)
 SHARED_DATA_HINT = "../shared/data/medmcqa"
 

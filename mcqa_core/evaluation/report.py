@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from ..data.prompt import LETTERS
+from ..models.run_record import measured_accuracy
 from .stats import FEW, describe_difference, mcnemar, wilson
 
 ECE_BINS = 10
@@ -88,6 +89,15 @@ def build_report(rows: list[dict], scores) -> dict:
         "ece": expected_calibration_error(confidences, correct),
         "predictions": predictions,
     }
+
+
+def measured_interval(run: dict) -> tuple[float, int, list[float]] | None:
+    """(accuracy, questions, 95 % interval) a run record claims; the interval stored with its report, or
+    computed from the two numbers for records written before intervals were stored."""
+    acc, rows = measured_accuracy(run)
+    if not isinstance(acc, (int, float)) or not rows:
+        return None
+    return acc, rows, (run.get("metrics") or {}).get("report_ci") or wilson(round(acc * rows), rows)
 
 
 def plot_per_subject(report: dict, png_path: str | Path) -> Path:

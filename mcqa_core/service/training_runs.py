@@ -31,8 +31,9 @@ def command_line(argv: list[str]) -> str:
     return shlex.join([".venv/bin/python", "train_adapter.py", *argv])
 
 
-def check(argv: list[str]) -> None:
-    """Every problem with a command line, in one RunError/SettingsError, in well under a second (no torch)."""
+def check(argv: list[str]):
+    """The RunConfig of a command line, or every problem with it in one RunError/SettingsError, in well under a
+    second (no torch)."""
     from ..training.checks import config_problems
     from ..training.output import output_problems
     from ..training.settings import load_config
@@ -44,6 +45,7 @@ def check(argv: list[str]) -> None:
     out = Path(cfg.train.output_dir).expanduser()
     refuse(RunError, "start training", config_problems(cfg) + output_problems(out, cfg.train.overwrite,
                                                                                cfg.train.resume))
+    return cfg
 
 
 def _alive(pid: int) -> bool:
@@ -79,10 +81,7 @@ def start(argv: list[str], adapters_dir: Path) -> dict:
     if held := active_run(adapters_dir):
         raise RunError(f"a run is already training into {held['output_dir']} (process {held['pid']}); wait for it "
                        "or stop it first")
-    check(argv)
-    from ..training.settings import load_config
-
-    out = Path(load_config(argv).train.output_dir).expanduser()
+    out = Path(check(argv).train.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / LAUNCH_FILE, {"argv": [a for a in argv if a not in ("--resume", "--overwrite")]})
     with (out / LOG_FILE).open("a") as log:
@@ -145,6 +144,17 @@ class RunView:
         return self.elapsed / self.step * (self.max_steps - self.step)
 
 
+def _log_tail(path: Path, size: int = 64 * 1024) -> list[str]:
+    """The log's last `size` bytes as lines: the page polls every second, and progress bars make logs long."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return text.replace("\r", "\n").splitlines()
+
+
 def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
     out = Path(out)
     status = read_status(out) or {}
@@ -152,10 +162,7 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
     held = active_run(adapters_dir)
     running_here = held is not None and Path(held["output_dir"]) == out.expanduser()
     records = read_progress(out)
-    try:
-        log = (out / LOG_FILE).read_text(errors="replace").replace("\r", "\n").splitlines()
-    except OSError:
-        log = []
+    log = _log_tail(out / LOG_FILE)
     error = status.get("error")
     starts = [i for i, ln in enumerate(log) if ln.startswith(LAUNCH_MARK)]
     log = log[starts[-1]:] if starts else log  # this launch's lines only

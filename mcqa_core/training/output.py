@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ..data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
-from ..evaluation.stats import describe_difference, wilson
+from ..evaluation.report import measured_interval
+from ..evaluation.stats import describe_difference
 from ..models.run_record import (
     ADAPTER_FILES,
     CHECKPOINT_DIR,
@@ -171,10 +172,9 @@ def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, 
 def limitations(run: dict) -> str:
     """What the adapter is for and how sure its number is, for the card (and anyone who reads it)."""
     m = run.get("metrics") or {}
-    acc, rows = measured_accuracy(run)
     lines = [f"{DISCLAIMER}."]
-    if isinstance(acc, (int, float)) and rows:
-        lo, hi = m.get("report_ci") or wilson(round(acc * rows), rows)
+    if claim := measured_interval(run):
+        acc, rows, (lo, hi) = claim
         lines.append(f"Measured letter accuracy: {acc:.1%} (95 % interval {lo:.1%} to {hi:.1%}) on {rows} questions.")
     if m.get("report_vs_always_a"):
         lines.append(f"Against always answering \"A\": {describe_difference(m['report_vs_always_a'], 'always-A')}.")

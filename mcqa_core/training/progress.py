@@ -60,6 +60,8 @@ def plot_curves(history: list[dict], png: Path, reference: dict | None = None) -
     picture for the adapter folder, the Evaluate page and the model card."""
     loss = [(h["step"], h["loss"]) for h in history if "loss" in h]
     acc = [(h["step"], h["eval_accuracy"]) for h in history if "eval_accuracy" in h]
+    # The step-0 evaluation is the base model itself (the LoRA starts as a no-op).
+    reference = {**(reference or {}), "base_accuracy": next((a for s, a in acc if s == 0), None)}
     if not loss and not acc:
         return None
     import matplotlib
@@ -74,7 +76,7 @@ def plot_curves(history: list[dict], png: Path, reference: dict | None = None) -
     if acc:
         right.plot(*zip(*acc), marker="o", color="tab:orange", label="letter accuracy (dev)")
     for key, label, style in (("always_a", 'always "A"', "--"), ("base_accuracy", "base model (step 0)", ":")):
-        if (reference or {}).get(key) is not None:
+        if reference.get(key) is not None:
             right.axhline(reference[key], linestyle=style, color="gray", label=label)
     right.set(title="letter accuracy on the dev rows", xlabel="optimizer step", ylim=(0, 1))
     right.legend(fontsize="small")

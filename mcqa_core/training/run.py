@@ -173,7 +173,6 @@ def run_training(cfg: RunConfig) -> dict:
 
     plan = plan_for(cfg, len(train_enc.examples))
     counts.update(batch_size_used=plan.batch_size, grad_accum_used=plan.grad_accum)
-    out.mkdir(parents=True, exist_ok=True)
     args = sft_config(cfg, out, plan)
     check_world_fits(args, len(train_enc.examples))
     relora = make_relora(cfg.train, planned_steps(args, len(train_enc.examples)), seed=cfg.lora.random_state)
@@ -217,9 +216,8 @@ def run_training(cfg: RunConfig) -> dict:
     }
     if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
         return {"metrics": metrics, "rank": args.process_index}
-    base = next((h["eval_accuracy"] for h in trainer.state.log_history
-                 if h.get("step") == 0 and "eval_accuracy" in h), None)
-    plot_curves(trainer.state.log_history, out / CURVES_FILE, {**reference, "base_accuracy": base})
+    plot_curves(trainer.state.log_history, out / CURVES_FILE, reference)
+
     def save_adapter(folder: Path) -> None:
         if relora:  # the merged restarts and the live LoRA, stacked into one adapter
             relora.save_adapter(trainer.model, folder)
