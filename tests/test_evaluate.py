@@ -83,34 +83,39 @@ def test_permute_options_moves_the_answer_with_its_text():
     assert p["cop"] == 0 and row["cop"] == 2
 
 
-class _FakeLoaded:
-    model, tokenizer = object(), object()
+class _PolicyScorer:
+    """A scorer that picks by a fixed policy: the longest option text, or always "A"."""
 
+    has_base = False
 
-@pytest.mark.parametrize("policy", ["content", "position"])
-def test_shuffle_consistency_tells_content_from_position(monkeypatch, policy):
-    """A scorer that picks the longest option text is consistent under shuffling; one that always says
-    "A" is not (and its accuracy tracks where the shuffle put the answer)."""
-    import mcqa_core.evaluation.evaluate as passes
+    def __init__(self, policy):
+        self.policy = policy
 
-    def fake_score_rows(model, tok, rows, progress=None, **kw):
+    def score(self, rows, *, adapter=True, progress=None):
         out = []
         for r in rows:
             texts = [r[k] for k in ("opa", "opb", "opc", "opd")]
-            pick = max(range(4), key=lambda i: len(texts[i])) if policy == "content" else 0
+            pick = max(range(4), key=lambda i: len(texts[i])) if self.policy == "content" else 0
             out.append(LetterScore(r["id"], [1.0 if i == pick else 0.0 for i in range(4)], 1.0, gold=LETTERS[r["cop"]]))
         return out
 
-    monkeypatch.setattr(passes, "score_rows", fake_score_rows)
+    def describe(self):
+        return {"backend": "fake"}
+
+
+@pytest.mark.parametrize("policy", ["content", "position"])
+def test_shuffle_consistency_tells_content_from_position(policy):
+    """A scorer that picks the longest option text is consistent under shuffling; one that always says
+    "A" is not (and its accuracy tracks where the shuffle put the answer)."""
     rows = [dict(_row(i, i % 4, "X", "single"), **{"opa": "x" * (i + 10)}) for i in range(8)]  # "A" the longest
-    rep = evaluate(_FakeLoaded(), rows, shuffle_options=3)
+    rep = evaluate(None, rows, shuffle_options=3, scorer=_PolicyScorer(policy))
     assert rep["shuffle"]["k"] == 3
     if policy == "content":
         assert rep["shuffle"]["consistency"] == 1.0
         assert rep["shuffle"]["accuracy_under_shuffle"] == rep["accuracy"] == 2 / 8
     else:  # a permutation may leave option A in place (5 of 23 do), so not always 0
         assert rep["shuffle"]["consistency"] <= 0.25
-    again = evaluate(_FakeLoaded(), rows, shuffle_options=3)
+    again = evaluate(None, rows, shuffle_options=3, scorer=_PolicyScorer(policy))
     assert again["shuffle"] == rep["shuffle"]  # seeded: the same permutations every run
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
 from .report import build_report
-from .scoring import score_rows
+from .scorers import LocalScorer, Scorer
 from .stats import mcnemar
 
 EVAL_SPLITS = ("validation", "heldout")
@@ -55,37 +55,38 @@ def _progress_over(total: int, progress: Callable[[int, int], None] | None):
 
 def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bool = False, style: str = "course",
              shuffle_options: int = 0, max_prompt_tokens: int = 1024,
-             progress: Callable[[int, int], None] | None = None) -> dict:
-    """Score `rows` with `loaded.model` / `loaded.tokenizer` and return the report (`build_report`'s keys),
-    plus `meta`; with `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`;
-    with `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations).
+             progress: Callable[[int, int], None] | None = None, scorer: Scorer | None = None) -> dict:
+    """Score `rows` with `loaded.model` / `loaded.tokenizer` (or with `scorer`, e.g. a server backend, when
+    given; `loaded` may then be None) and return the report (`build_report`'s keys), plus `meta`; with
+    `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`; with
+    `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations).
     `progress(done, total)` counts questions over all passes.
     """
-    model, tok = loaded.model, loaded.tokenizer
+    if scorer is None:
+        scorer = LocalScorer(loaded, batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style)
     if not rows:
         raise McqaError("no rows to evaluate")
     if shuffle_options < 0:
         raise McqaError(f"shuffle_options must be 0 or more, got {shuffle_options}")
-    if compare_base and not hasattr(model, "disable_adapter"):
-        raise McqaError("compare_base needs a model with a LoRA adapter (load one with --adapter)")
+    if compare_base and not scorer.has_base:
+        raise McqaError("compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
+                        "that also serves the base model (--base-served-model)")
     n = len(rows)
     next_pass = _progress_over(n * (1 + int(compare_base) + shuffle_options), progress)
-    score = dict(batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style)
 
     started = time.perf_counter()
-    scores = score_rows(model, tok, rows, progress=next_pass(n), **score)
+    scores = scorer.score(rows, progress=next_pass(n))
     seconds = time.perf_counter() - started
     report = build_report(rows, scores)
     report["meta"] = {
-        "base_model": getattr(loaded, "base_model", None), "adapter": getattr(loaded, "adapter", None),
-        "prompt_style": style, "batch_size": batch_size, "max_prompt_tokens": max_prompt_tokens,
+        **scorer.describe(),
         "rows_shortened": sum(s.shortened for s in scores),
         "seconds": round(seconds, 2), "seconds_per_question": round(seconds / n, 4),
     }
 
     if compare_base:
-        with model.disable_adapter():  # the same loaded weights, LoRA switched off: no second model in memory
-            base_scores = score_rows(model, tok, rows, progress=next_pass(n), **score)
+        # the same loaded weights, LoRA switched off: no second model in memory
+        base_scores = scorer.score(rows, adapter=False, progress=next_pass(n))
         report["base"] = build_report(rows, base_scores)
         report["vs_base"] = mcnemar([bool(s.correct) for s in scores], [bool(s.correct) for s in base_scores])
         report["disagreements"] = [
@@ -94,19 +95,18 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
         ]
 
     if shuffle_options:
-        report["shuffle"] = _shuffle_report(model, tok, rows, scores, shuffle_options, score,
-                                            next_pass(n * shuffle_options))
+        report["shuffle"] = _shuffle_report(scorer, rows, scores, shuffle_options, next_pass(n * shuffle_options))
     return report
 
 
-def _shuffle_report(model, tok, rows, scores, k, score_kwargs, progress) -> dict:
+def _shuffle_report(scorer, rows, scores, k, progress) -> dict:
     rng = random.Random(SHUFFLE_SEED)  # the same permutations on every run, so reports compare
     orders = []
     for row in rows:
         moves = _moves(option_count(row))
         orders.append(rng.sample(moves, k) if k <= len(moves) else rng.choices(moves, k=k))
     permuted = [permute_options(row, order) for row, order_set in zip(rows, orders) for order in order_set]
-    shuffled = score_rows(model, tok, permuted, progress=progress, **score_kwargs)
+    shuffled = scorer.score(permuted, progress=progress)
     consistent = 0
     for i, (row, first) in enumerate(zip(rows, scores)):
         texts = {_chosen_text(row, first.pred)}

@@ -1,6 +1,7 @@
 """Questions typed into the app: checked, answered (P(A..D) from one forward pass), explained on request.
 
-One model serves every session of the app process, so every call that uses it holds `MODEL_LOCK`.
+One model serves every session of the app process; every call that uses it goes through its `AnswerQueue`
+(`scorer_for`), which batches the questions of all sessions.
 Unfilled options: the prompt always shows four options (it is the one the adapter was trained on), so an
 empty option is written as `UNFILLED_OPTION` and its letter is taken out of the answer: its probability
 is set to zero and the others are renormalised. A question needs at least two filled options.
@@ -11,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
 from ..errors import DataError
-from ..evaluation.scoring import LetterScore, score_rows
+from ..evaluation.scorers import LocalScorer, adapter_switch
+from ..evaluation.scoring import LetterScore
 from ..models import inference
+from .answer_queue import AnswerQueue
 from .rows import normalize
 
 # The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
@@ -30,8 +32,21 @@ ALWAYS_ASKED = OPTION_KEYS[:MEDMCQA_OPTIONS]
 UNFILLED_OPTION = "(no option)"
 EXPLANATION_HEADER = "\n\n### Explanation:\n"
 
-# Scoring with the adapter switched off must not interleave with another session's scoring with it on.
-MODEL_LOCK = threading.RLock()
+APP_BATCH_SIZE = 16  # questions per forward pass, gathered across sessions
+_QUEUE_LOCK = threading.Lock()
+
+
+def scorer_for(loaded):
+    """The scorer every session shares for a loaded model: a server backend's own scorer, or one `AnswerQueue`
+    in front of the in-process model (made on first use)."""
+    if getattr(loaded, "remote", None) is not None:
+        return loaded.remote
+    with _QUEUE_LOCK:
+        queue = getattr(loaded, "answer_queue", None)
+        if queue is None:
+            local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
+            queue = loaded.answer_queue = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
+        return queue
 
 
 def load_spec(spec, threads: int | None = None):
@@ -148,23 +163,12 @@ def prepare_prompt(tokenizer, row: dict, max_tokens: int = APP_MAX_PROMPT_TOKENS
     return PromptInfo(enc.text, len(enc.ids), enc.shortened, message)
 
 
-def _adapter_switch(model, adapter: bool):
-    if adapter:
-        return nullcontext()
-    if hasattr(model, "disable_adapter"):
-        return model.disable_adapter()
-    return nullcontext()  # a base model has no adapter to switch off
-
-
-def answer_rows(loaded, rows: list[dict], *, adapter: bool = True, allowed: list[str] | None = None,
-                max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS, batch_size: int = 16) -> list[Answer]:
-    """Score rows with the loaded model, adapter on (or off: the base model's answer from the same weights)."""
-    with MODEL_LOCK:
-        started = time.perf_counter()
-        with _adapter_switch(loaded.model, adapter):
-            scores = score_rows(loaded.model, loaded.tokenizer, rows, batch_size=batch_size,
-                                max_prompt_tokens=max_prompt_tokens)
-        seconds = (time.perf_counter() - started) / max(len(rows), 1)
+def answer_rows(loaded, rows: list[dict], *, adapter: bool = True, allowed: list[str] | None = None) -> list[Answer]:
+    """Score rows with the loaded model, adapter on (or off: the base model's answer from the same weights).
+    `seconds` is the wait for the answer, queueing included: what the user saw."""
+    started = time.perf_counter()
+    scores = scorer_for(loaded).score(rows, adapter=adapter)
+    seconds = time.perf_counter() - started
     out = []
     for s in scores:
         probs = restrict_probs(s.probs, allowed) if allowed else s.probs
@@ -173,9 +177,8 @@ def answer_rows(loaded, rows: list[dict], *, adapter: bool = True, allowed: list
     return out
 
 
-def answer_question(loaded, row: dict, *, adapter: bool = True, allowed: list[str] | None = None,
-                    max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS) -> Answer:
-    return answer_rows(loaded, [row], adapter=adapter, allowed=allowed, max_prompt_tokens=max_prompt_tokens)[0]
+def answer_question(loaded, row: dict, *, adapter: bool = True, allowed: list[str] | None = None) -> Answer:
+    return answer_rows(loaded, [row], adapter=adapter, allowed=allowed)[0]
 
 
 def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
@@ -187,6 +190,13 @@ def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
 def generate_explanation(loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96,
                          adapter: bool = True) -> str:
     """Greedy text the model writes after its answer when asked to explain (unchecked, may be wrong)."""
-    with MODEL_LOCK, _adapter_switch(loaded.model, adapter):
-        return inference.generate_text(loaded.model, loaded.tokenizer, explanation_prompt(prompt_text, row, letter),
-                                       max_new_tokens)
+    prompt = explanation_prompt(prompt_text, row, letter)
+    scorer = scorer_for(loaded)
+    if getattr(scorer, "generate", None):  # a server backend writes the text itself
+        return scorer.generate(prompt, max_new_tokens, adapter=adapter)
+
+    def write():
+        with adapter_switch(loaded.model, adapter):
+            return inference.generate_text(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
+
+    return scorer.run(write)

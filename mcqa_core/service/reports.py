@@ -1,4 +1,4 @@
-"""Reports for the Evaluate page: the adapter's saved report, an evaluation run while holding the model,
+"""Reports for the Evaluate page: the adapter's saved report, an evaluation through the shared scorer,
 wrong answers and per-subject rows; plus the latency summary the app's benchmark prints."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..evaluation.stats import FEW, mcnemar, wilson
 from ..models.run_record import REPORT_FILE
-from .questions import APP_MAX_PROMPT_TOKENS, MODEL_LOCK
+from .questions import scorer_for
 
 
 def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | None]:
@@ -25,14 +25,13 @@ def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | No
         return None, path
 
 
-def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None,
-                  max_prompt_tokens: int = APP_MAX_PROMPT_TOKENS) -> dict:
-    """`mcqa_core.evaluation.evaluate.evaluate` while holding the model (no other session scores meanwhile)."""
+def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None) -> dict:
+    """`mcqa_core.evaluation.evaluate.evaluate` through the shared scorer: its batches take turns with the
+    questions other sessions ask meanwhile."""
     from ..evaluation.evaluate import evaluate
 
-    with MODEL_LOCK:
-        return evaluate(loaded, rows, compare_base=compare_base and loaded.has_adapter, progress=progress,
-                        max_prompt_tokens=max_prompt_tokens)
+    scorer = scorer_for(loaded)
+    return evaluate(loaded, rows, compare_base=compare_base and scorer.has_base, progress=progress, scorer=scorer)
 
 
 def wrong_answers(report: dict) -> list[dict]:

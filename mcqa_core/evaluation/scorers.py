@@ -1,0 +1,49 @@
+"""Who scores the rows: the model in this process, or (`openai_backend`) a server. Both give `LetterScore`s
+for rows, with the adapter on or off, so evaluation, the CLI and the app do not care which."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Protocol
+
+from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, score_rows
+
+Progress = Callable[[int, int], None]
+
+
+class Scorer(Protocol):
+    has_base: bool  # can answer with the adapter switched off (the base model's answer)
+
+    def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None
+              ) -> list[LetterScore]: ...
+
+    def describe(self) -> dict: ...
+
+
+def adapter_switch(model, adapter: bool):
+    """Switch the LoRA off for a block (the base model's answer from the same weights); a no-op otherwise."""
+    if adapter or not hasattr(model, "disable_adapter"):
+        return nullcontext()  # a base model has no adapter to switch off
+    return model.disable_adapter()
+
+
+class LocalScorer:
+    """The loaded model in this process (`models.inference.LoadedModel`), scored by `score_rows`."""
+
+    def __init__(self, loaded, *, batch_size: int = 16, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+                 style: str = "course"):
+        self.loaded, self.batch_size, self.max_prompt_tokens, self.style = loaded, batch_size, max_prompt_tokens, style
+
+    @property
+    def has_base(self) -> bool:
+        return hasattr(self.loaded.model, "disable_adapter")
+
+    def score(self, rows, *, adapter=True, progress=None):
+        with adapter_switch(self.loaded.model, adapter):
+            return score_rows(self.loaded.model, self.loaded.tokenizer, rows, batch_size=self.batch_size,
+                              max_prompt_tokens=self.max_prompt_tokens, style=self.style, progress=progress)
+
+    def describe(self) -> dict:
+        return {"backend": "local", "base_model": getattr(self.loaded, "base_model", None),
+                "adapter": getattr(self.loaded, "adapter", None), "prompt_style": self.style,
+                "batch_size": self.batch_size, "max_prompt_tokens": self.max_prompt_tokens}

@@ -1,0 +1,174 @@
+"""One queue in front of the app's model: the questions of every session are gathered for a few milliseconds
+and scored together in one batch, and long evaluations are cut into batches that interleave with them.
+
+One worker thread owns the model (nothing else calls it, so no lock is needed around forward passes). Each
+turn it takes the oldest waiting interactive request (an Ask, a Browse answer) and every other interactive
+request with the same adapter setting, up to `batch_size` rows, and scores them in one `score_rows` call;
+only when no interactive request waits does it take up to `batch_size` rows of the oldest evaluation. So an
+Ask waits for at most the one batch already running. Jobs that are not scoring (generating an
+explanation) run alone, in their turn.
+
+Continuous batching in vLLM and llama.cpp's server does the same at the token level; for one forward pass
+per question, batching at the request level is all there is to gain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..evaluation.scorers import LocalScorer, Progress
+from ..evaluation.scoring import LetterScore
+
+GATHER_SECONDS = 0.005  # how long an idle worker waits for other sessions' questions before scoring
+IDLE_EXIT_SECONDS = 60.0  # an idle worker ends (and lets go of the model); the next request starts another
+
+
+@dataclass(eq=False)  # compared by identity: two sessions may ask the same question
+class _Request:
+    rows: list[dict]
+    adapter: bool
+    interactive: bool
+    future: Future = field(default_factory=Future)
+    results: list[LetterScore | None] = field(default_factory=list)
+    taken: int = 0  # rows handed to a batch so far
+    done: int = 0  # rows scored so far
+    job: Callable[[], object] | None = None  # a non-scoring job (generation), run alone
+
+    def __post_init__(self):
+        self.results = [None] * len(self.rows)
+
+
+class AnswerQueue:
+    """Scores rows for many threads (Streamlit sessions) through one worker; a `Scorer` itself."""
+
+    def __init__(self, scorer: LocalScorer, *, batch_size: int = 16, gather_seconds: float = GATHER_SECONDS):
+        self.scorer, self.batch_size, self.gather_seconds = scorer, batch_size, gather_seconds
+        self._waiting: deque[_Request] = deque()
+        self._cond = threading.Condition()
+        self.batches = 0  # batches scored (tests and the benchmark read it)
+        self._worker: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the Scorer interface
+
+    @property
+    def has_base(self) -> bool:
+        return self.scorer.has_base
+
+    def describe(self) -> dict:
+        return {**self.scorer.describe(), "batch_size": self.batch_size}
+
+    def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None,
+              interactive: bool | None = None) -> list[LetterScore]:
+        """Score rows in order. A request of more than one batch counts as an evaluation (it yields to
+        interactive questions between batches) unless `interactive` says otherwise. `progress(done, total)`
+        is called in the caller's thread (Streamlit widgets can only be updated from there)."""
+        if not rows:
+            return []
+        if interactive is None:
+            interactive = len(rows) <= self.batch_size
+        request = self._put(_Request(list(rows), adapter, interactive))
+        reported = -1
+        while True:
+            try:
+                results = request.future.result(timeout=0.2)
+                break
+            except TimeoutError:
+                if progress and request.done != reported:
+                    reported = request.done
+                    progress(reported, len(rows))
+        if progress:
+            progress(len(rows), len(rows))
+        return results
+
+    def run(self, job: Callable[[], object]) -> object:
+        """Run `job()` on the worker, alone with the model, in its turn among interactive requests."""
+        return self._put(_Request([], True, True, job=job)).future.result()
+
+    # ------------------------------------------------------------------ the worker
+
+    def _put(self, request: _Request) -> _Request:
+        with self._cond:
+            self._waiting.append(request)
+            self._cond.notify()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="answer-queue", daemon=True)
+                self._worker.start()
+        return request
+
+    def _next_batch(self) -> tuple[list[tuple[_Request, int]], _Request | None]:
+        """(request, row index) pairs to score together, or a job to run alone; called holding the lock."""
+        interactive = [r for r in self._waiting if r.interactive]
+        if interactive and interactive[0].job is not None:
+            self._waiting.remove(interactive[0])
+            return [], interactive[0]
+        pool = [r for r in interactive if r.job is None] or [r for r in self._waiting if r.job is None]
+        picked: list[tuple[_Request, int]] = []
+        adapter = pool[0].adapter
+        for r in pool:
+            if r.adapter != adapter or r.job is not None:
+                continue
+            while r.taken < len(r.rows) and len(picked) < self.batch_size:
+                picked.append((r, r.taken))
+                r.taken += 1
+            if r.taken == len(r.rows):
+                self._waiting.remove(r)
+            if len(picked) == self.batch_size:
+                break
+        return picked, None
+
+    def _run(self) -> None:
+        idle = True  # a new worker was started by a request that just arrived
+        while True:
+            with self._cond:
+                if not self._waiting:
+                    idle = True
+                    self._cond.wait(IDLE_EXIT_SECONDS)
+                if not self._waiting:
+                    self._worker = None
+                    return
+            if idle and self.gather_seconds:
+                time.sleep(self.gather_seconds)  # let the other sessions' questions of this moment arrive
+            idle = False
+            with self._cond:
+                picked, job = self._next_batch()
+            if job is not None:
+                self._finish_job(job)
+            elif picked:
+                self._score(picked)
+
+    @staticmethod
+    def _finish_job(request: _Request) -> None:
+        try:
+            request.future.set_result(request.job())
+        except BaseException as e:  # the caller sees the job's own error
+            request.future.set_exception(e)
+
+    def _score(self, picked: list[tuple[_Request, int]]) -> None:
+        try:
+            scores = self.scorer.score([r.rows[i] for r, i in picked], adapter=picked[0][0].adapter)
+        except BaseException as e:
+            requests = list({id(r): r for r, _ in picked}.values())
+            if len(requests) == 1:
+                self._fail(requests[0], e)
+            else:  # one session's bad question must not fail the others': score each request's rows alone
+                for r in requests:
+                    self._score([(q, i) for q, i in picked if q is r])
+            return
+        self.batches += 1
+        for (r, i), s in zip(picked, scores):
+            r.results[i] = s
+            r.done += 1
+            if r.done == len(r.rows) and not r.future.done():
+                r.future.set_result(r.results)
+
+    def _fail(self, request: _Request, error: BaseException) -> None:
+        with self._cond:
+            if request in self._waiting:
+                self._waiting.remove(request)  # the rest of a failed evaluation is not scored
+        if not request.future.done():
+            request.future.set_exception(error)
