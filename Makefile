@@ -1,5 +1,5 @@
 # `make app` and `make test` each do the whole set-up on a fresh machine first (scripts/setup.sh).
-.PHONY: setup app test smoke cpu-demo bench
+.PHONY: setup setup-serving app test smoke cpu-demo bench
 PY := .venv/bin/python
 
 setup:
@@ -8,7 +8,11 @@ setup:
 app: setup
 	.venv/bin/streamlit run app.py
 
-test: setup
+# llama.cpp's converter and server as well (built once, minutes): the export and serving tests use them.
+setup-serving: setup
+	bash scripts/install_llama_cpp.sh
+
+test: setup-serving
 	$(PY) -m pytest -q
 
 smoke: setup

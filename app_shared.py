@@ -14,7 +14,7 @@ import streamlit as st
 
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
 from mcqa_core.data.rows import default_data_dir, load_split
-from mcqa_core.errors import DataError, ModelError
+from mcqa_core.errors import DataError, McqaError
 from mcqa_core.evaluation.report import measured_interval
 from mcqa_core.models.run_record import DISCLAIMER
 from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
@@ -43,16 +43,17 @@ def md_escape(text: str) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
-def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None):
+def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: bool | None, backend: str):
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the server's log is not a terminal: no weight-loading bars in it
-    return load_spec(ModelSpec(adapter, base_model, load_in_4bit), threads=settings().threads)
+    return load_spec(ModelSpec(adapter, base_model, load_in_4bit, backend), threads=settings().threads,
+                     settings=settings())
 
 
 def get_model(spec: ModelSpec):
     """The model for a spec: loaded on the first call in this process, then shared by every session."""
-    return _cached_model(spec.adapter, spec.base_model, spec.load_in_4bit)
+    return _cached_model(spec.adapter, spec.base_model, spec.load_in_4bit, spec.backend)
 
 
 @st.cache_data(show_spinner="Reading MedMCQA rows…", max_entries=4)
@@ -116,7 +117,7 @@ def _load_or_error(spec: ModelSpec):
     try:
         with st.spinner(f"Loading {spec.label()} (once per server; later clicks reuse it)…"):
             return get_model(spec), None
-    except ModelError as e:  # our own checks: the message already says what to do
+    except McqaError as e:  # our own checks (a damaged adapter, a server down): the message says what to do
         return None, str(e)
     except Exception as e:  # torch/peft/safetensors raise many types for a damaged folder; keep the app alive
         return None, f"{type(e).__name__}: {str(e)[:500]}"
@@ -145,16 +146,22 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     for a in found:
         if not a.ready:
             st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(a.problem or 'not ready')}")
+    backend = cfg.backend
+    if cfg.endpoint:  # a server is configured: either may answer; a failed switch keeps the last good one
+        backend = st.sidebar.radio("Answered by", ["local", "openai"], index=int(cfg.backend == "openai"),
+                                   key="sidebar_backend", horizontal=True,
+                                   format_func=lambda b: "this app" if b == "local" else "the server",
+                                   help=f"the server: {cfg.endpoint} (docs/serving.md)")
     if choice == PATH_CHOICE:
         path = st.sidebar.text_input("Adapter folder", key="sidebar_adapter_path",
                                      placeholder="adapters/my-run or /abs/path").strip()
         if not path:
             st.sidebar.caption("Type a folder that holds adapter_config.json; the base model answers meanwhile.")
-            return base_spec(cfg)
-        return adapter_spec(path, cfg)
+            return base_spec(cfg, backend)
+        return adapter_spec(path, cfg, backend)
     if choice == BASE_CHOICE:
-        return base_spec(cfg)
-    return adapter_spec(choice, cfg)
+        return base_spec(cfg, backend)
+    return adapter_spec(choice, cfg, backend)
 
 
 def sidebar_ui():
@@ -166,7 +173,7 @@ def sidebar_ui():
     cfg = settings()
     wanted = model_picker_ui(cfg)
     failed: dict = st.session_state.setdefault("app_failed", {})
-    fallback = st.session_state.get("app_good_spec") or base_spec(cfg)
+    fallback = st.session_state.get("app_good_spec") or base_spec(cfg, "local")
     loaded, spec = None, wanted
     if wanted in failed:
         error = failed[wanted]
@@ -230,8 +237,11 @@ def loaded_info_ui(loaded) -> None:
     four_bit = "yes" if d["load_in_4bit"] else "no"
     if loaded.has_adapter and loaded.run.get("load_in_4bit") and not d["load_in_4bit"]:
         four_bit += " (trained on the 4-bit base: near-tie answers may differ from its evaluation)"
-    lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · "
-                 f"**loaded in** {d['load_seconds']:.1f} s")
+    if d["device"].startswith("server"):
+        lines.append(f"**Answered by:** {md_escape(d['device'])}")
+    else:
+        lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · "
+                     f"**loaded in** {d['load_seconds']:.1f} s")
     st.sidebar.markdown("  \n".join(lines))
 
 

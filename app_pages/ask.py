@@ -5,12 +5,13 @@ import streamlit as st
 from app_bank import current_bank
 from app_shared import TRAIN_HINT, answer_ui, current_spec, md_escape, require_model, validation_rows_or_none
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
-from mcqa_core.errors import DataError
+from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import (
     ASK_KEYS,
     AskInput,
     answer_question,
+    can_compare,
     check_input,
     generate_explanation,
     prepare_prompt,
@@ -156,9 +157,11 @@ if not loaded.has_adapter:
             f"(`{TRAIN_HINT}`) and pick it in the sidebar.")
 restore_inputs()
 question, options = inputs_ui()
-compare = st.toggle("Compare with the base model", key="ask_compare", disabled=not loaded.has_adapter,
+comparable = can_compare(loaded)
+compare = st.toggle("Compare with the base model", key="ask_compare", disabled=not comparable,
                     help="Answer twice from the one loaded model: adapter switched off, then on"
-                    if loaded.has_adapter else "Load an adapter in the sidebar to compare it with its base")
+                    if comparable else "Load an adapter in the sidebar to compare it with its base (on a server "
+                    "backend, also serve the base: docs/serving.md)")
 if st.button("Ask", key="ask_submit", type="primary"):
     checked = check_input(question, options)
     if not checked.ok:
@@ -168,9 +171,9 @@ if st.button("Ask", key="ask_submit", type="primary"):
     else:
         try:
             with st.spinner("Thinking…"):
-                st.session_state["ask_result"] = run_ask(loaded, checked, compare and loaded.has_adapter)
+                st.session_state["ask_result"] = run_ask(loaded, checked, compare and comparable)
                 st.session_state["ask_result"]["spec"] = current_spec()
-        except DataError as e:
+        except McqaError as e:  # a question too long, a server that stopped answering
             st.error(str(e))
             st.session_state.pop("ask_result", None)
 

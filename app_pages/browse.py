@@ -9,6 +9,7 @@ from app_bank import current_bank
 from app_shared import answer_ui, current_model, data_dir, md_escape, validation_rows_or_none
 from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.data.rows import SHARED_DATA_HINT
+from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import answer_question
 from mcqa_core.service.rows import (
@@ -109,8 +110,11 @@ def detail_ui(row: dict, where: str) -> None:
             if loaded is None:
                 st.info("No model is loaded: pick one in the sidebar.")
             else:
-                with st.spinner("Thinking…"):
-                    st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
+                try:
+                    with st.spinner("Thinking…"):
+                        st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
+                except McqaError as e:  # a question too long, a server that stopped answering
+                    st.error(str(e))
         if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
             st.switch_page("app_pages/ask.py")

@@ -10,7 +10,7 @@ from app_bank import bank_ui
 from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
 from mcqa_core.data.banks import select_part
 from mcqa_core.data.rows import SHARED_DATA_HINT
-from mcqa_core.errors import DataError
+from mcqa_core.errors import DataError, McqaError
 from mcqa_core.evaluation.stats import FEW, describe_difference
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, with_statistics, wrong_answers
@@ -50,7 +50,12 @@ def run_ui(loaded) -> None:
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
 
-    report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+    try:
+        report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+    except McqaError as e:  # a question too long, a server that stopped answering
+        bar.empty()
+        st.error(str(e))
+        return
     bar.empty()
     st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split}
 
@@ -91,7 +96,12 @@ def bank_run_ui(loaded) -> None:
         def progress(done: int, total: int) -> None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
 
-        report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+        try:
+            report = evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+        except McqaError as e:
+            bar.empty()
+            st.error(str(e))
+            return
         report["meta"]["bank"] = bank.describe()
         bar.empty()
         st.session_state["evaluate_bank_result"] = {"spec": current_spec(), "report": report, "rows": rows,

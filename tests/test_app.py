@@ -102,6 +102,32 @@ def test_ask_answers_with_probabilities_time_and_prompt(data_dir):
     assert "Written by the model after its answer" in shown(at)
 
 
+def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_is_gone(monkeypatch):
+    from .test_serving import _FakeServer
+
+    server = _FakeServer("ok")  # answers "B" most likely, then "A", for model "mcqa"
+    monkeypatch.setenv("MCQA_APP_BACKEND", "openai")
+    monkeypatch.setenv("MCQA_APP_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("MCQA_APP_SERVED_BASE_MODEL", "mcqa")
+    app_shared._cached_model.clear()
+    try:
+        at = open_app("ask")
+        assert "**Answered by:** server http" in shown(at)
+        fill(at, "Which organ pumps blood?", "Lung", "Heart", "Liver", "Skin")
+        at.button(key="ask_submit").click().run()
+        assert [m.value for m in at.markdown if m.value.startswith("#### ")] == ["#### B. Heart"]
+        server.shutdown()
+        server.server_close()
+        at.button(key="ask_submit").click().run()  # the server died: one line, the page keeps working
+        assert not at.exception and len(at.error) == 1 and "cannot reach the server" in at.error[0].value
+        app_shared._cached_model.clear()  # a new start: the server is refused, this app's own model answers
+        at = open_app("ask")
+        text = shown(at)
+        assert "cannot reach the server" in text and "Still using base model tiny\\-random\\-llama." in text
+    finally:
+        app_shared._cached_model.clear()
+
+
 def test_ask_refuses_bad_input_without_calling_the_model(monkeypatch):
     at = open_app("ask")
 

@@ -9,6 +9,9 @@
     # position bias: re-ask every question with 3 permutations of its options
     mcqa-eval --adapter adapters/cpu-demo --split heldout --shuffle-options 3
 
+    # through an OpenAI-compatible server (vLLM, llama.cpp's llama-server) that serves the model as "mcqa"
+    mcqa-eval --backend openai --endpoint http://localhost:8000/v1 --model mcqa --adapter adapters/cpu-demo
+
 Writes REPORT.json and REPORT.png (accuracy per subject) beside it, and prints a short table.
 The answer is the argmax of the next-token probabilities of A-D after the prompt (one forward pass
 per question). `python -m mcqa_core.evaluate` is the same command.
@@ -28,6 +31,7 @@ from ..data.rows import LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 
 EVAL_SPLITS = ("validation", "heldout", "demo-dev")
+BACKENDS = ("local", "openai")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
 
 
@@ -57,6 +61,15 @@ class EvalArgs(BankColumns):
     load_in_4bit: bool | None = setting(None, "Load the base in 4-bit (--4bit) or full precision (--no-4bit); "
                                               "default: as the adapter was trained, 4-bit for a base alone.",
                                         flag="4bit")
+    backend: str = setting("local", "Who scores: local (the model in this process) or openai (a server speaking "
+                                    "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).")
+    endpoint: str | None = setting(None, "With --backend openai: the server's URL, e.g. http://localhost:8000/v1.",
+                                   metavar="URL")
+    model: str | None = setting(None, "With --backend openai: the model (or LoRA) name the server serves "
+                                      "(vLLM's --lora-modules NAME=..., llama-server's --alias).", metavar="NAME")
+    base_served_model: str | None = setting(None, "With --backend openai and --compare-base: the name the server "
+                                                  "gives the base model.", metavar="NAME")
+    timeout: float = setting(60.0, "With --backend openai: seconds to wait for one answer.", min=1)
 
 
 def parse_args(argv: list[str] | None = None) -> EvalArgs:
@@ -75,9 +88,17 @@ def check_args(args: EvalArgs) -> list[str]:
                         + ("" if args.bank else " (or pass --bank FILE for your own questions)"))
     if args.prompt not in PROMPT_STYLES:
         problems.append(f"unknown --prompt {args.prompt!r}; choose {' or '.join(PROMPT_STYLES)}")
-    if not args.adapter and not args.base_model:
+    if args.backend not in BACKENDS:
+        problems.append(f"unknown --backend {args.backend!r}; choose {' or '.join(BACKENDS)}")
+    elif args.backend == "openai":
+        problems += [f"--backend openai needs {flag}" for flag, value in
+                     (("--endpoint URL", args.endpoint), ("--model NAME (as the server names it)", args.model))
+                     if not value]
+        if args.compare_base and not args.base_served_model:
+            problems.append("--compare-base with --backend openai needs --base-served-model NAME")
+    elif not args.adapter and not args.base_model:
         problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
-    if args.compare_base and not args.adapter:
+    elif args.compare_base and not args.adapter:
         problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
     problems += _output_problems(args)
     return problems
@@ -85,7 +106,8 @@ def check_args(args: EvalArgs) -> list[str]:
 
 def default_output(args: EvalArgs) -> Path:
     """reports/NAME[-BANK]-SPLIT.json: NAME is the adapter folder's name or the base model's last path part."""
-    name = Path(args.adapter).expanduser().resolve().name if args.adapter else Path(args.base_model or "model").name
+    name = (Path(args.adapter).expanduser().resolve().name if args.adapter
+            else Path(args.base_model or args.model or "model").name)
     bank = f"-{Path(args.bank).stem}" if args.bank else ""
     return Path(REPORTS_DIR) / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
 
@@ -145,11 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
-    loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
-    what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
-    print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
-          f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
-    overlap = split_overlap_warning(loaded.run, data.split) if loaded.has_adapter else None
+    if args.backend == "openai":
+        loaded, scorer = None, _server_scorer(args)
+        run, device, four_bit = (read_adapter_info(args.adapter) if args.adapter else {}), "server", None
+    else:
+        loaded, scorer = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit), None
+        what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
+        print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+              f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
+        run, device, four_bit = loaded.run, loaded.device, loaded.load_in_4bit
+    overlap = split_overlap_warning(run, data.split) if args.adapter else None
     if overlap:
         print(f"warning: {overlap}", file=sys.stderr)
 
@@ -163,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = evaluate(loaded, data.rows, batch_size=args.batch_size, compare_base=args.compare_base,
                           style=args.prompt, shuffle_options=args.shuffle_options,
-                          max_prompt_tokens=args.max_prompt_tokens, progress=progress)
+                          max_prompt_tokens=args.max_prompt_tokens, progress=progress, scorer=scorer)
     finally:
         bar.close()
     report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
-                          device=loaded.device, load_in_4bit=loaded.load_in_4bit)
+                          device=device, load_in_4bit=four_bit)
     if bank:
         report["meta"]["bank"] = bank
     if overlap:
@@ -178,6 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")
     return 0
+
+
+def _server_scorer(args: EvalArgs):
+    """The OpenAI-compatible server, checked (reachable, serves the names given) before any scoring. The
+    tokenizer of the adapter's (or --base-model's) base, when there is one, shortens long questions as
+    in-process scoring does; without it prompts go whole."""
+    from ..evaluation.openai_backend import OpenAIScorer
+    from ..models.inference import read_adapter_info
+    from ..models.loading import load_tokenizer, resolve_model
+
+    base = read_adapter_info(args.adapter)["base_model"] if args.adapter else args.base_model
+    tokenizer = load_tokenizer(resolve_model(base)) if base else None
+    scorer = OpenAIScorer(args.endpoint, args.model, base_model=args.base_served_model, tokenizer=tokenizer,
+                          max_prompt_tokens=args.max_prompt_tokens, style=args.prompt, timeout=args.timeout)
+    scorer.check()
+    print(f"[model] {args.model} served at {scorer.endpoint}", file=sys.stderr)
+    return scorer
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
     # half the size on disk (the agreement check then runs in bf16 too)
     mcqa-export --adapter adapters/cpu-demo --out exports/cpu-demo-bf16 --dtype bfloat16
 
+    # GGUF files for llama.cpp / Ollama (llama.cpp's converter), each checked in llama-server
+    mcqa-export --adapter adapters/cpu-demo --out exports/cpu-demo-gguf --format gguf --gguf-types f16,q8_0
+
     # replace an earlier export, then upload it (token from HF_TOKEN or `hf auth login`)
     mcqa-export --adapter adapters/cpu-demo --out exports/m --overwrite --push-to-hub me/medmcqa-1b
 

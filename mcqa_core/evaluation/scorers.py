@@ -47,3 +47,12 @@ class LocalScorer:
         return {"backend": "local", "base_model": getattr(self.loaded, "base_model", None),
                 "adapter": getattr(self.loaded, "adapter", None), "prompt_style": self.style,
                 "batch_size": self.batch_size, "max_prompt_tokens": self.max_prompt_tokens}
+
+
+def agreement(a: list[LetterScore], b: list[LetterScore]) -> float:
+    """Share of rows on which two scorings pick the same letter."""
+    return sum(x.pred == y.pred for x, y in zip(a, b)) / len(a) if a else float("nan")
+
+
+def max_prob_diff(a: list[LetterScore], b: list[LetterScore]) -> float:
+    return max((max(abs(p - q) for p, q in zip(x.probs, y.probs)) for x, y in zip(a, b)), default=0.0)

@@ -27,6 +27,13 @@ class AppSettings:
     # MCQA_APP_THREADS: torch CPU threads. auto: torch's default (all cores); a number pins it (1 on a machine
     # shared with other jobs, where threads waiting on each other make answers slower).
     threads: int | None = None
+    # MCQA_APP_BACKEND=local (the model in this process) or openai: answers come from an OpenAI-compatible
+    # server (vLLM, llama.cpp's llama-server) at MCQA_APP_ENDPOINT, which serves the picked adapter under its
+    # folder's name (or MCQA_APP_SERVED_MODEL) and its base as MCQA_APP_SERVED_BASE_MODEL (docs/serving.md).
+    backend: str = "local"
+    endpoint: str | None = None
+    served_model: str | None = None
+    served_base_model: str | None = None
 
     @classmethod
     def from_env(cls, env=None) -> "AppSettings":
@@ -43,6 +50,10 @@ class AppSettings:
             adapters_dir=Path(env.get("MCQA_ADAPTERS_DIR") or REPO / "adapters").expanduser().resolve(),
             load_in_4bit=load_in_4bit,
             threads=None if threads == "auto" else max(1, int(threads)),
+            backend=(env.get("MCQA_APP_BACKEND") or "local").strip().lower(),
+            endpoint=env.get("MCQA_APP_ENDPOINT") or None,
+            served_model=env.get("MCQA_APP_SERVED_MODEL") or None,
+            served_base_model=env.get("MCQA_APP_SERVED_BASE_MODEL") or None,
         )
 
 
@@ -53,17 +64,20 @@ class ModelSpec:
     adapter: str | None
     base_model: str | None
     load_in_4bit: bool | None
+    backend: str = "local"  # or "openai": answered by the server the settings name
 
     def label(self) -> str:
-        return f"adapter {self.adapter}" if self.adapter else f"base model {self.base_model}"
+        what = f"adapter {self.adapter}" if self.adapter else f"base model {self.base_model}"
+        return what + (" on the server" if self.backend == "openai" else "")
 
 
-def base_spec(settings: AppSettings) -> ModelSpec:
-    return ModelSpec(None, settings.base_model, True if settings.load_in_4bit is None else settings.load_in_4bit)
+def base_spec(settings: AppSettings, backend: str | None = None) -> ModelSpec:
+    return ModelSpec(None, settings.base_model, True if settings.load_in_4bit is None else settings.load_in_4bit,
+                     backend or settings.backend)
 
 
-def adapter_spec(folder: str | Path, settings: AppSettings) -> ModelSpec:
-    return ModelSpec(str(Path(folder).expanduser()), None, settings.load_in_4bit)
+def adapter_spec(folder: str | Path, settings: AppSettings, backend: str | None = None) -> ModelSpec:
+    return ModelSpec(str(Path(folder).expanduser()), None, settings.load_in_4bit, backend or settings.backend)
 
 
 @dataclass

@@ -49,11 +49,14 @@ def scorer_for(loaded):
         return queue
 
 
-def load_spec(spec, threads: int | None = None):
+def load_spec(spec, threads: int | None = None, settings=None):
     """Load what an adapters.ModelSpec names (slow: seconds to a minute). The app caches it per process.
 
-    `threads` sets torch's CPU threads for the process (the app's one model serves every session).
+    `threads` sets torch's CPU threads for the process (the app's one model serves every session). For a spec
+    with `backend == "openai"` only the tokenizer is loaded here and the server `settings` names answers.
     """
+    if spec.backend == "openai":
+        return load_served(spec, settings)
     if threads:
         import torch
 
@@ -61,6 +64,39 @@ def load_spec(spec, threads: int | None = None):
 
     loaded = inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
     warm_up(loaded)
+    return loaded
+
+
+def can_compare(loaded) -> bool:
+    """Whether the base model's answer can be shown beside the adapter's (an adapter in process, or a server
+    that also serves the base)."""
+    return loaded.has_adapter and scorer_for(loaded).has_base
+
+
+def load_served(spec, settings):
+    """A `LoadedModel` without weights whose answers come from the OpenAI-compatible server the settings name;
+    refused in one line, before anything is shown as loaded, when the server is down or lacks the model."""
+    from ..errors import SettingsError
+    from ..evaluation.openai_backend import OpenAIScorer
+    from ..models.loading import load_tokenizer, resolve_model
+
+    started = time.perf_counter()
+    run = inference.read_adapter_info(spec.adapter) if spec.adapter else {}
+    # An adapter is served under its folder's name (vLLM: --lora-modules NAME=adapters/NAME) unless set otherwise.
+    from pathlib import Path
+
+    name = (settings.served_model or Path(spec.adapter).name) if spec.adapter else settings.served_base_model
+    if not settings.endpoint or not name:
+        missing = "MCQA_APP_ENDPOINT" if not settings.endpoint else "MCQA_APP_SERVED_BASE_MODEL"
+        raise SettingsError(f"the openai backend needs {missing} (docs/serving.md)")
+    base = run.get("base_model") or spec.base_model
+    tokenizer = load_tokenizer(resolve_model(base))
+    scorer = OpenAIScorer(settings.endpoint, name, tokenizer=tokenizer, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
+                          base_model=settings.served_base_model if spec.adapter else None)
+    scorer.check()
+    loaded = inference.LoadedModel(None, tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
+                                   time.perf_counter() - started, run)
+    loaded.remote = scorer
     return loaded
 
 

@@ -6,6 +6,9 @@
     # half the size on disk (the agreement check then runs in bf16 too)
     python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-bf16 --dtype bfloat16
 
+    # GGUF files for llama.cpp / Ollama, each checked in llama-server against the merged model
+    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-gguf --format gguf --gguf-types f16,q8_0
+
     # replace an earlier export, then upload it (token from HF_TOKEN or `hf auth login`)
     python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/m --overwrite --push-to-hub me/medmcqa-1b
 
@@ -34,10 +37,13 @@ from ..command_line import setting
 from ..data.rows import default_data_dir
 from ..errors import AdapterError, DataError, ExportError, refuse
 from ..models.inference import read_adapter_info
+from ..evaluation.scorers import agreement, max_prob_diff
 from ..models.run_record import MERGED_FORMAT, RUN_FILE, measured_accuracy, read_run, write_run
+from .gguf import gguf_problems, gguf_types, write_gguf
 from .publish import check_push_ready
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+FORMATS = ("safetensors", "gguf")
 
 
 @dataclass
@@ -50,6 +56,9 @@ class ExportArgs:
     data_dir: str | None = setting(None, "MedMCQA folder for the check rows (default: the folder the adapter was "
                                          "trained from, else $MCQA_DATA_DIR or ../shared/data/medmcqa).")
     dtype: str = setting("auto", "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    format: str = setting("safetensors", "safetensors (a transformers folder, for vLLM and transformers) or gguf "
+                                         "(llama.cpp / Ollama files, written by llama.cpp's own converter).")
+    gguf_types: str = setting("f16", "With --format gguf: comma-separated GGUF types, of f16, q8_0, bf16, f32.")
     overwrite: bool = setting(False, "Replace --out if it holds an earlier export.")
     push_to_hub: str | None = setting(None, "Upload the merged folder to this hub repo (owner/name); token from "
                                             "HF_TOKEN or `hf auth login`.")
@@ -93,10 +102,29 @@ def validate_args(args: ExportArgs) -> dict:
         problems.append(f"--check-rows must be 0 or more, got {args.check_rows}")
     if args.dtype not in DTYPES:
         problems.append(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
+    if args.format not in FORMATS:
+        problems.append(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
+    elif args.format == "gguf":
+        problems += gguf_problems(gguf_types(args.gguf_types), _base_config(run), args.check_rows)
     if args.push_to_hub:
         problems += check_push_ready(args.push_to_hub)
     refuse(ExportError, "export", problems)
     return run
+
+
+def _base_config(run: dict) -> dict | None:
+    """The base model's config.json when it is on this machine (the offline models, a local folder)."""
+    import json
+
+    from ..models.loading import resolve_model
+
+    if not run.get("base_model"):
+        return None
+    try:
+        path = Path(resolve_model(run["base_model"])) / "config.json"
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def merge_dtype(name: str):
@@ -105,15 +133,6 @@ def merge_dtype(name: str):
     from ..models.loading import compute_dtype
 
     return compute_dtype() if name == "auto" else getattr(torch, name)
-
-
-def agreement(a, b) -> float:
-    """Share of rows on which two lists of LetterScore pick the same letter."""
-    return sum(x.pred == y.pred for x, y in zip(a, b)) / len(a) if a else float("nan")
-
-
-def _max_prob_diff(a, b) -> float:
-    return max((max(abs(p - q) for p, q in zip(x.probs, y.probs)) for x, y in zip(a, b)), default=0.0)
 
 
 def export_merged(args: ExportArgs, log=print) -> dict:
@@ -168,7 +187,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     if rows:
         check.update({
             "merge_fidelity": round(agreement(merged, unmerged), 4),
-            "merge_fidelity_max_prob_diff": round(_max_prob_diff(merged, unmerged), 6),
+            "merge_fidelity_max_prob_diff": round(max_prob_diff(merged, unmerged), 6),
             "agreement_with_trained_adapter": round(agreement(merged, trained), 4),
             "trained_adapter_4bit": bool(run.get("load_in_4bit")),
         })
@@ -181,7 +200,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     record = dict(run)
     record.update({
         "format": MERGED_FORMAT,
-        "artifact": "merged",
+        "artifact": "gguf" if args.format == "gguf" else "merged",
         "load_in_4bit": False,
         "merged": {
             "from_adapter": str(adapter.resolve()),
@@ -197,8 +216,14 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-export-"))
     try:
-        model.save_pretrained(tmp)  # safetensors
-        tok.save_pretrained(tmp)
+        if args.format == "gguf":
+            model.save_pretrained(tmp / "hf")
+            tok.save_pretrained(tmp / "hf")
+            record["merged"]["gguf"] = write_gguf(tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok,
+                                                  max_prompt, log=log)
+        else:
+            model.save_pretrained(tmp)  # safetensors
+            tok.save_pretrained(tmp)
         write_run(tmp, record)
         (tmp / "README.md").write_text(merged_card(record))
         if out.exists():  # validated above: empty, or an earlier export with --overwrite
@@ -224,6 +249,10 @@ def merged_card(run: dict) -> str:
                  f"{c['agreement_with_trained_adapter']:.1%} same letter |")
     else:
         check = "| agreement check | skipped (--check-rows 0) |"
+    for gguf_type, g in (m.get("gguf") or {}).items():
+        if "agreement_with_merged" in g:
+            check += (f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
+                      f"{g['agreement_with_merged']:.1%} same letter |")
     acc = measured_accuracy(run)[0]
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
     return f"""---
@@ -243,11 +272,24 @@ loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m[
 | prompt version | `{run.get('prompt_version')}` |
 
 ## Use
+{_gguf_use(m) or _TRANSFORMERS_USE}
+The prompt (version `{run.get('prompt_version')}`) is in `mcqa_run.json` (`prompt_template`).
+"""
 
+
+_TRANSFORMERS_USE = """
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
 tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
 ```
-The prompt (version `{run.get('prompt_version')}`) is in `mcqa_run.json` (`prompt_template`).
 """
+
+
+def _gguf_use(merged: dict) -> str:
+    files = [g["file"] for g in (merged.get("gguf") or {}).values()]
+    if not files:
+        return ""
+    return (f"\nWith llama.cpp (an OpenAI-compatible server; the app and `mcqa-eval --backend openai` use it):\n\n"
+            f"```bash\nllama-server -m {files[-1]} --alias mcqa --port 8080\n```\n\n"
+            "The transformers folder it was converted from is not kept (export without --format gguf for it).\n")

@@ -1,0 +1,165 @@
+"""Serving many users at once: 20 questions arriving together, and one Ask while another session evaluates.
+
+    # SmolLM2-135M full precision (CPU), the app's scorer settings; needs `make setup-serving` for (c)
+    python bench/serving.py
+    # as the app loads the base model (4-bit), more users, skip the llama.cpp server
+    python bench/serving.py --4bit --users 40 --no-server
+
+(a) one lock (the app before the answer queue): each session scores its question alone, in turn;
+(b) the answer queue (`mcqa_core.service.answer_queue`): questions gathered across sessions, one batch;
+(c) the OpenAI backend on llama.cpp's `llama-server` (the same model converted to GGUF f16 by llama.cpp's own
+    converter, --parallel slots), each session sending its own request.
+Then an Ask while another session evaluates --eval-rows rows: how long it waits with the queue (target: at most
+one batch) and, for comparison, with the lock (the whole evaluation).
+
+Targets (2 CPU cores): with the queue, the last of 20 simultaneous answers within 3x the time of one answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=20, help="questions arriving at once (default: 20)")
+    p.add_argument("--eval-rows", type=int, default=500, help="rows of the evaluation an Ask waits behind")
+    p.add_argument("--4bit", dest="four_bit", action="store_true", help="4-bit NF4 base, as the app loads it")
+    p.add_argument("--no-server", action="store_true", help="skip (c), the llama.cpp server")
+    p.add_argument("--skip-lock-eval", action="store_true", help="skip timing an Ask behind a locked evaluation")
+    p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
+    return p
+
+
+def at_once(fns) -> tuple[float, list[float]]:
+    """Start all fns together; (seconds to the last result, each one's seconds)."""
+    go, each = threading.Event(), [0.0] * len(fns)
+
+    def run(i, fn):
+        go.wait()
+        t = time.perf_counter()
+        fn()
+        each[i] = time.perf_counter() - t
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    started = time.perf_counter()
+    go.set()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, each
+
+
+def report(name: str, total: float, each: list[float], one: float) -> None:
+    print(f"{name:<34} last answer {total:6.2f} s ({total / one:4.1f}x one answer)  {len(each) / total:5.1f} q/s  "
+          f"median wait {statistics.median(each):.2f} s")
+
+
+def main(args) -> None:
+    from mcqa_core.data.rows import default_data_dir, load_split
+    from mcqa_core.evaluation.scorers import LocalScorer
+    from mcqa_core.models.inference import load_model
+    from mcqa_core.service.answer_queue import AnswerQueue
+    from mcqa_core.service.questions import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS
+
+    rows = load_split("heldout", args.data_dir or default_data_dir(), args.users + args.eval_rows).rows
+    asks, evaluation = rows[: args.users], rows[args.users:]
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    print(f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; SmolLM2-135M "
+          f"{'4-bit' if args.four_bit else 'full precision'}; {args.users} questions at once")
+    loaded = load_model(None, "smollm2-135m", load_in_4bit=args.four_bit)
+    local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
+    local.score(asks[:2])  # warm-up
+    one = min(_timed(lambda: local.score([asks[0]])) for _ in range(3))
+    print(f"{'one answer alone':<34} {one:6.2f} s")
+
+    lock = threading.Lock()
+
+    def locked(row):
+        with lock:
+            local.score([row])
+
+    total, each = at_once([lambda r=r: locked(r) for r in asks])
+    report("(a) one lock", total, each, one)
+
+    queue = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
+    total, each = at_once([lambda r=r: queue.score([r]) for r in asks])
+    report(f"(b) answer queue ({queue.batches} batches)", total, each, one)
+
+    if not args.no_server:
+        _server_case(loaded, asks, one)
+
+    # An Ask while another session evaluates: with the queue it waits for the batch that is running.
+    batch_s = min(_timed(lambda: local.score(evaluation[:APP_BATCH_SIZE])) for _ in range(2))
+    waits = []
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (queue.score(evaluation, interactive=False), done.set()))
+    started = time.perf_counter()
+    worker.start()
+    for row in asks[:5]:
+        time.sleep(1.0)
+        if done.is_set():
+            break
+        waits.append(_timed(lambda: queue.score([row])))
+    worker.join()
+    eval_s = time.perf_counter() - started
+    print(f"Ask during a {len(evaluation)}-row evaluation (queue): waits {max(waits):.2f} s at most over "
+          f"{len(waits)} asks (one batch of {APP_BATCH_SIZE}: {batch_s:.2f} s; one answer alone {one:.2f} s); "
+          f"the evaluation took {eval_s:.1f} s")
+    if not args.skip_lock_eval:
+        def evaluate_locked():
+            with lock:
+                local.score(evaluation)
+
+        worker = threading.Thread(target=evaluate_locked)
+        worker.start()
+        time.sleep(1.0)
+        wait = _timed(lambda: locked(asks[0]))
+        worker.join()
+        print(f"Ask during a {len(evaluation)}-row evaluation (lock): waits {wait:.2f} s")
+
+
+def _server_case(loaded, asks, one) -> None:
+    import shutil
+
+    from mcqa_core.evaluation.openai_backend import OpenAIScorer
+    from mcqa_core.models.loading import ensure_smollm2
+    from mcqa_core.shipping import llama_cpp
+
+    if llama_cpp.converter() is None or llama_cpp.server_binary() is None:
+        print(f"(c) skipped: llama.cpp is not installed ({llama_cpp.INSTALL_HINT})")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "smollm2"
+        shutil.copytree(ensure_smollm2(), folder)
+        gguf = Path(tmp) / "smollm2-f16.gguf"
+        llama_cpp.convert(folder, gguf, "f16", log=lambda *_: None)
+        with llama_cpp.LlamaServer(gguf, alias="smollm2", parallel=8, context=8192) as server:
+            scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=loaded.tokenizer)
+            scorer.score(asks[:2])  # warm-up
+            one_served = min(_timed(lambda: scorer.score([asks[0]])) for _ in range(3))
+            total, each = at_once([lambda r=r: scorer.score([r]) for r in asks])
+            report("(c) llama-server f16, 8 slots", total, each, one)
+            print(f"{'    one answer alone (server)':<34} {one_served:6.2f} s")
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())

@@ -1,0 +1,178 @@
+"""Serving through an OpenAI-compatible server: llama.cpp's real `llama-server` (installed by `make test`'s
+set-up) on the offline SmolLM2 converted by llama.cpp's own converter, against in-process scoring; the GGUF
+export; and a server that is down, slow, unknown to the model name or silent about log-probabilities."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from mcqa_core.evaluation.openai_backend import BackendError, OpenAIScorer
+from mcqa_core.shipping import llama_cpp
+
+from .conftest import REPO
+
+NEEDS_LLAMA_CPP = pytest.mark.skipif(
+    (llama_cpp.converter() is None or llama_cpp.server_binary() is None)
+    and os.environ.get("MCQA_REQUIRE_LLAMA_CPP") != "1",
+    reason="llama.cpp is not installed: run `make setup-serving`")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(tmp_path_factory):
+    from mcqa_core.models.loading import ensure_smollm2
+
+    folder = tmp_path_factory.mktemp("smollm2-hf") / "model"
+    shutil.copytree(ensure_smollm2(), folder)
+    out = folder.parent / "smollm2-f16.gguf"
+    llama_cpp.convert(folder, out, "f16")
+    return out
+
+
+@NEEDS_LLAMA_CPP
+def test_llama_server_answers_as_in_process_scoring_on_heldout_rows(smollm2_gguf, data_dir):
+    from mcqa_core.data.rows import load_split
+    from mcqa_core.evaluation.evaluate import evaluate
+    from mcqa_core.evaluation.scorers import agreement, max_prob_diff
+    from mcqa_core.models.inference import load_model
+
+    rows = load_split("heldout", str(data_dir), 100).rows
+    local = load_model(None, "smollm2-135m", load_in_4bit=False)
+    expected = evaluate(local, rows)
+    with llama_cpp.LlamaServer(smollm2_gguf, alias="smollm2") as server:
+        scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=local.tokenizer)
+        scorer.check()
+        served = evaluate(None, rows, scorer=scorer)
+    ours = [p["pred"] for p in expected["predictions"]]
+    theirs = [p["pred"] for p in served["predictions"]]
+    same = sum(a == b for a, b in zip(ours, theirs)) / len(rows)
+    assert same >= 0.95, f"llama-server (f16) and in-process (fp32) agree on only {same:.0%}"
+    assert served["meta"]["backend"] == "openai" and served["n"] == 100
+    # the probabilities, not only the argmax, are the model's own: f16 weights move them a little
+    as_scores = [type("S", (), {"probs": p["probs"], "pred": p["pred"]}) for p in served["predictions"]]
+    reference = [type("S", (), {"probs": p["probs"], "pred": p["pred"]}) for p in expected["predictions"]]
+    assert agreement(as_scores, reference) == same and max_prob_diff(as_scores, reference) < 0.05
+
+
+@NEEDS_LLAMA_CPP
+def test_gguf_export_writes_checked_files_for_llama_cpp(smoke_adapter, tmp_path, data_dir):
+    from mcqa_core.shipping.export import ExportArgs, export_merged
+
+    adapter, _ = smoke_adapter
+    out = tmp_path / "gguf"
+    record = export_merged(ExportArgs(adapter=str(adapter), out=str(out), format="gguf", gguf_types="f16,q8_0",
+                                      check_rows=16, data_dir=str(data_dir)), log=lambda *_: None)
+    files = record["merged"]["gguf"]
+    assert sorted(p.name for p in out.glob("*.gguf")) == ["model-f16.gguf", "model-q8_0.gguf"]
+    assert not (out / "hf").exists() and not (out / "model.safetensors").exists()
+    assert files["q8_0"]["bytes"] < files["f16"]["bytes"]
+    for entry in files.values():
+        assert 0.0 <= entry["agreement_with_merged"] <= 1.0 and entry["max_prob_diff"] < 0.5
+    assert json.loads((out / "mcqa_run.json").read_text())["artifact"] == "gguf"
+    assert "llama-server -m model-q8_0.gguf" in (out / "README.md").read_text()
+
+
+def test_gguf_export_refuses_an_architecture_the_converter_does_not_know(monkeypatch):
+    from mcqa_core.shipping.gguf import gguf_problems
+
+    monkeypatch.setattr(llama_cpp, "supported_architectures", lambda: {"LlamaForCausalLM"})
+    monkeypatch.setattr(llama_cpp, "converter", lambda: REPO / "convert_hf_to_gguf.py")
+    problems = gguf_problems(["q4_k"], {"architectures": ["FancyNewForCausalLM"]}, 0)
+    assert any("--gguf-types" in p for p in problems)
+    assert any("does not support the architecture FancyNewForCausalLM" in p for p in problems)
+    assert gguf_problems(["f16"], {"architectures": ["LlamaForCausalLM"]}, 0) == []
+
+
+# ------------------------------------------------------------------ a fake server for the ways serving fails
+
+class _FakeServer(http.server.ThreadingHTTPServer):
+    """Serves /v1/models and /v1/completions as `behaviour` says: ok, no-logprobs, slow, no-letters."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        super().__init__(("127.0.0.1", 0), _Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, body, code=200):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._send({"object": "list", "data": [{"id": "mcqa"}]})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        how = self.server.behaviour
+        if how == "slow":
+            time.sleep(2)
+        if body["model"] != "mcqa":
+            return self._send({"error": {"message": f"The model `{body['model']}` does not exist."}}, 404)
+        top = {"B": -0.1, "A": -2.5, "The": -3.0} if how != "no-letters" else {"The": -0.1}
+        logprobs = None if how == "no-logprobs" else {"top_logprobs": [top]}  # vLLM's shape
+        self._send({"choices": [{"text": "B", "logprobs": logprobs}]})
+
+
+ROW = {"id": "q1", "question": "Which organ pumps blood?", "opa": "Lung", "opb": "Heart", "opc": "Liver",
+       "opd": "Skin", "cop": 1}
+
+
+@pytest.fixture()
+def fake():
+    servers = []
+
+    def start(behaviour):
+        servers.append(_FakeServer(behaviour))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.shutdown()
+
+
+def test_letters_come_from_the_servers_logprobs_and_missing_letters_get_zero(fake):
+    (score,) = OpenAIScorer(fake("ok").endpoint, "mcqa").score([ROW])
+    assert score.pred == "B" and score.correct and score.probs[2] == score.probs[3] == 0.0
+    assert abs(sum(score.probs) - 1) < 1e-9 and score.probs[1] > score.probs[0] > 0
+
+
+@pytest.mark.parametrize("behaviour, model, timeout, message", [
+    ("ok", "other", 5, "does not serve 'other' (it serves: mcqa)"),
+    ("no-logprobs", "mcqa", 5, "returned no log-probabilities"),
+    ("no-letters", "mcqa", 5, "put none of the letters A-D among its top 20"),
+    ("slow", "mcqa", 0.5, "did not answer /completions within 0.5 s"),
+])
+def test_a_server_that_cannot_score_gets_one_clear_line(fake, behaviour, model, timeout, message):
+    scorer = OpenAIScorer(fake(behaviour).endpoint, model, timeout=timeout)
+    with pytest.raises(BackendError) as caught:
+        scorer.check()
+        scorer.score([ROW])
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_server_that_is_down_is_refused_before_scoring(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendError, match=r"cannot reach the server at http://127.0.0.1:\d+/v1 .*start it"):
+        OpenAIScorer(f"http://127.0.0.1:{port}", "mcqa", timeout=2).check()
