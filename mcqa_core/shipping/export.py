@@ -215,6 +215,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-export-"))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder to --out
     try:
         if args.format == "gguf":
             model.save_pretrained(tmp / "hf")
@@ -257,7 +258,7 @@ def merged_card(run: dict) -> str:
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
     return f"""---
 base_model: {run['base_model']}
-library_name: transformers
+library_name: {"gguf" if m.get("gguf") else "transformers"}
 tags: [medmcqa, lora, merged, multiple-choice, medical]
 ---
 # MedMCQA model (LoRA merged into the base)
