@@ -7,7 +7,15 @@ import torch
 
 from mcqa_core.data.features import encode_prompt
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt, option_count
-from mcqa_core.evaluation.scoring import accuracy, letter_token_ids, pad_batch, score_rows
+from mcqa_core.evaluation import scoring
+from mcqa_core.evaluation.scoring import CLOSE_CALL, accuracy, bf16_pays, letter_token_ids, pad_batch, score_rows
+
+
+@pytest.fixture(autouse=True)
+def fp32_by_default(monkeypatch):
+    """The batching machinery is checked against an fp32 reference to 1e-5, so by default these tests score in
+    fp32 on every CPU; the bf16 tests at the end ask for bf16 themselves."""
+    monkeypatch.setenv(scoring.CPU_BF16_ENV, "0")
 
 
 def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
@@ -155,3 +163,54 @@ def test_two_three_and_five_option_rows_read_only_their_letters(tiny_model, toke
     assert report["confusion"]["labels"] == list(LETTERS)
     assert sum(map(sum, report["confusion"]["matrix"])) == len(rows)
     assert set(report["pred_spread"]) == set(LETTERS)
+
+
+def _gap(probs):
+    second, first = sorted(probs)[-2:]
+    return first - second
+
+
+@pytest.mark.parametrize("style", ["course", "lm-eval"])  # course: the shared-start cache, in both precisions
+def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(tiny_model, tokenizer, validation_rows,
+                                                                           monkeypatch, style):
+    rows = validation_rows[:48]
+    fp32 = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=False)
+    monkeypatch.setattr(scoring, "CLOSE_CALL", 0.0)
+    plain = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True)  # bf16, no second look
+    monkeypatch.undo()
+    calls = []
+    mixed = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True,
+                       progress=lambda d, t: calls.append(d))
+    assert calls == [8, 16, 24, 32, 40, 48]
+    close = [_gap(p.probs) < CLOSE_CALL for p in plain]
+    assert 0 < sum(close) < len(rows) / 2, "some close calls, or the fp32 second look goes untested"
+    moved = max(abs(a - b) for x, y in zip(plain, fp32) for a, b in zip(x.probs, y.probs))
+    assert 1e-4 < moved < CLOSE_CALL / 2  # bf16 really ran, and moved no probability far
+    for row_close, p, m, f in zip(close, plain, mixed, fp32):
+        assert m.pred == f.pred
+        assert m.probs == pytest.approx(f.probs if row_close else p.probs, abs=1e-5)
+        assert m.letter_mass == pytest.approx(f.letter_mass if row_close else p.letter_mass, abs=1e-5)
+
+
+def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tokenizer, validation_rows, monkeypatch):
+    from mcqa_core.models import loading
+    from mcqa_core.models.inference import load_model
+
+    rows = validation_rows[:8]
+    monkeypatch.delenv(scoring.CPU_BF16_ENV)
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert not bf16_pays(tiny_model)  # built elsewhere (training, export's merge check): exact comparisons stay exact
+    model = load_model(None, tiny_model_path, load_in_4bit=False, device="cpu").model
+    assert bf16_pays(model)
+    by_default = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)]
+    assert by_default == [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=True)]
+    fp32 = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=False)]
+    assert by_default != fp32
+    monkeypatch.setenv(scoring.CPU_BF16_ENV, "0")  # the opt-out
+    assert not bf16_pays(model)
+    assert [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)] == fp32
+    monkeypatch.delenv(scoring.CPU_BF16_ENV)
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)  # emulated bf16 gains nothing
+    assert not bf16_pays(model)
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert not bf16_pays(model.to(torch.bfloat16))  # already half precision (a 4-bit model's uint8 weights too)

@@ -5,15 +5,20 @@ length so a batch carries little padding, and only the last position's logits ar
 (`logits_to_keep`), restricted to the four letter tokens. The tokens every prompt starts with (the
 course prompt's instruction line, 15 of a typical 75 tokens) are run once and their key/value cache
 is reused by every batch.
+
+On a CPU with native bf16 matmuls (AVX512-BF16, AMX) the matmuls of an fp32 model that `load_model` loaded run
+in bf16 (`torch.autocast`: the model is not touched, norms and the residual stream stay fp32) and every row whose
+two likeliest letters are closer than `CLOSE_CALL` is scored again in fp32, so the letters are fp32's while the
+probabilities move by a few hundredths (docs/speed.md).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
@@ -21,6 +26,10 @@ from ..errors import DataError, ModelError
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
+# bf16 moved a letter's probability by at most 0.05 on SmolLM2 and 0.075 on the tiny random Llama (200 rows each),
+# so a letter can only differ from fp32's where bf16's top two are within twice that: those rows run again in fp32.
+CLOSE_CALL = 0.15
+CPU_BF16_ENV = "MCQA_CPU_BF16"  # 0: never bf16 by default (score_rows(bf16=None)), e.g. to reproduce fp32 runs
 
 
 @dataclass
@@ -77,11 +86,13 @@ def score_rows(
     padding_side: str = "left",
     progress: Callable[[int, int], None] | None = None,
     reuse_prefix: bool = True,
+    bf16: bool | None = None,
 ) -> list[LetterScore]:
     """Score rows in the order given. `progress(done, total)` is called after each batch.
 
     `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
-    `past_key_values` cache with a padded attention mask)."""
+    `past_key_values` cache with a padded attention mask). `bf16`: run the matmuls in bf16 and close calls
+    again in fp32; None (default) does where it pays (`bf16_pays`), False never."""
     import torch
 
     if padding_side not in ("left", "right"):
@@ -104,21 +115,31 @@ def score_rows(
     prefix_len = shared_prefix_length([it.ids for it in items]) if reuse_prefix and items else 0
     if prefix_len < MIN_SHARED_PREFIX:
         prefix_len = 0
+    use_bf16 = bf16_pays(model) if bf16 is None else bf16
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
-            prefix_cache = None
+        with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), \
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            caches = {}  # use_bf16 -> the shared start's key/value cache, computed in that precision
             if prefix_len:
-                prefix_cache = model(input_ids=torch.tensor([items[0].ids[:prefix_len]], device=device),
-                                     use_cache=True, logits_to_keep=1).past_key_values
-                if not hasattr(prefix_cache, "batch_repeat_interleave"):
-                    # A forward that returns legacy tuples (unsloth's patched Llama): score whole prompts.
-                    prefix_cache, prefix_len = None, 0
+                caches[use_bf16] = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                if caches[use_bf16] is None:  # legacy tuples (unsloth's patched Llama): score whole prompts
+                    prefix_len = 0
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
                 probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device,
-                                           prefix_cache, prefix_len)
+                                           caches.get(use_bf16), prefix_len)
+                if use_bf16:
+                    top2 = probs.topk(2, dim=-1).values
+                    close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
+                    if close:
+                        with torch.autocast(device.type, enabled=False):
+                            if prefix_len and False not in caches:
+                                caches[False] = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                            probs[close], mass[close] = _score_batch(
+                                model, [batch[i] for i in close], letter_ids, pad_id, padding_side, device,
+                                caches.get(False), prefix_len)
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
                     row = rows[it.index]
                     out[it.index] = LetterScore(
@@ -160,6 +181,30 @@ def prompt_kernels_for_4bit_cpu(model):
     finally:
         for m, flag in zip(layers, flags):
             m.training = flag
+
+
+def bf16_pays(model) -> bool:
+    """Whether `score_rows` runs this model in bf16 by default: loaded by `load_model` (which marks it; a model
+    being trained or checked against another stays exact), all its weights fp32 (not 4-bit, not already half
+    precision), on a CPU with native bf16 matmuls, where they run ~3x faster; never when $MCQA_CPU_BF16=0."""
+    import torch
+
+    from ..models.loading import BF16_SCORING_ATTR, cpu_has_native_bf16
+
+    if os.environ.get(CPU_BF16_ENV, "1") == "0" or not getattr(model, BF16_SCORING_ATTR, False):
+        return False
+    params = list(model.parameters())
+    return (bool(params) and params[0].device.type == "cpu" and all(p.dtype == torch.float32 for p in params)
+            and cpu_has_native_bf16())
+
+
+def _prefix_cache(model, ids, device):
+    """The key/value cache of the tokens every prompt starts with, or None for a forward that returns legacy
+    tuples (they cannot be repeated per row)."""
+    import torch
+
+    cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1).past_key_values
+    return cache if hasattr(cache, "batch_repeat_interleave") else None
 
 
 def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "left"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data.prompt import PROMPT_VERSION, format_prompt
 from ..errors import AdapterError, ModelError
-from .loading import has_bitsandbytes, has_cuda, load_base_model
+from .loading import BF16_SCORING_ATTR, has_bitsandbytes, has_cuda, load_base_model
 from .run_record import measured_accuracy, read_run
 
 
@@ -87,6 +87,7 @@ def load_model(adapter: str | Path | None = None, base_model: str | None = None,
     """A base model with (or without) a LoRA adapter, in eval mode, ready for `score_rows`.
 
     With an adapter, the base comes from its mcqa_run.json; `base_model`, when also given, must match.
+    The model is marked for bf16 scoring: `score_rows` runs it in bf16 where that pays (`bf16_pays`).
     """
     started = time.perf_counter()
     run: dict = {}
@@ -114,6 +115,7 @@ def load_model(adapter: str | Path | None = None, base_model: str | None = None,
             raise AdapterError(f"adapter {adapter} does not fit base model {base_model!r}: "
                                f"{type(e).__name__}: {str(e)[:300]}") from None
     model.eval()
+    setattr(model, BF16_SCORING_ATTR, True)
     return LoadedModel(model, tok, base_model, str(adapter) if adapter is not None else None, load_in_4bit,
                        device, time.perf_counter() - started, run)
 

@@ -173,6 +173,24 @@ def compute_dtype():
     return torch.float32
 
 
+# Set on a model `inference.load_model` loads: `score_rows` may run it in bf16 (where `bf16_pays`). Models built
+# elsewhere (training, export's merge check) score in their own precision unless asked, so exact comparisons stay exact.
+BF16_SCORING_ATTR = "mcqa_bf16_scoring"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 matmul
+    runs ~3x its fp32 one. (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` also says yes to plain AVX512, where
+    bf16 is emulated and gains nothing.)"""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available()
+                    and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+    except AttributeError:  # a torch without these probes
+        return False
+
+
 def precision_flags() -> dict:
     """compute_dtype() as the Trainer's bf16/fp16 flags (both off: fp32)."""
     import torch
