@@ -29,7 +29,7 @@ for whl in sorted(pathlib.Path(".gpu/wheels").glob("*.whl")):
                 z.extract(info, site)
 PYEOF
 rm -rf .gpu/wheels
-TOK=$("$PY" -c "from mcqa_core.models.loading import ensure_tiny_llama; print(ensure_tiny_llama())")
+TOK=$("$PY" -c "from mcqa_core.models.offline import ensure_tiny_llama; print(ensure_tiny_llama())")
 cp "$TOK"/tokenizer.json "$TOK"/tokenizer_config.json .gpu/tokenizer/
 cp "$TOK"/chat_template.jinja .gpu/tokenizer/ 2>/dev/null || true
 cp ../shared/data/medmcqa/validation.jsonl .gpu/

@@ -135,7 +135,7 @@ def _server_case(loaded, asks, one) -> None:
     import shutil
 
     from mcqa_core.evaluation.openai_backend import OpenAIScorer
-    from mcqa_core.models.loading import ensure_smollm2
+    from mcqa_core.models.offline import ensure_smollm2
     from mcqa_core.shipping import llama_cpp
 
     if llama_cpp.converter() is None or llama_cpp.server_binary() is None:

@@ -328,7 +328,7 @@ def main(args) -> int:
         Path(args.result).write_text(json.dumps(res))
         return 0
 
-    from mcqa_core.models.loading import ensure_smollm2, mcqa_cache_dir
+    from mcqa_core.models.offline import ensure_smollm2, mcqa_cache_dir
 
     cached = (mcqa_cache_dir() / "smollm2-135m-instruct" / "model.safetensors").exists()
     t0 = time.time()

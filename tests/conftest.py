@@ -43,7 +43,7 @@ def validation_rows(data_dir):
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     """A 2-layer random Llama with SmolLM2's real tokenizer (built once, cached)."""
-    from mcqa_core.models.loading import ensure_tiny_llama
+    from mcqa_core.models.offline import ensure_tiny_llama
 
     return str(ensure_tiny_llama())
 

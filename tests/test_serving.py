@@ -26,7 +26,7 @@ NEEDS_LLAMA_CPP = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def smollm2_gguf(tmp_path_factory):
-    from mcqa_core.models.loading import ensure_smollm2
+    from mcqa_core.models.offline import ensure_smollm2
 
     folder = tmp_path_factory.mktemp("smollm2-hf") / "model"
     shutil.copytree(ensure_smollm2(), folder)
@@ -70,7 +70,8 @@ def smollm2_adapter(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     from mcqa_core.data.prompt import PROMPT_VERSION
-    from mcqa_core.models.loading import ensure_smollm2, lora_config
+    from mcqa_core.models.loading import lora_config
+    from mcqa_core.models.offline import ensure_smollm2
 
     out = tmp_path_factory.mktemp("adapters") / "smollm2-lora"
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(ensure_smollm2()), lora_config(r=16, alpha=16))
