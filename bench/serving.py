@@ -81,8 +81,8 @@ def main(args) -> None:
           f"{'4-bit' if args.four_bit else 'full precision'}; {args.users} questions at once")
     loaded = load_model(None, "smollm2-135m", load_in_4bit=args.four_bit)
     local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
-    local.score(asks[:2])  # warm-up
-    one = min(_timed(lambda: local.score([asks[0]])) for _ in range(3))
+    local.score(evaluation[:2])  # warm-up
+    one = min(_timed(lambda r=r: local.score([r])) for r in evaluation[2:5])
     print(f"{'one answer alone':<34} {one:6.2f} s")
 
     lock = threading.Lock()
@@ -99,7 +99,7 @@ def main(args) -> None:
     report(f"(b) answer queue ({queue.batches} batches)", total, each, one)
 
     if not args.no_server:
-        _server_case(loaded, asks, one)
+        _server_case(loaded, asks, evaluation, one)
 
     # An Ask while another session evaluates: with the queue it waits for the batch that is running.
     batch_s = min(_timed(lambda: local.score(evaluation[:APP_BATCH_SIZE])) for _ in range(2))
@@ -131,7 +131,7 @@ def main(args) -> None:
         print(f"Ask during a {len(evaluation)}-row evaluation (lock): waits {wait:.2f} s")
 
 
-def _server_case(loaded, asks, one) -> None:
+def _server_case(loaded, asks, evaluation, one) -> None:
     import shutil
 
     from mcqa_core.evaluation.openai_backend import OpenAIScorer
@@ -148,8 +148,8 @@ def _server_case(loaded, asks, one) -> None:
         llama_cpp.convert(folder, gguf, "f16", log=lambda *_: None)
         with llama_cpp.LlamaServer(gguf, alias="smollm2", parallel=8, context=8192) as server:
             scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=loaded.tokenizer)
-            scorer.score(asks[:2])  # warm-up
-            one_served = min(_timed(lambda: scorer.score([asks[0]])) for _ in range(3))
+            scorer.score(evaluation[:2])  # warm-up, on other rows: the server caches a prompt it has seen
+            one_served = min(_timed(lambda r=r: scorer.score([r])) for r in evaluation[2:5])
             total, each = at_once([lambda r=r: scorer.score([r]) for r in asks])
             report("(c) llama-server f16, 8 slots", total, each, one)
             print(f"{'    one answer alone (server)':<34} {one_served:6.2f} s")

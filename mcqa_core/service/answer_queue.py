@@ -21,10 +21,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..data.prompt import OPTION_KEYS
 from ..evaluation.scorers import LocalScorer, Progress
 from ..evaluation.scoring import LetterScore
 
 GATHER_SECONDS = 0.005  # how long an idle worker waits for other sessions' questions before scoring
+PROMPT_KEYS = ("question", *OPTION_KEYS)
 IDLE_EXIT_SECONDS = 60.0  # an idle worker ends (and lets go of the model); the next request starts another
 
 
@@ -38,9 +40,15 @@ class _Request:
     taken: int = 0  # rows handed to a batch so far
     done: int = 0  # rows scored so far
     job: Callable[[], object] | None = None  # a non-scoring job (generation), run alone
+    order: list[int] = field(default_factory=list)  # the order rows are handed out in
 
     def __post_init__(self):
         self.results = [None] * len(self.rows)
+        # An evaluation goes longest first, so each batch holds rows of similar length and little padding
+        # (as score_rows sorts a whole call); characters stand in for tokens.
+        self.order = list(range(len(self.rows)))
+        if not self.interactive:
+            self.order.sort(key=lambda i: -sum(len(str(self.rows[i].get(k) or "")) for k in PROMPT_KEYS))
 
 
 class AnswerQueue:
@@ -113,7 +121,7 @@ class AnswerQueue:
             if r.adapter != adapter or r.job is not None:
                 continue
             while r.taken < len(r.rows) and len(picked) < self.batch_size:
-                picked.append((r, r.taken))
+                picked.append((r, r.order[r.taken]))
                 r.taken += 1
             if r.taken == len(r.rows):
                 self._waiting.remove(r)
