@@ -214,3 +214,21 @@ def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tok
     assert not bf16_pays(model)
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
     assert not bf16_pays(model.to(torch.bfloat16))  # already half precision (a 4-bit model's uint8 weights too)
+
+
+def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answers(tiny_model, tokenizer, mixed_rows):
+    from mcqa_core.evaluation import scoring
+
+    calls = []
+    real = scoring._prefix_cache
+    memo = {}
+    try:
+        scoring._prefix_cache = lambda *a: calls.append(1) or real(*a)
+        first = score_rows(tiny_model, tokenizer, mixed_rows[:4], prefix_memo=memo)
+        again = score_rows(tiny_model, tokenizer, mixed_rows[4:8], prefix_memo=memo)
+    finally:
+        scoring._prefix_cache = real
+    assert len(calls) == 1 and len(memo) == 1  # the template's start, computed once for both calls
+    alone = score_rows(tiny_model, tokenizer, mixed_rows[:8])
+    assert [s.pred for s in first + again] == [s.pred for s in alone]
+    assert max(abs(p - q) for a, b in zip(first + again, alone) for p, q in zip(a.probs, b.probs)) < 1e-5

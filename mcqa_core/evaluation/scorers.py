@@ -33,6 +33,7 @@ class LocalScorer:
     def __init__(self, loaded, *, batch_size: int = 16, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
                  style: str = "course"):
         self.loaded, self.batch_size, self.max_prompt_tokens, self.style = loaded, batch_size, max_prompt_tokens, style
+        self._prefixes = {True: {}, False: {}}  # adapter on/off -> score_rows' prefix_memo (the weights are fixed)
 
     @property
     def has_base(self) -> bool:
@@ -41,7 +42,8 @@ class LocalScorer:
     def score(self, rows, *, adapter=True, progress=None):
         with adapter_switch(self.loaded.model, adapter):
             return score_rows(self.loaded.model, self.loaded.tokenizer, rows, batch_size=self.batch_size,
-                              max_prompt_tokens=self.max_prompt_tokens, style=self.style, progress=progress)
+                              max_prompt_tokens=self.max_prompt_tokens, style=self.style, progress=progress,
+                              prefix_memo=self._prefixes[adapter or not self.has_base])
 
     def describe(self) -> dict:
         return {"backend": "local", "base_model": getattr(self.loaded, "base_model", None),

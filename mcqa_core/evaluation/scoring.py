@@ -25,6 +25,7 @@ from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix
 from ..errors import DataError, ModelError
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
+MEMO_MAX_PREFIX, MEMO_ENTRIES = 64, 8  # what a prefix_memo keeps: template starts, for both precisions
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
 # bf16 moved a letter's probability by at most 0.05 on SmolLM2 and 0.075 on the tiny random Llama (200 rows each),
 # so a letter can only differ from fp32's where bf16's top two are within twice that: those rows run again in fp32.
@@ -87,12 +88,15 @@ def score_rows(
     progress: Callable[[int, int], None] | None = None,
     reuse_prefix: bool = True,
     bf16: bool | None = None,
+    prefix_memo: dict | None = None,
 ) -> list[LetterScore]:
     """Score rows in the order given. `progress(done, total)` is called after each batch.
 
     `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
     `past_key_values` cache with a padded attention mask). `bf16`: run the matmuls in bf16 and close calls
-    again in fp32; None (default) does where it pays (`bf16_pays`), False never."""
+    again in fp32; None (default) does where it pays (`bf16_pays`), False never. `prefix_memo`: a dict kept by
+    a caller whose weights do not change between calls (the app's scorer), so the shared start's cache is
+    computed once, not once per call."""
     import torch
 
     if padding_side not in ("left", "right"):
@@ -122,8 +126,21 @@ def score_rows(
         with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             caches = {}  # use_bf16 -> the shared start's key/value cache, computed in that precision
+            memo = prefix_memo if prefix_memo is not None else {}
+
+            def prefix_cache(precision):
+                key = (tuple(items[0].ids[:prefix_len]), precision)
+                if key in memo:
+                    return memo[key]
+                cache = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                if prefix_len <= MEMO_MAX_PREFIX:  # a template's start, not one question's whole prompt
+                    if len(memo) >= MEMO_ENTRIES:
+                        memo.clear()
+                    memo[key] = cache
+                return cache
+
             if prefix_len:
-                caches[use_bf16] = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                caches[use_bf16] = prefix_cache(use_bf16)
                 if caches[use_bf16] is None:  # legacy tuples (unsloth's patched Llama): score whole prompts
                     prefix_len = 0
             for start in range(0, len(items), batch_size):
@@ -136,7 +153,7 @@ def score_rows(
                     if close:
                         with torch.autocast(device.type, enabled=False):
                             if prefix_len and False not in caches:
-                                caches[False] = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                                caches[False] = prefix_cache(False)
                             probs[close], mass[close] = _score_batch(
                                 model, [batch[i] for i in close], letter_ids, pad_id, padding_side, device,
                                 caches.get(False), prefix_len)
