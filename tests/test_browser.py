@@ -18,6 +18,22 @@ from scripts.app_server import CHROMEDRIVER, CHROMIUM, chrome, serve_app
 PROBS = re.compile(r"P\(answer\): A (\d+\.\d)% · B (\d+\.\d)% · C (\d+\.\d)% · D (\d+\.\d)%")
 
 
+def click(browser, by, selector, timeout=60):
+    """Click once the element takes the click: while Streamlit reruns, a fading page or a status overlay can sit
+    on top of it for a moment (selenium's "element click intercepted")."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            browser.find_element(by, selector).click()
+            return
+        except (ElementClickInterceptedException, StaleElementReferenceException):
+            if time.time() > deadline:
+                raise
+            time.sleep(0.25)
+
+
 def _missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not Path(path).exists():
@@ -71,7 +87,7 @@ def test_ask_a_question_in_a_real_browser(app_url, browser, tmp_path):
         box.send_keys(text)
         box.send_keys(Keys.TAB)  # a text input commits its value when it loses focus
     time.sleep(0.5)
-    browser.find_element(By.CSS_SELECTOR, ".st-key-ask_submit button").click()
+    click(browser, By.CSS_SELECTOR, ".st-key-ask_submit button")
 
     main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
     wait.until(lambda d: PROBS.search(main.text))
@@ -114,15 +130,15 @@ def test_your_questions_upload_map_run_and_download(app_url, browser, tmp_path):
     wait = WebDriverWait(browser, 120)
     browser.get(f"{app_url}/evaluate")
     wait.until(lambda d: d.find_elements(By.XPATH, "//button[normalize-space()='Your questions']"))
-    browser.find_element(By.XPATH, "//button[normalize-space()='Your questions']").click()
+    click(browser, By.XPATH, "//button[normalize-space()='Your questions']")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]").send_keys(str(bank))
     main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
     wait.until(lambda d: "6 questions ready, answers as letter" in main.text)
-    browser.find_element(By.CSS_SELECTOR, ".st-key-bank_run button").click()
+    click(browser, By.CSS_SELECTOR, ".st-key-bank_run button")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_download_csv button"))
     assert "Run here on 6 questions of quiz.csv" in main.text
-    browser.find_element(By.CSS_SELECTOR, ".st-key-bank_download_csv button").click()
+    click(browser, By.CSS_SELECTOR, ".st-key-bank_download_csv button")
     wait.until(lambda d: (downloads / "quiz-results.csv").exists())
     time.sleep(0.5)  # let the browser finish writing
     with (downloads / "quiz-results.csv").open() as f:
@@ -140,7 +156,7 @@ def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp
     wait = WebDriverWait(browser, 180)
     browser.get(f"{app_url}/train")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-train_start button"))
-    browser.find_element(By.CSS_SELECTOR, ".st-key-train_start button").click()
+    click(browser, By.CSS_SELECTOR, ".st-key-train_start button")
     main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
     wait.until(lambda d: "Done: the adapter is in the sidebar" in main.text)  # the page polls the run's files
     # loss and accuracy; the charts draw a moment after the text on a busy machine
