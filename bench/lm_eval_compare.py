@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.machine import cpu_line, load_line  # noqa: E402
+
 LM_EVAL_VERSION = "0.4.13"
 TASK = "mcqa_medmcqa_local"
 
@@ -53,21 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fp32", dest="fp32", action="store_false",
                    help="Skip our fp32 reference run, score_rows(bf16=False) (it shows how much of the gain is bf16).")
     return p
-
-
-def cpu_line() -> str:
-    import torch
-
-    from mcqa_core.models.loading import cpu_has_native_bf16
-
-    name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    return (f"cpu: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, native bf16 matmuls: "
-            f"{'yes' if cpu_has_native_bf16() else 'no'}")
-
-
-def load_line() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def top_two_gap(probs: list[float]) -> float:

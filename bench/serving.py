@@ -18,8 +18,6 @@ Targets (2 CPU cores): with the queue, the last of 20 simultaneous answers withi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from bench.machine import cpu_line, load_line  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,10 +75,8 @@ def main(args) -> None:
 
     rows = load_split("heldout", args.data_dir or default_data_dir(), args.users + args.eval_rows).rows
     asks, evaluation = rows[: args.users], rows[args.users:]
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    print(f"{cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; SmolLM2-135M "
-          f"{'4-bit' if args.four_bit else 'full precision'}; {args.users} questions at once")
+    print(f"{cpu_line()}; {load_line()}; SmolLM2-135M {'4-bit' if args.four_bit else 'full precision'}; "
+          f"{args.users} questions at once")
     loaded = load_model(None, "smollm2-135m", load_in_4bit=args.four_bit)
     local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
     local.score(evaluation[:2])  # warm-up
@@ -132,8 +130,6 @@ def main(args) -> None:
 
 
 def _server_case(loaded, asks, evaluation, one) -> None:
-    import shutil
-
     from mcqa_core.evaluation.openai_backend import OpenAIScorer
     from mcqa_core.models.offline import ensure_smollm2
     from mcqa_core.shipping import llama_cpp
@@ -142,10 +138,8 @@ def _server_case(loaded, asks, evaluation, one) -> None:
         print(f"(c) skipped: llama.cpp is not installed ({llama_cpp.INSTALL_HINT})")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "smollm2"
-        shutil.copytree(ensure_smollm2(), folder)
         gguf = Path(tmp) / "smollm2-f16.gguf"
-        llama_cpp.convert(folder, gguf, "f16", log=lambda *_: None)
+        llama_cpp.convert(ensure_smollm2(), gguf, "f16", log=lambda *_: None)
         with llama_cpp.LlamaServer(gguf, alias="smollm2", parallel=8, context=8192) as server:
             scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=loaded.tokenizer)
             scorer.score(evaluation[:2])  # warm-up, on other rows: the server caches a prompt it has seen

@@ -73,3 +73,25 @@ def smoke_adapter(tmp_path_factory, data_dir):
     cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out)])
     record = run_training(cfg)
     return out, record
+
+
+def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: int = 16):
+    """A LoRA of the course's targets on `base_path` with random B ~ N(0, b_std) (seeded; no training), saved
+    like train_adapter.py saves one, with `run` as its mcqa_run.json."""
+    import json
+
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from mcqa_core.models.loading import lora_config
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_path), lora_config(r=r, alpha=alpha))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * b_std)
+    model.save_pretrained(out)
+    (out / "mcqa_run.json").write_text(json.dumps(run))
+    return out

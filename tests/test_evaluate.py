@@ -10,15 +10,14 @@ import sys
 import time
 
 import pytest
-import torch
 
 from mcqa_core.data.prompt import LETTERS, PROMPT_VERSION, format_prompt
 from mcqa_core.evaluation.evaluate import evaluate, permute_options
 from mcqa_core.evaluation.report import build_report, expected_calibration_error
-from mcqa_core.evaluation.stats import wilson
 from mcqa_core.evaluation.scoring import LetterScore
+from mcqa_core.evaluation.stats import wilson
 
-from .conftest import REPO
+from .conftest import REPO, save_random_lora
 
 REPORT_KEYS = {"n", "accuracy", "accuracy_ci", "always_a_accuracy", "always_a_ci", "vs_always_a", "per_subject",
                "per_choice_type", "confusion", "pred_spread", "gold_spread", "mean_confidence", "ece", "predictions"}
@@ -124,23 +123,9 @@ def test_shuffle_consistency_tells_content_from_position(policy):
 @pytest.fixture(scope="module")
 def answer_changing_adapter(tmp_path_factory, tiny_model_path):
     """A LoRA on the tiny model with random non-zero B (no training), saved like train_adapter.py saves."""
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from mcqa_core.models.loading import lora_config
-
-    out = tmp_path_factory.mktemp("adapters") / "random-lora"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), lora_config(r=8, alpha=16))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    model.save_pretrained(out)
-    (out / "mcqa_run.json").write_text(json.dumps(
-        {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True,
-         "data": {"train_split": "demo-train"}}))
-    return out
+    return save_random_lora(tiny_model_path, tmp_path_factory.mktemp("adapters") / "random-lora",
+                            {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True,
+                             "data": {"train_split": "demo-train"}}, r=8, b_std=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import threading
 import time
 
@@ -16,7 +15,7 @@ import pytest
 from mcqa_core.evaluation.openai_backend import BackendError, OpenAIScorer
 from mcqa_core.shipping import llama_cpp
 
-from .conftest import REPO
+from .conftest import REPO, save_random_lora
 
 NEEDS_LLAMA_CPP = pytest.mark.skipif(
     (llama_cpp.converter() is None or llama_cpp.server_binary() is None)
@@ -28,10 +27,8 @@ NEEDS_LLAMA_CPP = pytest.mark.skipif(
 def smollm2_gguf(tmp_path_factory):
     from mcqa_core.models.offline import ensure_smollm2
 
-    folder = tmp_path_factory.mktemp("smollm2-hf") / "model"
-    shutil.copytree(ensure_smollm2(), folder)
-    out = folder.parent / "smollm2-f16.gguf"
-    llama_cpp.convert(folder, out, "f16")
+    out = tmp_path_factory.mktemp("gguf") / "smollm2-f16.gguf"
+    llama_cpp.convert(ensure_smollm2(), out, "f16")
     return out
 
 
@@ -65,26 +62,12 @@ def test_llama_server_answers_as_in_process_scoring_on_heldout_rows(smollm2_gguf
 def smollm2_adapter(tmp_path_factory):
     """A LoRA of the course's shape on SmolLM2 with small random B (no training): it moves the answers a little,
     and the model still answers with letters (a random tiny model's letters are not among the server's top 20)."""
-    import torch
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from mcqa_core.data.prompt import PROMPT_VERSION
-    from mcqa_core.models.loading import lora_config
     from mcqa_core.models.offline import ensure_smollm2
 
-    out = tmp_path_factory.mktemp("adapters") / "smollm2-lora"
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(ensure_smollm2()), lora_config(r=16, alpha=16))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.01)
-    model.save_pretrained(out)
-    (out / "mcqa_run.json").write_text(json.dumps(
-        {"base_model": "smollm2-135m", "prompt_version": PROMPT_VERSION, "load_in_4bit": False,
-         "data": {"eval_split": "heldout"}}))
-    return out
+    return save_random_lora(ensure_smollm2(), tmp_path_factory.mktemp("adapters") / "smollm2-lora",
+                            {"base_model": "smollm2-135m", "prompt_version": PROMPT_VERSION, "load_in_4bit": False,
+                             "data": {"eval_split": "heldout"}}, r=16, b_std=0.01)
 
 
 @NEEDS_LLAMA_CPP

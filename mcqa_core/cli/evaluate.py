@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.inference import load_model, read_adapter_info
     from ..models.run_record import split_overlap_warning
 
-    if args.adapter:
-        read_adapter_info(args.adapter)  # a missing or damaged adapter is refused before the data is read
+    # a missing or damaged adapter is refused before the data is read
+    adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
         data, bank = _questions(args)
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                if data.skipped else "")
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     if args.backend == "openai":
-        loaded, scorer = None, _server_scorer(args)
-        run, device, four_bit = (read_adapter_info(args.adapter) if args.adapter else {}), "server", None
+        loaded, scorer = None, _server_scorer(args, adapter_run.get("base_model") or args.base_model)
+        run, device, four_bit = adapter_run, "server", None
     else:
         loaded, scorer = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit), None
         what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
@@ -207,15 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _server_scorer(args: EvalArgs):
+def _server_scorer(args: EvalArgs, base: str | None):
     """The OpenAI-compatible server, checked (reachable, serves the names given) before any scoring. The
-    tokenizer of the adapter's (or --base-model's) base, when there is one, shortens long questions as
+    tokenizer of `base` (the adapter's or --base-model), when there is one, shortens long questions as
     in-process scoring does; without it prompts go whole."""
     from ..evaluation.openai_backend import OpenAIScorer
-    from ..models.inference import read_adapter_info
     from ..models.loading import load_tokenizer, resolve_model
 
-    base = read_adapter_info(args.adapter)["base_model"] if args.adapter else args.base_model
     tokenizer = load_tokenizer(resolve_model(base)) if base else None
     scorer = OpenAIScorer(args.endpoint, args.model, base_model=args.base_served_model, tokenizer=tokenizer,
                           max_prompt_tokens=args.max_prompt_tokens, style=args.prompt, timeout=args.timeout)

@@ -125,38 +125,38 @@ def score_rows(
     try:
         with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), \
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            caches = {}  # use_bf16 -> the shared start's key/value cache, computed in that precision
-            memo = prefix_memo if prefix_memo is not None else {}
+            caches = {}  # precision -> the shared start's key/value cache, for this call
 
             def prefix_cache(precision):
-                key = (tuple(items[0].ids[:prefix_len]), precision)
-                if key in memo:
-                    return memo[key]
-                cache = _prefix_cache(model, items[0].ids[:prefix_len], device)
-                if prefix_len <= MEMO_MAX_PREFIX:  # a template's start, not one question's whole prompt
-                    if len(memo) >= MEMO_ENTRIES:
-                        memo.clear()
-                    memo[key] = cache
-                return cache
+                if not prefix_len:
+                    return None
+                if precision not in caches:
+                    key = (tuple(items[0].ids[:prefix_len]), precision)
+                    if prefix_memo is not None and key in prefix_memo:
+                        caches[precision] = prefix_memo[key]
+                    else:
+                        caches[precision] = _prefix_cache(model, items[0].ids[:prefix_len], device)
+                        # a template's start is kept across calls, not one question's whole prompt
+                        if prefix_memo is not None and prefix_len <= MEMO_MAX_PREFIX:
+                            if len(prefix_memo) >= MEMO_ENTRIES:
+                                prefix_memo.clear()
+                            prefix_memo[key] = caches[precision]
+                return caches[precision]
 
-            if prefix_len:
-                caches[use_bf16] = prefix_cache(use_bf16)
-                if caches[use_bf16] is None:  # legacy tuples (unsloth's patched Llama): score whole prompts
-                    prefix_len = 0
+            if prefix_len and prefix_cache(use_bf16) is None:  # legacy tuples (unsloth's Llama): whole prompts
+                prefix_len = 0
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
                 probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device,
-                                           caches.get(use_bf16), prefix_len)
+                                           prefix_cache(use_bf16), prefix_len)
                 if use_bf16:
                     top2 = probs.topk(2, dim=-1).values
                     close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
                     if close:
                         with torch.autocast(device.type, enabled=False):
-                            if prefix_len and False not in caches:
-                                caches[False] = prefix_cache(False)
                             probs[close], mass[close] = _score_batch(
                                 model, [batch[i] for i in close], letter_ids, pad_id, padding_side, device,
-                                caches.get(False), prefix_len)
+                                prefix_cache(False), prefix_len)
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
                     row = rows[it.index]
                     out[it.index] = LetterScore(

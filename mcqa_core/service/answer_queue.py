@@ -35,12 +35,12 @@ class _Request:
     rows: list[dict]
     adapter: bool
     interactive: bool
-    future: Future = field(default_factory=Future)
-    results: list[LetterScore | None] = field(default_factory=list)
-    taken: int = 0  # rows handed to a batch so far
-    done: int = 0  # rows scored so far
     job: Callable[[], object] | None = None  # a non-scoring job (generation), run alone
-    order: list[int] = field(default_factory=list)  # the order rows are handed out in
+    future: Future = field(default_factory=Future, init=False)
+    results: list[LetterScore | None] = field(init=False)
+    order: list[int] = field(init=False)  # the order rows are handed out in
+    taken: int = field(default=0, init=False)  # rows handed to a batch so far
+    done: int = field(default=0, init=False)  # rows scored so far
 
     def __post_init__(self):
         self.results = [None] * len(self.rows)
@@ -118,7 +118,7 @@ class AnswerQueue:
         picked: list[tuple[_Request, int]] = []
         adapter = pool[0].adapter
         for r in pool:
-            if r.adapter != adapter or r.job is not None:
+            if r.adapter != adapter:
                 continue
             while r.taken < len(r.rows) and len(picked) < self.batch_size:
                 picked.append((r, r.order[r.taken]))

@@ -13,6 +13,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
@@ -39,14 +40,11 @@ _QUEUE_LOCK = threading.Lock()
 def scorer_for(loaded):
     """The scorer every session shares for a loaded model: a server backend's own scorer, or one `AnswerQueue`
     in front of the in-process model (made on first use)."""
-    if getattr(loaded, "remote", None) is not None:
-        return loaded.remote
     with _QUEUE_LOCK:
-        queue = getattr(loaded, "answer_queue", None)
-        if queue is None:
+        if loaded.shared_scorer is None:
             local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
-            queue = loaded.answer_queue = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
-        return queue
+            loaded.shared_scorer = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
+        return loaded.shared_scorer
 
 
 def load_spec(spec, threads: int | None = None, settings=None):
@@ -83,8 +81,6 @@ def load_served(spec, settings):
     started = time.perf_counter()
     run = inference.read_adapter_info(spec.adapter) if spec.adapter else {}
     # An adapter is served under its folder's name (vLLM: --lora-modules NAME=adapters/NAME) unless set otherwise.
-    from pathlib import Path
-
     name = (settings.served_model or Path(spec.adapter).name) if spec.adapter else settings.served_base_model
     if not settings.endpoint or not name:
         missing = "MCQA_APP_ENDPOINT" if not settings.endpoint else "MCQA_APP_SERVED_BASE_MODEL"
@@ -94,10 +90,8 @@ def load_served(spec, settings):
     scorer = OpenAIScorer(settings.endpoint, name, tokenizer=tokenizer, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
                           base_model=settings.served_base_model if spec.adapter else None)
     scorer.check()
-    loaded = inference.LoadedModel(None, tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
-                                   time.perf_counter() - started, run)
-    loaded.remote = scorer
-    return loaded
+    return inference.LoadedModel(None, tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
+                                 time.perf_counter() - started, run, shared_scorer=scorer)
 
 
 WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}

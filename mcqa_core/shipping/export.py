@@ -36,8 +36,8 @@ from pathlib import Path
 from ..command_line import setting
 from ..data.rows import default_data_dir
 from ..errors import AdapterError, DataError, ExportError, refuse
-from ..models.inference import read_adapter_info
 from ..evaluation.scorers import agreement, max_prob_diff
+from ..models.inference import read_adapter_info
 from ..models.run_record import MERGED_FORMAT, RUN_FILE, measured_accuracy, read_run, write_run
 from .gguf import gguf_problems, gguf_types, write_gguf
 from .publish import check_push_ready
@@ -250,7 +250,7 @@ def merged_card(run: dict) -> str:
                  f"{c['agreement_with_trained_adapter']:.1%} same letter |")
     else:
         check = "| agreement check | skipped (--check-rows 0) |"
-    for gguf_type, g in (m.get("gguf") or {}).items():
+    for g in (m.get("gguf") or {}).values():
         if "agreement_with_merged" in g:
             check += (f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
                       f"{g['agreement_with_merged']:.1%} same letter |")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..errors import ExportError
 from . import llama_cpp
 
 
@@ -55,6 +54,4 @@ def write_gguf(hf_folder: Path, out: Path, types: list[str], rows: list[dict], m
                 f"letter on {len(rows)} rows (largest probability difference {entry['max_prob_diff']:.2g})")
         files[gguf_type] = entry
     shutil.rmtree(hf_folder)
-    if not files:
-        raise ExportError("no GGUF file was written")
     return files

@@ -62,22 +62,30 @@ def architecture_problem(config: dict) -> str | None:
     return None
 
 
-def gguf_ready_tokenizer(folder: Path) -> None:
-    """Declare a byte-level BPE tokenizer as GPT-2 style in `folder`'s tokenizer.json.
+def gguf_ready_tokenizer(tok: dict) -> dict | None:
+    """A byte-level BPE tokenizer.json declared GPT-2 style, or None when it needs no change.
 
     transformers rebuilds a GGUF's BPE vocabulary (the offline SmolLM2) with byte_fallback on and a
     SentencePiece-style decoder; token ids are the same either way (checked on all 4,183 validation
     prompts), but the converter would take it for a SentencePiece vocabulary and llama.cpp would tokenize
     differently. Tokenizers that are not byte-level (Llama 2's SentencePiece) are left alone."""
-    path = folder / "tokenizer.json"
-    if not path.exists():
-        return
-    tok = json.loads(path.read_text(encoding="utf-8"))
     model, pre = tok.get("model") or {}, tok.get("pre_tokenizer") or {}
-    if model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel":
-        model["byte_fallback"] = False
-        tok["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}
-        path.write_text(json.dumps(tok, ensure_ascii=False), encoding="utf-8")
+    if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
+        return None
+    return {**tok, "model": {**model, "byte_fallback": False},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}}
+
+
+def _converter_view(hf_folder: Path, view: Path) -> None:
+    """`view` holding links to `hf_folder`'s files, with a GGUF-ready tokenizer.json where it needs one: the
+    converter reads a folder, and the model's own folder (the offline cache, an export) stays as it is."""
+    for item in hf_folder.iterdir():
+        fixed = gguf_ready_tokenizer(json.loads(item.read_text(encoding="utf-8"))) \
+            if item.name == "tokenizer.json" else None
+        if fixed is None:
+            (view / item.name).symlink_to(item.resolve())
+        else:
+            (view / item.name).write_text(json.dumps(fixed, ensure_ascii=False), encoding="utf-8")
 
 
 def convert(hf_folder: Path, out_file: Path, gguf_type: str, log=print) -> None:
@@ -85,14 +93,17 @@ def convert(hf_folder: Path, out_file: Path, gguf_type: str, log=print) -> None:
     script = converter()
     if script is None:
         raise ExportError(f"llama.cpp's converter is not installed; {INSTALL_HINT}")
-    gguf_ready_tokenizer(hf_folder)
-    cmd = [sys.executable, str(script), str(hf_folder), "--outtype", gguf_type, "--outfile", str(out_file)]
     log(f"[gguf] converting to {gguf_type} with llama.cpp's convert_hf_to_gguf.py")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".gguf-source-") as view:
+        source = Path(view) / Path(hf_folder).name  # the converter names the model after its folder
+        source.mkdir()
+        _converter_view(Path(hf_folder), source)
+        cmd = [sys.executable, str(script), str(source), "--outtype", gguf_type, "--outfile", str(out_file)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not out_file.exists():
         tail = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line][-1:] or \
             done.stderr.strip().splitlines()[-1:]
-        raise ExportError(f"llama.cpp's converter failed on {hf_folder.name}: {' '.join(tail)[:300]}")
+        raise ExportError(f"llama.cpp's converter failed on {Path(hf_folder).name}: {' '.join(tail)[:300]}")
 
 
 def _free_port() -> int:
@@ -125,7 +136,8 @@ class LlamaServer:
                "-c", str(self.context), "--parallel", str(self.parallel), "--no-webui"]
         if self.threads:
             cmd += ["-t", str(self.threads)]
-        self.process = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        with self.log.open("w") as log:  # the server writes to its own copy of the handle
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
