@@ -8,7 +8,17 @@ cd "$(dirname "$0")/.."
 VERSION=0.3.36  # llama-cpp-python; the llama.cpp it vendors is what we build
 dest=.venv/llama.cpp
 stamp=$dest/.installed
-if [ "$(cat "$stamp" 2>/dev/null)" = "$VERSION" ] && [ -x .venv/bin/llama-server ]; then
+case "$(uname -m)" in
+  x86_64)
+    if grep -qw avx2 /proc/cpuinfo; then
+      cpu_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+    else  # an x86-64 CPU before AVX2
+      cpu_flags="-DGGML_NATIVE=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF"
+    fi ;;
+  *) cpu_flags="-DGGML_NATIVE=ON" ;;
+esac
+want="$VERSION $cpu_flags"
+if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && [ -x .venv/bin/llama-server ]; then
   exit 0
 fi
 for tool in cmake c++; do
@@ -23,12 +33,12 @@ src=$work/llama_cpp_python-$VERSION/vendor/llama.cpp
 log=$work/build.log
 {
   cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_NATIVE=ON
+    -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF $cpu_flags
   cmake --build "$work/build" --target llama-server -j"$(nproc)"
 } > "$log" 2>&1 || { tail -40 "$log"; echo "error: building llama-server failed (log above)"; exit 1; }
 rm -rf "$dest"
 mkdir -p "$dest"
 cp -r "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py" "$src/LICENSE" "$dest/"
 install -m 755 "$work/build/bin/llama-server" .venv/bin/llama-server
-echo "$VERSION" > "$stamp"
+echo "$want" > "$stamp"
 echo "llama.cpp: $(.venv/bin/llama-server --version 2>&1 | grep -m1 version)"

@@ -95,3 +95,16 @@ def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: 
     model.save_pretrained(out)
     (out / "mcqa_run.json").write_text(json.dumps(run))
     return out
+
+
+def pytest_report_header(config):
+    from mcqa_core.shipping.llama_cpp import cpu_summary
+
+    return f"cpu: {cpu_summary()}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Again at the end, where a CI log's tail shows it: the CPU kind decides which kernels ran.
+    from mcqa_core.shipping.llama_cpp import cpu_summary
+
+    terminalreporter.write_line(f"ran on: {cpu_summary()}")

@@ -114,6 +114,19 @@ class _FakeServer(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
+# The fake model's next-token logits: "B" leads, then 30 filler tokens, so "C" and "D" fall outside a top 20.
+LOGITS = {"B": 6.0, "A": 3.5, **{f"w{i}": 3.0 - i / 100 for i in range(30)}, "C": -1.0, "D": -2.5}
+TOKEN_IDS = {text: i for i, text in enumerate(LOGITS)}
+
+
+def _top(logits: dict, k: int = 20) -> dict:
+    """The k most likely tokens with their log-probabilities (softmax over all of `logits`)."""
+    import math
+
+    z = math.log(sum(math.exp(v) for v in logits.values()))
+    return {t: v - z for t, v in sorted(logits.items(), key=lambda kv: -kv[1])[:k]}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -132,13 +145,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         how = self.server.behaviour
+        if self.path == "/tokenize":  # beside /v1, as on vLLM and llama-server
+            return self._send({"tokens": [TOKEN_IDS[body["content"]]]})
         if how == "slow":
             time.sleep(2)
         if body["model"] != "mcqa":
             return self._send({"error": {"message": f"The model `{body['model']}` does not exist."}}, 404)
-        top = {"B": -0.1, "A": -2.5, "The": -3.0} if how != "no-letters" else {"The": -0.1}
-        logprobs = None if how == "no-logprobs" else {"top_logprobs": [top]}  # vLLM's shape
-        self._send({"choices": [{"text": "B", "logprobs": logprobs}]})
+        if how == "no-logprobs":
+            return self._send({"choices": [{"text": "B", "logprobs": None}]})
+        logits = dict(LOGITS)
+        if body.get("logit_bias") and how != "ignores-bias":
+            by_id = {i: t for t, i in TOKEN_IDS.items()}
+            for token_id, bias in body["logit_bias"].items():
+                logits[by_id[int(token_id)]] += bias
+        top = _top(logits)
+        if how == "llama.cpp" and body.get("post_sampling_probs"):  # probabilities after the sampling chain
+            import math
+
+            content = [{"token": "B", "top_probs": [{"token": t, "prob": math.exp(v)} for t, v in top.items()]}]
+            return self._send({"choices": [{"text": "B", "logprobs": {"content": content}}]})
+        if how == "llama.cpp":
+            content = [{"token": "B", "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}]
+            return self._send({"choices": [{"text": "B", "logprobs": {"content": content}}]})
+        self._send({"choices": [{"text": "B", "logprobs": {"top_logprobs": [top]}}]})  # vLLM's shape
 
 
 ROW = {"id": "q1", "question": "Which organ pumps blood?", "opa": "Lung", "opb": "Heart", "opc": "Liver",
@@ -158,16 +187,25 @@ def fake():
         s.shutdown()
 
 
-def test_letters_come_from_the_servers_logprobs_and_missing_letters_get_zero(fake):
-    (score,) = OpenAIScorer(fake("ok").endpoint, "mcqa").score([ROW])
-    assert score.pred == "B" and score.correct and score.probs[2] == score.probs[3] == 0.0
-    assert abs(sum(score.probs) - 1) < 1e-9 and score.probs[1] > score.probs[0] > 0
+@pytest.mark.parametrize("shape", ["ok", "llama.cpp"])
+def test_letters_outside_the_servers_top_list_get_their_probability_through_logit_bias(fake, shape):
+    """Without a local tokenizer the letter ids come from the server's /tokenize (the real llama-server test below
+    takes them from the model's tokenizer)."""
+    import math
+
+    (score,) = OpenAIScorer(fake(shape).endpoint, "mcqa").score([ROW])
+    letters = [LOGITS[L] for L in "ABCD"]
+    expected = [math.exp(v) / sum(math.exp(x) for x in letters) for v in letters]
+    assert score.pred == "B" and score.correct and sum(score.probs) == pytest.approx(1)
+    assert score.probs == pytest.approx(expected, rel=1e-6) and min(score.probs) > 0
+    full = sum(math.exp(v) for v in LOGITS.values())
+    assert score.letter_mass == pytest.approx(sum(math.exp(v) for v in letters) / full, rel=1e-6)
 
 
 @pytest.mark.parametrize("behaviour, model, timeout, message", [
     ("ok", "other", 5, "does not serve 'other' (it serves: mcqa)"),
     ("no-logprobs", "mcqa", 5, "returned no log-probabilities"),
-    ("no-letters", "mcqa", 5, "put none of the letters A-D among its top 20"),
+    ("ignores-bias", "mcqa", 5, "ignores logit_bias in its log-probabilities"),
     ("slow", "mcqa", 0.5, "did not answer /completions within 0.5 s"),
 ])
 def test_a_server_that_cannot_score_gets_one_clear_line(fake, behaviour, model, timeout, message):
@@ -201,3 +239,77 @@ def test_mcqa_eval_through_a_server_writes_its_report_and_refuses_an_unknown_nam
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["n"] == 5 and report["meta"]["backend"] == "openai" and report["meta"]["served_model"] == "mcqa"
     assert {p["pred"] for p in report["predictions"]} == {"B"}
+
+
+# ------------------------------------------------------------------ a server binary that crashes while loading
+
+FAKE_SERVER = """#!{python}
+import http.server, os, signal, sys
+if "--no-repack" not in sys.argv and {crash_with_repack} or {always_crash}:
+    os.kill(os.getpid(), signal.SIGSEGV)  # as llama.cpp's AMX path did on a Xeon, loading a q8_0 file
+port = int(sys.argv[sys.argv.index("--port") + 1])
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+@pytest.mark.parametrize("always_crash", [False, True])
+def test_a_server_that_crashes_loading_is_retried_without_repacking_then_named_in_one_line(
+        tmp_path, monkeypatch, always_crash):
+    import sys
+
+    from mcqa_core.errors import ExportError
+
+    binary = tmp_path / "llama-server"
+    binary.write_text(FAKE_SERVER.format(python=sys.executable, crash_with_repack=True, always_crash=always_crash))
+    binary.chmod(0o755)
+    monkeypatch.setattr(llama_cpp, "server_binary", lambda: str(binary))
+    gguf = tmp_path / "model-q8_0.gguf"
+    gguf.write_bytes(b"GGUF")
+    if not always_crash:
+        with llama_cpp.LlamaServer(gguf, startup_timeout=30) as server:
+            assert server.repack is False and server.process.poll() is None
+        return
+    with pytest.raises(ExportError) as caught:
+        with llama_cpp.LlamaServer(gguf, startup_timeout=30):
+            pass
+    message = str(caught.value)
+    assert "\n" not in message and "signal 11, SIGSEGV" in message and "model-q8_0.gguf" in message
+    assert llama_cpp.cpu_summary() in message
+
+
+@NEEDS_LLAMA_CPP
+def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_smoke_adapter_exports(
+        tiny_model_path, smoke_adapter, tmp_path, data_dir):
+    """A random model ranks no letter in its top 20 next tokens: the letters come through logit_bias, sum to 1,
+    and match in-process scoring; exporting the smoke adapter (on that model) to GGUF then works."""
+    from mcqa_core.data.rows import load_split
+    from mcqa_core.evaluation.evaluate import evaluate
+    from mcqa_core.shipping.export import ExportArgs, export_merged
+    from mcqa_core.models.inference import load_model
+
+    rows = load_split("heldout", str(data_dir), 24).rows
+    local = load_model(None, tiny_model_path, load_in_4bit=False)
+    expected = evaluate(local, rows)["predictions"]
+    gguf = tmp_path / "tiny-f16.gguf"
+    llama_cpp.convert(tiny_model_path, gguf, "f16")
+    with llama_cpp.LlamaServer(gguf, alias="tiny") as server:
+        served = OpenAIScorer(server.endpoint, "tiny", tokenizer=local.tokenizer).score(rows)
+    assert all(len(s.probs) == 4 and min(s.probs) > 0 and abs(sum(s.probs) - 1) < 1e-6 for s in served)
+    assert max(s.letter_mass for s in served) < 0.05  # the letters are not what this model says next
+    worst = max(abs(a - b) for s, e in zip(served, expected) for a, b in zip(s.probs, e["probs"]))
+    assert worst < 0.02, f"llama-server's letters differ from in-process scoring by up to {worst:.3f}"
+
+    adapter, _ = smoke_adapter
+    record = export_merged(ExportArgs(adapter=str(adapter), out=str(tmp_path / "smoke-gguf"), format="gguf",
+                                      gguf_types="f16", check_rows=16, data_dir=str(data_dir)), log=lambda *_: None)
+    check = record["merged"]["gguf"]["f16"]
+    assert (tmp_path / "smoke-gguf" / "model-f16.gguf").exists() and check["max_prob_diff"] < 0.02

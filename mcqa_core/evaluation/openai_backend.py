@@ -3,9 +3,13 @@ token generated, and the letters' probabilities read from the server's log-proba
 
 The server tokenizes the prompt itself, so the prompt text must be exactly ours (`format_prompt`); a
 question longer than `max_prompt_tokens` is shortened here first when a tokenizer is given, as in-process.
-Letters missing from the server's top log-probabilities get probability 0; a question whose top tokens hold
-none of its letters is refused (the model named is not answering with letters). vLLM answers
-`logprobs.top_logprobs` (a token -> logprob map), llama.cpp `logprobs.content[0].top_logprobs` (a list).
+A server lists only its top log-probabilities, and a weak model (or one under a chat template) may leave a
+letter out of them. Such a question is asked again with the same `logit_bias` on every letter token: the
+bias puts the letters first and leaves their ratios unchanged, so every letter gets its probability. Only
+log-probabilities taken after the bias show it: llama.cpp's `post_sampling_probs`, vLLM's
+`--logprobs-mode processed_logprobs`; a server that ignores it is refused in one line.
+vLLM answers `logprobs.top_logprobs` (a token -> logprob map), llama.cpp `logprobs.content[0].top_logprobs`
+(a list), or `top_probs` with probabilities after sampling.
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, answer_letter, format_prompt, letter_prefix, option_count
 from ..errors import McqaError
 from .scorers import Progress
-from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore
+from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, letter_token_ids
 
 TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs); letters of a model that answers sit far above it
+LETTER_BIAS = 100.0  # the largest logit_bias OpenAI's API and vLLM accept; far above any logit gap between tokens
+# Sampling that keeps the whole distribution, so probabilities taken after the sampling chain are the biased
+# softmax itself (llama.cpp truncates with top_k/top_p/min_p by default; temperature 0 keeps one token).
+_UNTRUNCATED = {"temperature": 1.0, "top_k": -1, "top_p": 1.0, "min_p": 0.0, "post_sampling_probs": True}
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -42,6 +50,7 @@ class OpenAIScorer:
             self.endpoint += "/v1"
         self.model, self.base_model, self.tokenizer = model, base_model, tokenizer
         self.max_prompt_tokens, self.style, self.timeout, self.concurrency = max_prompt_tokens, style, timeout, concurrency
+        self._letter_ids: dict[tuple[str, int], list[int]] = {}  # (served model, options) -> letter token ids
 
     @property
     def has_base(self) -> bool:
@@ -54,8 +63,8 @@ class OpenAIScorer:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _request(self, path: str, body: dict | None = None) -> dict:
-        url = self.endpoint + path
+    def _request(self, path: str, body: dict | None = None, *, beside_v1: bool = False) -> dict:
+        url = (self.endpoint[: -len("/v1")] if beside_v1 else self.endpoint) + path
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
         try:
@@ -98,24 +107,61 @@ class OpenAIScorer:
                                "prompt tokens; shorten them")
         return enc.text, enc.shortened
 
-    def _score_one(self, row: dict, index: int, model: str) -> LetterScore:
-        text, shortened = self._prompt(row)
+    def _top(self, model: str, text: str, bias: dict[str, float] | None = None) -> dict[str, float]:
         body = {"model": model, "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
+        if bias:
+            body.update(_UNTRUNCATED, logit_bias=bias)
         choice = (self._request("/completions", body).get("choices") or [{}])[0]
         top = _top_logprobs(choice.get("logprobs"))
         if top is None:
             raise BackendError(f"the server at {self.endpoint} returned no log-probabilities for {model!r}; letter "
                                "scoring needs them (vLLM: --max-logprobs 20 or more; llama.cpp: a recent llama-server)")
+        return top
+
+    def letter_ids(self, model: str, n: int) -> list[int]:
+        """The first token of each letter: from our tokenizer when there is one (the server's own for an
+        export), else from the server's /tokenize (vLLM and llama.cpp both have it, beside /v1)."""
+        key = (model, n)
+        if key not in self._letter_ids:
+            self._letter_ids[key] = (letter_token_ids(self.tokenizer, self.style, n) if self.tokenizer
+                                     else [self._server_token(model, letter_prefix(L, self.style)) for L in LETTERS[:n]])
+        return self._letter_ids[key]
+
+    def _server_token(self, model: str, text: str) -> int:
+        body = {"model": model, "prompt": text, "content": text, "add_special_tokens": False}
+        try:
+            tokens = self._request("/tokenize", body, beside_v1=True).get("tokens")
+            why = f"/tokenize answered {tokens!r}"
+        except BackendError as e:
+            tokens, why = None, str(e)
+        if not tokens or not isinstance(tokens[0], int):
+            raise BackendError(f"{model!r} left letters out of its top {TOP_LOGPROBS} next tokens and the server "
+                               f"could not tokenize them ({why}); pass the base model (--base-model) so its "
+                               "tokenizer names them")
+        return tokens[0]
+
+    def _score_one(self, row: dict, index: int, model: str) -> LetterScore:
+        text, shortened = self._prompt(row)
         n = option_count(row)
-        logp = [top.get(letter_prefix(L, self.style), -math.inf) for L in LETTERS[:n]]
-        if all(v == -math.inf for v in logp):
-            raise BackendError(f"{model!r} put none of the letters {LETTERS[0]}-{LETTERS[n - 1]} among its top "
-                               f"{TOP_LOGPROBS} next tokens for row {row.get('id', index)}; is it the MCQA model?")
-        best = max(logp)
-        weights = [math.exp(v - best) for v in logp]
-        total = sum(weights)
-        return LetterScore(id=str(row.get("id", index)), probs=[w / total for w in weights],
-                           letter_mass=sum(math.exp(v) for v in logp),
+        letters = [letter_prefix(L, self.style) for L in LETTERS[:n]]
+        top = self._top(model, text)
+        raw = [top.get(t) for t in letters]
+        if None not in raw:  # the common case: one request, the model's own probabilities
+            logp, mass = raw, sum(math.exp(v) for v in raw)
+        else:
+            biased = self._top(model, text, {str(i): LETTER_BIAS for i in self.letter_ids(model, n)})
+            logp = [biased.get(t) for t in letters]
+            if None in logp:
+                raise BackendError(f"the server at {self.endpoint} ignores logit_bias in its log-probabilities, so "
+                                   f"{model!r}'s letters outside its top {TOP_LOGPROBS} get none (row "
+                                   f"{row.get('id', index)}); vLLM: start it with --logprobs-mode processed_logprobs")
+            # The raw share of the letters: from the letters the first answer listed, scaled by their biased
+            # share; with none listed, each letter is below the last listed token.
+            listed = [i for i, v in enumerate(raw) if v is not None]
+            rel = _softmax(logp)
+            mass = (sum(math.exp(raw[i]) for i in listed) / sum(rel[i] for i in listed) if listed
+                    else n * math.exp(min(top.values())))
+        return LetterScore(id=str(row.get("id", index)), probs=_softmax(logp), letter_mass=min(mass, 1.0),
                            gold=answer_letter(row) if row.get("cop") is not None else None, shortened=shortened)
 
     def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None) -> list[LetterScore]:
@@ -137,6 +183,13 @@ class OpenAIScorer:
         return ((self._request("/completions", body).get("choices") or [{}])[0].get("text") or "").strip()
 
 
+def _softmax(logp: list[float]) -> list[float]:
+    best = max(logp)
+    weights = [math.exp(v - best) for v in logp]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
 def _top_logprobs(logprobs) -> dict[str, float] | None:
     """{token text: logprob} for the first generated token, from either server's answer."""
     if not logprobs:
@@ -144,6 +197,9 @@ def _top_logprobs(logprobs) -> dict[str, float] | None:
     if isinstance(logprobs.get("top_logprobs"), list) and logprobs["top_logprobs"]:  # OpenAI legacy / vLLM
         return dict(logprobs["top_logprobs"][0] or {})
     content = logprobs.get("content")
-    if isinstance(content, list) and content:  # llama.cpp
-        return {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or []}
+    if isinstance(content, list) and content:  # llama.cpp: logprobs, or probabilities after sampling
+        first = content[0]
+        if "top_probs" in first:
+            return {t["token"]: math.log(t["prob"]) for t in first["top_probs"] or [] if t.get("prob", 0) > 0}
+        return {t["token"]: t["logprob"] for t in first.get("top_logprobs") or []}
     return None

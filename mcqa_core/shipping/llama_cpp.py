@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -106,6 +107,23 @@ def convert(hf_folder: Path, out_file: Path, gguf_type: str, log=print) -> None:
         raise ExportError(f"llama.cpp's converter failed on {Path(hf_folder).name}: {' '.join(tail)[:300]}")
 
 
+def cpu_summary() -> str:
+    """The CPU and the vector/matrix features llama.cpp's kernels choose between, for any report of a crash."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+    return f"{name}; {' '.join(f for f in wanted if f in flags) or 'no AVX2'}"
+
+
+class _Crashed(Exception):
+    """llama-server died on a signal while it loaded the model."""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -121,6 +139,7 @@ class LlamaServer:
         self.context, self.startup_timeout = context, startup_timeout
         self.port = _free_port()
         self.process: subprocess.Popen | None = None
+        self.repack = True  # False once a crash made it start with --no-repack
         self.log = Path(tempfile.gettempdir()) / f"llama-server-{self.port}.log"
 
     @property
@@ -128,6 +147,19 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> "LlamaServer":
+        try:
+            return self._start(repack=True)
+        except _Crashed:
+            # llama.cpp's CPU weight repacking (and AMX, when a build has it) has crashed on some CPUs while the
+            # plain kernels load the same file; retry once without it rather than fail the export.
+            try:
+                return self._start(repack=False)
+            except _Crashed as crash:
+                raise ExportError(f"llama-server crashed ({crash}) loading {self.gguf.name} on this CPU "
+                                  f"({cpu_summary()}), with and without weight repacking; rebuild it with "
+                                  f"`make setup-serving` or serve the f16 file; its log: {self.log}") from None
+
+    def _start(self, repack: bool) -> "LlamaServer":
         binary = server_binary()
         if binary is None:
             raise ExportError(f"llama-server is not installed; {INSTALL_HINT}")
@@ -136,13 +168,19 @@ class LlamaServer:
                "-c", str(self.context), "--parallel", str(self.parallel), "--no-webui"]
         if self.threads:
             cmd += ["-t", str(self.threads)]
+        if not repack:
+            cmd.append("--no-repack")
+        self.repack = repack
         with self.log.open("w") as log:  # the server writes to its own copy of the handle
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise ExportError(f"llama-server exited at start (code {self.process.returncode}); its log: "
-                                  f"{self.log}")
+            code = self.process.poll()
+            if code is not None and code < 0:
+                raise _Crashed(f"signal {-code}, {signal.Signals(-code).name}" if -code in signal.valid_signals()
+                               else f"signal {-code}")
+            if code is not None:
+                raise ExportError(f"llama-server exited at start (code {code}); its log: {self.log}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                     if r.status == 200:
