@@ -15,7 +15,7 @@ import streamlit as st
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
 from mcqa_core.data.rows import default_data_dir, load_split
 from mcqa_core.errors import DataError, McqaError
-from mcqa_core.evaluation.report import measured_interval
+from mcqa_core.evaluation.report import describe_interval, measured_interval
 from mcqa_core.models.run_record import DISCLAIMER
 from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
 from mcqa_core.service.questions import Answer, load_spec
@@ -129,7 +129,7 @@ def _choice_label(choice: str, adapters: dict, cfg: AppSettings) -> str:
     if choice == PATH_CHOICE:
         return "Another adapter folder…"
     a = adapters[choice]
-    acc = f" · {a.accuracy:.1%}" if a.accuracy is not None else ""
+    acc = f" · {c[0]:.1%} ({describe_interval(c[2], 0)})" if (c := measured_interval(a.run)) else ""
     return f"{a.name}{acc}"
 
 
@@ -229,7 +229,8 @@ def loaded_info_ui(loaded) -> None:
         acc = run.get("accuracy")
         if isinstance(acc, (int, float)):
             on = f" on {run['eval_split']} ({run['eval_rows']} rows)" if run.get("eval_split") else ""
-            lines.append(f"**Measured accuracy:** {acc:.1%}{md_escape(on)}")
+            ci = f" ({describe_interval(c[2])})" if (c := measured_interval(loaded.run)) else ""
+            lines.append(f"**Measured accuracy:** {acc:.1%}{ci}{md_escape(on)}")
         else:
             lines.append("**Measured accuracy:** not recorded")
     else:

@@ -11,6 +11,7 @@ from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape,
 from mcqa_core.data.banks import select_part
 from mcqa_core.data.rows import SHARED_DATA_HINT
 from mcqa_core.errors import DataError, McqaError
+from mcqa_core.evaluation.report import describe_interval
 from mcqa_core.evaluation.stats import FEW, describe_difference
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, with_statistics, wrong_answers
@@ -118,26 +119,23 @@ def bank_run_ui(loaded) -> None:
                        file_name=f"{stem}-report.json", mime="application/json", key="bank_download_json")
 
 
-def _interval(ci) -> str:
-    return f"95 % interval {ci[0]:.1%} to {ci[1]:.1%}"
-
-
 def headline_ui(report: dict) -> None:
-    """The accuracies with their intervals, and in words what is and is not a real difference."""
+    """The accuracies, each with its interval beneath it, and in words what is and is not a real difference."""
     acc, always_a = report["accuracy"], report["always_a_accuracy"]
     base = report.get("base")
     cols = st.columns(4)
     cols[0].metric("Accuracy", f"{acc:.1%}", f"{(acc - always_a) * 100:+.1f} pts vs always-A",
-                   help=f"Letter accuracy on {report['n']} questions; {_interval(report['accuracy_ci'])}")
-    cols[1].metric("Always answer \"A\"", f"{always_a:.1%}",
-                   help=f"The commonest letter, answered every time; {_interval(report['always_a_ci'])}")
+                   help=f"Letter accuracy on {report['n']} questions")
+    cols[0].caption(f"{describe_interval(report['accuracy_ci'])}, {report['n']} questions")
+    cols[1].metric("Always answer \"A\"", f"{always_a:.1%}", help="The commonest letter, answered every time")
+    cols[1].caption(describe_interval(report["always_a_ci"]))
     if base:
         cols[2].metric("Base model", f"{base['accuracy']:.1%}", f"{(acc - base['accuracy']) * 100:+.1f} pts from the adapter",
                        delta_color="normal", help="The same questions with the adapter switched off")
+        cols[2].caption(describe_interval(base["accuracy_ci"]))
     else:
         cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
     cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
-    st.caption(f"Accuracy {acc:.1%} ({_interval(report['accuracy_ci'])}) on {report['n']} questions.")
     lines = ([f"Against always-\"A\": {describe_difference(report['vs_always_a'], 'always-A')}."]
              if report.get("vs_always_a") else [])
     if report.get("vs_base"):

@@ -198,6 +198,7 @@ def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
     side = "\n".join(m.value for m in at.sidebar.markdown)
     print([e.value for e in at.sidebar.error], [e.value for e in at.sidebar.caption], [e for e in at.sidebar])
     assert "tiny\\-lora" in side and "31.2%" in side and "demo\\-train \\(32 rows\\)" in side
+    assert re.search(r"\*\*Measured accuracy:\*\* 31\.2% \(95 % interval \d+\.\d% to \d+\.\d%\)", side)
     fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus", "Accessory", "Hypoglossal")
     at.toggle(key="ask_compare").set_value(True)
     at.button(key="ask_submit").click().run()
@@ -289,6 +290,9 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
     assert re.fullmatch(r"\d+\.\d%", metrics["Accuracy"]) and re.fullmatch(r"\d+\.\d%", metrics['Always answer "A"'])
     text = shown(at)
     assert "Run here on the first 16 heldout questions." in text and "always-\"A\"" in text
+    # each accuracy with its interval as text beneath it, always-"A"'s too (no base model here)
+    intervals = [c.value for c in at.caption if c.value.startswith("95 % interval")]
+    assert len(intervals) == 2 and re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 16 questions", intervals[0])
     if at.selectbox(key="evaluate_wrong") is not None and at.button(key="evaluate_open_browse") is not None:
         wrong_id = at.selectbox(key="evaluate_wrong").value
         at.button(key="evaluate_open_browse").click().run()
@@ -312,8 +316,11 @@ def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_ada
     assert re.fullmatch(r"\d+\.\d%", base.value)
     text = shown(at)
     assert "disagree on" in text
-    # every accuracy with its interval, and the paired tests in words
-    assert re.search(r"Accuracy \d+\.\d% \(95 % interval \d+\.\d% to \d+\.\d%\) on 8 questions", text)
+    # every accuracy with its interval as text beneath it (the model's, always-"A"'s, the base model's), and
+    # the paired tests in words
+    intervals = [c.value for c in at.caption if c.value.startswith("95 % interval")]
+    assert re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 8 questions", intervals[0])
+    assert len(intervals) == 3 and all(re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%", c) for c in intervals[1:])
     assert re.search(r"Against always-\"A\": .*p [=<] ", text) and re.search(r"Against the base model: .*p [=<] ", text)
 
 

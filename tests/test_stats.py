@@ -1,5 +1,6 @@
-"""Intervals and paired tests against values computed independently (a published worked example, and the
-exact binomial sum written out), and the report carrying them."""
+"""Intervals and paired tests against values computed independently (a published worked example, the exact
+binomial sum written out, a Monte Carlo run of the paired interval's definition), their agreement with each
+other on every small table, and the report carrying them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import pytest
 
-from mcqa_core.evaluation.stats import describe_difference, mcnemar, wilson
+from mcqa_core.evaluation.stats import describe_difference, mcnemar, mcnemar_counts, significant, wilson
 
 
 def test_wilson_matches_newcombes_worked_example():
@@ -36,6 +37,58 @@ def test_mcnemar_is_the_exact_binomial_on_discordant_pairs(a_only, b_only):
     assert lo < test["difference"] < hi or a_only == b_only
 
 
+def _agrees(test: dict) -> bool:
+    lo, hi = test["ci"]
+    return (lo <= 0 <= hi) == (test["p_value"] >= 0.05) and lo <= test["difference"] <= hi and -1 <= lo < hi <= 1
+
+
+def test_the_paired_interval_excludes_zero_exactly_when_the_exact_test_rejects_on_every_small_table():
+    tables = [(a, b, n) for a in range(41) for b in range(41) for n in (max(a + b, 1), 100)]
+    for a, b, n in tables:
+        test = mcnemar_counts(a, b, n)
+        assert _agrees(test), (a, b, n, test)
+        assert test["p_value"] == pytest.approx(_exact_two_sided(a, a + b), rel=1e-9), (a, b)
+
+
+def test_the_paired_interval_agrees_with_the_test_at_the_edge_of_significance_on_large_tables():
+    from scipy.stats import binom
+
+    for m in (50, 137, 400, 1074, 3000):
+        critical = int(binom.isf(0.025, m, 0.5))  # the one-sided tail crosses 2.5 % between these counts
+        for a in range(critical - 2, critical + 3):
+            for n in (m, 4 * m):
+                assert _agrees(mcnemar_counts(a, m - a, n)), (a, m, n)
+                assert _agrees(mcnemar_counts(m - a, a, n)), (m - a, m, n)
+
+
+def test_the_paired_interval_is_its_definition_computed_by_simulation():
+    # Fay and Lumbard (2021): the lower limit is the 2.5 % quantile of T (2B - 1), B ~ Beta(x, m - x + 1), T ~
+    # Beta(m, n - m + 1) above 0 and Beta(m + 1, n - m) below; the upper limit mirrors it.
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    draws = 400_000
+    for x, m, n in [(1, 7, 32), (15, 20, 20), (40, 60, 1074), (9, 11, 161)]:
+        b = rng.beta(x, m - x + 1, draws)
+        t_low = rng.beta(m, n - m + 1, draws)
+        t_high = rng.beta(m + 1, n - m, draws) if n > m else np.ones(draws)
+        lower = min(np.quantile(t_low * (2 * b - 1), 0.025), np.quantile(t_high * (2 * b - 1), 0.025))
+        assert mcnemar_counts(x, m - x, n)["ci"][0] == pytest.approx(lower, abs=2e-3), (x, m, n)
+
+
+def test_the_issues_contradictions_cannot_happen_any_more():
+    # 32 questions, 1 vs 6 discordant: a Wald interval of -30.9 to -0.4 beside p = 0.12.
+    test = mcnemar_counts(1, 6, 32)
+    assert test["p_value"] == pytest.approx(0.125) and test["ci"][0] < 0 < test["ci"][1]
+    assert describe_difference(test, "the base model").startswith("not distinguishable from the base model")
+    # 100 questions answered alike: an honest interval, as wide as 0 disagreements in 100 allow, not +0.0 to +0.0.
+    same = mcnemar([True] * 40 + [False] * 60, [True] * 40 + [False] * 60)
+    upper = 1 - 0.025 ** (1 / 100)  # Clopper-Pearson upper limit of 0 of 100
+    assert same["p_value"] == 1.0 and same["ci"] == pytest.approx([-upper, upper])
+    assert "95 % interval -3.6 to +3.6, p = 1" in describe_difference(same, "the base model")
+    assert not significant(same) and significant(mcnemar_counts(10, 0, 10))
+
+
 def test_the_words_say_what_is_and_is_not_significant():
     clear = mcnemar([True] * 20 + [False] * 80, [False] * 20 + [False] * 80)
     assert describe_difference(clear, "the base model").startswith("+20.0 points over the base model (95 % interval")
@@ -58,3 +111,16 @@ def test_the_report_carries_intervals_tests_and_few_marks():
     assert report["per_subject"]["Big"]["few"] is False and report["per_subject"]["Small"]["few"] is True
     assert report["per_subject"]["Small"]["ci"] == pytest.approx(
         wilson(sum(s.correct for s in scores[60:]), 10))
+
+
+def test_a_report_saved_before_shows_the_compatible_interval_and_the_base_models():
+    from mcqa_core.service.reports import with_statistics
+
+    wald = {"difference": -5 / 32, "ci": [-0.309, -0.004], "p_value": 0.125, "a_only": 1, "b_only": 6, "n": 32}
+    old = {"n": 32, "accuracy": 0.25, "accuracy_ci": wilson(8, 32), "always_a_accuracy": 0.4, "always_a_ci": wilson(13, 32),
+           "vs_always_a": wald, "vs_base": dict(wald), "base": {"n": 32, "accuracy": 0.40625}}
+    shown = with_statistics(old)
+    for key in ("vs_always_a", "vs_base"):
+        assert shown[key] == mcnemar_counts(1, 6, 32) and shown[key]["ci"][0] < 0 < shown[key]["ci"][1]
+    assert shown["base"]["accuracy_ci"] == pytest.approx(wilson(13, 32))
+    assert old["vs_always_a"] is wald and "accuracy_ci" not in old["base"]  # the saved dict is left as read

@@ -156,6 +156,11 @@ def write_report(report: dict, out_json: str | Path) -> tuple[Path, Path]:
     return out_json, png
 
 
+def describe_interval(ci, digits: int = 1) -> str:
+    """An accuracy's interval in words, as the app shows it: "95 % interval 27.1% to 32.6%"."""
+    return f"95 % interval {ci[0]:.{digits}%} to {ci[1]:.{digits}%}"
+
+
 def _ci(interval) -> str:
     lo, hi = interval
     return f"[{lo:.1%}, {hi:.1%}]"
@@ -191,7 +196,8 @@ def summary_table(report: dict) -> str:
         lines.append(f"{'same option text chosen':28}{sh['consistency']:>10.1%}")
     lines.append(f"per subject (largest first; * fewer than {FEW} questions: too few to rank):")
     for name, s in list(report["per_subject"].items())[:8]:
-        extra = f"{base['per_subject'][name]['accuracy']:>10.1%}" if base else ""
+        b = base["per_subject"].get(name) if base else None
+        extra = f"{b['accuracy']:>10.1%} {_ci(b['ci']) if 'ci' in b else ''}" if b else ""
         mark = "*" if s.get("few") else " "
         lines.append(f"  {name[:24]:26}{s['accuracy']:>10.1%} {_ci(s['ci']) if 'ci' in s else '':17}{extra}"
                      f"   n={s['n']}{mark}")

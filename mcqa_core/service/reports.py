@@ -7,7 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ..evaluation.stats import FEW, mcnemar, wilson
+from ..evaluation.stats import FEW, PAIRED_CI_METHOD, mcnemar, mcnemar_counts, wilson
 from ..models.run_record import REPORT_FILE
 from .questions import scorer_for
 
@@ -69,7 +69,13 @@ def with_statistics(report: dict) -> dict:
         out["always_a_ci"] = wilson(round(report.get("always_a_accuracy", 0) * n), n)
     if "vs_always_a" not in out and preds:
         out["vs_always_a"] = mcnemar(correct, [p.get("gold") == "A" for p in preds])
+    for key in ("vs_always_a", "vs_base"):  # written with the old Wald interval, which could contradict its p
+        test = out.get(key) or {}
+        if test.get("ci_method") != PAIRED_CI_METHOD and {"a_only", "b_only", "n"} <= test.keys():
+            out[key] = mcnemar_counts(test["a_only"], test["b_only"], test["n"])
     base = report.get("base")
+    if base and "accuracy_ci" not in base and base.get("n"):
+        out["base"] = dict(base, accuracy_ci=wilson(round(base.get("accuracy", 0) * base["n"]), base["n"]))
     if base and "vs_base" not in out and base.get("predictions"):
         base_right = {p.get("id"): p.get("pred") == p.get("gold") for p in base["predictions"]}
         paired = [(c, base_right[p.get("id")]) for c, p in zip(correct, preds) if p.get("id") in base_right]
