@@ -28,6 +28,15 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
     bad_yaml.write_text("train: [unclosed\n")
     empty = tmp / "empty"
     empty.mkdir()
+    (tmp / "empty.yaml").write_text("# nothing set\n")
+    (tmp / "twice.yaml").write_text("max_steps: 3\nmax-steps: 4\n")
+    (tmp / "three.yaml").write_text("lerning_rate: 1\nmax_steps: abc\nlora_r: 0\n")
+    no_rows = tmp / "no-rows"
+    no_rows.mkdir()
+    (no_rows / "validation.jsonl").write_text("")
+    damaged = tmp / "damaged-adapter"
+    damaged.mkdir()
+    (damaged / "adapter_config.json").write_text("{not json")
     train = [sys.executable, "train_adapter.py", "--preset", "smoke", "--output-dir", str(tmp / "out")]
     evaluate = [sys.executable, "-m", "mcqa_core.evaluate"]
     return [
@@ -38,10 +47,22 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("train: unknown model", [*train, "--model-name", "no-such-model"]),
         ("train: --use-unsloth yes without a GPU", [*train, "--use-unsloth", "yes"]),
         ("train: missing --data-dir", [*train, "--data-dir", str(tmp / "none")]),
+        ("train: --data-dir is a file", [*train, "--data-dir", str(a_file)]),
+        ("train: --output-dir under /proc", [*train[:-1], "/proc/mcqa-run"]),
+        ("train: empty --config YAML", [*train, "--config", str(tmp / "empty.yaml")]),
+        ("train: max_steps and max-steps in one file", [*train, "--config", str(tmp / "twice.yaml")]),
+        ("train: three problems in one file", [*train, "--config", str(tmp / "three.yaml")]),
         ("evaluate: --output is a folder", [*evaluate, "--base-model", "tiny-random-llama", "--output", str(tmp)]),
         ("evaluate: adapter folder without weights", [*evaluate, "--adapter", str(empty)]),
+        ("evaluate: adapter_config.json is not JSON", [*evaluate, "--adapter", str(damaged)]),
+        ("evaluate: --output under /proc", [*evaluate, "--base-model", "tiny-random-llama", "--output",
+                                            "/proc/r.json"]),
+        ("evaluate: an empty validation.jsonl", [*evaluate, "--base-model", "tiny-random-llama", "--data-dir",
+                                                 str(no_rows), "--output", str(tmp / "r.json")]),
         ("export: not an adapter folder", [sys.executable, "-m", "mcqa_core.export", "--adapter", str(empty),
                                            "--out", str(tmp / "m")]),
+        ("export: --out under a regular file", [sys.executable, "-m", "mcqa_core.export", "--adapter", str(empty),
+                                                "--out", str(a_file / "m")]),
         ("publish: malformed repo id", [sys.executable, "-m", "mcqa_core.publish", str(empty), "not a repo"]),
     ]
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import functools
+import os
 import sys
+import tempfile
 import types
 import typing
+from pathlib import Path
 from typing import Callable
 
 from .errors import McqaError, SettingsError, one_line
@@ -160,6 +164,22 @@ def check_value(cls, name: str, value, origin: str):
         return converter(hints[name], f.metadata)(value)
     except ValueError as e:
         raise SettingsError(f"{origin}: {name}: {e}") from None
+
+
+def unwritable_problem(folder: str | os.PathLike, what: str) -> str | None:
+    """Why nothing can be written in `folder` (made when missing), or None. Tried with a throw-away folder in
+    its nearest existing parent, since os.access says yes to root under /proc; `what` names the flag."""
+    probe = Path(folder).expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{what}: {probe} is a file, so nothing can be written under it; choose another path"
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".mcqa-write-check-"))
+    except OSError as e:  # /proc answers ENOENT, /sys EPERM, a read-only disk EROFS
+        reason = "" if e.errno == errno.ENOENT else f" ({e.strerror or e})"
+        return f"{what}: {probe} is not writable{reason}; choose a folder you can write to"
+    return None
 
 
 def command(body: Callable[[list[str] | None], int]) -> Callable[..., int]:

@@ -52,3 +52,17 @@ def refuse(error: type[McqaError], action: str, problems: list[str]) -> None:
     """Raise `error("cannot {action}: p1; p2")` when there are problems; do nothing otherwise."""
     if problems:
         raise error(f"cannot {action}: {one_line(problems)}")
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """A write that failed for want of space, whatever raised it: OSError ENOSPC or EDQUOT, or the `tokenizers`
+    library's plain Exception("No space left on device (os error 28)"), alone or as the cause of another."""
+    import errno
+
+    for _ in range(8):  # the chain of causes, never a loop
+        if error is None:
+            return False
+        if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..command_line import Parser, add_fields, command, setting
+from ..command_line import Parser, add_fields, command, setting, unwritable_problem
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.prompt import PROMPT_STYLES
@@ -135,11 +135,13 @@ def _output_problems(args: EvalArgs) -> list[str]:
     if out.exists() and not args.overwrite:
         return [f"{flag} already exists; pass --overwrite to replace it, or choose another --output"]
     parent = out.resolve().parent
+    # /proc, /sys, a path under a regular file: named now, not after the scoring
+    unwritable = unwritable_problem(parent, flag)
+    if unwritable:
+        return [unwritable + ("" if args.output else " (pass --output FILE)")]
     if args.output and not parent.is_dir():
         return [f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) or choose "
                 "another path"]
-    if not args.output and parent.exists() and not parent.is_dir():
-        return [f"{parent} is a file, so reports cannot go there; pass --output FILE"]
     return []
 
 
@@ -147,6 +149,10 @@ def _output_problems(args: EvalArgs) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     refuse(SettingsError, "evaluate", check_args(args))
+    from ..models.inference import load_model, read_adapter_info
+
+    # a missing or damaged adapter is refused before the data is read and torch is imported
+    adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
 
     # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
     import warnings
@@ -156,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.rows import InvalidRowsWarning
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import summary_table, write_report
-    from ..models.inference import load_model, read_adapter_info
     from ..models.run_record import split_overlap_warning
-
-    # a missing or damaged adapter is refused before the data is read
-    adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
         data, bank = _questions(args)

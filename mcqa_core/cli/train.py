@@ -18,28 +18,59 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..command_line import command
-from ..errors import McqaError, RunError, one_line, refuse
-from ..training.run_status import read_status, write_status
+from ..errors import McqaError, RunError, disk_full, one_line, refuse
+from ..training.run_status import STATUS_FILE, read_status, write_status
 
 
 def mark_failed(out: Path, error: BaseException) -> None:
-    """status.json says failed, with the reason in one line, when this process had started the run there."""
+    """status.json says failed, with the reason in one line, when this process had started the run there.
+    Never raises: it runs while another error is on its way out."""
     status = read_status(out) or {}
-    if status.get("state") == "running" and status.get("pid") == os.getpid():
-        reason = str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}"
-        write_status(out, "failed", error=one_line([reason or type(error).__name__]))
+    if status.get("state") != "running" or status.get("pid") != os.getpid():
+        return
+    reason = one_line([(str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}")
+                       or type(error).__name__])
+    try:
+        write_status(out, "failed", error=reason)
+    except Exception as e:  # a full disk refuses the new file an atomic write needs
+        try:
+            rewrite_in_place(out / STATUS_FILE, {**status, "state": "failed", "error": reason, "time": time.time()})
+        except Exception:
+            print(f"warning: {out / STATUS_FILE} could not be updated to 'failed' ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+
+
+def rewrite_in_place(path: Path, data: dict) -> None:
+    """Write over a file's own blocks, which a full disk still allows (short JSON, so no new block is needed);
+    a reader may catch it half-written, which read_status takes for no status until the write ends."""
+    with open(path, "r+") as f:
+        f.write(json.dumps(data))
+        f.truncate()
+
+
+def disk_full_error(out: Path, error: BaseException) -> RunError:
+    """A full disk anywhere in a run, in one line that says what to do next."""
+    from ..training.output import checkpoints
+
+    complete, _ = checkpoints(out)
+    then = f"rerun with --resume to continue from {complete[-1].name}" if complete else "rerun the same command"
+    return RunError(f"the disk is full while writing {out} ({type(error).__name__}: {error}); free space, then "
+                    f"{then}")
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
+    from ..training.checks import config_problems
     from ..training.settings import load_config
 
-    cfg = load_config(argv, description=__doc__)
+    cfg = load_config(argv, description=__doc__, check=config_problems)
     if cfg.train.push_to_hub:  # before a long run, not after it
         from ..shipping.publish import check_push_ready
 
@@ -54,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record = run_training(cfg)
     except BaseException as e:  # the Train page reads the reason from status.json
-        mark_failed(Path(cfg.train.output_dir).expanduser(), e)
-        raise
+        out = Path(cfg.train.output_dir).expanduser()
+        if isinstance(e, McqaError) or not disk_full(e):
+            mark_failed(out, e)
+            raise
+        error = disk_full_error(out, e)
+        mark_failed(out, error)
+        raise error from None
     if not is_main_process():  # rank 0 reports and pushes; the other processes only trained
         return 0
     if record.get("stopped"):

@@ -15,15 +15,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import DataError
-from .prompt import LETTERS, MAX_OPTIONS, MIN_OPTIONS, OPTION_KEYS
-from .rows import InvalidRowsWarning, is_heldout, validate_row
+from .prompt import MAX_OPTIONS, MIN_OPTIONS, OPTION_KEYS
+from .rows import InvalidRowsWarning, is_heldout, no_progress_bars, validate_row
 
 ANSWER_FORMS = ("letter", "text", "index0", "index1")
 MAX_UPLOAD_MB = 50
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 SPREADSHEETS = (".xls", ".xlsx", ".xlsm", ".ods")
 PARTS = ("all", "heldout", "rest")
-_LETTER = re.compile(r"^\(?\s*([A-Ea-e])\s*\)?\s*\.?$")  # "B", " b ", "B.", "(B)"
+# "B", " b ", "B.", "(B)", up to J, and option columns guessed as far: past E, a row is skipped, never cut to five.
+_LETTER, _OPTION_LETTERS = re.compile(r"^\(?\s*([A-Ja-j])\s*\)?\s*\.?$"), "abcdefghij"
 
 
 @dataclass
@@ -93,7 +94,7 @@ def guess_mapping(columns: list[str]) -> ColumnMap:
     """Sensible defaults for a file's columns, for a UI to show and the user to correct."""
     lower = {c.lower(): c for c in reversed(columns)}  # of two names differing only in case, the first wins
     found = {key: next((lower[n] for n in names if n in lower), None) for key, names in _GUESS.items()}
-    runs = ([lower.get(p.format(letter)) for letter in "abcde"] + [None] for p in _OPTION_PATTERNS)
+    runs = ([lower.get(p.format(letter)) for letter in _OPTION_LETTERS] + [None] for p in _OPTION_PATTERNS)
     option_cols = next((r[:r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
     options_col = found.pop("options_col") or lower.get("answers")  # "answers": HEAD-QA's list of {"aid", "atext"}
     return ColumnMap(option_cols=option_cols, options_col=None if option_cols else options_col, **found)
@@ -133,7 +134,7 @@ def read_table(path: str | Path) -> tuple[list[dict], str]:
         options = {"delimiter": "\t" if fmt == "tsv" else ",", "keep_default_na": False,
                    "features": datasets.Features({c: datasets.Value("string") for c in header})}
     # A throw-away cache: the records are kept in memory, and a re-saved file is never served stale.
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as cache, no_progress_bars():
         try:
             records = datasets.load_dataset("csv" if fmt == "tsv" else fmt, data_files=str(p), split="train",
                                             cache_dir=cache, **options).to_list()
@@ -155,14 +156,14 @@ def _text(v) -> str | None:  # a cell as stripped text; None, NaN and blanks are
 
 def _as_int(v) -> int | None:
     number = isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
-    return int(v) if number or isinstance(v, str) and v.strip().isdecimal() else None
+    return int(v) if number or isinstance(v, str) and v.strip().removeprefix("-").isdecimal() else None
 
 
 def _index(value, form: str, opts) -> int | None:
     """The 0-based option an answer names, or None when it names none of `opts`."""
     if form == "letter":
         m = _LETTER.match(value.strip()) if isinstance(value, str) else None
-        i = LETTERS.index(m.group(1).upper()) if m else None
+        i = ord(m.group(1).upper()) - ord("A") if m else None
     elif form == "text":
         want = " ".join(str(value).split()).casefold()
         i = next((k for k, o in enumerate(opts) if o and " ".join(o.split()).casefold() == want), None)
@@ -173,22 +174,22 @@ def _index(value, form: str, opts) -> int | None:
 
 
 def _detect(pairs: list, column: str) -> str:
-    """How a column names answers, from (answer, options) pairs; refused when it cannot be told."""
-    if all(_index(v, "letter", LETTERS) is not None for v, _ in pairs):
-        return "letter"
+    """How a column names answers, from (answer, options) pairs: the form all of them fit, else one that at
+    least 3 in 4 fit (the others name no option and are skipped); refused when it cannot be told."""
     ints = [_as_int(v) for v, _ in pairs]
-    if None not in ints:
-        if 0 in ints:
-            return "index0"
-        if any(i == len(opts) for i, (_, opts) in zip(ints, pairs)):
-            return "index1"
-        raise DataError(f"the numbers in answer column {column!r} may count options from 0 or from 1; "
-                        "pass --answer-as index0 or --answer-as index1")
-    if all(_index(v, "text", opts) is not None for v, opts in pairs):
-        return "text"
-    examples = ", ".join(repr(v) for v in list(dict.fromkeys(str(v) for v, _ in pairs))[:2])
-    raise DataError(f"cannot tell how answer column {column!r} names the answer (e.g. {examples}): not all letters, "
-                    f"numbers or option texts; fix the column or pass --answer-as {'|'.join(ANSWER_FORMS)}")
+    fits = {"letter": sum(bool(_LETTER.match(str(v).strip())) for v, _ in pairs), "index": len(ints) - ints.count(None),
+            "text": sum(_index(v, "text", o) is not None for v, o in pairs)}
+    form = next((k for k, n in fits.items() if n == len(pairs)), max(fits, key=fits.get))
+    if 4 * fits[form] < 3 * len(pairs):
+        seen = ", ".join(repr(v) for v in list(dict.fromkeys(str(v) for v, _ in pairs))[:2])
+        raise DataError(f"cannot tell how answer column {column!r} names the answer (e.g. {seen}): not all letters, "
+                        f"numbers or option texts; fix the column or pass --answer-as {'|'.join(ANSWER_FORMS)}")
+    if form != "index" or 0 in ints:
+        return "index0" if form == "index" else form
+    if any(i == len(opts) for i, (_, opts) in zip(ints, pairs)):
+        return "index1"
+    raise DataError(f"the numbers in answer column {column!r} may count options from 0 or from 1; "
+                    "pass --answer-as index0 or --answer-as index1")
 
 
 def _options(record: dict, m: ColumnMap) -> list | str:

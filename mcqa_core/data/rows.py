@@ -15,6 +15,7 @@ is `demo-train`), 1 % of MedMCQA's train split (`train-dev`, the rest is `train-
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -72,6 +73,21 @@ def resolve_data_dir(data_dir: str | Path | None) -> str | None:
         raise DataError(f"no local MedMCQA rows: set MCQA_DATA_DIR or pass --data-dir FOLDER (the documented "
                         f"place is {SHARED_DATA_HINT} beside the repository)")
     return found
+
+
+@contextlib.contextmanager
+def no_progress_bars():
+    """datasets' progress bars off for a moment: a local file reads in a blink, and a refusal after it stays one
+    line on stderr."""
+    import datasets
+
+    was_off = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            datasets.enable_progress_bars()
 
 
 class InvalidRowsWarning(UserWarning):
@@ -163,21 +179,28 @@ def _read_jsonl(path: Path) -> list:
 
 def _read_local(data_dir: Path, base_split: str) -> list:
     jsonl, parquet = data_dir / f"{base_split}.jsonl", data_dir / f"{base_split}.parquet"
-    if jsonl.exists():
-        return _read_jsonl(jsonl)
-    if parquet.exists():
-        import pandas as pd
-
-        try:
-            return pd.read_parquet(parquet).to_dict("records")
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"cannot read {parquet} as Parquet ({type(e).__name__}: {str(e)[:200]}); "
-                            "replace the file or convert it to JSONL") from None
+    if jsonl.exists() or parquet.exists():
+        file = jsonl if jsonl.exists() else parquet
+        raw = _read_jsonl(jsonl) if file == jsonl else _read_parquet(parquet)
+        if not raw:
+            raise DataError(f"{file} is empty (no rows); put MedMCQA rows in it (Hugging Face schema) or point "
+                            f"--data-dir at another folder, e.g. {SHARED_DATA_HINT}")
+        return raw
     have = sorted(p.name for p in data_dir.iterdir()) if data_dir.is_dir() else []
     raise DataError(
         f"{data_dir} has no {base_split}.jsonl or {base_split}.parquet (it holds: {', '.join(have) or 'nothing'}). "
         f"Point --data-dir at a folder with MedMCQA files in the Hugging Face schema, e.g. {SHARED_DATA_HINT}."
     )
+
+
+def _read_parquet(parquet: Path) -> list:
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(parquet).to_dict("records")
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"cannot read {parquet} as Parquet ({type(e).__name__}: {str(e)[:200]}); "
+                        "replace the file or convert it to JSONL") from None
 
 
 def _read_hub(base_split: str) -> list:
@@ -214,11 +237,17 @@ def load_split(split: str = "validation", data_dir: str | Path | None = None, li
     else:
         path = Path(data_dir).expanduser()
         if not path.is_dir():
-            raise DataError(f"data folder {path} does not exist; pass --data-dir {SHARED_DATA_HINT} or another folder")
+            what = "is a file, not a folder" if path.exists() else "does not exist"
+            raise DataError(f"data folder {path} {what}; pass --data-dir the folder that holds validation.jsonl, "
+                            f"e.g. {SHARED_DATA_HINT}")
         source, raw = str(path.resolve()), _read_local(path, base)
+    total = len(raw)
     if keep is not None:
         raw = [r for r in raw if isinstance(r, dict) and keep(r.get("id", ""))]
     rows, skipped, named = validate_rows(raw, source=f"{source} [{split}]")
+    if not raw:  # the file has rows, but none of this derived split
+        raise DataError(f"{source} [{split}] has no rows: none of the {total} {base} rows falls in {split}; use "
+                        f"the full MedMCQA {base} file")
     if not rows:
         raise DataError(f"no valid rows in {source} [{split}] ({skipped} invalid, e.g. {', '.join(named)})")
     if limit is not None:

@@ -66,14 +66,21 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
     if not (folder / "adapter_config.json").exists():
         raise AdapterError(f"adapter folder {folder} lacks adapter_config.json; train one with "
                            f"`python train_adapter.py --output-dir {folder}`")
+    try:  # here, not in peft after the base model has loaded
+        peft_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        damage = None if isinstance(peft_config, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        damage = f"{type(e).__name__}: {str(e)[:120]}"
+    if damage:
+        raise AdapterError(f"adapter {folder}: adapter_config.json is damaged ({damage}); retrain it (`python "
+                           f"train_adapter.py --output-dir {folder} --overwrite`) or restore the file")
     weights_problem = adapter_weights_problem(folder)
     if weights_problem:
         raise AdapterError(f"adapter {folder}: {weights_problem}; retrain it (`python train_adapter.py --output-dir "
                            f"{folder} --overwrite`) or restore the file")
     run = read_run(folder)
     if not run:  # an adapter trained elsewhere: fall back to PEFT's own record
-        cfg = json.loads((folder / "adapter_config.json").read_text())
-        run = {"base_model": cfg.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
+        run = {"base_model": peft_config.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
     version = run.get("prompt_version")
     if version is not None and version != PROMPT_VERSION:
         raise AdapterError(f"adapter {folder} was trained with prompt version {version!r}, this code uses "

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..command_line import setting
+from ..command_line import setting, unwritable_problem
 from ..data.rows import default_data_dir
 from ..errors import AdapterError, DataError, ExportError, refuse
 from ..evaluation.scorers import agreement, max_prob_diff
@@ -98,6 +98,8 @@ def validate_args(args: ExportArgs) -> dict:
         elif not _is_export(out):
             problems.append(f"--out {out} is not an earlier export (no {RUN_FILE} of format {MERGED_FORMAT}); "
                             "--overwrite only replaces exports, so choose another --out")
+    if unwritable := unwritable_problem(out.parent, f"--out {out}"):  # /proc, /sys, under a file: before the merge
+        problems.append(unwritable)
     if args.check_rows < 0:
         problems.append(f"--check-rows must be 0 or more, got {args.check_rows}")
     if args.dtype not in DTYPES:

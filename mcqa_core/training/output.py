@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..command_line import unwritable_problem
 from ..data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
 from ..evaluation.report import measured_interval
 from ..evaluation.stats import describe_difference
@@ -60,12 +61,7 @@ def checkpoints(out: Path) -> tuple[list[Path], list[Path]]:
 def _writable_problem(out: Path) -> str | None:
     if out.exists() and not out.is_dir():
         return f"--output-dir {out} is a file, not a folder; choose another --output-dir"
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        return f"--output-dir {out}: {probe} is not writable; choose a folder you can write to"
-    return None
+    return unwritable_problem(out, f"--output-dir {out}")
 
 
 def output_problems(out: Path, overwrite: bool, resume: bool) -> list[str]:

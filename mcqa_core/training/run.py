@@ -15,7 +15,7 @@ from pathlib import Path
 from ..data.bank_flags import open_bank
 from ..data.banks import select_part
 from ..data.rows import DEMO_DEV_PERCENT, LOCAL, LoadedSplit, is_dev, load_split, resolve_data_dir
-from ..errors import DataError, RunError, refuse
+from ..errors import DataError, RunError, disk_full, refuse
 from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
 from .batching import BatchPlan, plan_batches
@@ -191,7 +191,9 @@ def run_training(cfg: RunConfig) -> dict:
     train_started = time.time()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except OSError as e:  # a full disk or a vanished folder while writing a checkpoint
+    except Exception as e:  # a full disk or a vanished folder while writing a checkpoint
+        if not isinstance(e, OSError) and not disk_full(e):  # tokenizers raise a plain Exception when full
+            raise
         complete, _ = checkpoints(out)
         nxt = (f"rerun with --resume to continue from {complete[-1].name}" if complete
                else "rerun the same command")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,23 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not silently the last."""
+    import yaml
+
+    def unique_keys(loader, node):
+        keys = [k for k, _ in node.value if isinstance(k.value, str)]  # scalar keys
+        twice = next((k for n, k in enumerate(keys) if k.value in [j.value for j in keys[:n]]), None)
+        if twice is not None:
+            raise yaml.MarkedYAMLError(problem=f"{twice.value!r} is given twice; keep one",
+                                       problem_mark=twice.start_mark)
+        return loader.construct_mapping(node)
+
+    loader = type("UniqueKeyLoader", (yaml.SafeLoader,), {})
+    loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, unique_keys)
+    return loader
+
+
 def read_settings_file(path: str | Path, origin: str) -> dict:
     """A YAML mapping of settings; a missing, unreadable or malformed file is one SettingsError."""
     import yaml
@@ -129,7 +147,7 @@ def read_settings_file(path: str | Path, origin: str) -> dict:
     if not path.is_file():
         raise SettingsError(f"{origin}: no such file {path}")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())
     except (OSError, UnicodeDecodeError) as e:
         raise SettingsError(f"{origin}: cannot read {path} ({type(e).__name__}: {e})") from None
     except yaml.YAMLError as e:
@@ -138,7 +156,7 @@ def read_settings_file(path: str | Path, origin: str) -> dict:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SettingsError(f"{origin}: {path} is not valid YAML{where} ({problem}); fix the file") from None
     if loaded is None:
-        return {}
+        raise SettingsError(f"{origin}: {path} is empty (no settings); write settings in it (key: value) or drop it")
     if not isinstance(loaded, dict):
         raise SettingsError(f"{origin}: {path} must be a mapping of settings (key: value), got {type(loaded).__name__}")
     return loaded
@@ -165,23 +183,47 @@ def _field_group(key: str) -> tuple[str | None, str]:
     return found[0] if len(found) == 1 else (None, key)
 
 
-def apply_settings(cfg: RunConfig, settings: dict, origin: str) -> None:
-    """Set every key of `settings` on cfg, converted like its flag; every unknown key and bad value at once."""
-    problems = []
+def _settings_problems(cfg: RunConfig, settings: dict, origin: str) -> tuple[list[str], list[str]]:
+    """Set every key of `settings` on cfg, converted like its flag: (every unknown key, setting given twice and
+    bad value, without `origin`; the flags of the settings refused)."""
+    problems, refused, seen = [], [], {}
     unknown = [k for k in _flatten(settings) if _field_group(k)[0] is None]
     if unknown:
-        problems.append(f"{origin}: unknown setting{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(repr(k) for k in unknown)}; `--help` lists them")
+        problems.append(f"unknown setting{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(repr(k) for k in unknown)} (`--help` lists them)")
     for key, value in _flatten(settings).items():
         group, name = _field_group(key)
         if group is None:
             continue
-        try:
-            setattr(getattr(cfg, group), name, check_value(CONFIG_CLASSES[group], name, value, origin))
-        except SettingsError as e:
-            problems.append(str(e))
+        if (group, name) in seen:  # max_steps and max-steps, or train.max_steps and max_steps
+            problems.append(f"{seen[group, name]!r} and {key!r} both set {name}; keep one")
+        else:
+            seen[group, name] = key
+            try:
+                setattr(getattr(cfg, group), name, check_value(CONFIG_CLASSES[group], name, value, origin))
+                continue
+            except SettingsError as e:
+                problems.append(str(e).removeprefix(f"{origin}: "))
+        refused.append(flag_of(group, name))
+    return problems, refused
+
+
+def _problems_line(found: dict[str, list[str]]) -> str:
+    """"ORIGIN: 3 problems: a; b; c" (problems under "" are the whole settings', named last)."""
+    named, bare = {o: ps for o, ps in found.items() if o and ps}, found.get("", [])
+    count = sum(map(len, named.values())) + len(bare)
+    head = f"{count} problems: " if count > 1 else ""
+    if len(named) == 1:
+        [(origin, problems)] = named.items()
+        return f"{origin}: {head}{one_line(problems + bare)}"
+    return head + one_line([f"{o}: {p}" for o, ps in named.items() for p in ps] + bare)
+
+
+def apply_settings(cfg: RunConfig, settings: dict, origin: str) -> None:
+    """Set every key of `settings` on cfg, converted like its flag; every unknown key and bad value at once."""
+    problems, _ = _settings_problems(cfg, settings, origin)
     if problems:
-        raise SettingsError(one_line(problems))
+        raise SettingsError(_problems_line({origin: problems}))
 
 
 def build_parser(description: str = "") -> Parser:
@@ -198,22 +240,35 @@ def build_parser(description: str = "") -> Parser:
     return p
 
 
-def load_config(argv: list[str] | None = None, description: str = "") -> RunConfig:
-    """defaults < preset < --config YAML < command-line flags."""
+def load_config(argv: list[str] | None = None, description: str = "", check=None) -> RunConfig:
+    """defaults < preset < --config YAML < command-line flags. Every problem is refused at once: with `check`
+    (checks.config_problems, passed in since checks imports this module), also the ranges and combinations
+    of the values that could be read."""
     args = vars(build_parser(description).parse_args(argv))
     preset = args.pop("preset", None)
     yaml_path = args.pop("config", None)
-    file_settings = read_settings_file(yaml_path, f"--config {yaml_path}") if yaml_path else {}
+    file_origin = f"--config {yaml_path}"
+    file_settings = read_settings_file(yaml_path, file_origin) if yaml_path else {}
     file_preset = file_settings.pop("preset", None)
     preset = preset or file_preset or DEFAULT_PRESET
-    if preset not in preset_names():
-        raise SettingsError(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
+    found, refused = {file_origin: []}, []
+    if preset not in preset_names():  # only a file can name one: the flag has argparse's choices
+        found[file_origin].append(f"unknown preset {preset!r}; choose one of {', '.join(preset_names())}")
+        preset, check = DEFAULT_PRESET, None
     cfg = RunConfig(preset=preset)
     preset_file = PRESETS_DIR / f"{preset}.yaml"
-    apply_settings(cfg, read_settings_file(preset_file, f"preset {preset}"), f"preset {preset} ({preset_file.name})")
-    apply_settings(cfg, file_settings, f"--config {yaml_path}")
-    apply_settings(cfg, args, "command line")
-    cfg.explicit = sorted({".".join(_field_group(k)) for k in [*_flatten(file_settings), *args]})
+    layers = ((f"preset {preset} ({preset_file.name})", read_settings_file(preset_file, f"preset {preset}")),
+              (file_origin, file_settings), ("command line", args))
+    for origin, settings in layers:
+        problems, flags = _settings_problems(cfg, settings, origin)
+        found.setdefault(origin, []).extend(problems)
+        refused += flags
+    cfg.explicit = sorted({".".join(g) for k in [*_flatten(file_settings), *args] if (g := _field_group(k))[0]})
+    if any(found.values()):
+        # a refused value left its earlier one in place: a check problem naming it would mislead
+        found[""] = [p for p in (check(cfg) if check else []) if not any(re.search(rf"{re.escape(f)}\b", p)
+                                                                          for f in refused)]
+        raise SettingsError(_problems_line(found))
     return cfg
 
 
