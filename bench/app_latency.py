@@ -6,6 +6,8 @@
     python bench/app_latency.py --adapter adapters/cpu-demo --questions 30
     # full precision on CPU instead (faster, but near-tie answers differ from the evaluated 4-bit model)
     python bench/app_latency.py --4bit no
+    # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 4 questions, seconds
+    python bench/app_latency.py --quick
 
 Each answer runs exactly what the Ask button runs (`mcqa_core.service.questions.check_input`, `prepare_prompt`,
 `answer_question`: one forward pass, four letter probabilities). The first answer is reported apart
@@ -23,19 +25,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
+from bench.machine import cpu_line  # noqa: E402
+
 TARGET_S = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--adapter", help="adapter folder (default: none, the base model alone)")
-    p.add_argument("--base-model", default="smollm2-135m", help="base model when no adapter is given")
+    p.add_argument("--base-model", default=None,
+                   help="base model when no adapter is given (default: smollm2-135m; --quick: tiny-random-llama)")
     p.add_argument("--4bit", dest="four_bit", choices=("auto", "yes", "no"), default="auto",
                    help="auto: what the app does (as trained: 4-bit for the cpu-demo adapter)")
-    p.add_argument("--questions", type=int, default=20, help="warm questions to time (after one warm-up)")
+    p.add_argument("--questions", type=int, default=None,
+                   help="warm questions to time, after one warm-up (default: 20; --quick: 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the app's choice)")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
     p.add_argument("--json", help="also write the numbers to this file")
+    p.add_argument("--quick", action="store_true", help="check the script in seconds (flags given still win)")
     return p
 
 
@@ -47,6 +54,9 @@ def main(args) -> dict:
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
     from mcqa_core.service import adapters, questions, reports
 
+    args.base_model = args.base_model or ("tiny-random-llama" if args.quick else "smollm2-135m")
+    if args.questions is None:
+        args.questions = 4 if args.quick else 20
     # The app's thread count (MCQA_APP_THREADS=auto: torch's default, all cores) unless --threads says otherwise.
     threads = args.threads or adapters.AppSettings.from_env().threads
     if threads:
@@ -62,7 +72,7 @@ def main(args) -> dict:
     times, cpu, tokens = [], [], []
     for row in rows:
         t0, c0 = time.perf_counter(), time.process_time()
-        checked = questions.check_input(row["question"], {k: row[k] for k in OPTION_KEYS})
+        checked = questions.check_input(row["question"], {k: row[k] for k in OPTION_KEYS if k in row})
         prompt = questions.prepare_prompt(loaded.tokenizer, checked.row)
         questions.answer_question(loaded, checked.row, allowed=checked.allowed)
         times.append(time.perf_counter() - t0)
@@ -82,6 +92,7 @@ def main(args) -> dict:
         "meets_target": summary["median_s"] <= TARGET_S,
     }
     d = result["model"]
+    print(cpu_line())
     print(f"model {d['base_model']} adapter={d['adapter']} 4-bit={d['load_in_4bit']} device={d['device']} "
           f"threads={result['threads']}, loaded in {load_s:.1f} s")
     print(f"first answer {warmup:.3f} s; {summary['n']} warm answers (mean {result['mean_prompt_tokens']} prompt "

@@ -16,6 +16,10 @@ runs each distinct context once (its one-token-continuation cache), so both make
     # fewer rows and one repeat (a quick look), lm-eval in bf16 instead (a like-for-like dtype check)
     python bench/lm_eval_compare.py --rows 48 --repeats 1 --lm-eval-dtype bfloat16
 
+    # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 8 rows, seconds; without lm-eval
+    # installed (CI does not install it) only our side runs, so our half of the script is checked everywhere
+    python bench/lm_eval_compare.py --quick
+
 Target (2 CPU cores): our time at most half of lm-eval's (ratio >= 2.0), with the same letter as lm-eval's
 argmax on every question. Each side runs --repeats times, alternating, and the best time counts (the
 machine may be shared: the load average is printed with every figure; compare only ratios from one run).
@@ -42,19 +46,33 @@ TASK = "mcqa_medmcqa_local"
 
 def build_parser() -> argparse.ArgumentParser:
     from mcqa_core.data.rows import default_data_dir
-    from mcqa_core.models.loading import OFFLINE_MODEL
+    from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=OFFLINE_MODEL, help="Base model, full precision (default: %(default)s).")
+    p.add_argument("--model", default=None,
+                   help=f"Base model, full precision (default: {OFFLINE_MODEL}; --quick: {TINY_MODEL}).")
     p.add_argument("--data-dir", default=default_data_dir(), help="MedMCQA folder (default: %(default)s).")
-    p.add_argument("--rows", type=int, default=200, help="First N held-out rows, the same for both (default: 200).")
-    p.add_argument("--batch-size", type=int, default=16, help="Questions per forward pass, both sides (default: 16).")
-    p.add_argument("--repeats", type=int, default=2, help="Timed runs of each side, best counts (default: 2).")
+    p.add_argument("--rows", type=int, default=None, help="First N held-out rows, the same for both (default: 200).")
+    p.add_argument("--batch-size", type=int, default=None, help="Questions per forward pass, both sides (default: 16).")
+    p.add_argument("--repeats", type=int, default=None, help="Timed runs of each side, best counts (default: 2).")
     p.add_argument("--lm-eval-dtype", default="float32", choices=("float32", "bfloat16"),
                    help="lm-eval's weights (default: %(default)s, as its HFLM runs a model on CPU by default).")
     p.add_argument("--no-fp32", dest="fp32", action="store_false",
                    help="Skip our fp32 reference run, score_rows(bf16=False) (it shows how much of the gain is bf16).")
+    p.add_argument("--quick", action="store_true",
+                   help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 1 repeat; our side only "
+                        "when lm-eval is not installed (flags given still win).")
     return p
+
+
+def fill_defaults(args) -> None:
+    from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
+
+    chosen = (dict(model=TINY_MODEL, rows=8, batch_size=4, repeats=1) if args.quick
+              else dict(model=OFFLINE_MODEL, rows=200, batch_size=16, repeats=2))
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def top_two_gap(probs: list[float]) -> float:
@@ -107,16 +125,18 @@ def run_lm_eval(lm, task_manager, limit: int | None = None) -> tuple[float, list
 
 
 def main(args) -> int:
+    fill_defaults(args)
+    missing = f"lm-eval is not installed: pip install -r requirements-bench.txt (lm-eval=={LM_EVAL_VERSION})"
     try:
         import lm_eval
     except ImportError:
-        print(f"lm-eval is not installed: pip install -r requirements-bench.txt (lm-eval=={LM_EVAL_VERSION})")
-        return 2
+        if not args.quick:
+            print(missing)
+            return 2
+        lm_eval = None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import torch
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
 
     from mcqa_core.data.features import encode_prompt
     from mcqa_core.data.prompt import LETTERS
@@ -133,26 +153,35 @@ def main(args) -> int:
     default = "bf16 + fp32 close calls" if bf16_pays(model) else "fp32"
     ours = {default: None, **({"fp32 (bf16=False)": False} if args.fp32 and bf16_pays(model) else {})}
     path = resolve_model(args.model)
-    lm = HFLM(pretrained=path, backend="causal", device="cpu", dtype=args.lm_eval_dtype, batch_size=args.batch_size)
+    lm = None
+    if lm_eval is not None:
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+
+        lm = HFLM(pretrained=path, backend="causal", device="cpu", dtype=args.lm_eval_dtype, batch_size=args.batch_size)
     tokens = sum(len(encode_prompt(tok, r, DEFAULT_MAX_PROMPT_TOKENS, "lm-eval").ids) for r in rows)
+    theirs_line = (f"lm-eval {lm_eval.__version__} in {args.lm_eval_dtype}" if lm is not None
+                   else f"lm-eval skipped ({missing})")
     print(f"model {args.model} ({path}), fp32 weights, {len(rows)} held-out rows, {tokens} prompt tokens, "
-          f"batch {args.batch_size}; lm-eval {lm_eval.__version__} in {args.lm_eval_dtype}; ours: "
-          f"{', '.join(ours)}", flush=True)
+          f"batch {args.batch_size}; {theirs_line}; ours: {', '.join(ours)}", flush=True)
 
     folder = Path(tempfile.mkdtemp(prefix="mcqa-lm-eval-"))
     try:
-        write_task(folder, rows)
-        manager = TaskManager(include_path=str(folder), include_defaults=False)
-        # warm-up, untimed: first-call allocations and kernel selection on both sides
-        run_lm_eval(lm, manager, limit=2)
+        if lm is not None:
+            write_task(folder, rows)
+            manager = TaskManager(include_path=str(folder), include_defaults=False)
+            # warm-up, untimed: first-call allocations and kernel selection on both sides
+            run_lm_eval(lm, manager, limit=2)
         for bf16 in ours.values():
             score_rows(model, tok, rows[:2], batch_size=2, style="lm-eval", bf16=bf16)
         times: dict[str, list[float]] = {"lm-eval": [], **{k: [] for k in ours}}
         scores = {}
         for rep in range(args.repeats):
-            seconds, lls = run_lm_eval(lm, manager)
-            times["lm-eval"].append(seconds)
-            line = [f"lm-eval {seconds:.1f} s"]
+            line = []
+            if lm is not None:
+                seconds, lls = run_lm_eval(lm, manager)
+                times["lm-eval"].append(seconds)
+                line.append(f"lm-eval {seconds:.1f} s")
             for key, bf16 in ours.items():
                 started = time.perf_counter()
                 scores[key] = score_rows(model, tok, rows, batch_size=args.batch_size, style="lm-eval", bf16=bf16)
@@ -162,11 +191,17 @@ def main(args) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    theirs_probs = [torch.softmax(torch.tensor(ll), -1).tolist() for ll in lls]
-    theirs_pred = [LETTERS[max(range(len(p)), key=p.__getitem__)] for p in theirs_probs]
-    best = {k: min(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items() if v}
     n = len(rows)
     print()
+    if lm is None:
+        for key in ours:
+            print(f"ours, score_rows, {key:<24} {best[key]:7.1f} s  (lm-eval not run: no ratio, no letter check)")
+        print(f"accuracy: ours {sum(bool(s.correct) for s in scores[default]) / n:.1%}")
+        print(f"end: {load_line()}")
+        return 0
+    theirs_probs = [torch.softmax(torch.tensor(ll), -1).tolist() for ll in lls]
+    theirs_pred = [LETTERS[max(range(len(p)), key=p.__getitem__)] for p in theirs_probs]
     print(f"lm-eval, log-likelihood requests ({args.lm_eval_dtype:<8}) {best['lm-eval']:7.1f} s  "
           f"(best of {args.repeats})")
     for key in ours:

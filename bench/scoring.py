@@ -12,6 +12,9 @@
     # more rows, another batch size, an adapter on top
     python bench/scoring.py --rows 96 --batch-size 32 --adapter adapters/cpu-demo
 
+    # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 8 rows, 4 new tokens, seconds
+    python bench/scoring.py --quick
+
 Targets (2 CPU cores): a at least 20x faster per question than b; a at least 85% of c's throughput.
 (a) and (c) run --repeats times, alternating, and the best time counts (the machine may be shared).
 """
@@ -25,21 +28,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.machine import cpu_line  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     from mcqa_core.data.rows import default_data_dir
-    from mcqa_core.models.loading import OFFLINE_MODEL
+    from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=OFFLINE_MODEL, help="Base model (default: %(default)s).")
+    p.add_argument("--model", default=None, help=f"Base model (default: {OFFLINE_MODEL}; --quick: {TINY_MODEL}).")
     p.add_argument("--adapter", help="Optional adapter folder on top of the base.")
     p.add_argument("--no-4bit", dest="load_in_4bit", action="store_false", help="Full precision instead of NF4.")
     p.add_argument("--data-dir", default=default_data_dir(), help="MedMCQA folder (default: %(default)s).")
-    p.add_argument("--rows", type=int, default=48, help="Held-out rows, the same for a, b and c (default: 48).")
-    p.add_argument("--batch-size", type=int, default=16, help="Questions per forward pass for a and c (default: 16).")
-    p.add_argument("--new-tokens", type=int, default=64, help="max_new_tokens for the course's generate (default: 64).")
-    p.add_argument("--repeats", type=int, default=2, help="Timed runs of a and c, best counts (default: 2).")
+    p.add_argument("--rows", type=int, default=None, help="Held-out rows, the same for a, b and c (default: 48).")
+    p.add_argument("--batch-size", type=int, default=None, help="Questions per forward pass for a and c (default: 16).")
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="max_new_tokens for the course's generate (default: 64).")
+    p.add_argument("--repeats", type=int, default=None, help="Timed runs of a and c, best counts (default: 2).")
+    p.add_argument("--quick", action="store_true",
+                   help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 4 new tokens, 1 repeat "
+                        "(flags given still win).")
     return p
+
+
+def fill_defaults(args) -> None:
+    from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
+
+    chosen = (dict(model=TINY_MODEL, rows=8, batch_size=4, new_tokens=4, repeats=1) if args.quick
+              else dict(model=OFFLINE_MODEL, rows=48, batch_size=16, new_tokens=64, repeats=2))
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def bare_forward(model, batches):
@@ -77,6 +96,8 @@ def main(args) -> int:
     from mcqa_core.evaluation.scoring import pad_batch, score_rows
     from mcqa_core.models.inference import load_model
 
+    fill_defaults(args)
+    print(cpu_line(), flush=True)
     rows = load_split("heldout", args.data_dir, args.rows).rows
     loaded = load_model(args.adapter, None if args.adapter else args.model, load_in_4bit=args.load_in_4bit)
     model, tok = loaded.model, loaded.tokenizer

@@ -4,6 +4,9 @@
     python bench/serving.py
     # as the app loads the base model (4-bit), more users, skip the llama.cpp server
     python bench/serving.py --4bit --users 40 --no-server
+    # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 4 users, a 64-row evaluation;
+    # (c) only where llama-server is installed
+    python bench/serving.py --quick
 
 (a) one lock (the app before the answer queue): each session scores its question alone, in turn;
 (b) the answer queue (`mcqa_core.service.answer_queue`): questions gathered across sessions, one batch;
@@ -32,13 +35,24 @@ from bench.machine import cpu_line, load_line  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--users", type=int, default=20, help="questions arriving at once (default: 20)")
-    p.add_argument("--eval-rows", type=int, default=500, help="rows of the evaluation an Ask waits behind")
+    p.add_argument("--model", default=None, help="base model (default: smollm2-135m; --quick: tiny-random-llama)")
+    p.add_argument("--users", type=int, default=None, help="questions arriving at once (default: 20; --quick: 4)")
+    p.add_argument("--eval-rows", type=int, default=None,
+                   help="rows of the evaluation an Ask waits behind (default: 500; --quick: 64)")
     p.add_argument("--4bit", dest="four_bit", action="store_true", help="4-bit NF4 base, as the app loads it")
     p.add_argument("--no-server", action="store_true", help="skip (c), the llama.cpp server")
     p.add_argument("--skip-lock-eval", action="store_true", help="skip timing an Ask behind a locked evaluation")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
+    p.add_argument("--quick", action="store_true", help="check the script in seconds (flags given still win)")
     return p
+
+
+def fill_defaults(args) -> None:
+    chosen = (dict(model="tiny-random-llama", users=4, eval_rows=64) if args.quick
+              else dict(model="smollm2-135m", users=20, eval_rows=500))
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def at_once(fns) -> tuple[float, list[float]]:
@@ -73,11 +87,12 @@ def main(args) -> None:
     from mcqa_core.service.answer_queue import AnswerQueue
     from mcqa_core.service.questions import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS
 
+    fill_defaults(args)
     rows = load_split("heldout", args.data_dir or default_data_dir(), args.users + args.eval_rows).rows
     asks, evaluation = rows[: args.users], rows[args.users:]
-    print(f"{cpu_line()}; {load_line()}; SmolLM2-135M {'4-bit' if args.four_bit else 'full precision'}; "
+    print(f"{cpu_line()}; {load_line()}; {args.model} {'4-bit' if args.four_bit else 'full precision'}; "
           f"{args.users} questions at once")
-    loaded = load_model(None, "smollm2-135m", load_in_4bit=args.four_bit)
+    loaded = load_model(None, args.model, load_in_4bit=args.four_bit)
     local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
     local.score(evaluation[:2])  # warm-up
     one = min(_timed(lambda r=r: local.score([r])) for r in evaluation[2:5])
@@ -97,22 +112,25 @@ def main(args) -> None:
     report(f"(b) answer queue ({queue.batches} batches)", total, each, one)
 
     if not args.no_server:
-        _server_case(loaded, asks, evaluation, one)
+        _server_case(args.model, loaded, asks, evaluation, one)
 
     # An Ask while another session evaluates: with the queue it waits for the batch that is running.
     batch_s = min(_timed(lambda: local.score(evaluation[:APP_BATCH_SIZE])) for _ in range(2))
+    gap = min(1.0, batch_s / 2)  # Asks arrive while the evaluation runs, even where a batch takes milliseconds
     waits = []
     done = threading.Event()
     worker = threading.Thread(target=lambda: (queue.score(evaluation, interactive=False), done.set()))
     started = time.perf_counter()
     worker.start()
     for row in asks[:5]:
-        time.sleep(1.0)
+        time.sleep(gap)
         if done.is_set():
             break
         waits.append(_timed(lambda: queue.score([row])))
     worker.join()
     eval_s = time.perf_counter() - started
+    if not waits:
+        raise SystemExit(f"the {len(evaluation)}-row evaluation ended before the first Ask; raise --eval-rows")
     print(f"Ask during a {len(evaluation)}-row evaluation (queue): waits {max(waits):.2f} s at most over "
           f"{len(waits)} asks (one batch of {APP_BATCH_SIZE}: {batch_s:.2f} s; one answer alone {one:.2f} s); "
           f"the evaluation took {eval_s:.1f} s")
@@ -123,25 +141,25 @@ def main(args) -> None:
 
         worker = threading.Thread(target=evaluate_locked)
         worker.start()
-        time.sleep(1.0)
+        time.sleep(gap)
         wait = _timed(lambda: locked(asks[0]))
         worker.join()
         print(f"Ask during a {len(evaluation)}-row evaluation (lock): waits {wait:.2f} s")
 
 
-def _server_case(loaded, asks, evaluation, one) -> None:
+def _server_case(model: str, loaded, asks, evaluation, one) -> None:
     from mcqa_core.evaluation.openai_backend import OpenAIScorer
-    from mcqa_core.models.offline import ensure_smollm2
+    from mcqa_core.models.loading import resolve_model
     from mcqa_core.shipping import llama_cpp
 
     if llama_cpp.converter() is None or llama_cpp.server_binary() is None:
         print(f"(c) skipped: llama.cpp is not installed ({llama_cpp.INSTALL_HINT})")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        gguf = Path(tmp) / "smollm2-f16.gguf"
-        llama_cpp.convert(ensure_smollm2(), gguf, "f16", log=lambda *_: None)
-        with llama_cpp.LlamaServer(gguf, alias="smollm2", parallel=8, context=8192) as server:
-            scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=loaded.tokenizer)
+        gguf = Path(tmp) / f"{model}-f16.gguf"
+        llama_cpp.convert(Path(resolve_model(model)), gguf, "f16", log=lambda *_: None)
+        with llama_cpp.LlamaServer(gguf, alias=model, parallel=8, context=8192) as server:
+            scorer = OpenAIScorer(server.endpoint, model, tokenizer=loaded.tokenizer)
             scorer.score(evaluation[:2])  # warm-up, on other rows: the server caches a prompt it has seen
             one_served = min(_timed(lambda r=r: scorer.score([r])) for r in evaluation[2:5])
             total, each = at_once([lambda r=r: scorer.score([r]) for r in asks])

@@ -14,9 +14,12 @@ conversion from GGUF is cached (~/.cache/mcqa) before either starts, and not cou
     # a vs b, cpu-demo shapes (8 rows x 4 accumulation, max 256 tokens), 4 optimizer steps each (~5 min)
     python bench/training.py
 
-    # more steps, other shapes; the tiny random model checks the script itself in seconds
+    # more steps, other shapes
     python bench/training.py --steps 8 --batch-size 8 --grad-accum 4
-    python bench/training.py --model tiny-random-llama --steps 2
+
+    # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 2 steps of 4 x 2 rows, seconds
+    python bench/training.py --quick
+    python bench/training.py --quick --memory
 
     # memory of the course recipe's shapes (512 tokens, 64 rows a micro-batch) with gradient
     # checkpointing on and off: one optimizer step on the longest rows
@@ -40,18 +43,20 @@ STARTED = time.time()
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from bench.machine import cpu_line, load_line  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m",
-                   help="Base model (default: %(default)s; tiny-random-llama checks the script in seconds).")
+    p.add_argument("--model", default=None,
+                   help="Base model (default: smollm2-135m; --quick: tiny-random-llama).")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: the local one, as cpu-demo).")
-    p.add_argument("--steps", type=int, default=4, help="Optimizer steps for each of a and b (default: 4).")
+    p.add_argument("--steps", type=int, default=None, help="Optimizer steps for each of a and b (default: 4).")
     p.add_argument("--rows", type=int, default=None,
                    help="Training rows (default: exactly steps x batch size x accumulation).")
     p.add_argument("--batch-size", type=int, default=None,
                    help="Rows per micro-batch (default: 8, cpu-demo; with --memory: 64, the course recipe).")
-    p.add_argument("--grad-accum", type=int, default=4, help="Micro-batches per optimizer step (default: 4).")
+    p.add_argument("--grad-accum", type=int, default=None, help="Micro-batches per optimizer step (default: 4).")
     p.add_argument("--max-seq-length", type=int, default=None,
                    help="Tokens per row at most (default: 256, cpu-demo; with --memory: 512, the course recipe).")
     p.add_argument("--gradient-checkpointing", action="store_true",
@@ -59,12 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", action="store_true",
                    help="Instead of a vs b: peak memory of one optimizer step on the longest rows, gradient "
                         "checkpointing on and off.")
+    p.add_argument("--quick", action="store_true",
+                   help="Check the script in seconds: tiny-random-llama, 2 steps of 4 rows x 2 (with --memory: one "
+                        "step on the 4 longest rows); flags given explicitly still win.")
     p.add_argument("--only", choices=("a", "b", "mem-gc", "mem-nogc"), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     return p
 
 
 # ----------------------------------------------------------------------------------------- helpers
+
+DEFAULTS = {"model": "smollm2-135m", "steps": 4, "batch_size": 8, "grad_accum": 4, "max_seq_length": 256}
+MEMORY_DEFAULTS = {"batch_size": 64, "max_seq_length": 512}  # the course recipe's micro-batch
+QUICK = {"model": "tiny-random-llama", "steps": 2, "batch_size": 4, "grad_accum": 2}
+
+
+def fill_defaults(args) -> None:
+    """Unset flags take the mode's values: quick over memory over the cpu-demo shapes."""
+    chosen = {**DEFAULTS, **(MEMORY_DEFAULTS if args.memory else {}), **(QUICK if args.quick else {})}
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def _peak_rss_mib() -> float:
@@ -188,8 +208,10 @@ def run_ours(args) -> dict:
 
     cfg, model, tok, load_seconds, enc = _load(args)
     out = Path(cfg.train.output_dir)
-    targs = dataclasses.replace(sft_config(cfg, out, plan_for(cfg, len(enc.examples))), eval_strategy="no", save_strategy="no",
-                                load_best_model_at_end=False, logging_steps=10**6, disable_tqdm=True)
+    # No evaluation at all, the step-0 one included: (b) never evaluates, and only training is timed.
+    targs = dataclasses.replace(sft_config(cfg, out, plan_for(cfg, len(enc.examples))), eval_strategy="no",
+                                eval_on_start=False, save_strategy="no", load_best_model_at_end=False,
+                                logging_steps=10**6, disable_tqdm=True)
     trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(enc), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
     return _measure(trainer, counter, load_seconds, {"name": "a: ours (MCQATrainer)", "rows": len(enc.examples),
@@ -237,9 +259,10 @@ def run_memory(args, gradient_checkpointing: bool) -> dict:
     enc = _encoded_rows(cfg, tok, None)
     longest = sorted(enc.examples, key=lambda e: -len(e["input_ids"]))[:args.batch_size]
     rows = EncodedRows(longest, longest, 0, 0)
-    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), plan_for(cfg, len(longest))), eval_strategy="no",
-                                save_strategy="no", load_best_model_at_end=False, logging_steps=10**6,
-                                disable_tqdm=True)
+    plan = plan_for(cfg, len(longest))
+    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), plan), eval_strategy="no",
+                                eval_on_start=False, save_strategy="no", load_best_model_at_end=False,
+                                logging_steps=10**6, disable_tqdm=True)
     trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(rows), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
     rss_loaded = _rss_mib()
@@ -301,10 +324,7 @@ def _print_speed(a: dict, b: dict) -> None:
 def main(args) -> int:
     from mcqa_core.data.rows import default_data_dir
 
-    if args.batch_size is None:
-        args.batch_size = 64 if args.memory else 8
-    if args.max_seq_length is None:
-        args.max_seq_length = 512 if args.memory else 256
+    fill_defaults(args)
     args.data_dir = args.data_dir or default_data_dir()
     if args.rows is None:
         args.rows = args.steps * args.batch_size * args.grad_accum
@@ -328,16 +348,15 @@ def main(args) -> int:
         Path(args.result).write_text(json.dumps(res))
         return 0
 
-    from mcqa_core.models.offline import ensure_smollm2, mcqa_cache_dir
+    from mcqa_core.models.loading import resolve_model
+    from mcqa_core.models.offline import mcqa_cache_dir
 
     cached = (mcqa_cache_dir() / "smollm2-135m-instruct" / "model.safetensors").exists()
     t0 = time.time()
-    ensure_smollm2()  # convert once here, so neither configuration pays for it
-    import torch
-
+    resolve_model(args.model)  # an offline model is converted once here, so neither configuration pays for it
+    print(cpu_line())
     print(f"model {args.model}; SmolLM2-135M {'cached' if cached else f'converted once in {time.time() - t0:.0f} s'} "
-          f"({mcqa_cache_dir()}); torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}; "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+          f"({mcqa_cache_dir()}); {load_line()} at start")
     if args.memory:
         print(f"memory: one optimizer step of our trainer on the {args.batch_size} longest demo-train rows, max "
               f"{args.max_seq_length} tokens, 4-bit NF4 + LoRA, 8-bit AdamW")
