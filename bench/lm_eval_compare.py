@@ -196,7 +196,7 @@ def main(args) -> int:
     print()
     if lm is None:
         for key in ours:
-            print(f"ours, score_rows, {key:<24} {best[key]:7.1f} s  (lm-eval not run: no ratio, no letter check)")
+            print(f"ours, score_rows, {key:<24} {best[key]:7.3f} s  (lm-eval not run: no ratio, no letter check)")
         print(f"accuracy: ours {sum(bool(s.correct) for s in scores[default]) / n:.1%}")
         print(f"end: {load_line()}")
         return 0
