@@ -100,11 +100,13 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     done = v.step / v.max_steps if v.max_steps else 0.0
     eta = f", about {v.remaining:.0f} s left" if v.remaining else ""
     st.progress(min(done, 1.0), text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
-                                     f"{v.elapsed:.0f} s{eta}")
+                                     f"{v.elapsed:.0f} s of training{eta}")
     if v.state == "failed":
         st.error(f"The run failed: {v.error}")
+    elif v.state == "stopped" and v.checkpoint:
+        st.warning(f"Stopped at step {v.step} with {v.checkpoint}: Resume continues from it.")
     elif v.state == "stopped":
-        st.warning("Stopped with a checkpoint: Resume continues from it.")
+        st.warning("Stopped before the first step: nothing to resume; start the run again.")
     elif v.state == "done":
         st.success("Done: the adapter is in the sidebar's list, with its measured accuracy.")
         if st.session_state.get("train_seen_done") != str(out):  # once: redraw the sidebar with the new adapter

@@ -4,11 +4,13 @@ its files; stop, resume, a stale lock and a failing run, with the real smoke pre
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from mcqa_core.service import training_runs as runs
@@ -56,7 +58,9 @@ def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):
     complete, _ = checkpoints(out)
     assert complete and view.step < 40 and not (out / "mcqa_run.json").exists()
     at = open_app("train")
-    assert "Stopped with a checkpoint" in shown(at)
+    assert f"Stopped at step {view.step} with {complete[-1].name}" in shown(at)
+    assert complete[-1].name == f"checkpoint-{view.step}"  # Stop itself saved: nothing to compute again
+    assert not any("left" in p.proto.text for p in at.get("progress"))  # no ETA for a run that is not training
     at.button(key="train_resume").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     _wait(out, app_env)
@@ -71,6 +75,39 @@ def test_a_stale_lock_from_a_dead_process_is_cleared(app_env):
     assert runs.active_run(app_env) is None and not lock.exists()
     at = open_app("train")
     assert at.button(key="train_start") is not None  # the form, not a run that is not there
+
+
+def test_a_lock_whose_pid_another_process_has_now_is_a_dead_run_that_stop_never_signals(app_env):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = psutil.Process(other.pid).create_time()
+        out = app_env / "reused"
+        out.mkdir()
+        # What a run that died leaves once the system has given its pid to an unrelated process.
+        (out / runs.LAUNCH_FILE).write_text(json.dumps({"argv": []}))
+        (out / "status.json").write_text(json.dumps({"state": "running", "pid": other.pid,
+                                                     "pid_started": started - 600}))
+        lock = app_env / runs.LOCK_FILE
+        lock.write_text(json.dumps({"pid": other.pid, "pid_started": started - 600, "output_dir": str(out)}))
+        assert not runs.stop(app_env) and not lock.exists()
+        at = open_app("train")
+        assert "train_stop" not in [b.key for b in at.button] and at.button(key="train_start") is not None
+        assert any(p.proto.text.startswith("reused: failed") for p in at.get("progress"))
+        assert other.poll() is None  # still alive: never signalled
+        # The same pid with its own start time is the run the lock recorded: Stop reaches it.
+        lock.write_text(json.dumps({"pid": other.pid, "pid_started": started, "output_dir": str(out)}))
+        assert runs.active_run(app_env) is not None and runs.stop(app_env)
+        assert other.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_an_eta_only_while_training_at_the_pace_of_the_whole_run(tmp_path):
+    running = runs.RunView(tmp_path, "running", step=24, max_steps=60, elapsed=48.0)
+    assert running.remaining == pytest.approx(72.0)
+    for state in ("stopped", "failed", "done", "starting"):
+        assert runs.RunView(tmp_path, state, step=24, max_steps=60, elapsed=48.0).remaining is None
 
 
 def test_a_run_that_fails_says_failed_with_its_reason(app_env, tmp_path):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..errors import RunError, SettingsError, refuse
 from ..models.run_record import write_json_atomic
-from ..training.run_status import STATUS_FILE, read_progress, read_status
+from ..training.output import checkpoints
+from ..training.run_status import STATUS_FILE, process_started, read_progress, read_status
 
 LOCK_FILE = ".training.lock"
 LOG_FILE = "train.log"
@@ -48,20 +49,24 @@ def check(argv: list[str]):
     return cfg
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (a finished child the server has not reaped yet)."""
+def _process(held: dict):
+    """The lock's process, only while its pid still names the process the lock recorded (same start time; a pid
+    is reused once its process ends) and it has not finished (a zombie the server has not reaped yet)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True  # no /proc (macOS): kill(0) is all we know
+        proc = psutil.Process(int(held.get("pid", -1)))
+        started = float(held["pid_started"])
+        if abs(proc.create_time() - started) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, KeyError, TypeError, ValueError):  # gone, or a lock without a start time
+        return None
 
 
 def active_run(adapters_dir: Path) -> dict | None:
-    """The lock of the run in progress; a lock left by a process that died is cleared."""
+    """The lock of the run in progress; a lock whose process died (or whose pid another process now has) is
+    cleared."""
     lock = Path(adapters_dir) / LOCK_FILE
     try:
         held = json.loads(lock.read_text())
@@ -69,7 +74,7 @@ def active_run(adapters_dir: Path) -> dict | None:
         return None
     status = read_status(Path(held.get("output_dir", ""))) or {}
     finished = status.get("pid") == held.get("pid") and status.get("state") in ("done", "stopped", "failed")
-    if _alive(int(held.get("pid", -1))) and not finished:  # a finished run's process may linger a moment
+    if _process(held) is not None and not finished:  # a finished run's process may linger a moment
         return held
     lock.unlink(missing_ok=True)
     return None
@@ -91,19 +96,29 @@ def start(argv: list[str], adapters_dir: Path) -> dict:
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     # This launch's own state from the first second: not the last attempt's "stopped" or "failed".
-    write_json_atomic(out / STATUS_FILE, {"state": "starting", "pid": process.pid, "time": time.time()})
-    held = {"pid": process.pid, "output_dir": str(out), "argv": argv, "started": time.time()}
+    pid_started = process_started(process.pid)
+    write_json_atomic(out / STATUS_FILE, {"state": "starting", "pid": process.pid, "pid_started": pid_started,
+                                          "time": time.time()})
+    held = {"pid": process.pid, "pid_started": pid_started, "output_dir": str(out), "argv": argv,
+            "started": time.time()}
     adapters_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(adapters_dir / LOCK_FILE, held)
     return held
 
 
 def stop(adapters_dir: Path) -> bool:
-    """Ask the running trainer to save a checkpoint and exit (SIGTERM, handled in the trainer)."""
+    """Ask the running trainer to save a checkpoint and exit (SIGTERM, handled in the trainer). Only the process
+    the lock recorded is signalled, never another that has its pid since."""
+    import psutil
+
     held = active_run(adapters_dir)
-    if held is None:
+    proc = _process(held) if held else None
+    if proc is None:
         return False
-    os.kill(int(held["pid"]), signal.SIGTERM)
+    try:
+        proc.send_signal(signal.SIGTERM)  # psutil checks again that the pid is still that process
+    except psutil.Error:
+        return False
     return True
 
 
@@ -131,6 +146,7 @@ class RunView:
     evals: list = field(default_factory=list)  # (step, eval_loss, accuracy)
     always_a: float | None = None
     log_tail: list = field(default_factory=list)
+    checkpoint: str | None = None  # the newest complete checkpoint, which Resume continues from
 
     @property
     def base_accuracy(self) -> float | None:
@@ -139,7 +155,8 @@ class RunView:
 
     @property
     def remaining(self) -> float | None:
-        if self.step <= 0 or self.max_steps <= self.step or self.elapsed <= 0:
+        """Seconds left at the run's pace so far (its earlier sessions included); none unless it is training."""
+        if self.state != "running" or self.step <= 0 or self.max_steps <= self.step or self.elapsed <= 0:
             return None
         return self.elapsed / self.step * (self.max_steps - self.step)
 
@@ -178,7 +195,8 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
                    losses=[(r["step"], r["loss"]) for r in records if r.get("event") == "log"],
                    evals=[(r["step"], r.get("eval_loss"), r.get("accuracy")) for r in records
                           if r.get("event") == "eval"],
-                   always_a=begin.get("always_a"), log_tail=[ln for ln in log_tail if ln.strip()])
+                   always_a=begin.get("always_a"), log_tail=[ln for ln in log_tail if ln.strip()],
+                   checkpoint=next((c.name for c in reversed(checkpoints(out)[0])), None))
 
 
 def recent_runs(adapters_dir: Path) -> list[Path]:

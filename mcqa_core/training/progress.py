@@ -1,33 +1,48 @@
-"""The callbacks a training process reports through: a line in `progress.jsonl` per logged step and per
-evaluation, a clean stop on SIGTERM (save a checkpoint, then exit), and `curves.png` when it ends.
+"""The callbacks a training process reports through: a line in `progress.jsonl` per logged step, evaluation
+and checkpoint, a clean stop on SIGTERM (save a checkpoint, then exit), and `curves.png` when it ends.
 The files and their readers are in run_status.py, which the app imports without the Trainer."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .run_status import PROGRESS_FILE, stop_requested
+from .run_status import PROGRESS_FILE, read_progress, stop_requested
 
 
 class ProgressLog(TrainerCallback):
-    """Appends a line to progress.jsonl at the start, at every log and every evaluation, flushed at once.
-    `reference` (the always-"A" accuracy of the dev rows) goes into the first line."""
+    """Appends a line to progress.jsonl at the start, at every log, evaluation and checkpoint, flushed at once.
+    `reference` (the always-"A" accuracy of the dev rows) goes into the first line. `time` is the run's training
+    time: a resumed session goes on from the time its checkpoint was saved, so elapsed time and ETA never go
+    back, and the lines of steps after that checkpoint (run again now) are dropped."""
 
     def __init__(self, out: Path, reference: dict | None = None):
         self.path = Path(out) / PROGRESS_FILE
         self.reference = reference or {}
         self.started = time.time()
+        self.earlier = 0.0  # earlier sessions' training time, up to the checkpoint this session resumed from
 
     def _write(self, **record) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps({"time": round(time.time() - self.started, 2), **record}) + "\n")
+            f.write(json.dumps({"time": round(self.earlier + time.time() - self.started, 2), **record}) + "\n")
+
+    def _carry_over(self, step: int) -> float:
+        """On resume from `step`: keep only the lines up to it; the run's time when its checkpoint was saved."""
+        kept = [r for r in read_progress(self.path.parent) if r.get("step", 0) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)  # the Train page may be reading it: it sees the old lines or the new ones
+        saved = [r["time"] for r in kept if r.get("event") == "save" and r.get("step") == step]
+        return saved[-1] if saved else max((r.get("time", 0.0) for r in kept), default=0.0)
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
+            if state.global_step > 0:
+                self.earlier = self._carry_over(state.global_step)
             self._write(event="begin", step=state.global_step, max_steps=state.max_steps, **self.reference)
 
     def on_log(self, args, state, control, logs=None, **kw):
@@ -38,6 +53,10 @@ class ProgressLog(TrainerCallback):
         if state.is_world_process_zero and metrics:
             self._write(event="eval", step=state.global_step, max_steps=state.max_steps,
                         eval_loss=metrics.get("eval_loss"), accuracy=metrics.get("eval_accuracy"))
+
+    def on_save(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            self._write(event="save", step=state.global_step, max_steps=state.max_steps)
 
 
 class StopOnSignal(TrainerCallback):

@@ -1,7 +1,7 @@
 """A training run seen from outside its process: `status.json` (running, done, stopped or failed, with
-the reason and the process id) and `progress.jsonl` (one line per logged step and evaluation). The Train
-page reads them; nothing is shared in memory, so a reloaded page, another browser or a restarted server
-sees the same run.
+the reason, the process id and its start time) and `progress.jsonl` (one line per logged step, evaluation
+and checkpoint). The Train page reads them; nothing is shared in memory, so a reloaded page, another
+browser or a restarted server sees the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def install_stop_handler() -> None:
     def handle(signum, frame):
         _STOP["requested"] = True
 
+    _STOP["requested"] = False  # a Stop of an earlier run in this process is not one of this run
     signal.signal(signal.SIGTERM, handle)
 
 
@@ -36,10 +37,23 @@ STATUS_FILE = "status.json"
 CURVES_FILE = "curves.png"
 
 
+def process_started(pid: int) -> float | None:
+    """When process `pid` started (None if there is none): with the pid, it names one process, since a pid is
+    reused once its process has ended."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, ValueError):
+        return None
+
+
 def write_status(out: Path, state: str, **fields) -> None:
-    """running | done | stopped | failed, with the process id and, for failed, the one-line reason."""
+    """running | done | stopped | failed, with the process id and start time and, for failed, the one-line
+    reason."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STATUS_FILE, {"state": state, "pid": os.getpid(), "time": time.time(), **fields})
+    write_json_atomic(out / STATUS_FILE, {"state": state, "pid": os.getpid(), "pid_started": process_started(
+        os.getpid()), "time": time.time(), **fields})
 
 
 def read_status(out: Path) -> dict | None:

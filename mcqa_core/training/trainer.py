@@ -14,6 +14,7 @@ from ..evaluation.scoring import accuracy, score_rows
 from .batching import step_window_sampler
 from .model_patches import keep_4bit_layers_differentiable, lm_head_on_label_tokens_only
 from .output import LOSS_FILE
+from .progress import StopOnSignal
 
 
 class MCQATrainer(SFTTrainer):
@@ -61,6 +62,18 @@ class MCQATrainer(SFTTrainer):
             (folder / LOSS_FILE).write_text(json.dumps({"step": self.state.global_step,
                                                         "loss_sum": float(self.loss_sum)}))
         super()._save_checkpoint(model, trial)
+
+    def _finalize_training(self, trial, num_train_samples, start_time):
+        # After a Stop, the Trainer would load the best checkpoint and, with save_total_limit 1, delete every
+        # other one, the stop checkpoint included; hiding the best one for this call keeps it for --resume.
+        if not any(getattr(cb, "requested", False) for cb in self.callback_handler.callbacks
+                   if isinstance(cb, StopOnSignal)):
+            return super()._finalize_training(trial, num_train_samples, start_time)
+        best, self.state.best_model_checkpoint = self.state.best_model_checkpoint, None
+        try:
+            return super()._finalize_training(trial, num_train_samples, start_time)
+        finally:
+            self.state.best_model_checkpoint = best
 
     @staticmethod
     def _logged_loss_sum(checkpoint) -> float:
