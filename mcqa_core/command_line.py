@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import errno
 import functools
+import math
 import os
 import sys
 import tempfile
@@ -92,6 +93,8 @@ def converter(tp, meta: dict) -> Callable[[object], object]:
                 number = _number(kind, value)
             except (TypeError, ValueError):
                 raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
+            if not math.isfinite(number):  # inf or nan would train on NaN and write NaN into the run record
+                raise ValueError(f"must be a finite number, got {value!r}")
             if low is not None and number < low:
                 need = {0: "0 or more", 1: "a positive number"}.get(low, f"at least {low}")
                 raise ValueError(f"must be {need}, got {number}")

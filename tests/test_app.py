@@ -197,7 +197,7 @@ def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
     at = open_app("ask")
     side = "\n".join(m.value for m in at.sidebar.markdown)
     print([e.value for e in at.sidebar.error], [e.value for e in at.sidebar.caption], [e for e in at.sidebar])
-    assert "tiny\\-lora" in side and "31.2%" in side and "demo\\-train \\(32 rows\\)" in side
+    assert "tiny\\-lora" in side and "31.2%" in side and "demo\\-train \\(32 usable rows\\)" in side
     assert re.search(r"\*\*Measured accuracy:\*\* 31\.2% \(95 % interval \d+\.\d% to \d+\.\d%\)", side)
     fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus", "Accessory", "Hypoglossal")
     at.toggle(key="ask_compare").set_value(True)

@@ -118,6 +118,28 @@ def test_settings_files_are_checked_whole(tmp_path):
     assert dataclasses.asdict(cfg)  # still plain data
 
 
+@pytest.mark.parametrize("text", ["inf", "nan", "-inf", "1e999", "Infinity"])
+def test_nonfinite_flags_are_refused_before_anything_loads(text, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_config(["--preset", "smoke", f"--learning-rate={text}"])
+    assert e.value.code == 2
+    assert f"--learning-rate: must be a finite number, got '{text}'" in capsys.readouterr().err
+
+
+def test_nonfinite_yaml_values_are_refused_all_at_once(tmp_path):
+    from mcqa_core.training.checks import config_problems
+
+    bad = tmp_path / "run.yaml"
+    bad.write_text("learning_rate: .inf\nlora:\n  dropout: .nan\nepochs: -.inf\nweight_decay: 0.01\n")
+    with pytest.raises(SettingsError, match=r"learning_rate: must be a finite number, got inf.*dropout: must be a "
+                                            r"finite number, got nan.*num_train_epochs: must be a finite number"):
+        load_config(["--config", str(bad)])
+    cfg = RunConfig()  # built in code, past the converters: the run's checks still refuse it, once per setting
+    cfg.train.learning_rate, cfg.train.weight_decay = float("nan"), float("inf")
+    assert config_problems(cfg) == ["--learning-rate must be a finite number, got nan",
+                                    "--weight-decay must be a finite number, got inf"]
+
+
 COMMANDS = {"mcqa-train": "mcqa_core.cli.train", "mcqa-eval": "mcqa_core.cli.evaluate",
             "mcqa-export": "mcqa_core.cli.export", "mcqa-publish": "mcqa_core.cli.publish"}
 
@@ -150,6 +172,8 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
     cases = [
         (["train_adapter.py", "--config", str(bad_yaml)], "is not valid YAML"),
         (["train_adapter.py", "--batch-size", "x"], "--batch-size: expected a whole number, got 'x'"),
+        (["train_adapter.py", "--preset", "smoke", "--learning-rate", "inf"],
+         "--learning-rate: must be a finite number, got 'inf'"),
         (["train_adapter.py", "--preset", "smoke", "--eval-steps", "3", "--save-steps", "4", "--output-dir",
           str(tmp_path / "o")], "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3"),
         (["-m", "mcqa_core.evaluate", "--limit", "0"], "--limit: must be a positive number, got 0"),

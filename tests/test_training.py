@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -39,6 +40,93 @@ def test_smoke_run_writes_exactly_the_promised_folder(smoke_adapter):
     assert any("eval_accuracy" in h for h in run["metrics"]["history"])
     assert 0.0 <= run["metrics"]["final_accuracy"] <= 1.0
     assert run["versions"]["trl"] and run["wall_seconds"] > 0
+
+
+def test_record_card_and_sidebar_name_where_each_figure_comes_from(smoke_adapter):
+    """The smoke run: 6 steps x 8 rows over 32 rows; accuracy reported on 32 heldout rows, eval loss on 16
+    demo-dev rows; the wall time covers every phase, the final scoring included."""
+    from mcqa_core.service.adapters import describe_run
+
+    out, _ = smoke_adapter
+    run = json.loads((out / "mcqa_run.json").read_text())
+    d, m = run["data"], run["metrics"]
+    assert (d["rows_per_step"], d["row_presentations"], d["unique_train_rows"]) == (8, 48, 32)
+    assert (m["final_split"], m["final_rows"], m["report_rows"]) == ("demo-dev", 16, 32)
+    assert list(run["phase_seconds"]) == ["load", "train", "save", "final_evaluation"]
+    assert run["wall_seconds"] >= sum(run["phase_seconds"].values()) - 0.5
+    card = (out / "README.md").read_text()
+    assert f"| letter accuracy on heldout (32 rows) | {m['report_accuracy']:.1%} |" in card
+    assert f"| eval loss on demo-dev (16 rows), model of step {m['final_step']} |" in card
+    assert "demo-train: 32 unique rows of 32 usable, 48 row presentations (6 steps x 8 rows)" in card
+    assert "final evaluation" in card
+    seen = describe_run(run)
+    assert (seen["eval_split"], seen["eval_rows"]) == ("heldout", 32)
+    assert seen["trained_on"].startswith("demo-train: 32 unique rows") and "48 row presentations" in seen["trained_on"]
+
+
+def test_rows_seen_counts_presentations_and_unique_rows():
+    from mcqa_core.models.run_record import rows_seen, rows_seen_text
+
+    assert rows_seen(1024, 32, 8) == {"rows_per_step": 32, "row_presentations": 256, "unique_train_rows": 256}
+    assert rows_seen(10, 4, 3)["row_presentations"] == 10  # the epoch's last step takes the 2 rows left
+    assert rows_seen(10, 4, 4) == {"rows_per_step": 4, "row_presentations": 14, "unique_train_rows": 10}
+    assert rows_seen(100, 8, 3, world_size=2) == {"rows_per_step": 16, "row_presentations": 48,
+                                                  "unique_train_rows": 48}
+    # a record from before the counts were kept: worked out from the batch sizes it does keep
+    old = {"data": {"train_split": "demo-train", "train_rows_used": 1024, "batch_size_used": 8, "grad_accum_used": 4},
+           "metrics": {"global_steps": 8}}
+    assert rows_seen_text(old) == "demo-train: 256 unique rows of 1024 usable, 256 row presentations (8 steps x 32 rows)"
+
+
+def test_nonfinite_loss_stops_in_one_line_and_keeps_the_earlier_run(smoke_adapter, data_dir, tmp_path):
+    """A learning rate of 1e30 turns the LoRA non-finite within a few steps (the cheapest real NaN): exit 2,
+    status failed with the reason, no adapter at the top, the earlier run's files set aside whole."""
+    out = tmp_path / "nan"
+    shutil.copytree(smoke_adapter[0], out)
+    before = (out / "adapter_model.safetensors").read_bytes()
+    r = subprocess.run([sys.executable, "train_adapter.py", "--preset", "smoke", "--data-dir", str(data_dir),
+                        "--output-dir", str(out), "--overwrite", "--learning-rate", "1e30", "--max-steps", "4",
+                        "--eval-steps", "4", "--save-steps", "4", "--eval-limit", "4"],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[-1].startswith("error: training stopped: ") and "non-finite" in lines[-1]
+    assert "no adapter was written" in lines[-1] and "Traceback" not in r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("[eval] step 0/4")][0].endswith(
+        " on demo-dev (4 rows)")
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "failed" and "non-finite" in status["error"]
+    assert not {"adapter_model.safetensors", "adapter_config.json", "mcqa_run.json"} & {p.name for p in out.iterdir()}
+    assert not list((out / "checkpoints").glob("checkpoint-*"))  # no checkpoint of the non-finite weights
+    aside = list(out.glob(".replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "adapter_model.safetensors").read_bytes() == before
+
+
+def test_eval_and_export_refuse_an_adapter_with_nonfinite_weights_or_record(smoke_adapter, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from mcqa_core.errors import AdapterError
+    from mcqa_core.models.inference import read_adapter_info
+
+    weights, record = tmp_path / "weights", tmp_path / "record"
+    for folder in (weights, record):
+        shutil.copytree(smoke_adapter[0], folder)
+    tensors = load_file(weights / "adapter_model.safetensors")
+    name = sorted(k for k in tensors if "lora_B" in k)[0]
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, weights / "adapter_model.safetensors")
+    run = json.loads((record / "mcqa_run.json").read_text())
+    run["metrics"]["train_loss"] = float("inf")
+    (record / "mcqa_run.json").write_text(json.dumps(run))  # Python writes Infinity, as the old runs did
+    with pytest.raises(AdapterError, match=f"damaged \\(non-finite weights in {name}\\)"):
+        read_adapter_info(weights)
+    with pytest.raises(AdapterError, match="records metrics.train_loss = inf: .* adapter is damaged"):
+        read_adapter_info(record)
+    for args in (["-m", "mcqa_core.evaluate", "--adapter", str(weights), "--limit", "2"],
+                 ["-m", "mcqa_core.export", "--adapter", str(record), "--out", str(tmp_path / "m")]):
+        r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "damaged" in lines[0], (args, r.stderr)
+    assert not (tmp_path / "m").exists()
 
 
 def test_adapter_reloads_with_identical_logits(smoke_adapter, tiny_model_path):
@@ -97,11 +185,18 @@ def test_output_dir_holding_a_run_is_refused_and_kept(smoke_adapter, data_dir):
     assert (out / "adapter_model.safetensors").read_bytes() == before
 
 
-def test_resume_continues_from_newest_checkpoint(tmp_path, data_dir):
+def test_resume_continues_from_newest_checkpoint(tmp_path, data_dir, capsys):
     out = tmp_path / "r"
     base = ["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out)]
     run_training(load_config(base + ["--max-steps", "3"]))
     record = run_training(load_config(base + ["--max-steps", "6", "--resume"]))
+    # every accuracy printed at the end names its rows; the last line lists the phases of the wall time
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and all(" on demo-dev (16 rows)" in line for line in printed.splitlines()
+                                         if line.startswith(("[eval]", "[final]")))
+    assert "[report] accuracy" in printed and " on 32 heldout rows" in printed
+    timed = [line for line in printed.splitlines() if line.startswith("[time]")]
+    assert len(timed) == 2 and "train" in timed[-1] and "final evaluation" in timed[-1]
     assert record["metrics"]["global_steps"] == 6
     steps = [h["step"] for h in record["metrics"]["history"] if "loss" in h]
     assert steps == [1, 2, 3, 4, 5, 6]  # history carried over from the checkpoint, steps 1-3 not re-run

@@ -42,8 +42,8 @@ class LoadedModel:
 
 
 def adapter_weights_problem(folder: Path) -> str | None:
-    """Why the adapter's weight file cannot be read (missing, truncated, not safetensors), or None. Reads only
-    the header: safetensors refuses a file its header does not fully cover."""
+    """Why the adapter's weight file cannot be used (missing, truncated, not safetensors, inf or nan weights), or
+    None. safetensors refuses a file its header does not fully cover."""
     weights = folder / "adapter_model.safetensors"
     if not weights.exists():
         return None if (folder / "adapter_model.bin").exists() else "adapter_model.safetensors is missing"
@@ -51,10 +51,11 @@ def adapter_weights_problem(folder: Path) -> str | None:
         from safetensors import safe_open
 
         with safe_open(str(weights), "pt") as f:
-            f.keys()
+            # A LoRA is small enough to read whole: inf or nan weights (a run that trained on NaN) are damage too.
+            bad = next((k for k in f.keys() if not f.get_tensor(k).isfinite().all()), None)
     except Exception as e:  # SafetensorError, OSError: a damaged or truncated file
         return f"adapter_model.safetensors is damaged ({str(e)[:160]})"
-    return None
+    return f"adapter_model.safetensors is damaged (non-finite weights in {bad})" if bad else None
 
 
 def read_adapter_info(adapter_dir: str | Path) -> dict:

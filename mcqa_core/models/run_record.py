@@ -7,6 +7,7 @@ the base model, the prompt version, the data and the measured accuracy.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,7 +36,26 @@ def read_run(folder: str | Path) -> dict:
         raise AdapterError(f"{path} is unreadable ({type(e).__name__}: {e}); retrain or restore the file") from None
     if not isinstance(run, dict):
         raise AdapterError(f"{path} is not a run record (a JSON object); retrain or restore the file")
+    if bad := nonfinite_figure(run):
+        raise AdapterError(f"{path} records {bad}: the run trained on non-finite numbers, so its adapter is "
+                           "damaged; retrain it with a lower --learning-rate")
     return run
+
+
+# The figures a trained run records; any of them inf or nan means the weights went non-finite.
+LOSS_FIGURES = ("train_loss", "final_eval_loss", "final_accuracy", "best_accuracy", "report_accuracy")
+
+
+def nonfinite_figure(run: dict) -> str | None:
+    """'metrics.train_loss = nan' for the first loss or accuracy of a run record that is not finite, else None.
+    Other logged values (grad_norm) may be inf in a healthy fp16 run, whose loss scaler skips such steps."""
+    metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
+    named = [(f"metrics.{k}", metrics.get(k)) for k in LOSS_FIGURES]
+    history = metrics.get("history") if isinstance(metrics.get("history"), list) else []
+    named += [(f"metrics.history step {h.get('step')} {k}", h.get(k)) for h in history if isinstance(h, dict)
+              for k in ("loss", "eval_loss", "eval_accuracy")]
+    return next((f"{name} = {value}" for name, value in named
+                 if isinstance(value, float) and not math.isfinite(value)), None)
 
 
 def write_json_atomic(path: str | Path, data) -> None:
@@ -58,13 +78,49 @@ def write_run(folder: str | Path, record: dict) -> Path:
 
 
 def measured_accuracy(run: dict) -> tuple[float | None, int | None]:
-    """(accuracy, rows) a run claims: the end-of-training report on the whole eval split when there is one,
-    else the last in-training evaluation (fewer rows)."""
+    """(accuracy, rows) a run claims: the end-of-training report (report split) when there is one, else the
+    evaluation of the model training ended with (eval split, fewer rows). measured_split names the split."""
     metrics, data = run.get("metrics") or {}, run.get("data") or {}
     if isinstance(metrics.get("report_accuracy"), (int, float)):
         return metrics["report_accuracy"], metrics.get("report_rows")
     acc = metrics.get("final_accuracy")
-    return (acc, data.get("eval_rows_used")) if isinstance(acc, (int, float)) else (None, None)
+    if not isinstance(acc, (int, float)):
+        return None, None
+    return acc, metrics.get("final_rows", data.get("eval_rows_used"))
+
+
+def measured_split(run: dict) -> str | None:
+    """The split measured_accuracy's figure was measured on, named as mcqa_run.json records it."""
+    metrics, data = run.get("metrics") or {}, run.get("data") or {}
+    if isinstance(metrics.get("report_accuracy"), (int, float)):
+        return data.get("report_split") or data.get("eval_split")
+    return data.get("eval_split") if isinstance(metrics.get("final_accuracy"), (int, float)) else None
+
+
+def rows_seen(rows: int, rows_per_step: int, steps: int, world_size: int = 1) -> dict:
+    """How many training rows a run's steps took: row presentations (a row counted once per epoch it is drawn
+    in; an epoch's last step takes only the rows left) and unique rows."""
+    window = rows_per_step * world_size  # every process takes its own batch of each step
+    per_epoch = math.ceil(rows / window)
+    epochs, left = divmod(steps, per_epoch)
+    return {"rows_per_step": window, "row_presentations": epochs * rows + min(left * window, rows),
+            "unique_train_rows": rows if epochs else min(left * window, rows)}
+
+
+def rows_seen_text(run: dict) -> str | None:
+    """The training rows of a run in words: 'demo-train: 256 unique rows of 1024 usable, 256 row presentations
+    (8 steps x 32 rows)'. Records written before these counts are worked out from the batch sizes they keep."""
+    data, steps = run.get("data") or {}, (run.get("metrics") or {}).get("global_steps")
+    if not data.get("train_split"):
+        return None
+    seen = {k: data[k] for k in ("rows_per_step", "row_presentations", "unique_train_rows") if k in data}
+    numbers = [data.get(k) for k in ("train_rows_used", "batch_size_used", "grad_accum_used")] + [steps]
+    if not seen and all(isinstance(n, int) and n > 0 for n in numbers):
+        seen = rows_seen(numbers[0], numbers[1] * numbers[2], steps, run.get("world_size") or 1)
+    if not seen:
+        return f"{data['train_split']} ({data.get('train_rows_used')} usable rows)"
+    return (f"{data['train_split']}: {seen['unique_train_rows']} unique rows of {data.get('train_rows_used')} "
+            f"usable, {seen['row_presentations']} row presentations ({steps} steps x {seen['rows_per_step']} rows)")
 
 
 def trained_on_row(run: dict, row_id) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import AdapterError
 from ..models.loading import OFFLINE_MODEL
-from ..models.run_record import measured_accuracy, read_run
+from ..models.run_record import measured_accuracy, measured_split, read_run, rows_seen_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,13 +133,9 @@ def describe_run(run: dict) -> dict:
     return {
         "base_model": run.get("base_model"),
         "preset": run.get("preset"),
-        "trained_on": (f"{data.get('train_split')} ({data.get('train_rows_used')} rows)"
-                       if data.get("train_split") else None),
+        "trained_on": rows_seen_text(run),
         "data_source": data.get("source"),
-        # the split the measured accuracy is on: the final report's, else the in-training evaluation's
-        "eval_split": (data.get("report_split") or data.get("eval_split")
-                       if isinstance((run.get("metrics") or {}).get("report_accuracy"), (int, float))
-                       else data.get("eval_split")),
+        "eval_split": measured_split(run),  # the final report's split, else the in-training evaluation's
         "bank": _bank_line(data.get("bank")),
         "eval_rows": eval_rows,
         "accuracy": accuracy,

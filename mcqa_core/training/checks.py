@@ -3,12 +3,15 @@ combinations that would train nothing or silently ignore a flag, ReLoRA's and se
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from ..data.bank_flags import mapping_problems
 from ..data.rows import SPLITS, splits_overlap
 from ..errors import ModelError, RunError, refuse
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
 from .distributed import parallel_problems
-from .settings import EVAL_SPLITS, REPORT_SPLITS, RunConfig, flag_of
+from .settings import CONFIG_CLASSES, EVAL_SPLITS, REPORT_SPLITS, RunConfig, flag_of
 
 
 def validate_config(cfg: RunConfig) -> None:
@@ -78,9 +81,16 @@ def selection(d) -> str:
     return f"dev slice {d.eval_split}, disjoint from the reported split {d.report_split}"
 
 
+def _finite_problems(cfg: RunConfig) -> list[str]:
+    """inf or nan in any number setting (a config built in code skips the flag and YAML converters)."""
+    return [f"{flag_of(group, f.name)} must be a finite number, got {value}"
+            for group in CONFIG_CLASSES for f in dataclasses.fields(getattr(cfg, group))
+            if isinstance(value := getattr(getattr(cfg, group), f.name), float) and not math.isfinite(value)]
+
+
 def _range_problems(cfg: RunConfig) -> list[str]:
-    t, lo, problems = cfg.train, cfg.lora, []
-    if not t.learning_rate > 0:
+    t, lo, problems = cfg.train, cfg.lora, _finite_problems(cfg)
+    if math.isfinite(t.learning_rate) and not t.learning_rate > 0:  # nan: named once, above
         problems.append(f"--learning-rate must be above 0, got {t.learning_rate}")
     for group, name, value, low in (("train", "warmup_steps", t.warmup_steps, 0),
                                     ("train", "weight_decay", t.weight_decay, 0),
@@ -89,7 +99,7 @@ def _range_problems(cfg: RunConfig) -> list[str]:
                                     ("lora", "r", lo.r, 1), ("lora", "alpha", lo.alpha, 1)):
         if value < low:
             problems.append(f"{flag_of(group, name)} must be at least {low}, got {value}")
-    if not 0 <= lo.dropout < 1:
+    if math.isfinite(lo.dropout) and not 0 <= lo.dropout < 1:
         problems.append(f"--lora-dropout must be in [0, 1), got {lo.dropout}")
     if not lo.target_modules:
         problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")

@@ -29,6 +29,8 @@ from ..models.run_record import (
     RUN_FILE,
     RUN_FORMAT,
     measured_accuracy,
+    measured_split,
+    rows_seen_text,
 )
 
 # A checkpoint is complete once the Trainer has written trainer_state.json, its last file before it
@@ -140,9 +142,15 @@ def library_versions() -> dict:
     return out
 
 
+def phase_times(phases: dict) -> str:
+    """'load 20.1 s, train 877.7 s, ...' for the card and the last printed line."""
+    return ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in phases.items())
+
+
 def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, metrics: dict, device: str,
-                 started: float, train_seconds: float) -> dict:
-    """The run record written to mcqa_run.json: enough to reproduce the run and to load it for inference."""
+                 started: float, phases: dict) -> dict:
+    """The run record written to mcqa_run.json: enough to reproduce the run and to load it for inference.
+    `phases`: seconds per phase so far (load, train, save, final_evaluation); run.py adds the last one."""
     return {
         "format": RUN_FORMAT,
         "base_model": cfg.model.model_name,
@@ -159,10 +167,16 @@ def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, 
         "metrics": metrics,
         "versions": library_versions(),
         "device": device,
-        "wall_seconds": round(time.time() - started, 1),
-        "train_seconds": round(train_seconds, 1),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **timing(started, phases),
     }
+
+
+def timing(started: float, phases: dict) -> dict:
+    """The record's times: wall time from the command's start to now (run.py rewrites it after the final
+    scoring, so that counts), and the seconds of each phase."""
+    return {"wall_seconds": round(time.time() - started, 1), "train_seconds": round(phases.get("train", 0.0), 1),
+            "phase_seconds": {name: round(seconds, 1) for name, seconds in phases.items()},
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def limitations(run: dict) -> str:
@@ -183,6 +197,10 @@ def model_card(run: dict) -> str:
     m, d = run["metrics"], run["data"]
     acc, acc_rows = measured_accuracy(run)
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) and not math.isnan(acc) else "n/a"
+    loss_at = f", model of step {m['final_step']}" if m.get("final_step") is not None else ""
+    loss = m.get("final_eval_loss")
+    loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) else loss
+    phases = f" ({phase_times(run['phase_seconds'])})" if run.get("phase_seconds") else ""
     return f"""---
 base_model: {run['base_model']}
 library_name: peft
@@ -190,17 +208,17 @@ tags: [medmcqa, lora, multiple-choice, medical]
 ---
 # MedMCQA LoRA adapter
 
-LoRA adapter for `{run['base_model']}` trained on MedMCQA ({d['train_split']}, {d['train_rows_used']} rows
-from `{d['source']}`) with the `{run['preset']}` preset.
+LoRA adapter for `{run['base_model']}` trained on MedMCQA ({rows_seen_text(run)}; from `{d['source']}`) with the
+`{run['preset']}` preset.
 
 | | |
 |---|---|
-| letter accuracy on {d['eval_split']} ({acc_rows} rows) | {acc_text} |
-| final eval loss | {m.get('final_eval_loss')} |
+| letter accuracy on {measured_split(run)} ({acc_rows} rows) | {acc_text} |
+| eval loss on {d['eval_split']} ({m.get('final_rows', d.get('eval_rows_used'))} rows){loss_at} | {loss_text} |
 | optimizer steps | {m.get('global_steps')} |
 | prompt version | `{run['prompt_version']}` |
 | 4-bit base | {run['load_in_4bit']} |
-| wall time | {run['wall_seconds']} s on {run['device']} |
+| wall time | {run['wall_seconds']} s on {run['device']}{phases} |
 
 Letter accuracy: the argmax of the next-token probabilities of the answer letters after the prompt.
 Checkpoint chosen on: {d.get('selection') or d['eval_split']}.

@@ -17,10 +17,19 @@ from ..data.banks import select_part
 from ..data.rows import DEMO_DEV_PERCENT, LOCAL, LoadedSplit, is_dev, load_split, resolve_data_dir
 from ..errors import DataError, RunError, disk_full, refuse
 from ..models.loading import precision_flags
-from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, write_run
+from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, rows_seen, write_run
 from .batching import BatchPlan, plan_batches
 from .checks import config_problems, selection
-from .output import build_record, checkpoints, model_card, output_problems, prepare_output_dir, save_atomically
+from .output import (
+    build_record,
+    checkpoints,
+    model_card,
+    output_problems,
+    phase_times,
+    prepare_output_dir,
+    save_atomically,
+    timing,
+)
 from .run_status import CURVES_FILE, install_stop_handler, stop_requested, write_status
 from .settings import RunConfig
 
@@ -46,6 +55,7 @@ def sft_config(cfg: RunConfig, out: Path, plan: BatchPlan):
         save_strategy="steps",
         save_steps=t.save_steps,
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a non-finite loss is logged as such, and NonFiniteGuard stops the run
         save_total_limit=t.save_total_limit,
         # ReLoRA keeps its final state: a checkpoint's LoRA belongs to its own cycle (training/relora.py).
         load_best_model_at_end=t.relora_steps is None,
@@ -152,7 +162,7 @@ def run_training(cfg: RunConfig) -> dict:
     from .distributed import check_world_fits
     from .progress import ProgressLog, StopOnSignal, plot_curves
     from .relora import make_relora
-    from .trainer import EvalSummary, MCQATrainer, to_dataset
+    from .trainer import EvalSummary, MCQATrainer, NonFiniteGuard, to_dataset
 
     transformers.set_seed(cfg.train.seed)
     model, tok, model_info = load_for_training(cfg.model, cfg.lora)
@@ -179,11 +189,13 @@ def run_training(cfg: RunConfig) -> dict:
     print(f"[batch] {plan.describe()}; micro-batches "
           f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}", flush=True)
     reference = {"always_a": sum(r["cop"] == 0 for r in eval_enc.rows) / len(eval_enc.rows)}
-    progress, stop = ProgressLog(out, reference), StopOnSignal()
+    progress, stop, guard = ProgressLog(out, reference), StopOnSignal(), NonFiniteGuard()
+    dev_rows = f"{evals.split} ({len(eval_enc.rows)} rows)"  # what every in-training accuracy is measured on
     trainer = MCQATrainer(
         model=model, args=args, train_dataset=to_dataset(train_enc), eval_dataset=to_dataset(eval_enc),
         processing_class=tok, score_rows_for_eval=eval_enc.rows, max_prompt_tokens=max_len,
-        callbacks=[EvalSummary(), progress, stop] + ([relora] if relora else []),
+        # the guard last: it overrides a save or evaluation the callbacks before it asked for
+        callbacks=[EvalSummary(dev_rows), progress, stop] + ([relora] if relora else []) + [guard],
     )
     if stop_requested():  # stopped while loading: nothing trained, nothing to resume
         write_status(out, "stopped", step=0)
@@ -199,13 +211,18 @@ def run_training(cfg: RunConfig) -> dict:
                else "rerun the same command")
         raise RunError(f"training stopped at step {trainer.state.global_step}: {type(e).__name__}: {e}; free the "
                        f"space or fix the folder, then {nxt} (the unfinished checkpoint will be set aside)") from None
-    train_seconds = time.time() - train_started
+    phases = {"load": train_started - started, "train": time.time() - train_started}
+    if guard.found:  # no adapter is written: the folder's top keeps no weights that look trained
+        reason = (f"training stopped: {guard.found}; no adapter was written. Lower --learning-rate (now "
+                  f"{cfg.train.learning_rate:g}) and start again with --overwrite")
+        write_status(out, "failed", error=reason, step=trainer.state.global_step)
+        raise RunError(reason)
     if stop.requested and trainer.is_world_process_zero():  # Stop: the checkpoint is saved; --resume continues
         write_status(out, "stopped", step=trainer.state.global_step)
         return {"stopped": True, "metrics": {"global_steps": trainer.state.global_step}}
     final = _final_metrics(trainer)
-    print(f"[final] eval_loss {final.get('eval_loss', float('nan')):.4f}  "
-          f"accuracy {final.get('eval_accuracy', float('nan')):.4f}", flush=True)
+    print(f"[final] model of step {final.get('step')}: eval_loss {final.get('eval_loss', float('nan')):.4f}  "
+          f"accuracy {final.get('eval_accuracy', float('nan')):.4f} on {dev_rows}", flush=True)
 
     metrics = {
         "history": trainer.state.log_history,
@@ -213,11 +230,14 @@ def run_training(cfg: RunConfig) -> dict:
         "best_accuracy": trainer.state.best_metric,
         "final_eval_loss": final.get("eval_loss"),
         "final_accuracy": final.get("eval_accuracy"),
+        # where final_* and the in-training accuracies were measured (report_* is on data.report_split)
+        "final_split": evals.split, "final_rows": len(eval_enc.rows), "final_step": final.get("step"),
         "train_loss": result.training_loss,
         "global_steps": trainer.state.global_step,
     }
     if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
         return {"metrics": metrics, "rank": args.process_index}
+    saving = time.time()
     plot_curves(trainer.state.log_history, out / CURVES_FILE, reference)
 
     def save_adapter(folder: Path) -> None:
@@ -232,13 +252,15 @@ def run_training(cfg: RunConfig) -> dict:
     record = build_record(cfg, model_info=model_info, world_size=args.world_size, relora=relora,
                           data={"source": train.source, "train_split": train.split, "eval_split": evals.split,
                                 "report_split": reported.split, "selection": selection(cfg.data), **banks,
-                                **counts},
+                                **counts, **rows_seen(plan.rows, plan.rows_per_step, trainer.state.global_step,
+                                                      args.world_size)},
                           metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
-                          started=started, train_seconds=train_seconds)
+                          started=started, phases={**phases, "save": time.time() - saving})
     _write_record(out, record)  # now, so a failing report never costs the record of a finished run
 
     # The report on the eval split (up to --report-limit rows), scored by the model training ended with.
     # No base comparison here, to keep training time bounded.
+    scoring = time.time()
     loaded = LoadedModel(trainer.model, tok, cfg.model.model_name, str(out), cfg.model.load_in_4bit,
                          str(next(trainer.model.parameters()).device), 0.0)
     report = evaluate(loaded, report_rows, batch_size=cfg.train.per_device_eval_batch_size,
@@ -248,6 +270,8 @@ def run_training(cfg: RunConfig) -> dict:
                    report_vs_always_a=report["vs_always_a"])
     print(f"[report] accuracy {report['accuracy']:.4f} on {report['n']} {reported.split} rows "
           f"-> {out / REPORT_FILE}", flush=True)
+    record.update(timing(started, {**record["phase_seconds"], "final_evaluation": time.time() - scoring}))
+    print(f"[time] {record['wall_seconds']} s in all: {phase_times(record['phase_seconds'])}", flush=True)
     _write_record(out, record)
     write_status(out, "done", step=trainer.state.global_step)
     return record
@@ -267,4 +291,4 @@ def _final_metrics(trainer) -> dict:
     if state.best_model_checkpoint and trainer.args.load_best_model_at_end:
         step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
     logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
-    return logged[-1] if logged else trainer.evaluate()
+    return logged[-1] if logged else {**trainer.evaluate(), "step": step}

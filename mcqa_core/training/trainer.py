@@ -4,6 +4,7 @@ length-split micro-batches, and the model fixes of `model_patches`; plus the one
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -134,10 +135,12 @@ def to_dataset(encoded):
 
 
 class EvalSummary(TrainerCallback):
-    """One line per evaluation: step, training loss, eval loss, letter accuracy."""
+    """One line per evaluation: step, training loss, eval loss, letter accuracy on `rows` (the dev rows, named
+    as 'demo-dev (16 rows)', so it is never mistaken for the final report's accuracy)."""
 
-    def __init__(self):
+    def __init__(self, rows: str = "the eval rows"):
         self.last_loss = None
+        self.rows = rows
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
@@ -148,4 +151,33 @@ class EvalSummary(TrainerCallback):
             loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
             print(f"[eval] step {state.global_step}/{state.max_steps}  loss {loss}  "
                   f"eval_loss {metrics.get('eval_loss', float('nan')):.4f}  "
-                  f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f}", flush=True)
+                  f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f} on {self.rows}", flush=True)
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stops training at the first step whose loss or trainable weights are inf or nan (a learning rate far
+    too high), before that step is evaluated or saved; run.py then refuses to write the adapter."""
+
+    def __init__(self):
+        self.found: str | None = None  # what went non-finite, and at which step
+
+    def _stop(self, state, control, what: str):
+        self.found = self.found or f"{what} at step {state.global_step}"
+        control.should_training_stop = True
+        control.should_save = control.should_evaluate = False
+        return control
+
+    def on_step_end(self, args, state, control, model=None, **kw):
+        # One maximum per tensor, one sync: the check costs far less than the step. ZeRO-3 leaves empty shards.
+        weights = [p.detach().abs().amax().float() for p in model.parameters() if p.requires_grad and p.numel()]
+        if weights and not torch.isfinite(torch.stack(weights)).all():
+            return self._stop(state, control, "the trainable weights became non-finite")
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        bad = [k for k in ("loss", "eval_loss") if isinstance((logs or {}).get(k), float) and not
+               math.isfinite(logs[k])]
+        return self._stop(state, control, f"{bad[0]} {logs[bad[0]]}") if bad else control
+
+    def on_epoch_end(self, args, state, control, **kw):  # the Trainer's last save/evaluate after the loop
+        return self._stop(state, control, "") if self.found else control
