@@ -103,9 +103,15 @@ def test_ask_answers_with_probabilities_time_and_prompt(data_dir):
 
 
 def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_is_gone(monkeypatch):
+    from mcqa_core.evaluation.scoring import letter_token_ids
+    from mcqa_core.models.loading import load_tokenizer
+    from mcqa_core.models.offline import ensure_tiny_llama
+
     from .test_serving import _FakeServer
 
-    server = _FakeServer("ok")  # answers "B" most likely, then "A", for model "mcqa"
+    # answers "B" most likely, then "A", for model "mcqa"; C and D only through the letter ids the app's tokenizer has
+    ids = letter_token_ids(load_tokenizer(str(ensure_tiny_llama())), "course", 4)
+    server = _FakeServer("ok", letter_ids=dict(zip("ABCD", ids)))
     monkeypatch.setenv("MCQA_APP_BACKEND", "openai")
     monkeypatch.setenv("MCQA_APP_ENDPOINT", server.endpoint)
     monkeypatch.setenv("MCQA_APP_SERVED_BASE_MODEL", "mcqa")

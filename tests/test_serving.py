@@ -104,8 +104,9 @@ def test_gguf_export_refuses_an_architecture_the_converter_does_not_know(monkeyp
 class _FakeServer(http.server.ThreadingHTTPServer):
     """Serves /v1/models and /v1/completions as `behaviour` says: ok, no-logprobs, slow, no-letters."""
 
-    def __init__(self, behaviour):
+    def __init__(self, behaviour, letter_ids: dict[str, int] | None = None):
         self.behaviour = behaviour
+        self.token_ids = {**TOKEN_IDS, **(letter_ids or {})}  # a real tokenizer's letter ids, when the client has one
         super().__init__(("127.0.0.1", 0), _Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -146,7 +147,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         how = self.server.behaviour
         if self.path == "/tokenize":  # beside /v1, as on vLLM and llama-server
-            return self._send({"tokens": [TOKEN_IDS[body["content"]]]})
+            return self._send({"tokens": [self.server.token_ids[body["content"]]]})
         if how == "slow":
             time.sleep(2)
         if body["model"] != "mcqa":
@@ -155,7 +156,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send({"choices": [{"text": "B", "logprobs": None}]})
         logits = dict(LOGITS)
         if body.get("logit_bias") and how != "ignores-bias":
-            by_id = {i: t for t, i in TOKEN_IDS.items()}
+            by_id = {i: t for t, i in self.server.token_ids.items()}
             for token_id, bias in body["logit_bias"].items():
                 logits[by_id[int(token_id)]] += bias
         top = _top(logits)
