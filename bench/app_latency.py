@@ -50,7 +50,7 @@ def main(args) -> dict:
     import torch
 
     from mcqa_core.data.prompt import OPTION_KEYS
-    from mcqa_core.data.rows import default_data_dir, load_split
+    from mcqa_core.data.medmcqa import default_data_dir, load_split
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
     from mcqa_core.service import adapters, questions, reports
 

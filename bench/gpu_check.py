@@ -65,7 +65,7 @@ def build_model(folder: Path, tokenizer_dir: str, tiny: bool) -> None:
 
 
 def load_rows(path: str) -> list[dict]:
-    from mcqa_core.data.rows import validate_rows
+    from mcqa_core.data.medmcqa import validate_rows
 
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return validate_rows(rows, source=path)[0]
@@ -89,7 +89,7 @@ def train_worker(args) -> dict:
     import torch
 
     from mcqa_core.data.features import encode_rows
-    from mcqa_core.data.rows import is_heldout
+    from mcqa_core.data.medmcqa import is_heldout
     from mcqa_core.models.loading import load_for_training
     from mcqa_core.training.settings import LoraArgs, ModelConfig
 

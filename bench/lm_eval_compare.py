@@ -45,7 +45,7 @@ TASK = "mcqa_medmcqa_local"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mcqa_core.data.rows import default_data_dir
+    from mcqa_core.data.medmcqa import default_data_dir
     from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,7 +140,7 @@ def main(args) -> int:
 
     from mcqa_core.data.features import encode_prompt
     from mcqa_core.data.prompt import LETTERS
-    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.medmcqa import load_split
     from mcqa_core.evaluation.scoring import CLOSE_CALL, DEFAULT_MAX_PROMPT_TOKENS, bf16_pays, score_rows
     from mcqa_core.models.inference import load_model
     from mcqa_core.models.loading import resolve_model

@@ -38,7 +38,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
     damaged.mkdir()
     (damaged / "adapter_config.json").write_text("{not json")
     train = [sys.executable, "train_adapter.py", "--preset", "smoke", "--output-dir", str(tmp / "out")]
-    evaluate = [sys.executable, "-m", "mcqa_core.evaluate"]
+    evaluate = [sys.executable, "-m", "mcqa_core.cli.eval_command"]
     return [
         ("train: --learning-rate -1", [*train, "--learning-rate", "-1"]),
         ("train: --epochs 0 under a max_steps preset", [*train, "--epochs", "0"]),
@@ -59,11 +59,11 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
                                             "/proc/r.json"]),
         ("evaluate: an empty validation.jsonl", [*evaluate, "--base-model", "tiny-random-llama", "--data-dir",
                                                  str(no_rows), "--output", str(tmp / "r.json")]),
-        ("export: not an adapter folder", [sys.executable, "-m", "mcqa_core.export", "--adapter", str(empty),
+        ("export: not an adapter folder", [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty),
                                            "--out", str(tmp / "m")]),
-        ("export: --out under a regular file", [sys.executable, "-m", "mcqa_core.export", "--adapter", str(empty),
+        ("export: --out under a regular file", [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty),
                                                 "--out", str(a_file / "m")]),
-        ("publish: malformed repo id", [sys.executable, "-m", "mcqa_core.publish", str(empty), "not a repo"]),
+        ("publish: malformed repo id", [sys.executable, "-m", "mcqa_core.cli.publish_command", str(empty), "not a repo"]),
     ]
 
 

@@ -32,7 +32,7 @@ from bench.machine import cpu_line  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mcqa_core.data.rows import default_data_dir
+    from mcqa_core.data.medmcqa import default_data_dir
     from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,7 +92,7 @@ def main(args) -> int:
     import torch
 
     from mcqa_core.data.features import encode_prompt
-    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.medmcqa import load_split
     from mcqa_core.evaluation.scoring import pad_batch, score_rows
     from mcqa_core.models.inference import load_model
 

@@ -81,7 +81,7 @@ def report(name: str, total: float, each: list[float], one: float) -> None:
 
 
 def main(args) -> None:
-    from mcqa_core.data.rows import default_data_dir, load_split
+    from mcqa_core.data.medmcqa import default_data_dir, load_split
     from mcqa_core.evaluation.scorers import LocalScorer
     from mcqa_core.models.inference import load_model
     from mcqa_core.service.answer_queue import AnswerQueue

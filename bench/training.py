@@ -122,7 +122,7 @@ def _config(args, gradient_checkpointing: bool):
 
 def _encoded_rows(cfg, tok, rows: int):
     from mcqa_core.data.features import encode_rows
-    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.medmcqa import load_split
 
     split = load_split(cfg.data.train_split, cfg.data.data_dir, rows)
     enc = encode_rows(tok, split.rows, cfg.model.max_seq_length)
@@ -322,7 +322,7 @@ def _print_speed(a: dict, b: dict) -> None:
 
 
 def main(args) -> int:
-    from mcqa_core.data.rows import default_data_dir
+    from mcqa_core.data.medmcqa import default_data_dir
 
     fill_defaults(args)
     args.data_dir = args.data_dir or default_data_dir()

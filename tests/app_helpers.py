@@ -35,7 +35,7 @@ def make_tiny_adapter(folder: Path, tiny_model_path: str, accuracy: float = 0.31
     }
     (folder / "mcqa_run.json").write_text(json.dumps(run))
     if rows:
-        from mcqa_core.evaluation.evaluate import evaluate
+        from mcqa_core.evaluation.passes import evaluate
         from mcqa_core.models.inference import load_model
 
         loaded = load_model(adapter=folder, load_in_4bit=False)

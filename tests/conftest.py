@@ -22,7 +22,7 @@ requires_cuda = pytest.mark.skipif(
 def data_dir() -> Path:
     """The real rows (../shared/data/medmcqa or $MCQA_DATA_DIR). Missing rows skip the data tests, except
     under MCQA_REQUIRE_DATA=1 (CI), where a silent skip would hide a broken set-up."""
-    from mcqa_core.data.rows import default_data_dir
+    from mcqa_core.data.medmcqa import default_data_dir
 
     found = default_data_dir()
     if found is None or not (Path(found) / "validation.jsonl").exists():
@@ -35,7 +35,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def validation_rows(data_dir):
-    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.medmcqa import load_split
 
     return load_split("validation", data_dir).rows
 

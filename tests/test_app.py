@@ -13,7 +13,7 @@ import app_shared
 from mcqa_core.data.prompt import format_prompt
 from mcqa_core.models import run_record
 from mcqa_core.service import adapters, questions
-from mcqa_core.service import rows as service_rows
+from mcqa_core.service import row_filters as service_rows
 
 from .app_helpers import make_tiny_adapter
 
@@ -38,7 +38,7 @@ def app_env(monkeypatch, tmp_path, data_dir, tiny_model_path):
 @pytest.fixture(scope="module")
 def tiny_adapter(tmp_path_factory, tiny_model_path, validation_rows):
     """One adapter folder (random LoRA on the tiny model) with an eval_report.json of 12 held-out rows."""
-    from mcqa_core.data.rows import is_heldout
+    from mcqa_core.data.medmcqa import is_heldout
 
     rows = [r for r in validation_rows if is_heldout(r["id"])][:12]
     return make_tiny_adapter(tmp_path_factory.mktemp("adapters") / "tiny-lora", tiny_model_path, rows=rows)
@@ -394,7 +394,7 @@ def test_restrict_probs_and_filters(validation_rows):
 
 
 def test_trained_rows_and_split_overlap_are_flagged(validation_rows):
-    from mcqa_core.data.rows import is_heldout
+    from mcqa_core.data.medmcqa import is_heldout
 
     run = {"data": {"train_split": "demo-train"}}
     held = next(r["id"] for r in validation_rows if is_heldout(r["id"]))

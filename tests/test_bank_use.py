@@ -35,7 +35,7 @@ def test_medmcqa_prompts_are_byte_identical(validation_rows):
 
 def test_evaluate_a_bank_from_the_command_line(tmp_path):
     bank = _bank(tmp_path / "quiz.csv", 12)
-    r = subprocess.run([sys.executable, "-m", "mcqa_core.evaluate", "--base-model", "tiny-random-llama", "--no-4bit",
+    r = subprocess.run([sys.executable, "-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--no-4bit",
                         "--bank", str(bank), "--output", str(tmp_path / "r.json")], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -44,7 +44,7 @@ def test_evaluate_a_bank_from_the_command_line(tmp_path):
     assert report["meta"]["bank"]["mapping"]["answer_as"] == "letter" and set(report["per_subject"]) == {"S0", "S1"}
     assert sorted({len(p["probs"]) for p in report["predictions"]}) == [3, 4, 5]
     # the same bank named through the mapping flags gives the same rows
-    r2 = subprocess.run([sys.executable, "-m", "mcqa_core.evaluate", "--base-model", "tiny-random-llama", "--no-4bit",
+    r2 = subprocess.run([sys.executable, "-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--no-4bit",
                          "--bank", str(bank), "--option-cols", "A,B,C,D,E", "--answer-col", "answer", "--answer-as",
                          "letter", "--output", str(tmp_path / "r2.json")], cwd=REPO, capture_output=True, text=True,
                         timeout=600)

@@ -13,7 +13,7 @@ import pytest
 from mcqa_core.data import banks
 from mcqa_core.data.banks import NAMED_FORMATS, Bank, ColumnMap, guess_mapping, load_bank, read_table, select_part
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, PROMPT_TEMPLATE, format_prompt, option_count, row_options
-from mcqa_core.data.rows import InvalidRowsWarning, is_heldout, validate_row
+from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, validate_row
 from mcqa_core.errors import DataError
 
 # Four questions whose answers include the first and the last option, so index0 and index1 can both be detected.

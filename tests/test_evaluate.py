@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mcqa_core.data.prompt import LETTERS, PROMPT_VERSION, format_prompt
-from mcqa_core.evaluation.evaluate import evaluate, permute_options
+from mcqa_core.evaluation.passes import evaluate, permute_options
 from mcqa_core.evaluation.report import build_report, expected_calibration_error
 from mcqa_core.evaluation.scoring import LetterScore
 from mcqa_core.evaluation.stats import wilson
@@ -213,7 +213,7 @@ def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter
 
 def _cli(*args, timeout=900):  # generous: a shared 2-core machine can be 10x slower than usual
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "mcqa_core.evaluate", *map(str, args)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "mcqa_core.cli.eval_command", *map(str, args)], cwd=REPO,
                        capture_output=True, text=True, timeout=timeout)
     r.seconds = time.perf_counter() - started
     return r

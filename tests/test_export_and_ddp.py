@@ -44,7 +44,7 @@ def random_adapter(tmp_path_factory, tiny_model_path, data_dir):
 
 
 def _export(adapter, out, **kw):
-    from mcqa_core.shipping.export import ExportArgs, export_merged
+    from mcqa_core.shipping.merge import ExportArgs, export_merged
 
     return export_merged(ExportArgs(adapter=str(adapter), out=str(out), **kw), log=lambda *_: None)
 
@@ -116,7 +116,7 @@ def _assert_token_nowhere(folder: Path, *texts: str) -> None:
 
 def test_export_push_with_hub_unreachable_keeps_folder_and_never_writes_token(random_adapter, tmp_path):
     out = tmp_path / "pushed"
-    r = subprocess.run([sys.executable, "-m", "mcqa_core.export", "--adapter", str(random_adapter), "--out",
+    r = subprocess.run([sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(random_adapter), "--out",
                         str(out), "--check-rows", "4", "--push-to-hub", "me/medmcqa-test"], cwd=REPO,
                        capture_output=True, text=True, env=_hub_env(hf_home=str(tmp_path / "hf")), timeout=120)
     assert r.returncode == 3, r.stderr[-2000:]

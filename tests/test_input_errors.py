@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from mcqa_core.cli import evaluate as eval_cli
-from mcqa_core.cli import export as export_cli
+from mcqa_core.cli import eval_command as eval_cli
+from mcqa_core.cli import export_command as export_cli
 from mcqa_core.cli import train as train_cli
 from mcqa_core.data.banks import load_bank
-from mcqa_core.data.rows import InvalidRowsWarning
+from mcqa_core.data.medmcqa import InvalidRowsWarning
 from mcqa_core.errors import DataError
-from mcqa_core.training.run_status import read_status
+from mcqa_core.training.status_files import read_status
 
 
 def _refused(capsys, main, argv, *words, alone=True) -> str:
@@ -133,7 +133,7 @@ def test_unwritable_output_places_are_named_before_any_work(tmp_path, data_dir, 
         started = time.perf_counter()
         _refused(capsys, train_cli.main, _smoke(place, data_dir), f"--output-dir {place}", "writ")
         assert time.perf_counter() - started < 5
-    monkeypatch.setattr("mcqa_core.evaluation.evaluate.evaluate", lambda *a, **k: pytest.fail("scored first"))
+    monkeypatch.setattr("mcqa_core.evaluation.passes.evaluate", lambda *a, **k: pytest.fail("scored first"))
     adapter = make_tiny_adapter(tmp_path / "adapter", tiny_model_path)
     for place, words in (("/proc/r.json", "/proc is not writable"), ("/sys/r.json", "/sys is not writable"),
                          (a_file / "r.json", "is a file, so nothing can be written under it")):
@@ -183,7 +183,7 @@ def test_an_empty_data_file_and_a_data_dir_that_is_a_file_say_so(tmp_path, capsy
 
 
 def test_a_data_file_without_rows_of_the_split_says_which_split(tmp_path, validation_rows):
-    from mcqa_core.data.rows import is_heldout, load_split
+    from mcqa_core.data.medmcqa import is_heldout, load_split
 
     rows = [r for r in validation_rows if not is_heldout(r["id"])][:3]
     (tmp_path / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

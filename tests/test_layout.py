@@ -18,7 +18,6 @@ FLOORS = {
     "mcqa_core.data": 2, "mcqa_core.models": 3, "mcqa_core.evaluation": 4,
     "mcqa_core.training": 5, "mcqa_core.shipping": 5,
     "mcqa_core.service": 6, "mcqa_core.cli": 6,  # the app's service starts training runs
-    "mcqa_core.evaluate": 7, "mcqa_core.export": 7, "mcqa_core.publish": 7,  # `python -m` entry points
 }
 PRODUCT_FILES = [*REPO.glob("app*.py"), REPO / "train_adapter.py", *sorted((REPO / "app_pages").glob("*.py")),
                  *sorted(PACKAGE.rglob("*.py"))]

@@ -12,7 +12,7 @@ import pytest
 
 from mcqa_core.data.features import IGNORE_INDEX, encode_example, encode_prompt
 from mcqa_core.data.prompt import format_completion, format_prompt
-from mcqa_core.data.rows import InvalidRowsWarning, is_heldout, load_split, validate_rows
+from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, load_split, validate_rows
 from mcqa_core.errors import DataError
 from mcqa_core.training.settings import PRESETS_DIR, load_config, read_settings_file
 

@@ -93,7 +93,7 @@ def test_runs_that_would_train_nothing_or_ignore_a_flag_are_refused(tmp_path, da
 
 
 def test_bytes_that_are_not_utf8_are_a_counted_invalid_row(tmp_path, validation_rows):
-    from mcqa_core.data.rows import InvalidRowsWarning, load_split
+    from mcqa_core.data.medmcqa import InvalidRowsWarning, load_split
 
     good = [json.dumps(r).encode() for r in validation_rows[:3]]
     (tmp_path / "validation.jsonl").write_bytes(b"\n".join([good[0], b'{"id": "x", "question": "caf\xe9"}', *good[1:]]))
@@ -110,7 +110,7 @@ def test_damaged_adapter_weights_are_named_as_damaged(tmp_path, tiny_model_path,
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(AdapterError, match="adapter_model.safetensors is damaged"):
         load_model(folder)
-    r = _cli("-m", "mcqa_core.evaluate", "--adapter", folder, "--data-dir", data_dir, "--output", tmp_path / "r.json")
+    r = _cli("-m", "mcqa_core.cli.eval_command", "--adapter", folder, "--data-dir", data_dir, "--output", tmp_path / "r.json")
     _one_line(r, "adapter_model.safetensors is damaged")
     weights.unlink()
     with pytest.raises(AdapterError, match="adapter_model.safetensors is missing"):
@@ -124,11 +124,11 @@ def test_path_and_repo_mistakes_are_one_line_before_any_work(tmp_path, data_dir)
         (["train_adapter.py", "--preset", "smoke", "--output-dir", a_file], "is a file, not a folder"),
         (["train_adapter.py", "--preset", "smoke", "--output-dir", tmp_path / "o", "--data-dir", tmp_path / "none"],
          f"data folder {tmp_path / 'none'} does not exist"),
-        (["-m", "mcqa_core.evaluate", "--base-model", "tiny-random-llama", "--output", tmp_path],
+        (["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", tmp_path],
          "is a folder; give a file name"),
-        (["-m", "mcqa_core.evaluate", "--base-model", "tiny-random-llama", "--output", a_file],
+        (["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", a_file],
          "already exists; pass --overwrite"),
-        (["-m", "mcqa_core.publish", tmp_path, "not a repo id"], "REPO 'not a repo id' is not a hub repo id"),
+        (["-m", "mcqa_core.cli.publish_command", tmp_path, "not a repo id"], "REPO 'not a repo id' is not a hub repo id"),
     ]
     for args, message in cases:
         r = _cli(*args)
@@ -138,7 +138,7 @@ def test_path_and_repo_mistakes_are_one_line_before_any_work(tmp_path, data_dir)
 
 
 def test_evaluate_writes_reports_under_reports_and_never_over_one(tmp_path, data_dir):
-    args = ["-m", "mcqa_core.evaluate", "--base-model", "tiny-random-llama", "--data-dir", data_dir, "--limit", "4"]
+    args = ["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--data-dir", data_dir, "--limit", "4"]
     r = _cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = tmp_path / "reports" / "tiny-random-llama-heldout.json"

@@ -34,8 +34,8 @@ def smollm2_gguf(tmp_path_factory):
 
 @NEEDS_LLAMA_CPP
 def test_llama_server_answers_as_in_process_scoring_on_heldout_rows(smollm2_gguf, data_dir):
-    from mcqa_core.data.rows import load_split
-    from mcqa_core.evaluation.evaluate import evaluate
+    from mcqa_core.data.medmcqa import load_split
+    from mcqa_core.evaluation.passes import evaluate
     from mcqa_core.evaluation.scorers import agreement, max_prob_diff
     from mcqa_core.models.inference import load_model
 
@@ -72,7 +72,7 @@ def smollm2_adapter(tmp_path_factory):
 
 @NEEDS_LLAMA_CPP
 def test_gguf_export_writes_checked_files_for_llama_cpp(smollm2_adapter, tmp_path, data_dir):
-    from mcqa_core.shipping.export import ExportArgs, export_merged
+    from mcqa_core.shipping.merge import ExportArgs, export_merged
 
     adapter = smollm2_adapter
     out = tmp_path / "gguf"
@@ -228,7 +228,7 @@ def test_a_server_that_is_down_is_refused_before_scoring(tmp_path):
 
 
 def test_mcqa_eval_through_a_server_writes_its_report_and_refuses_an_unknown_name(fake, tmp_path, data_dir, capsys):
-    from mcqa_core.cli.evaluate import main
+    from mcqa_core.cli.eval_command import main
 
     server = fake("ok")
     common = ["--backend", "openai", "--endpoint", server.endpoint, "--data-dir", str(data_dir), "--limit", "5"]
@@ -296,9 +296,9 @@ def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_sm
 
     # In-process scoring in fp32: bf16 matmuls alone move a random model's near-uniform letters by ~0.03.
     monkeypatch.setenv(CPU_BF16_ENV, "0")
-    from mcqa_core.data.rows import load_split
-    from mcqa_core.evaluation.evaluate import evaluate
-    from mcqa_core.shipping.export import ExportArgs, export_merged
+    from mcqa_core.data.medmcqa import load_split
+    from mcqa_core.evaluation.passes import evaluate
+    from mcqa_core.shipping.merge import ExportArgs, export_merged
     from mcqa_core.models.inference import load_model
 
     rows = load_split("heldout", str(data_dir), 24).rows

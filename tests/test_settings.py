@@ -78,7 +78,7 @@ def test_course_file_defaults_and_readme_recipe_agree():
 
 @pytest.mark.parametrize("name", ["cpu-demo", "smoke"])
 def test_offline_presets_find_local_data_when_the_run_starts(name, monkeypatch, tmp_path):
-    from mcqa_core.data import rows
+    from mcqa_core.data import medmcqa as rows
 
     cfg = load_config(["--preset", name])
     assert cfg.data.data_dir == rows.LOCAL  # not a path frozen when a module was imported
@@ -140,8 +140,8 @@ def test_nonfinite_yaml_values_are_refused_all_at_once(tmp_path):
                                     "--weight-decay must be a finite number, got inf"]
 
 
-COMMANDS = {"mcqa-train": "mcqa_core.cli.train", "mcqa-eval": "mcqa_core.cli.evaluate",
-            "mcqa-export": "mcqa_core.cli.export", "mcqa-publish": "mcqa_core.cli.publish"}
+COMMANDS = {"mcqa-train": "mcqa_core.cli.train", "mcqa-eval": "mcqa_core.cli.eval_command",
+            "mcqa-export": "mcqa_core.cli.export_command", "mcqa-publish": "mcqa_core.cli.publish_command"}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -176,10 +176,10 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
          "--learning-rate: must be a finite number, got 'inf'"),
         (["train_adapter.py", "--preset", "smoke", "--eval-steps", "3", "--save-steps", "4", "--output-dir",
           str(tmp_path / "o")], "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3"),
-        (["-m", "mcqa_core.evaluate", "--limit", "0"], "--limit: must be a positive number, got 0"),
-        (["-m", "mcqa_core.export", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
+        (["-m", "mcqa_core.cli.eval_command", "--limit", "0"], "--limit: must be a positive number, got 0"),
+        (["-m", "mcqa_core.cli.export_command", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
          "cannot export: --adapter: adapter folder"),
-        (["-m", "mcqa_core.publish", str(not_adapter), "me/x"], "holds neither adapter_config.json nor config.json"),
+        (["-m", "mcqa_core.cli.publish_command", str(not_adapter), "me/x"], "holds neither adapter_config.json nor config.json"),
     ]
     for args, message in cases:
         r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -192,7 +192,7 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
 def test_no_preset_chooses_its_checkpoint_on_a_reported_row(preset, data_dir):
     """Training, dev (best checkpoint) and report rows are pairwise disjoint for every preset (the course
     preset read from the local files in place of the hub)."""
-    from mcqa_core.data.rows import load_split
+    from mcqa_core.data.medmcqa import load_split
 
     d = load_config(["--preset", preset, "--data-dir", str(data_dir)]).data
     ids = {name: {r["id"] for r in load_split(split, data_dir).rows}

@@ -11,10 +11,10 @@ import signal
 
 import pytest
 
-from mcqa_core.training import run_status
+from mcqa_core.training import status_files
 from mcqa_core.training.output import checkpoints
 from mcqa_core.training.run import run_training
-from mcqa_core.training.run_status import read_progress, read_status
+from mcqa_core.training.status_files import read_progress, read_status
 from mcqa_core.training.settings import load_config
 
 ROTATING = ["--eval-steps", "3", "--save-steps", "3", "--logging-steps", "1", "--save-total-limit", "1"]
@@ -42,7 +42,7 @@ def sigterm_during_step(monkeypatch):
     monkeypatch.setattr(MCQATrainer, "training_step", training_step)
     yield lambda step: pending.update(step=step)
     signal.signal(signal.SIGTERM, previous)
-    run_status._STOP["requested"] = False
+    status_files._STOP["requested"] = False
 
 
 @pytest.fixture()

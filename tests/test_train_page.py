@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mcqa_core.service import training_runs as runs
+from mcqa_core.service import train_launcher as runs
 from mcqa_core.training.output import checkpoints
 
 from .test_app import app_env, open_app, shown  # noqa: F401 (app_env: the same app settings, autouse)

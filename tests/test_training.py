@@ -121,8 +121,8 @@ def test_eval_and_export_refuse_an_adapter_with_nonfinite_weights_or_record(smok
         read_adapter_info(weights)
     with pytest.raises(AdapterError, match="records metrics.train_loss = inf: .* adapter is damaged"):
         read_adapter_info(record)
-    for args in (["-m", "mcqa_core.evaluate", "--adapter", str(weights), "--limit", "2"],
-                 ["-m", "mcqa_core.export", "--adapter", str(record), "--out", str(tmp_path / "m")]):
+    for args in (["-m", "mcqa_core.cli.eval_command", "--adapter", str(weights), "--limit", "2"],
+                 ["-m", "mcqa_core.cli.export_command", "--adapter", str(record), "--out", str(tmp_path / "m")]):
         r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and "damaged" in lines[0], (args, r.stderr)

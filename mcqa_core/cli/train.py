@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..command_line import command
 from ..errors import McqaError, RunError, disk_full, one_line, refuse
-from ..training.run_status import STATUS_FILE, read_status, write_status
+from ..training.status_files import STATUS_FILE, read_status, write_status
 
 
 def mark_failed(out: Path, error: BaseException) -> None:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(argv, description=__doc__, check=config_problems)
     if cfg.train.push_to_hub:  # before a long run, not after it
-        from ..shipping.publish import check_push_ready
+        from ..shipping.hub_upload import check_push_ready
 
         refuse(RunError, "start training", check_push_ready(cfg.train.push_to_hub))
     # Heavy imports (torch, transformers) only after the arguments are known to be good.
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     accuracy, rows = measured_accuracy(record)
     print(f"adapter saved to {cfg.train.output_dir} (accuracy {accuracy} on {rows} {record['data'].get('report_split')} rows)")
     if cfg.train.push_to_hub:
-        from ..shipping.publish import push_folder
+        from ..shipping.hub_upload import push_folder
 
         print(f"pushed to {push_folder(cfg.train.output_dir, cfg.train.push_to_hub)}")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .prompt import MAX_OPTIONS, MIN_OPTIONS, OPTION_KEYS
-from .rows import InvalidRowsWarning, is_heldout, no_progress_bars, validate_row
+from .medmcqa import InvalidRowsWarning, is_heldout, no_progress_bars, validate_row
 
 ANSWER_FORMS = ("letter", "text", "index0", "index1")
 MAX_UPLOAD_MB = 50

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..data.rows import DERIVED_SPLITS, SPLITS, splits_overlap
+from ..data.medmcqa import DERIVED_SPLITS, SPLITS, splits_overlap
 from ..errors import AdapterError
 
 RUN_FILE = "mcqa_run.json"

@@ -22,7 +22,7 @@ from ..evaluation.scorers import LocalScorer, adapter_switch
 from ..evaluation.scoring import LetterScore
 from ..models import inference
 from .answer_queue import AnswerQueue
-from .rows import normalize
+from .row_filters import normalize
 
 # The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
 APP_MAX_PROMPT_TOKENS = 512

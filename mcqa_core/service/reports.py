@@ -26,9 +26,9 @@ def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | No
 
 
 def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None) -> dict:
-    """`mcqa_core.evaluation.evaluate.evaluate` through the shared scorer: its batches take turns with the
+    """`mcqa_core.evaluation.passes.evaluate` through the shared scorer: its batches take turns with the
     questions other sessions ask meanwhile."""
-    from ..evaluation.evaluate import evaluate
+    from ..evaluation.passes import evaluate
 
     scorer = scorer_for(loaded)
     return evaluate(loaded, rows, compare_base=compare_base and scorer.has_base, progress=progress, scorer=scorer)

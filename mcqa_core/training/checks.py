@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 from ..data.bank_flags import mapping_problems
-from ..data.rows import SPLITS, splits_overlap
+from ..data.medmcqa import SPLITS, splits_overlap
 from ..errors import ModelError, RunError, refuse
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
 from .distributed import parallel_problems

@@ -1,6 +1,6 @@
 """The callbacks a training process reports through: a line in `progress.jsonl` per logged step, evaluation
 and checkpoint, a clean stop on SIGTERM (save a checkpoint, then exit), and `curves.png` when it ends.
-The files and their readers are in run_status.py, which the app imports without the Trainer."""
+The files and their readers are in status_files.py, which the app imports without the Trainer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .run_status import PROGRESS_FILE, read_progress, stop_requested
+from .status_files import PROGRESS_FILE, read_progress, stop_requested
 
 
 class ProgressLog(TrainerCallback):
@@ -60,7 +60,7 @@ class ProgressLog(TrainerCallback):
 
 
 class StopOnSignal(TrainerCallback):
-    """A Stop (SIGTERM, see run_status.install_stop_handler) ends training after the current step with a
+    """A Stop (SIGTERM, see status_files.install_stop_handler) ends training after the current step with a
     checkpoint, instead of killing the process mid-write; a request after the last step is ignored."""
 
     def __init__(self):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data.bank_flags import open_bank
 from ..data.banks import select_part
-from ..data.rows import DEMO_DEV_PERCENT, LOCAL, LoadedSplit, is_dev, load_split, resolve_data_dir
+from ..data.medmcqa import DEMO_DEV_PERCENT, LOCAL, LoadedSplit, is_dev, load_split, resolve_data_dir
 from ..errors import DataError, RunError, disk_full, refuse
 from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, rows_seen, write_run
@@ -30,7 +30,7 @@ from .output import (
     save_atomically,
     timing,
 )
-from .run_status import CURVES_FILE, install_stop_handler, stop_requested, write_status
+from .status_files import CURVES_FILE, install_stop_handler, stop_requested, write_status
 from .settings import RunConfig
 
 
@@ -155,7 +155,7 @@ def run_training(cfg: RunConfig) -> dict:
     import torch
     import transformers
 
-    from ..evaluation.evaluate import evaluate
+    from ..evaluation.passes import evaluate
     from ..evaluation.report import write_report
     from ..models.inference import LoadedModel
     from ..models.loading import load_for_training

@@ -16,7 +16,7 @@ from mcqa_core.service.questions import (
     generate_explanation,
     prepare_prompt,
 )
-from mcqa_core.service.rows import random_row
+from mcqa_core.service.row_filters import random_row
 
 INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in ASK_KEYS)
 

@@ -26,7 +26,7 @@ class PublishArgs:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    from ..shipping.publish import check_push_ready, push_folder
+    from ..shipping.hub_upload import check_push_ready, push_folder
 
     p = Parser(prog="mcqa-publish", description=__doc__)
     add_fields(p, PublishArgs)

@@ -13,13 +13,13 @@ from pathlib import Path
 import streamlit as st
 
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
-from mcqa_core.data.rows import default_data_dir, load_split
+from mcqa_core.data.medmcqa import default_data_dir, load_split
 from mcqa_core.errors import DataError, McqaError
 from mcqa_core.evaluation.report import describe_interval, measured_interval
 from mcqa_core.models.run_record import DISCLAIMER
 from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
 from mcqa_core.service.questions import Answer, load_spec
-from mcqa_core.service.rows import short
+from mcqa_core.service.row_filters import short
 from mcqa_core.training.settings import CPU_DEMO_TIME
 
 TRAIN_HINT = ".venv/bin/python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo

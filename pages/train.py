@@ -14,7 +14,7 @@ import streamlit as st
 from app_bank import current_bank
 from app_shared import md_escape, settings
 from mcqa_core.errors import McqaError
-from mcqa_core.service import training_runs as runs
+from mcqa_core.service import train_launcher as runs
 from mcqa_core.training.settings import CPU_DEMO_TIME
 
 PRESETS = {"smoke": "smoke: a tiny random Llama, seconds (checks the machinery)",

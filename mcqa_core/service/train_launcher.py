@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import RunError, SettingsError, refuse
 from ..models.run_record import write_json_atomic
 from ..training.output import checkpoints
-from ..training.run_status import STATUS_FILE, process_started, read_progress, read_status
+from ..training.status_files import STATUS_FILE, process_started, read_progress, read_status
 
 LOCK_FILE = ".training.lock"
 LOG_FILE = "train.log"

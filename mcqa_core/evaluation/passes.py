@@ -1,7 +1,7 @@
 """Evaluation passes over rows: the model's answers, the same rows with the adapter switched off, and the
 rows re-asked with their options shuffled (position bias). `evaluate` returns the report dict
 (`report.build_report`'s keys plus `meta`, `base`, `disagreements`, `shuffle`); the command is
-`mcqa_core.cli.evaluate`.
+`mcqa_core.cli.eval_command`.
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ import streamlit as st
 from app_bank import current_bank
 from app_shared import answer_ui, current_model, data_dir, md_escape, validation_rows_or_none
 from mcqa_core.data.prompt import OPTION_KEYS, row_letters
-from mcqa_core.data.rows import SHARED_DATA_HINT
+from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import answer_question
-from mcqa_core.service.rows import (
+from mcqa_core.service.row_filters import (
     ALL,
     choice_types,
     filter_rows,

@@ -9,15 +9,15 @@ import streamlit as st
 from app_bank import bank_ui
 from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
 from mcqa_core.data.banks import select_part
-from mcqa_core.data.rows import SHARED_DATA_HINT
+from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.errors import DataError, McqaError
 from mcqa_core.evaluation.report import describe_interval
 from mcqa_core.evaluation.stats import FEW, describe_difference
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report, subject_table, with_statistics, wrong_answers
-from mcqa_core.service.rows import short
+from mcqa_core.service.row_filters import short
 from mcqa_core.service.uploads import results_csv
-from mcqa_core.training.run_status import CURVES_FILE
+from mcqa_core.training.status_files import CURVES_FILE
 
 SPLITS = ("heldout", "validation")
 

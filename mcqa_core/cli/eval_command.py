@@ -27,7 +27,7 @@ from ..command_line import Parser, add_fields, command, setting, unwritable_prob
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.prompt import PROMPT_STYLES
-from ..data.rows import LoadedSplit, default_data_dir, load_split
+from ..data.medmcqa import LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 
 EVAL_SPLITS = ("validation", "heldout", "demo-dev")
@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..data.rows import InvalidRowsWarning
-    from ..evaluation.evaluate import evaluate
+    from ..data.medmcqa import InvalidRowsWarning
+    from ..evaluation.passes import evaluate
     from ..evaluation.report import summary_table, write_report
     from ..models.run_record import split_overlap_warning
     with warnings.catch_warnings():
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         data, bank = _questions(args)
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
-    print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
+    print(f"[data] {len(data.medmcqa)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     if args.backend == "openai":
         loaded, scorer = None, _server_scorer(args, adapter_run.get("base_model") or args.base_model)
         run, device, four_bit = adapter_run, "server", None
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     try:
-        report = evaluate(loaded, data.rows, batch_size=args.batch_size, compare_base=args.compare_base,
+        report = evaluate(loaded, data.medmcqa, batch_size=args.batch_size, compare_base=args.compare_base,
                           style=args.prompt, shuffle_options=args.shuffle_options,
                           max_prompt_tokens=args.max_prompt_tokens, progress=progress, scorer=scorer)
     finally:

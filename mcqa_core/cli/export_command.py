@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from ..command_line import Parser, add_fields, command
-from ..shipping.export import ExportArgs, export_merged
+from ..shipping.merge import ExportArgs, export_merged
 
 
 @command
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ExportArgs(**vars(p.parse_args(argv)))
     export_merged(args)
     if args.push_to_hub:
-        from ..shipping.publish import push_folder
+        from ..shipping.hub_upload import push_folder
 
         print(f"[export] pushed to {push_folder(args.out, args.push_to_hub)}")
     return 0

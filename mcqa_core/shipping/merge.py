@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..command_line import setting, unwritable_problem
-from ..data.rows import default_data_dir
+from ..data.medmcqa import default_data_dir
 from ..errors import AdapterError, DataError, ExportError, refuse
 from ..evaluation.scorers import agreement, max_prob_diff
 from ..models.inference import read_adapter_info
 from ..models.run_record import MERGED_FORMAT, RUN_FILE, measured_accuracy, read_run, write_run
 from .gguf import gguf_problems, gguf_types, write_gguf
-from .publish import check_push_ready
+from .hub_upload import check_push_ready
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 FORMATS = ("safetensors", "gguf")
@@ -145,7 +145,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from ..data.rows import load_split
+    from ..data.medmcqa import load_split
     from ..evaluation.scoring import score_rows
     from ..models.inference import load_model
     from ..models.loading import has_cuda, load_tokenizer, resolve_model
