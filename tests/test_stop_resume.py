@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from mcqa_core.training import status_files
-from mcqa_core.training.output import checkpoints
+from mcqa_core.training.output_folder import checkpoints
 from mcqa_core.training.run import run_training
 from mcqa_core.training.status_files import read_progress, read_status
 from mcqa_core.training.settings import load_config

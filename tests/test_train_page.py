@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from mcqa_core.service import train_launcher as runs
-from mcqa_core.training.output import checkpoints
+from mcqa_core.training.output_folder import checkpoints
 
 from .test_app import app_env, open_app, shown  # noqa: F401 (app_env: the same app settings, autouse)
 

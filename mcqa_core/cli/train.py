@@ -57,7 +57,7 @@ def rewrite_in_place(path: Path, data: dict) -> None:
 
 def disk_full_error(out: Path, error: BaseException) -> RunError:
     """A full disk anywhere in a run, in one line that says what to do next."""
-    from ..training.output import checkpoints
+    from ..training.output_folder import checkpoints
 
     complete, _ = checkpoints(out)
     then = f"rerun with --resume to continue from {complete[-1].name}" if complete else "rerun the same command"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import RunError, SettingsError, refuse
 from ..models.run_record import write_json_atomic
-from ..training.output import checkpoints
+from ..training.output_folder import checkpoints
 from ..training.status_files import STATUS_FILE, process_started, read_progress, read_status
 
 LOCK_FILE = ".training.lock"
@@ -36,7 +36,7 @@ def check(argv: list[str]):
     """The RunConfig of a command line, or every problem with it in one RunError/SettingsError, in well under a
     second (no torch)."""
     from ..training.checks import config_problems
-    from ..training.output import output_problems
+    from ..training.output_folder import output_problems
     from ..training.settings import load_config
 
     try:

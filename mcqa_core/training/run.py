@@ -20,16 +20,9 @@ from ..models.loading import precision_flags
 from ..models.run_record import CHECKPOINT_DIR, REPORT_FILE, rows_seen, write_run
 from .batching import BatchPlan, plan_batches
 from .checks import config_problems, selection
-from .output import (
-    build_record,
-    checkpoints,
-    model_card,
-    output_problems,
-    phase_times,
-    prepare_output_dir,
-    save_atomically,
-    timing,
-)
+from .model_card import model_card
+from .output_folder import checkpoints, output_problems, prepare_output_dir, save_atomically
+from .record_builder import build_record, phase_times, timing
 from .status_files import CURVES_FILE, install_stop_handler, stop_requested, write_status
 from .settings import RunConfig
 

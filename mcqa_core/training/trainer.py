@@ -14,7 +14,7 @@ from trl import SFTTrainer
 from ..evaluation.scoring import accuracy, score_rows
 from .batching import step_window_sampler
 from .model_patches import keep_4bit_layers_differentiable, lm_head_on_label_tokens_only
-from .output import LOSS_FILE
+from .output_folder import LOSS_FILE
 from .progress import StopOnSignal
 
 
