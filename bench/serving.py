@@ -85,7 +85,7 @@ def main(args) -> None:
     from mcqa_core.evaluation.scorers import LocalScorer
     from mcqa_core.models.inference import load_model
     from mcqa_core.service.answer_queue import AnswerQueue
-    from mcqa_core.service.questions import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS
+    from mcqa_core.service.shared_model import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS
 
     fill_defaults(args)
     rows = load_split("heldout", args.data_dir or default_data_dir(), args.users + args.eval_rows).rows

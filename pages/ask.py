@@ -11,12 +11,12 @@ from mcqa_core.service.questions import (
     ASK_KEYS,
     AskInput,
     answer_question,
-    can_compare,
     check_input,
     generate_explanation,
     prepare_prompt,
 )
 from mcqa_core.service.row_filters import random_row
+from mcqa_core.service.shared_model import can_compare
 
 INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in ASK_KEYS)
 

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         data, bank = _questions(args)
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
-    print(f"[data] {len(data.medmcqa)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
+    print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     if args.backend == "openai":
         loaded, scorer = None, _server_scorer(args, adapter_run.get("base_model") or args.base_model)
         run, device, four_bit = adapter_run, "server", None
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.refresh()
 
     try:
-        report = evaluate(loaded, data.medmcqa, batch_size=args.batch_size, compare_base=args.compare_base,
+        report = evaluate(loaded, data.rows, batch_size=args.batch_size, compare_base=args.compare_base,
                           style=args.prompt, shuffle_options=args.shuffle_options,
                           max_prompt_tokens=args.max_prompt_tokens, progress=progress, scorer=scorer)
     finally:

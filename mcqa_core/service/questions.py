@@ -1,7 +1,6 @@
 """Questions typed into the app: checked, answered (P(A..D) from one forward pass), explained on request.
 
-One model serves every session of the app process; every call that uses it goes through its `AnswerQueue`
-(`scorer_for`), which batches the questions of all sessions.
+Every call that uses the model goes through the process's shared scorer (`shared_model.scorer_for`).
 Unfilled options: the prompt always shows four options (it is the one the adapter was trained on), so an
 empty option is written as `UNFILLED_OPTION` and its letter is taken out of the answer: its probability
 is set to zero and the others are renormalised. A question needs at least two filled options.
@@ -10,97 +9,24 @@ is set to zero and the others are renormalised. A question needs at least two fi
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
 from ..errors import DataError
-from ..evaluation.scorers import LocalScorer, adapter_switch
+from ..evaluation.scorers import adapter_switch
 from ..evaluation.scoring import LetterScore
 from ..models import inference
-from .answer_queue import AnswerQueue
 from .row_filters import normalize
+from .shared_model import APP_MAX_PROMPT_TOKENS, scorer_for
 
-# The app scores prompts of at most this many tokens; longer questions are shortened (never an option).
-APP_MAX_PROMPT_TOKENS = 512
 # The Ask page's boxes: A-D always reach the model (the four-option prompt the adapters learned; an empty one
 # is shown as UNFILLED_OPTION), E only when it is filled (a five-option question).
 ASK_KEYS = OPTION_KEYS
 ALWAYS_ASKED = OPTION_KEYS[:MEDMCQA_OPTIONS]
 UNFILLED_OPTION = "(no option)"
 EXPLANATION_HEADER = "\n\n### Explanation:\n"
-
-APP_BATCH_SIZE = 16  # questions per forward pass, gathered across sessions
-_QUEUE_LOCK = threading.Lock()
-
-
-def scorer_for(loaded):
-    """The scorer every session shares for a loaded model: a server backend's own scorer, or one `AnswerQueue`
-    in front of the in-process model (made on first use)."""
-    with _QUEUE_LOCK:
-        if loaded.shared_scorer is None:
-            local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
-            loaded.shared_scorer = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
-        return loaded.shared_scorer
-
-
-def load_spec(spec, threads: int | None = None, settings=None):
-    """Load what an adapters.ModelSpec names (slow: seconds to a minute). The app caches it per process.
-
-    `threads` sets torch's CPU threads for the process (the app's one model serves every session). For a spec
-    with `backend == "openai"` only the tokenizer is loaded here and the server `settings` names answers.
-    """
-    if spec.backend == "openai":
-        return load_served(spec, settings)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-    loaded = inference.load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
-    warm_up(loaded)
-    return loaded
-
-
-def can_compare(loaded) -> bool:
-    """Whether the base model's answer can be shown beside the adapter's (an adapter in process, or a server
-    that also serves the base)."""
-    return loaded.has_adapter and scorer_for(loaded).has_base
-
-
-def load_served(spec, settings):
-    """A `LoadedModel` without weights whose answers come from the OpenAI-compatible server the settings name;
-    refused in one line, before anything is shown as loaded, when the server is down or lacks the model."""
-    from ..errors import SettingsError
-    from ..evaluation.openai_backend import OpenAIScorer
-    from ..models.loading import load_tokenizer, resolve_model
-
-    started = time.perf_counter()
-    run = inference.read_adapter_info(spec.adapter) if spec.adapter else {}
-    # An adapter is served under its folder's name (vLLM: --lora-modules NAME=adapters/NAME) unless set otherwise.
-    name = (settings.served_model or Path(spec.adapter).name) if spec.adapter else settings.served_base_model
-    if not settings.endpoint or not name:
-        missing = "MCQA_APP_ENDPOINT" if not settings.endpoint else "MCQA_APP_SERVED_BASE_MODEL"
-        raise SettingsError(f"the openai backend needs {missing} (docs/serving.md)")
-    base = run.get("base_model") or spec.base_model
-    tokenizer = load_tokenizer(resolve_model(base))
-    scorer = OpenAIScorer(settings.endpoint, name, tokenizer=tokenizer, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
-                          base_model=settings.served_base_model if spec.adapter else None)
-    scorer.check()
-    return inference.LoadedModel(None, tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
-                                 time.perf_counter() - started, run, shared_scorer=scorer)
-
-
-WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}
-
-
-def warm_up(loaded) -> None:
-    """One throwaway answer, so the first user's answer is as fast as every later one (the first forward
-    pass pays for kernel selection and memory allocation: seconds on CPU)."""
-    answer_rows(loaded, [WARM_UP_ROW])
 
 
 @dataclass

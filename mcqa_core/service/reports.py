@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..evaluation.stats import FEW, PAIRED_CI_METHOD, mcnemar, mcnemar_counts, wilson
 from ..models.run_record import REPORT_FILE
-from .questions import scorer_for
+from .shared_model import scorer_for
 
 
 def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | None]:
