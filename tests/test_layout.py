@@ -113,3 +113,13 @@ def test_the_library_never_imports_streamlit():
 def test_no_product_module_outgrows_its_job():
     long = {str(p.relative_to(REPO)): n for p in PRODUCT_FILES if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"split these by job: {long}"
+
+
+def test_no_two_product_modules_share_a_file_name():
+    """One job, one name: `evaluate.py` in four folders made every search and traceback ambiguous."""
+    seen: dict[str, list[str]] = {}
+    for p in PRODUCT_FILES:
+        if p.name != "__init__.py":
+            seen.setdefault(p.name, []).append(str(p.relative_to(REPO)))
+    shared = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not shared, f"give each a name that says its job: {shared}"
