@@ -1,10 +1,9 @@
-"""One command-line style for every command: flags built from dataclass fields, values checked by the
-same converters on the command line and in YAML files, every refusal one line with its exit code.
+"""One command-line style for every command: flags built from dataclass fields (setting_fields.py), values
+read by the same converters on the command line and in YAML files, every refusal one line with its exit code.
 
-Why not `transformers.HfArgumentParser`: it gives every flag a default, so a flag typed by the user
-cannot be told from one left alone (training layers defaults < preset < file < flags), and it names
-flags after fields (`--per_device_train_batch_size`, `--no_load_in_4bit`), where ours keep the short
-names users already type (`--batch-size`, `--no-4bit`).
+Why not `transformers.HfArgumentParser`: it gives every flag a default, so a flag typed by the user cannot be
+told from one left alone (training layers defaults < preset < file < flags). The flags are the same: a field's
+name with dashes (`--per-device-train-batch-size`), as HfArgumentParser also accepts.
 """
 
 from __future__ import annotations
@@ -13,23 +12,15 @@ import argparse
 import dataclasses
 import errno
 import functools
-import math
 import os
 import sys
 import tempfile
-import types
 import typing
 from pathlib import Path
 from typing import Callable
 
 from .errors import McqaError, SettingsError, one_line
-
-
-def setting(default=dataclasses.MISSING, help: str = "", **meta):
-    """A dataclass field that is also a flag. meta: flag (name without --), choices, min, metavar, positional."""
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
+from .setting_fields import base_type, converter, setting  # noqa: F401 (setting: still imported from here)
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,67 +38,7 @@ def flag_name(f: dataclasses.Field) -> str:
     return f.metadata.get("flag", f.name.replace("_", "-"))
 
 
-def _base_type(tp):
-    """int for `int | None`, and so on."""
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return typing.get_origin(tp) or tp
-
-
-def _number(kind, value):
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if kind is float:
-        return float(value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(value)
-        return int(value)
-    return int(str(value).strip())
-
-
-def converter(tp, meta: dict) -> Callable[[object], object]:
-    """Turns a typed or YAML value into the field's type, or raises ValueError saying what was expected."""
-    kind = _base_type(tp)
-    low = meta.get("min")
-
-    def convert(value):
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"expected true or false, got {value!r}")
-        if kind is list:
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            if isinstance(value, (list, tuple)):
-                return [str(v) for v in value]
-            raise ValueError(f"expected a comma-separated list, got {value!r}")
-        if kind in (int, float):
-            try:
-                number = _number(kind, value)
-            except (TypeError, ValueError):
-                raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
-            if not math.isfinite(number):  # inf or nan would train on NaN and write NaN into the run record
-                raise ValueError(f"must be a finite number, got {value!r}")
-            if low is not None and number < low:
-                need = {0: "0 or more", 1: "a positive number"}.get(low, f"at least {low}")
-                raise ValueError(f"must be {need}, got {number}")
-            return number
-        value = str(value)
-        if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(f"choose one of {', '.join(meta['choices'])}, got {value!r}")
-        return value
-
-    return convert
-
-
-def _argparse_type(convert):
+def argparse_type(convert):
     def parse(text: str):
         try:
             return convert(text)
@@ -126,7 +57,8 @@ def _default(f: dataclasses.Field):
 def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_only: bool = False,
                default_label: str = "default", exclude=None) -> None:
     """One flag per field of `cls`. given_only: no defaults, so only the flags typed appear in the result
-    (dests are `prefix.name`); otherwise each flag defaults to its field and dests are the field names."""
+    (dests are `prefix.name`), and bounds are left to the check of the whole settings; otherwise each flag
+    defaults to its field, dests are the field names and the flag's value is checked at once."""
     hints = typing.get_type_hints(cls)
     skip = {f.name for f in dataclasses.fields(exclude)} if exclude else set()  # a base class added on its own
     for f in dataclasses.fields(cls):
@@ -136,7 +68,7 @@ def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_
         if meta.get("positional"):
             parser.add_argument(f.name, metavar=meta.get("metavar", f.name.upper()), help=meta.get("help"))
             continue
-        is_bool = _base_type(tp) is bool
+        is_bool = base_type(tp) is bool
         helptext = meta.get("help", "").replace("%", "%%")  # argparse formats help strings with %
         # BooleanOptionalAction adds its own "(default: ...)" when the flag has a default.
         if default not in (dataclasses.MISSING, None) and (given_only or not is_bool):
@@ -146,12 +78,12 @@ def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_
         if is_bool:
             parser.add_argument(f"--{flag_name(f)}", action=argparse.BooleanOptionalAction, **kw)
             continue
-        parser.add_argument(f"--{flag_name(f)}", type=_argparse_type(converter(tp, meta)),
+        parser.add_argument(f"--{flag_name(f)}", type=argparse_type(converter(tp, meta, bounds=not given_only)),
                             metavar=meta.get("metavar", f.name.upper()), choices=meta.get("choices"),
                             required=default is dataclasses.MISSING, **kw)
 
 
-def check_value(cls, name: str, value, origin: str):
+def check_value(cls, name: str, value, origin: str, bounds: bool = True):
     """A YAML value converted like the same flag would be; SettingsError naming the key otherwise."""
     hints = typing.get_type_hints(cls)
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
@@ -164,7 +96,7 @@ def check_value(cls, name: str, value, origin: str):
     if isinstance(value, bool) and {"yes", "no"} <= set(choices):
         value = "yes" if value else "no"  # YAML reads an unquoted yes/no as a boolean
     try:
-        return converter(hints[name], f.metadata)(value)
+        return converter(hints[name], f.metadata, bounds)(value)
     except ValueError as e:
         raise SettingsError(f"{origin}: {name}: {e}") from None
 

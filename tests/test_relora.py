@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mcqa_core.errors import RunError
-from mcqa_core.training.checks import validate_config
+from mcqa_core.training.checks import config_problems
 from mcqa_core.training.relora import ReLoRACallback, jagged_lambda, lora_layers
 from mcqa_core.training.run import run_training
 from mcqa_core.training.settings import load_config
@@ -117,15 +117,13 @@ def test_jagged_schedule_rewarms_after_each_restart():
 
 def test_bad_relora_settings_are_one_clear_error(tmp_path, data_dir):
     def problems(*flags):
-        with pytest.raises(RunError) as e:
-            validate_config(load_config(["--preset", "smoke", "--output-dir", str(tmp_path), *flags]))
-        return str(e.value)
+        return "; ".join(config_problems(load_config(["--preset", "smoke", "--output-dir", str(tmp_path), *flags])))
 
     assert "--relora-steps 2 is smaller than --warmup-steps 5" in problems("--relora-steps", "2", "--warmup-steps", "5")
     assert "--resume with --relora-steps" in problems("--relora-steps", "3", "--resume")
     with pytest.raises(RunError, match="--relora-steps 6 is not smaller than the run \\(6 optimizer steps\\)"):
         run_training(load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir",
-                                  str(tmp_path / "o"), "--relora-steps", "6", "--no-4bit"]))
+                                  str(tmp_path / "o"), "--relora-steps", "6", "--no-load-in-4bit"]))
 
 
 def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_dir, monkeypatch):
@@ -145,7 +143,7 @@ def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_
     monkeypatch.setattr(modeling, "load_for_training", spy)
     out = tmp_path / "relora"
     record = run_training(load_config([
-        "--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out), "--no-4bit",
+        "--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out), "--no-load-in-4bit",
         "--optim", "adamw_torch", "--relora-steps", "2", "--relora-warmup-steps", "1", "--eval-steps", "6",
         "--save-steps", "6", "--report-limit", "4"]))
     assert record["relora"]["restarts"] == [2, 4]

@@ -43,7 +43,7 @@ def test_course_file_defaults_and_readme_recipe_agree():
     assert load_config([]) == load_config(["--preset", "course"]) == defaults
     # ...and spells out the whole recipe (a reader should not need the Python defaults)
     spelled = {k for group in course.values() for k in group}
-    assert {"model_name", "load_in_4bit", "r", "alpha", "dropout", "use_rslora", "target_modules",
+    assert {"model_name", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "target_modules",
             "gradient_checkpointing", "random_state", "learning_rate", "lr_scheduler_type", "warmup_steps",
             "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "eval_steps",
             "save_steps", "logging_steps", "save_total_limit", "optim", "weight_decay", "seed"} <= spelled
@@ -61,7 +61,8 @@ def test_course_file_defaults_and_readme_recipe_agree():
         found = re.search(pattern, text)
         assert found, f"the README's recipe no longer says {key} ({pattern})"
         got[key] = found.groups()
-    assert int(got["r"][0]) == lo.r and int(got["alpha"][0]) == lo.alpha and float(got["dropout"][0]) == lo.dropout
+    assert int(got["r"][0]) == lo.lora_r and int(got["alpha"][0]) == lo.lora_alpha
+    assert float(got["dropout"][0]) == lo.lora_dropout
     assert lo.use_rslora and lo.gradient_checkpointing and "gradient checkpointing" in text
     assert int(got["random_state"][0]) == lo.random_state
     assert [f"{x}_proj" for x in got["targets"][0].strip(",").split(",")] == lo.target_modules
@@ -106,8 +107,9 @@ def test_settings_files_are_checked_whole(tmp_path):
     with pytest.raises(SettingsError, match=r"unknown setting 'nope'.*max_seq_length needs a value.*r: expected a "
                                             "whole number"):
         load_config(["--config", str(bad)])
-    # flag spellings, an unquoted yes/no for a yes/no choice, an empty group, an optional setting unset
-    bad.write_text("batch-size: 4\nepochs: 3\nuse_unsloth: no\nlora:\ndata:\n  train_limit: null\n")
+    # an unquoted yes/no for a yes/no choice, an empty group, an optional setting unset
+    bad.write_text("per_device_train_batch_size: 4\nnum_train_epochs: 3\nuse_unsloth: no\nlora:\ndata:\n"
+                   "  train_limit: null\n")
     cfg = load_config(["--config", str(bad)])
     assert (cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs, cfg.model.use_unsloth) == (4, 3.0, "no")
     assert cfg.data.train_limit is None
@@ -130,7 +132,7 @@ def test_nonfinite_yaml_values_are_refused_all_at_once(tmp_path):
     from mcqa_core.training.checks import config_problems
 
     bad = tmp_path / "run.yaml"
-    bad.write_text("learning_rate: .inf\nlora:\n  dropout: .nan\nepochs: -.inf\nweight_decay: 0.01\n")
+    bad.write_text("learning_rate: .inf\nlora:\n  lora_dropout: .nan\nnum_train_epochs: -.inf\nweight_decay: 0.01\n")
     with pytest.raises(SettingsError, match=r"learning_rate: must be a finite number, got inf.*dropout: must be a "
                                             r"finite number, got nan.*num_train_epochs: must be a finite number"):
         load_config(["--config", str(bad)])
@@ -140,7 +142,7 @@ def test_nonfinite_yaml_values_are_refused_all_at_once(tmp_path):
                                     "--weight-decay must be a finite number, got inf"]
 
 
-COMMANDS = {"mcqa-train": "mcqa_core.cli.train", "mcqa-eval": "mcqa_core.cli.eval_command",
+COMMANDS = {"mcqa-train": "mcqa_core.cli.train_command", "mcqa-eval": "mcqa_core.cli.eval_command",
             "mcqa-export": "mcqa_core.cli.export_command", "mcqa-publish": "mcqa_core.cli.publish_command"}
 
 
@@ -171,15 +173,17 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
     not_adapter.mkdir()
     cases = [
         (["train_adapter.py", "--config", str(bad_yaml)], "is not valid YAML"),
-        (["train_adapter.py", "--batch-size", "x"], "--batch-size: expected a whole number, got 'x'"),
+        (["train_adapter.py", "--per-device-train-batch-size", "x"],
+         "--per-device-train-batch-size: expected a whole number, got 'x'"),
         (["train_adapter.py", "--preset", "smoke", "--learning-rate", "inf"],
          "--learning-rate: must be a finite number, got 'inf'"),
         (["train_adapter.py", "--preset", "smoke", "--eval-steps", "3", "--save-steps", "4", "--output-dir",
           str(tmp_path / "o")], "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3"),
-        (["-m", "mcqa_core.cli.eval_command", "--limit", "0"], "--limit: must be a positive number, got 0"),
+        (["-m", "mcqa_core.cli.eval_command", "--limit", "0"], "--limit: must be at least 1, got 0"),
         (["-m", "mcqa_core.cli.export_command", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
          "cannot export: --adapter: adapter folder"),
-        (["-m", "mcqa_core.cli.publish_command", str(not_adapter), "me/x"], "holds neither adapter_config.json nor config.json"),
+        (["-m", "mcqa_core.cli.publish_command", str(not_adapter), "me/x"], 
+         "holds neither adapter_config.json nor config.json"),
     ]
     for args, message in cases:
         r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -210,3 +214,38 @@ def test_the_seeds_protocol_is_allowed_and_named(tmp_path):
     assert selection(load_config([]).data) == "dev slice train-dev, disjoint from the reported split validation"
     overlap = load_config(["--preset", "cpu-demo", "--train-split", "validation"])
     assert any("--train-split validation overlaps --eval-split demo-dev" in p for p in config_problems(overlap))
+
+
+def test_one_spelling_per_setting_and_older_ones_load_with_a_notice(tmp_path, capsys):
+    from mcqa_core.training.settings import CONFIG_CLASSES, build_parser
+
+    shown = [a for a in build_parser()._actions if a.option_strings and a.help != "==SUPPRESS=="]
+    flags = {a.option_strings[0]: a.dest for a in shown}
+    for group, cls in CONFIG_CLASSES.items():  # the flag is the field's name, dashed; the dest is group.field
+        for f in dataclasses.fields(cls):
+            assert flags["--" + f.name.replace("_", "-")] == f"{group}.{f.name}"
+    assert set(RunConfig().to_dict()["lora"]) >= {"lora_r", "lora_alpha", "lora_dropout"}  # mcqa_run.json's keys
+    old = tmp_path / "old.yaml"
+    old.write_text("batch-size: 4\nepochs: 3\nlora:\n  r: 8\nmax-steps: 5\n")
+    cfg = load_config(["--config", str(old), "--grad-accum", "2", "--no-4bit"])
+    assert (cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs, cfg.lora.lora_r) == (4, 3.0, 8)
+    assert (cfg.train.max_steps, cfg.train.gradient_accumulation_steps, cfg.model.load_in_4bit) == (5, 2, False)
+    notices = capsys.readouterr().err.strip().splitlines()
+    assert notices == [f"notice: --config {old}: older spellings still load; write batch-size -> "
+                       "per_device_train_batch_size, epochs -> num_train_epochs, r -> lora_r, max-steps -> max_steps",
+                       "notice: command line: older spellings still load; write --grad-accum -> "
+                       "--gradient-accumulation-steps, --4bit -> --load-in-4bit"]
+    assert load_config(["--preset", "smoke"]) and capsys.readouterr().err == ""  # the presets use the one spelling
+
+
+def test_bounds_and_choices_are_declared_once_and_checked_together():
+    from mcqa_core.training.checks import config_problems
+
+    cfg = load_config(["--preset", "smoke", "--lora-r", "0", "--per-device-train-batch-size", "0",
+                       "--learning-rate", "-1", "--lora-dropout", "1"])
+    assert config_problems(cfg) == ["--lora-r must be at least 1, got 0", "--lora-dropout must be below 1, got 1.0",
+                                    "--learning-rate must be above 0, got -1.0",
+                                    "--per-device-train-batch-size must be at least 1, got 0"]
+    cfg = RunConfig()
+    cfg.data.eval_split = "nope"  # built in code: the declared choices still apply
+    assert config_problems(cfg)[0].startswith("--eval-split must be one of train-dev, demo-dev, validation, heldout")

@@ -36,7 +36,7 @@ def test_smoke_run_writes_exactly_the_promised_folder(smoke_adapter):
     assert run["prompt_version"] == "course-v1" and run["base_model"] == "tiny-random-llama"
     assert run["data"]["train_rows_used"] == 32 and run["data"]["eval_split"] == "demo-dev"
     assert run["data"]["report_split"] == "heldout" and run["data"]["selection"].startswith("dev slice demo-dev")
-    assert run["settings"]["lora"]["r"] == 16 and run["settings"]["train"]["optim"] == "adamw_8bit"
+    assert run["settings"]["lora"]["lora_r"] == 16 and run["settings"]["train"]["optim"] == "adamw_8bit"
     assert any("eval_accuracy" in h for h in run["metrics"]["history"])
     assert 0.0 <= run["metrics"]["final_accuracy"] <= 1.0
     assert run["versions"]["trl"] and run["wall_seconds"] > 0
@@ -154,8 +154,9 @@ def test_lora_moves_base_stays_and_loss_falls_on_tiny_overfit_set(tmp_path, data
     import mcqa_core.models.loading as modeling
 
     cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o"),
-                       "--train-limit", "4", "--batch-size", "4", "--max-steps", "40", "--learning-rate", "2e-2",
-                       "--no-4bit", "--eval-steps", "40", "--save-steps", "40", "--warmup-steps", "0", "--optim", "adamw_torch"])
+                       "--train-limit", "4", "--per-device-train-batch-size", "4", "--max-steps", "40",
+                       "--learning-rate", "2e-2", "--no-load-in-4bit", "--eval-steps", "40", "--save-steps", "40",
+                       "--warmup-steps", "0", "--optim", "adamw_torch"])
     captured = {}
     real = modeling.load_for_training
 
@@ -227,7 +228,8 @@ def test_smollm2_trains_one_step_in_4bit_on_cpu(tmp_path, data_dir):
     """The real offline model, 4-bit NF4 on CPU, one optimizer step with 8-bit AdamW."""
     record = run_training(load_config([
         "--preset", "cpu-demo", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "s"),
-        "--train-limit", "4", "--eval-limit", "4", "--batch-size", "2", "--grad-accum", "2", "--max-steps", "1",
+        "--train-limit", "4", "--eval-limit", "4", "--per-device-train-batch-size", "2",
+        "--gradient-accumulation-steps", "2", "--max-steps", "1",
         "--eval-steps", "1", "--save-steps", "1", "--report-limit", "4"]))
     assert record["load_in_4bit"] and record["metrics"]["global_steps"] == 1
     assert record["base_model"] == "smollm2-135m"

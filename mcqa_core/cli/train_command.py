@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped at step {record['metrics']['global_steps']} with a checkpoint; continue with --resume")
         return 0
     accuracy, rows = measured_accuracy(record)
-    print(f"adapter saved to {cfg.train.output_dir} (accuracy {accuracy} on {rows} {record['data'].get('report_split')} rows)")
+    split = record["data"].get("report_split")
+    print(f"adapter saved to {cfg.train.output_dir} (accuracy {accuracy} on {rows} {split} rows)")
     if cfg.train.push_to_hub:
         from ..shipping.hub_upload import push_folder
 

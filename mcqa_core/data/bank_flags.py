@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..command_line import setting
+from ..setting_fields import setting
 from .banks import (
     ANSWER_FORMS,
     NAMED_FORMATS,

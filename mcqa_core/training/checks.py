@@ -1,38 +1,37 @@
-"""Every problem with a run's settings, found before anything is imported, loaded or written: ranges,
-combinations that would train nothing or silently ignore a flag, ReLoRA's and several processes' limits."""
+"""Every check on a run's settings, in one place, before anything heavy is imported, loaded or written: each
+setting's declared choices and bounds, combinations that would train nothing or silently ignore a flag,
+ReLoRA's and several processes' limits, and the output folder; then, once the rows are encoded, what the
+rows must hold for the run (fit_problems)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from pathlib import Path
 
 from ..data.bank_flags import mapping_problems
-from ..data.medmcqa import SPLITS, splits_overlap
-from ..errors import ModelError, RunError, refuse
+from ..data.medmcqa import splits_overlap
+from ..errors import ModelError
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
+from ..setting_fields import field_problems
 from .distributed import parallel_problems
-from .settings import CONFIG_CLASSES, EVAL_SPLITS, REPORT_SPLITS, RunConfig, flag_of
+from .output_folder import output_problems
+from .setting_groups import CONFIG_CLASSES, RunConfig
+from .settings import flag_of
 
 
-def validate_config(cfg: RunConfig) -> None:
-    """Every problem with the settings in one error, before anything is loaded."""
-    refuse(RunError, "start training", config_problems(cfg))
+def start_problems(cfg: RunConfig) -> list[str]:
+    """Everything that stops a run from starting, known from its settings and its output folder alone."""
+    out = Path(cfg.train.output_dir).expanduser()
+    return config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume)
 
 
 def config_problems(cfg: RunConfig) -> list[str]:
-    """Every problem with the settings alone (no file is read): ranges, combinations, ReLoRA, processes."""
-    t, problems = cfg.train, []
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "eval_steps", "save_steps",
-                 "logging_steps"):
-        if getattr(t, name) < 1:
-            problems.append(f"{flag_of('train', name)} must be at least 1, got {getattr(t, name)}")
-    if t.eval_steps >= 1 and t.save_steps % t.eval_steps:
+    """Every problem with the settings alone (no file is read): bounds, combinations, ReLoRA, processes."""
+    problems = [p for group in CONFIG_CLASSES
+                for p in field_problems(getattr(cfg, group), lambda f, g=group: flag_of(g, f.name))]
+    t = cfg.train
+    if t.save_steps % max(t.eval_steps, 1):
         problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
                         "(the best checkpoint is chosen at evaluations)")
-    for name in ("train_limit", "eval_limit", "report_limit"):
-        value = getattr(cfg.data, name)
-        if value is not None and value < 1:
-            problems.append(f"{flag_of('data', name)} must be a positive number of rows, got {value}")
     if bad_model := model_name_problem(cfg.model.model_name):
         problems.append(bad_model)
     if cfg.model.use_unsloth == "yes":  # asks torch for a GPU (a second), still before any model loads
@@ -40,8 +39,6 @@ def config_problems(cfg: RunConfig) -> list[str]:
             choose_backend("yes")
         except ModelError as e:
             problems.append(str(e))
-    if cfg.model.max_seq_length < 32:
-        problems.append(f"--max-seq-length {cfg.model.max_seq_length} is too small for any MedMCQA prompt")
     problems += mapping_problems(cfg.data, cfg.data.bank)
     if cfg.data.eval_bank and not cfg.data.bank:
         problems.append("--eval-bank needs --bank (the bank to train on)")
@@ -49,21 +46,14 @@ def config_problems(cfg: RunConfig) -> list[str]:
         problems += _split_problems(cfg.data)
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
-    problems += _range_problems(cfg) + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
-    return problems
+    if not cfg.lora.target_modules:
+        problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
+    return problems + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
 
 
 def _split_problems(d) -> list[str]:
     """The training rows never meet the rows that choose the checkpoint or the reported ones."""
     problems = []
-    if d.train_split not in SPLITS:
-        problems.append(f"--train-split must be one of {', '.join(SPLITS)}, got {d.train_split!r}")
-    if d.eval_split not in EVAL_SPLITS:
-        problems.append(f"--eval-split must be one of {', '.join(EVAL_SPLITS)}, got {d.eval_split!r}")
-    if d.report_split not in REPORT_SPLITS:
-        problems.append(f"--report-split must be one of {', '.join(REPORT_SPLITS)}, got {d.report_split!r}")
-    if problems:
-        return problems
     for flag, other in (("--eval-split", d.eval_split), ("--report-split", d.report_split)):
         if splits_overlap(d.train_split, other):
             rest = {"train": "train-rest", "validation": "demo-train"}.get(d.train_split, "demo-train")
@@ -81,56 +71,30 @@ def selection(d) -> str:
     return f"dev slice {d.eval_split}, disjoint from the reported split {d.report_split}"
 
 
-def _finite_problems(cfg: RunConfig) -> list[str]:
-    """inf or nan in any number setting (a config built in code skips the flag and YAML converters)."""
-    return [f"{flag_of(group, f.name)} must be a finite number, got {value}"
-            for group in CONFIG_CLASSES for f in dataclasses.fields(getattr(cfg, group))
-            if isinstance(value := getattr(getattr(cfg, group), f.name), float) and not math.isfinite(value)]
-
-
-def _range_problems(cfg: RunConfig) -> list[str]:
-    t, lo, problems = cfg.train, cfg.lora, _finite_problems(cfg)
-    if math.isfinite(t.learning_rate) and not t.learning_rate > 0:  # nan: named once, above
-        problems.append(f"--learning-rate must be above 0, got {t.learning_rate}")
-    for group, name, value, low in (("train", "warmup_steps", t.warmup_steps, 0),
-                                    ("train", "weight_decay", t.weight_decay, 0),
-                                    ("train", "per_device_eval_batch_size", t.per_device_eval_batch_size, 1),
-                                    ("train", "save_total_limit", t.save_total_limit, 1),
-                                    ("lora", "r", lo.r, 1), ("lora", "alpha", lo.alpha, 1)):
-        if value < low:
-            problems.append(f"{flag_of(group, name)} must be at least {low}, got {value}")
-    if math.isfinite(lo.dropout) and not 0 <= lo.dropout < 1:
-        problems.append(f"--lora-dropout must be in [0, 1), got {lo.dropout}")
-    if not lo.target_modules:
-        problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
-    return problems
-
-
 def _step_problems(cfg: RunConfig) -> list[str]:
     """A run must train at least one step, and an epoch count that max_steps overrides is not silently lost."""
     t = cfg.train
     if t.max_steps == 0 or t.max_steps < -1:
-        return [f"--max-steps must be at least 1 (or -1 to train by --epochs), got {t.max_steps}"]
+        return [f"--max-steps must be at least 1 (or -1 to train by --num-train-epochs), got {t.max_steps}"]
     if t.max_steps < 0 and not t.num_train_epochs > 0:
-        return [f"--epochs {t.num_train_epochs} trains no step; give --epochs above 0 or --max-steps N"]
+        return [f"--num-train-epochs {t.num_train_epochs} trains no step; give --num-train-epochs above 0 or "
+                "--max-steps N"]
     if t.max_steps > 0 and "train.num_train_epochs" in cfg.explicit:
         source = "--max-steps" if "train.max_steps" in cfg.explicit else f"the {cfg.preset} preset"
-        return [f"--epochs {t.num_train_epochs} has no effect: {source} sets max_steps {t.max_steps}; pass "
-                "--max-steps -1 to train by epochs, or drop --epochs"]
+        return [f"--num-train-epochs {t.num_train_epochs} has no effect: {source} sets max_steps {t.max_steps}; "
+                "pass --max-steps -1 to train by epochs, or drop --num-train-epochs"]
     return []
 
 
 def relora_problems(cfg) -> list[str]:
-    """Settings that ReLoRA cannot run with (the step-count check needs the data: relora.steps_problems)."""
+    """Settings that ReLoRA cannot run with (the step count is checked with the rows: fit_problems)."""
     t, problems = cfg.train, []
-    if t.relora_steps is None:
+    if t.relora_steps is None or t.relora_steps < 1:  # below 1: named with the bounds
         return problems
-    if t.relora_steps < 1:
-        problems.append(f"--relora-steps must be at least 1, got {t.relora_steps}")
-    elif t.relora_steps < t.warmup_steps:
+    if t.relora_steps < t.warmup_steps:
         problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
                         "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
-    if t.relora_warmup_steps is not None and not 0 <= t.relora_warmup_steps < max(1, t.relora_steps or 1):
+    if t.relora_warmup_steps is not None and t.relora_warmup_steps >= t.relora_steps:
         problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
     if t.resume:
         problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
@@ -141,4 +105,23 @@ def relora_problems(cfg) -> list[str]:
     if cfg.model.use_unsloth == "yes":
         problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
                         "merged factors); pass --use-unsloth no")
+    return problems
+
+
+def fit_problems(cfg: RunConfig, encoded: dict, total_steps: int, world_size: int, batch_size: int) -> list[str]:
+    """What the encoded rows must hold for the run: a row of each part that fits, a full micro-batch for every
+    process, and a ReLoRA restart before the run ends. encoded: {"training": EncodedRows, "evaluation": ...}."""
+    max_len, t = cfg.model.max_seq_length, cfg.train
+    problems = [f"no {what} row fits in --max-seq-length {max_len} tokens; raise it (512 fits all MedMCQA rows)"
+                for what, enc in encoded.items() if not enc.examples]
+    n_train = len(encoded["training"].examples)
+    if world_size > 1 and n_train < world_size * batch_size:
+        problems.append(f"{world_size} processes x --per-device-train-batch-size {batch_size} need at least "
+                        f"{world_size * batch_size} training rows, only {n_train} are usable: launch fewer processes "
+                        "(--num_processes / --nproc_per_node), lower --per-device-train-batch-size, or raise "
+                        "--train-limit")
+    if t.relora_steps is not None and n_train and t.relora_steps >= total_steps:
+        problems.append(f"--relora-steps {t.relora_steps} is not smaller than the run ({total_steps} optimizer "
+                        "steps): no restart would happen; lower --relora-steps or train longer (--max-steps / "
+                        "--num-train-epochs)")
     return problems

@@ -6,9 +6,9 @@
 
 The Trainer reads the launcher's environment (WORLD_SIZE, RANK, LOCAL_RANK) and wraps the model in
 DDP (gloo on CPU, NCCL on GPUs). Each process holds a full copy of the model, takes its share of
-every optimizer step's rows, and gradients are averaged, so the global batch is
-processes x --batch-size x --grad-accum. Only rank 0 writes the adapter folder, mcqa_run.json and
-the model card; checkpoints are the Trainer's (also rank 0).
+every optimizer step's rows, and gradients are averaged, so the global batch is processes x
+--per-device-train-batch-size x --gradient-accumulation-steps. Only rank 0 writes the adapter folder,
+mcqa_run.json and the model card; checkpoints are the Trainer's (also rank 0).
 
 4-bit (bitsandbytes) bases are placed with `device_map={"": LOCAL_RANK}` (models/loading.py, load_base_model):
 one whole copy per GPU, as DDP needs; a 4-bit model cannot be moved after loading.
@@ -22,8 +22,6 @@ multi-process on the transformers + PEFT path (`--use-unsloth no`); one process 
 from __future__ import annotations
 
 import os
-
-from ..errors import DataError
 
 
 def world_size() -> int:
@@ -51,7 +49,7 @@ def parallel_problems(cfg) -> list[str]:
                         "(unsloth's multi-GPU path is not verified here); pass --use-unsloth no, or launch one process")
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and cfg.model.load_in_4bit:
         problems.append("FSDP with a 4-bit base is not supported here (bitsandbytes weights need a quant_storage "
-                        "dtype FSDP can shard); pass --no-4bit, or use configs/accelerate_ddp.yaml / "
+                        "dtype FSDP can shard); pass --no-load-in-4bit, or use configs/accelerate_ddp.yaml / "
                         "configs/accelerate_deepspeed_zero2.yaml for QLoRA")
     return problems
 
@@ -60,15 +58,6 @@ def _unsloth_would_run() -> bool:
     from ..models.loading import has_cuda, has_unsloth
 
     return has_cuda() and has_unsloth()
-
-
-def check_world_fits(args, n_train: int) -> None:
-    """Every process needs at least one full micro-batch of rows; raise DataError otherwise."""
-    n, per_device = args.world_size, args.per_device_train_batch_size
-    if n > 1 and n_train < n * per_device:
-        raise DataError(f"{n} processes x --batch-size {per_device} need at least {n * per_device} training rows, "
-                        f"only {n_train} are usable: launch fewer processes (--num_processes / --nproc_per_node), "
-                        "lower --batch-size, or raise --train-limit")
 
 
 def setup_cpu_ddp() -> None:

@@ -1,34 +1,7 @@
-"""ReLoRA (Lialin et al. 2023, "ReLoRA: High-Rank Training Through Low-Rank Updates").
-
-Every N optimizer steps (`--relora-steps N`) a `ReLoRACallback`:
-
-1. merges the current LoRA update (B·A·scale) into the model,
-2. re-initialises LoRA as PEFT does for a fresh adapter (A: Kaiming-uniform, B: zero), so the
-   model's outputs are unchanged by the restart itself,
-3. resets the optimizer state of the LoRA parameters (Adam moments dropped: the paper prunes 99 %
-   of them by magnitude; a full reset is the limit of that, and it is the one choice that also fits
-   bitsandbytes' 8-bit block-quantized states, whose magnitudes cannot be pruned entry by entry),
-4. restarts the learning rate with a short linear warm-up (a jagged schedule: the run's own
-   schedule multiplied by a ramp after each restart; `jagged_lambda`).
-
-How the merge is done depends on the base:
-
-- **Full-precision base** (`--no-4bit`): the delta is added to the base weight in place
-  (W <- W + B·A·scale), exactly what the paper does.
-- **4-bit base** (QLoRA): the bitsandbytes NF4 weights are *never rewritten*. The merged update is
-  kept as frozen low-rank factors in full precision beside the layer and added to its output
-  (a forward hook on the base layer computes x·Aᵀ·Bᵀ with the stacked factors of all restarts).
-  Why not merge into a 16-bit copy and re-quantize: (a) the 16-bit copy costs 2 bytes per base
-  parameter, the memory QLoRA exists to save; (b) each re-quantization re-rounds every weight, a
-  perturbation the restart would add to the model's outputs; (c) the model that trained would not
-  be the model that is saved. With frozen factors the merged update is held exactly, quantization
-  error never accumulates (the NF4 weights are the same bytes from first step to last), outputs are
-  unchanged by a restart, and the price is k·r extra rank in the forward pass after k restarts.
-
-Saving: the base on disk is the original one, so the adapter saved at the end carries everything:
-the merged factors of every restart plus the live LoRA, stacked into one ordinary PEFT LoRA of rank
-r·(restarts+1) with the scale folded into B (lora_alpha = r, no rsLoRA, so the scale is 1). It
-opens with `PeftModel.from_pretrained` like any adapter. `mcqa_run.json` records the restart steps.
+"""ReLoRA (Lialin et al. 2023): every `--relora-steps N` optimizer steps, merge the LoRA update into the model,
+re-initialise LoRA, reset its optimizer state and re-warm the learning rate. A 4-bit base is never rewritten:
+merged updates stay as frozen low-rank factors beside each layer. The saved adapter stacks every restart and
+the live LoRA into one PEFT LoRA. docs/relora.md says how and why.
 """
 
 from __future__ import annotations
@@ -38,15 +11,6 @@ import math
 from pathlib import Path
 
 from transformers import TrainerCallback
-
-from ..errors import RunError, refuse
-
-
-def steps_problems(relora_steps: int | None, total_steps: int) -> list[str]:
-    if relora_steps is not None and relora_steps >= total_steps:
-        return [f"--relora-steps {relora_steps} is not smaller than the run ({total_steps} optimizer steps): no "
-                "restart would happen; lower --relora-steps or train longer (--max-steps / --epochs)"]
-    return []
 
 
 def restart_warmup(train_args) -> int:
@@ -101,7 +65,7 @@ class MergedFactors:
 
 
 class ReLoRACallback(TrainerCallback):
-    """Merge, re-initialise and restart every `every` optimizer steps (see the module docstring)."""
+    """Merge, re-initialise and restart every `every` optimizer steps (docs/relora.md)."""
 
     def __init__(self, every: int, warmup: int, seed: int = 0):
         self.every, self.warmup, self.seed = every, warmup, seed
@@ -139,8 +103,9 @@ class ReLoRACallback(TrainerCallback):
                     scale = layer.scaling[adapter]
                     factor_A, factor_B = A.detach().clone(), (B.detach() * scale).clone()
                     if is_4bit(layer):
-                        hook = self.hooks.get(name) or self.hooks.setdefault(name, MergedFactors(layer.get_base_layer()))
-                        hook.append(factor_A, factor_B)
+                        if name not in self.hooks:
+                            self.hooks[name] = MergedFactors(layer.get_base_layer())
+                        self.hooks[name].append(factor_A, factor_B)
                     else:
                         w = layer.get_base_layer().weight
                         w.add_(layer.get_delta_weight(adapter).to(w.dtype))
@@ -197,12 +162,11 @@ def reset_optimizer_state(optimizer, params) -> int:
     return n
 
 
-def make_relora(train, total_steps: int, seed: int):
+def make_relora(train, seed: int):
     """The ReLoRA callback for a run's TrainArgs (None when --relora-steps is unset). The run itself keeps
     its final state instead of reloading the best checkpoint (`load_best_model_at_end=False`): a
     checkpoint's LoRA belongs to its own cycle, and restored onto a base that merged later cycles it would
     be a different model."""
     if train.relora_steps is None:
         return None
-    refuse(RunError, "start training", steps_problems(train.relora_steps, total_steps))
     return ReLoRACallback(train.relora_steps, restart_warmup(train), seed=seed)

@@ -1,0 +1,100 @@
+"""What a finished run leaves: the final dev metrics of the model training ended with, the adapter folder with
+`mcqa_run.json` and the card, then the final report. Each stage takes run.py's RunPlan."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..models.run_record import REPORT_FILE, rows_seen, write_run
+from .checks import selection
+from .model_card import model_card
+from .output_folder import save_atomically
+from .record_builder import build_record, phase_times, timing
+from .status_files import CURVES_FILE, write_status
+
+
+def validate(plan, trainer, result) -> dict:
+    """The metrics of the run, with the dev loss and accuracy of the model training ended with."""
+    final, state = _final_metrics(trainer), trainer.state
+    print(f"[final] model of step {final.get('step')}: eval_loss {final.get('eval_loss', float('nan')):.4f}  "
+          f"accuracy {final.get('eval_accuracy', float('nan')):.4f} on {plan.dev_rows}", flush=True)
+    return {
+        "history": state.log_history, "best_checkpoint": state.best_model_checkpoint,
+        "best_accuracy": state.best_metric,
+        "final_eval_loss": final.get("eval_loss"), "final_accuracy": final.get("eval_accuracy"),
+        # where final_* and the in-training accuracies were measured (report_* is on data.report_split)
+        "final_split": plan.dev.split, "final_rows": len(plan.eval_enc.rows), "final_step": final.get("step"),
+        "train_loss": result.training_loss, "global_steps": state.global_step,
+    }
+
+
+def record_run(plan, trainer, metrics: dict) -> dict:
+    """Curves, the adapter (saved atomically), then mcqa_run.json and the card: a failing report later never
+    costs the record of a finished run."""
+    import torch
+
+    from .progress import plot_curves
+
+    saving = time.time()
+    plot_curves(trainer.state.log_history, plan.out / CURVES_FILE, plan.reference)
+
+    def save_adapter(folder: Path) -> None:
+        if plan.relora:  # the merged restarts and the live LoRA, stacked into one adapter
+            plan.relora.save_adapter(trainer.model, folder)
+        else:
+            trainer.model.save_pretrained(folder)
+        plan.tok.save_pretrained(folder)
+
+    save_atomically(plan.out, save_adapter)
+    cfg, b, world = plan.cfg, plan.batches, plan.args.world_size
+    data = {"source": plan.train.source, "train_split": plan.train.split, "eval_split": plan.dev.split,
+            "report_split": plan.reported.split, "selection": selection(cfg.data), **plan.banks, **plan.counts,
+            **rows_seen(b.rows, b.rows_per_step, trainer.state.global_step, world)}
+    record = build_record(cfg, model_info=plan.model_info, world_size=world, relora=plan.relora, data=data,
+                          metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
+                          started=plan.started, phases={**plan.phases, "save": time.time() - saving})
+    _write_record(plan.out, record)
+    return record
+
+
+def report(plan, trainer, record: dict) -> dict:
+    """The report on the report split (up to --report-limit rows), scored by the model training ended with;
+    no base comparison here, to keep training time bounded."""
+    from ..evaluation.passes import evaluate
+    from ..evaluation.report import write_report
+    from ..models.inference import LoadedModel
+
+    cfg, out, scoring = plan.cfg, plan.out, time.time()
+    rows = plan.reported.rows[:cfg.data.report_limit] if cfg.data.report_limit else plan.reported.rows
+    loaded = LoadedModel(trainer.model, plan.tok, cfg.model.model_name, str(out), cfg.model.load_in_4bit,
+                         str(next(trainer.model.parameters()).device), 0.0)
+    scores = evaluate(loaded, rows, batch_size=cfg.train.per_device_eval_batch_size,
+                      max_prompt_tokens=cfg.model.max_seq_length)
+    write_report(scores, out / REPORT_FILE)
+    record["metrics"].update(report_accuracy=scores["accuracy"], report_rows=scores["n"],
+                             report_ci=scores["accuracy_ci"], report_vs_always_a=scores["vs_always_a"])
+    print(f"[report] accuracy {scores['accuracy']:.4f} on {scores['n']} {plan.reported.split} rows "
+          f"-> {out / REPORT_FILE}", flush=True)
+    record.update(timing(plan.started, {**record["phase_seconds"], "final_evaluation": time.time() - scoring}))
+    print(f"[time] {record['wall_seconds']} s in all: {phase_times(record['phase_seconds'])}", flush=True)
+    _write_record(out, record)
+    write_status(out, "done", step=trainer.state.global_step)
+    return record
+
+
+def _write_record(out: Path, record: dict) -> None:
+    write_run(out, record)
+    (out / "README.md").write_text(model_card(record))
+
+
+def _final_metrics(trainer) -> dict:
+    """Eval loss and accuracy of the model training ends with. The evaluation at the step that model comes
+    from (the best checkpoint, which load_best_model_at_end restored, or the last step) already measured
+    it; evaluate again only when no evaluation ran at that step."""
+    state = trainer.state
+    step = state.global_step
+    if state.best_model_checkpoint and trainer.args.load_best_model_at_end:
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    logged = [h for h in state.log_history if "eval_loss" in h and h.get("step") == step]
+    return logged[-1] if logged else {**trainer.evaluate(), "step": step}
