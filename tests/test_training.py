@@ -234,3 +234,25 @@ def test_smollm2_trains_one_step_in_4bit_on_cpu(tmp_path, data_dir):
     assert record["load_in_4bit"] and record["metrics"]["global_steps"] == 1
     assert record["base_model"] == "smollm2-135m"
     assert record["metrics"]["train_loss"] > 0
+
+
+def test_sft_config_takes_the_shared_names_as_they_are(tmp_path):
+    """TrainArgs reaches TRL's SFTConfig by name; the batch plan alone overrides the two batch sizes."""
+    import dataclasses
+
+    from trl import SFTConfig
+
+    from mcqa_core.training.run import plan_for, sft_config
+    from mcqa_core.training.setting_groups import OWN_MEANING, TrainArgs
+
+    shared = {f.name for f in dataclasses.fields(TrainArgs)} & {f.name for f in dataclasses.fields(SFTConfig)}
+    assert shared - set(OWN_MEANING) == {
+        "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "per_device_eval_batch_size", "num_train_epochs", "max_steps", "eval_steps",
+        "save_steps", "logging_steps", "save_total_limit", "optim", "weight_decay", "seed", "report_to"}
+    cfg = load_config(["--preset", "smoke", "--output-dir", str(tmp_path), "--optim", "adamw_torch",
+                       "--weight-decay", "0.05", "--per-device-train-batch-size", "16"])
+    args = sft_config(cfg, tmp_path, plan_for(cfg, 10))
+    assert (args.optim, args.weight_decay, args.max_steps, args.eval_steps) == ("adamw_torch", 0.05, 6, 3)
+    assert args.per_device_train_batch_size == 10  # the plan: a step asked for more rows than there are
+    assert args.output_dir == str(tmp_path / "checkpoints") and args.push_to_hub is False
