@@ -137,13 +137,17 @@ def test_push_needs_a_token_and_a_repo_id_before_training_starts(tmp_path):
 
 
 def test_world_size_and_unsloth_checks(monkeypatch):
-    from mcqa_core.errors import DataError
-    from mcqa_core.training.distributed import check_world_fits, parallel_problems
+    from mcqa_core.training.checks import fit_problems
+    from mcqa_core.training.distributed import parallel_problems
     from mcqa_core.training.settings import load_config
 
-    with pytest.raises(DataError, match="2 processes x --batch-size 4 need at least 8 training rows, only 6"):
-        check_world_fits(SimpleNamespace(world_size=2, per_device_train_batch_size=4), 6)
-    check_world_fits(SimpleNamespace(world_size=2, per_device_train_batch_size=4), 8)
+    def rows(n):
+        return {"training": SimpleNamespace(examples=[0] * n), "evaluation": SimpleNamespace(examples=[0])}
+
+    smoke = load_config(["--preset", "smoke"])
+    too_few = fit_problems(smoke, rows(6), total_steps=10, world_size=2, batch_size=4)
+    assert "2 processes x --per-device-train-batch-size 4 need at least 8 training rows, only 6" in too_few[0]
+    assert fit_problems(smoke, rows(8), total_steps=10, world_size=2, batch_size=4) == []
     cfg = load_config(["--preset", "smoke", "--use-unsloth", "yes"])
     assert parallel_problems(cfg) == []  # one process: nothing to refuse here
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -160,7 +164,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
 
     common = ["--preset", "smoke", "--data-dir", str(data_dir), "--no-4bit", "--optim", "adamw_torch",
               "--max-steps", "3", "--eval-steps", "3", "--save-steps", "3", "--eval-limit", "8", "--report-limit", "4",
-              # plain random order: the length-window sampler is per process (see README, Several processes)
+              # plain random order: the length-window sampler is per process (docs/scale-out.md)
               "--no-group-by-length"]
     single = run_training(load_config(common + ["--batch-size", "8", "--output-dir", str(tmp_path / "one")]))
 

@@ -14,7 +14,7 @@
 
 Writes REPORT.json and REPORT.png (accuracy per subject) beside it, and prints a short table.
 The answer is the argmax of the next-token probabilities of A-D after the prompt (one forward pass
-per question). `python -m mcqa_core.evaluate` is the same command.
+per question).
 """
 
 from __future__ import annotations

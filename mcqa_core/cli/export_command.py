@@ -12,7 +12,7 @@
     # replace an earlier export, then upload it (token from HF_TOKEN or `hf auth login`)
     mcqa-export --adapter adapters/cpu-demo --out exports/m --overwrite --push-to-hub me/medmcqa-1b
 
-`python -m mcqa_core.export` is the same command; docs/export.md says what the check measures.
+docs/export.md says what the check measures.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     # after training or export; the token comes from HF_TOKEN or `hf auth login`, never a flag
     HF_TOKEN=... mcqa-publish adapters/cpu-demo my-name/medmcqa-lora
 
-`python -m mcqa_core.publish` is the same command. Repos are created private unless --public.
+Repos are created private unless --public.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def check_push_ready(repo_id: str, flag: str = "--push-to-hub") -> list[str]:
 
 
 def push_hint(folder: Path, repo_id: str) -> str:
-    return f"the local folder {folder} is intact; push it later with `python -m mcqa_core.publish {folder} {repo_id}`"
+    return f"the local folder {folder} is intact; push it later with `mcqa-publish {folder} {repo_id}`"
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = True, message: str | None = None) -> str:

@@ -1,16 +1,6 @@
 """Merge a LoRA adapter into its base model and save a standalone model folder.
 
-    # merge, check 64 held-out questions answer alike, save safetensors + tokenizer + card
-    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-merged
-
-    # half the size on disk (the agreement check then runs in bf16 too)
-    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-bf16 --dtype bfloat16
-
-    # GGUF files for llama.cpp / Ollama, each checked in llama-server against the merged model
-    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/cpu-demo-gguf --format gguf --gguf-types f16,q8_0
-
-    # replace an earlier export, then upload it (token from HF_TOKEN or `hf auth login`)
-    python -m mcqa_core.export --adapter adapters/cpu-demo --out exports/m --overwrite --push-to-hub me/medmcqa-1b
+The command is `mcqa-export` (cli/export_command.py).
 
 The base is loaded in 16-bit (bf16/fp16 on a GPU) or fp32 (CPU), never in 4-bit, even when the
 adapter was trained on a 4-bit base: merging into bitsandbytes 4-bit weights rounds the merged
@@ -33,14 +23,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..command_line import setting, unwritable_problem
+from ..command_line import flag_name, unwritable_problem
 from ..data.medmcqa import default_data_dir
 from ..errors import AdapterError, DataError, ExportError, refuse
 from ..evaluation.scorers import agreement, max_prob_diff
 from ..models.inference import read_adapter_info
-from ..models.run_record import MERGED_FORMAT, RUN_FILE, measured_accuracy, read_run, write_run
+from ..models.run_record import MERGED_FORMAT, RUN_FILE, read_run, write_run
+from ..setting_fields import field_problems, setting
 from .gguf import gguf_problems, gguf_types, write_gguf
 from .hub_upload import check_push_ready
+from .merged_card import merged_card
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 FORMATS = ("safetensors", "gguf")
@@ -52,12 +44,14 @@ class ExportArgs:
                            metavar="DIR")
     out: str = setting(help="Folder to write the merged model to; must not exist (or see --overwrite).", metavar="DIR")
     check_rows: int = setting(64, "Rows of the adapter's eval split on which merged and adapter answers are compared "
-                                  "(0: skip).")
+                                  "(0: skip).", min=0)
     data_dir: str | None = setting(None, "MedMCQA folder for the check rows (default: the folder the adapter was "
                                          "trained from, else $MCQA_DATA_DIR or ../shared/data/medmcqa).")
-    dtype: str = setting("auto", "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), bfloat16, float16, float32.")
+    dtype: str = setting("auto", "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), bfloat16, float16, float32.",
+                        choices=DTYPES)
     format: str = setting("safetensors", "safetensors (a transformers folder, for vLLM and transformers) or gguf "
-                                         "(llama.cpp / Ollama files, written by llama.cpp's own converter).")
+                                         "(llama.cpp / Ollama files, written by llama.cpp's own converter).",
+                         choices=FORMATS)
     gguf_types: str = setting("f16", "With --format gguf: comma-separated GGUF types, of f16, q8_0, bf16, f32.")
     overwrite: bool = setting(False, "Replace --out if it holds an earlier export.")
     push_to_hub: str | None = setting(None, "Upload the merged folder to this hub repo (owner/name); token from "
@@ -100,13 +94,8 @@ def validate_args(args: ExportArgs) -> dict:
                             "--overwrite only replaces exports, so choose another --out")
     if unwritable := unwritable_problem(out.parent, f"--out {out}"):  # /proc, /sys, under a file: before the merge
         problems.append(unwritable)
-    if args.check_rows < 0:
-        problems.append(f"--check-rows must be 0 or more, got {args.check_rows}")
-    if args.dtype not in DTYPES:
-        problems.append(f"--dtype must be one of {', '.join(DTYPES)}, got {args.dtype!r}")
-    if args.format not in FORMATS:
-        problems.append(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
-    elif args.format == "gguf":
+    problems += field_problems(args, lambda f: f"--{flag_name(f)}")
+    if args.format == "gguf":
         problems += gguf_problems(gguf_types(args.gguf_types), _base_config(run), args.check_rows)
     if args.push_to_hub:
         problems += check_push_ready(args.push_to_hub)
@@ -142,67 +131,95 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     started = time.time()
     run = validate_args(args)  # every refusal before the heavy libraries are imported
 
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from ..data.medmcqa import load_split
     from ..evaluation.scoring import score_rows
-    from ..models.inference import load_model
-    from ..models.loading import has_cuda, load_tokenizer, resolve_model
+    from ..models.loading import has_cuda
+
     adapter, out = Path(args.adapter).expanduser(), Path(args.out).expanduser()
-    settings = run.get("settings") or {}
-    max_prompt = (settings.get("model") or {}).get("max_seq_length", 512)
+    max_prompt = ((run.get("settings") or {}).get("model") or {}).get("max_seq_length", 512)
     device = "cuda" if has_cuda() else "cpu"
     dtype = merge_dtype(args.dtype)
-
-    rows, check = [], {"rows": 0}
-    if args.check_rows:
-        data = (run.get("data") or {})
-        split = data.get("eval_split") or "validation"
-        try:
-            loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
-        except DataError as e:
-            raise DataError(f"--check-rows {args.check_rows} needs MedMCQA rows: {e} (or pass --check-rows 0 "
-                            "to export without the agreement check)") from None
-        rows = loaded.rows
-        check = {"rows": len(rows), "split": split, "source": loaded.source}
+    rows, check = _check_rows(args, run)
 
     def score(model, tok):
-        return score_rows(model, tok, rows, batch_size=16, max_prompt_tokens=max_prompt)
+        return score_rows(model, tok, rows, batch_size=16, max_prompt_tokens=max_prompt) if rows else None
 
     trained = None
     if rows:  # the adapter exactly as it was trained and is served (4-bit base if so)
+        from ..models.inference import load_model
+
         ref = load_model(adapter, device=device)
         trained = score(ref.model, ref.tokenizer)
         del ref
+    model, tok, unmerged = _merge(run, adapter, dtype, device, score, log)
+    merged = score(model, tok)
+    if rows:
+        check.update(_agreements(run, merged, unmerged, trained))
+        log(_check_line(check, dtype))
+
+    record = _merged_record(run, adapter, args.format, dtype, check, started)
+    _write_export(out, log, record, model, tok, lambda tmp: write_gguf(
+        tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok, max_prompt, log=log)
+        if args.format == "gguf" else None)
+    log(f"[export] merged model saved to {out}")
+    return record
+
+
+def _check_rows(args: ExportArgs, run: dict) -> tuple[list[dict], dict]:
+    """The rows merged and adapter answers are compared on (none with --check-rows 0), and where they came from."""
+    if not args.check_rows:
+        return [], {"rows": 0}
+    from ..data.medmcqa import load_split
+
+    split = (run.get("data") or {}).get("eval_split") or "validation"
+    try:
+        loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
+    except DataError as e:
+        raise DataError(f"--check-rows {args.check_rows} needs MedMCQA rows: {e} (or pass --check-rows 0 "
+                        "to export without the agreement check)") from None
+    return loaded.rows, {"rows": len(loaded.rows), "split": split, "source": loaded.source}
+
+
+def _merge(run: dict, adapter: Path, dtype, device: str, score, log):
+    """The base in 16-bit or fp32 with the adapter merged in, its tokenizer, and the unmerged answers."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from ..models.loading import load_tokenizer, resolve_model
 
     base_path = resolve_model(run["base_model"])
     log(f"[export] loading {run['base_model']} in {str(dtype).removeprefix('torch.')} (not 4-bit) on {device}")
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
     tok = load_tokenizer(str(adapter) if (adapter / "tokenizer_config.json").exists() else base_path)
     model = PeftModel.from_pretrained(base, str(adapter)).eval()
-    unmerged = score(model, tok) if rows else None
+    unmerged = score(model, tok)
     model = model.merge_and_unload()
     model.eval()
-    merged = score(model, tok) if rows else None
+    return model, tok, unmerged
 
-    if rows:
-        check.update({
-            "merge_fidelity": round(agreement(merged, unmerged), 4),
-            "merge_fidelity_max_prob_diff": round(max_prob_diff(merged, unmerged), 6),
-            "agreement_with_trained_adapter": round(agreement(merged, trained), 4),
-            "trained_adapter_4bit": bool(run.get("load_in_4bit")),
-        })
-        log(f"[check] {len(rows)} {check['split']} rows: merged vs adapter on the same "
+
+def _agreements(run: dict, merged, unmerged, trained) -> dict:
+    return {
+        "merge_fidelity": round(agreement(merged, unmerged), 4),
+        "merge_fidelity_max_prob_diff": round(max_prob_diff(merged, unmerged), 6),
+        "agreement_with_trained_adapter": round(agreement(merged, trained), 4),
+        "trained_adapter_4bit": bool(run.get("load_in_4bit")),
+    }
+
+
+def _check_line(check: dict, dtype) -> str:
+    return (f"[check] {check['rows']} {check['split']} rows: merged vs adapter on the same "
             f"{str(dtype).removeprefix('torch.')} base agree on {check['merge_fidelity']:.1%} "
             f"(largest probability difference {check['merge_fidelity_max_prob_diff']:.2g}); merged vs the adapter "
             f"as trained ({'4-bit' if check['trained_adapter_4bit'] else 'full-precision'} base) agree on "
             f"{check['agreement_with_trained_adapter']:.1%}")
 
+
+def _merged_record(run: dict, adapter: Path, fmt: str, dtype, check: dict, started: float) -> dict:
+    """The adapter's run record, marked as a merged export with what the check found."""
     record = dict(run)
     record.update({
         "format": MERGED_FORMAT,
-        "artifact": "gguf" if args.format == "gguf" else "merged",
+        "artifact": "gguf" if fmt == "gguf" else "merged",
         "load_in_4bit": False,
         "merged": {
             "from_adapter": str(adapter.resolve()),
@@ -214,19 +231,21 @@ def export_merged(args: ExportArgs, log=print) -> dict:
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     })
+    return record
 
+
+def _write_export(out: Path, log, record: dict, model, tok, write_gguf_files) -> None:
+    """Everything written beside --out, then moved into place in one rename: a failure leaves no half model.
+    `write_gguf_files(tmp)` converts the transformers folder at tmp/hf (None: keep safetensors)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-export-"))
     tmp.chmod(0o755)  # mkdtemp's 0700 would follow the folder to --out
     try:
-        if args.format == "gguf":
-            model.save_pretrained(tmp / "hf")
-            tok.save_pretrained(tmp / "hf")
-            record["merged"]["gguf"] = write_gguf(tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok,
-                                                  max_prompt, log=log)
-        else:
-            model.save_pretrained(tmp)  # safetensors
-            tok.save_pretrained(tmp)
+        gguf = record["artifact"] == "gguf"
+        model.save_pretrained(tmp / "hf" if gguf else tmp)  # safetensors
+        tok.save_pretrained(tmp / "hf" if gguf else tmp)
+        if gguf:
+            record["merged"]["gguf"] = write_gguf_files(tmp)
         write_run(tmp, record)
         (tmp / "README.md").write_text(merged_card(record))
         if out.exists():  # validated above: empty, or an earlier export with --overwrite
@@ -239,60 +258,3 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log(f"[export] merged model saved to {out}")
-    return record
-
-
-def merged_card(run: dict) -> str:
-    m, c = run["merged"], run["merged"]["check"]
-    if c.get("rows"):
-        check = (f"| merged vs adapter, same {m['dtype']} base ({c['rows']} {c['split']} rows) | "
-                 f"{c['merge_fidelity']:.1%} same letter |\n"
-                 f"| merged vs adapter as trained ({'4-bit' if c['trained_adapter_4bit'] else 'full'} base) | "
-                 f"{c['agreement_with_trained_adapter']:.1%} same letter |")
-    else:
-        check = "| agreement check | skipped (--check-rows 0) |"
-    for g in (m.get("gguf") or {}).values():
-        if "agreement_with_merged" in g:
-            check += (f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
-                      f"{g['agreement_with_merged']:.1%} same letter |")
-    acc = measured_accuracy(run)[0]
-    acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
-    return f"""---
-base_model: {run['base_model']}
-library_name: {"gguf" if m.get("gguf") else "transformers"}
-tags: [medmcqa, lora, merged, multiple-choice, medical]
----
-# MedMCQA model (LoRA merged into the base)
-
-`{run['base_model']}` with a MedMCQA LoRA adapter merged into its weights ({m['dtype']}; the base was
-loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m['from_adapter']}`.
-
-| | |
-|---|---|
-| adapter's letter accuracy at training time | {acc_text} |
-{check}
-| prompt version | `{run.get('prompt_version')}` |
-
-## Use
-{_gguf_use(m) or _TRANSFORMERS_USE}
-The prompt (version `{run.get('prompt_version')}`) is in `mcqa_run.json` (`prompt_template`).
-"""
-
-
-_TRANSFORMERS_USE = """
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("THIS_FOLDER")
-tokenizer = AutoTokenizer.from_pretrained("THIS_FOLDER")
-```
-"""
-
-
-def _gguf_use(merged: dict) -> str:
-    files = [g["file"] for g in (merged.get("gguf") or {}).values()]
-    if not files:
-        return ""
-    return (f"\nWith llama.cpp (an OpenAI-compatible server; the app and `mcqa-eval --backend openai` use it):\n\n"
-            f"```bash\nllama-server -m {files[-1]} --alias mcqa --port 8080\n```\n\n"
-            "The transformers folder it was converted from is not kept (export without --format gguf for it).\n")

@@ -1,6 +1,6 @@
 """Two fixes the trainer installs on the model before training: bitsandbytes' 4-bit layers kept on their
 trainable kernel, and the LM head run on the label tokens only (the same loss as TRL's, less work).
-README "Speed" and docs/speed.md say what each saves."""
+docs/speed.md ("Training throughput", "Memory") says what each saves."""
 
 from __future__ import annotations
 
