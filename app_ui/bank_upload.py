@@ -5,14 +5,18 @@ into the repository); Evaluate scores it and Browse shows it."""
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
+from pathlib import Path
 
 import streamlit as st
 
-from app_shared import md_escape
 from mcqa_core.data.banks import ANSWER_FORMS, MAX_UPLOAD_MB, ColumnMap, guess_mapping, rows_from_records
 from mcqa_core.data.prompt import format_prompt
 from mcqa_core.errors import DataError
 from mcqa_core.service.uploads import read_upload
+
+from .markdown_text import md_escape
 
 BANK_STATE = "app_bank"  # {"name", "rows", "describe"}: the bank in use, shared by Evaluate and Browse
 NONE = "(none)"
@@ -94,3 +98,14 @@ def bank_ui():
         st.code(format_prompt(bank.rows[0]), language=None)
     st.session_state[BANK_STATE] = {"name": upload.name, "rows": bank.rows, "describe": bank.describe()}
     return bank
+
+
+def bank_file(bank: dict) -> str:
+    """The session's uploaded bank as JSONL in a temporary folder outside the repository, for the trainer."""
+    folder = Path(tempfile.gettempdir()) / "mcqa-banks"
+    folder.mkdir(exist_ok=True)
+    digest = hashlib.sha256(json.dumps(bank["rows"], sort_keys=True).encode()).hexdigest()[:12]
+    path = folder / f"{Path(bank['name']).stem}-{digest}.jsonl"
+    if not path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in bank["rows"]))
+    return str(path)

@@ -2,8 +2,12 @@
 
 import streamlit as st
 
-from app_bank import current_bank
-from app_shared import TRAIN_HINT, answer_ui, current_spec, md_escape, require_model, validation_rows_or_none
+from app_ui.answer_view import answer_ui
+from app_ui.bank_upload import current_bank
+from app_ui.caches import current_spec, require_model, validation_rows_or_none
+from app_ui.markdown_text import md_escape
+from app_ui.navigation import through_router
+from app_ui.sidebar import TRAIN_HINT
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
@@ -150,6 +154,7 @@ def result_ui(loaded, result: dict) -> None:
                    "text are the answer.")
 
 
+through_router()  # the sidebar even where Streamlit runs this file without app.py
 st.title("Ask the model")
 loaded = require_model()
 if not loaded.has_adapter:

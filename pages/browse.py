@@ -5,8 +5,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_bank import current_bank
-from app_shared import answer_ui, current_model, data_dir, md_escape, validation_rows_or_none
+from app_ui.answer_view import answer_ui
+from app_ui.bank_upload import current_bank
+from app_ui.caches import current_model, data_dir, validation_rows_or_none
+from app_ui.markdown_text import md_escape
+from app_ui.navigation import ASK, through_router
 from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.errors import McqaError
@@ -117,7 +120,7 @@ def detail_ui(row: dict, where: str) -> None:
                     st.error(str(e))
         if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
-            st.switch_page("app_pages/ask.py")
+            st.switch_page(ASK)
         shown = st.session_state.get("browse_answer")
         if shown and shown["id"] == row["id"]:
             answer_ui(shown["answer"], row, "The model's answer against the correct one", key="browse_answer")
@@ -142,6 +145,7 @@ def source_ui() -> tuple[list[dict], str]:
     return rows_ui()
 
 
+through_router()  # the sidebar even where Streamlit runs this file without app.py
 rows, source = source_ui()
 
 focus_id = st.session_state.get("browse_focus_id")

@@ -6,8 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_bank import bank_ui
-from app_shared import TRAIN_HINT, current_spec, data_dir, load_rows, md_escape, require_model
+from app_ui.bank_upload import bank_ui
+from app_ui.caches import current_spec, data_dir, load_rows, require_model
+from app_ui.markdown_text import md_escape
+from app_ui.navigation import BROWSE, through_router
+from app_ui.sidebar import TRAIN_HINT
 from mcqa_core.data.banks import select_part
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.errors import DataError, McqaError
@@ -32,9 +35,10 @@ def run_ui(loaded) -> None:
     """N samples, the split, base comparison; runs the evaluation with a progress bar."""
     c1, c2, c3 = st.columns([1, 1, 2])
     split = c1.selectbox("Split", SPLITS, index=SPLITS.index(default_split(loaded)), key="evaluate_split",
-                         help="heldout: the offline rows no adapter trains on; validation: all 4,183 rows")
-    n = c2.number_input("Questions", min_value=1, max_value=4183, value=50, step=10, key="evaluate_n",
-                        help="The first N rows of the split (always the same ones, so runs compare)")
+                         help="heldout: the offline rows no adapter trains on; validation: all of MedMCQA's")
+    n = c2.number_input("Questions", min_value=1, value=50, step=10, key="evaluate_n",
+                        help="The first N rows of the split (always the same ones, so runs compare); more than "
+                             "the split holds: all of them")
     compare = c3.toggle("Compare with the base model", value=loaded.has_adapter, key="evaluate_compare",
                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
     if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
@@ -217,7 +221,7 @@ def wrong_ui(report: dict) -> None:
     c2.markdown("&nbsp;")
     if c2.button("Open in Browse", key="evaluate_open_browse"):
         st.session_state["browse_focus_id"] = pick
-        st.switch_page("app_pages/browse.py")
+        st.switch_page(BROWSE)
 
 
 def report_ui(report: dict, where: str) -> None:
@@ -237,6 +241,7 @@ def report_ui(report: dict, where: str) -> None:
     wrong_ui(report)
 
 
+through_router()  # the sidebar even where Streamlit runs this file without app.py
 st.title("Evaluate")
 loaded = require_model()
 saved, saved_path = saved_report(loaded.adapter)

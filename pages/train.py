@@ -1,9 +1,6 @@
 """Train: start a run from the page, watch its loss and letter accuracy live, stop and resume it; the new
 adapter then appears in the sidebar. The run is its own process; this page only reads its files."""
 
-import hashlib
-import json
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,66 +8,49 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_bank import current_bank
-from app_shared import md_escape, settings
+from app_ui.bank_upload import bank_file, current_bank
+from app_ui.caches import settings
+from app_ui.markdown_text import md_escape
+from app_ui.navigation import ASK, through_router
+from app_ui.train_presets import flag, offered_presets, preset_config, preset_label
 from mcqa_core.errors import McqaError
 from mcqa_core.service import train_launcher as runs
-from mcqa_core.training.settings import CPU_DEMO_TIME
-
-PRESETS = {"smoke": "smoke: a tiny random Llama, seconds (checks the machinery)",
-           "cpu-demo": f"cpu-demo: SmolLM2-135M in 4-bit, {CPU_DEMO_TIME}",
-           "course": "course: Llama-3.2-1B, the course recipe (a CUDA GPU and the hub)"}
-
-
-def _gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def bank_file(bank: dict) -> str:
-    """The session's uploaded bank as JSONL in a temporary folder outside the repository, for the trainer."""
-    folder = Path(tempfile.gettempdir()) / "mcqa-banks"
-    folder.mkdir(exist_ok=True)
-    digest = hashlib.sha256(json.dumps(bank["rows"], sort_keys=True).encode()).hexdigest()[:12]
-    path = folder / f"{Path(bank['name']).stem}-{digest}.jsonl"
-    if not path.exists():
-        path.write_text("".join(json.dumps(r) + "\n" for r in bank["rows"]))
-    return str(path)
 
 
 def form_ui(adapters_dir: Path) -> list[str] | None:
     """The settings a user changes, as the command line the run will be; None until Start is pressed."""
-    presets = [p for p in PRESETS if p != "course" or _gpu()]
     c1, c2 = st.columns(2)
-    preset = c1.selectbox("Preset", presets, format_func=PRESETS.get, key="train_preset")
+    preset = c1.selectbox("Preset", offered_presets(), format_func=preset_label, key="train_preset")
     name = c2.text_input("Adapter name", value=f"{preset}-{datetime.now():%m%d-%H%M}", key=f"train_name_{preset}",
                          help="A folder name under the adapters folder").strip()
     bank = current_bank()
     sources = ["MedMCQA (the preset's splits)"] + ([f"Your questions ({bank['name']})"] if bank else [])
     source = st.radio("Data", sources, horizontal=True, key="train_source",
                       help="Upload your own questions on Evaluate → Your questions to train on them")
-    c = st.columns(6)
-    # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset gets its own defaults.
-    steps = c[0].number_input("Max steps (0: epochs)", min_value=0, value=6 if preset == "smoke" else 0,
+    cfg, c = preset_config(preset), st.columns(6)
+    # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset starts from its own file.
+    steps = c[0].number_input("Max steps (0: epochs)", min_value=0, value=max(cfg.train.max_steps, 0),
                               key=f"train_steps_{preset}")
-    epochs = c[1].number_input("Epochs", min_value=0.1, value=1.0 if preset != "course" else 2.0, step=0.5,
+    epochs = c[1].number_input("Epochs", min_value=0.1, value=float(cfg.train.num_train_epochs), step=0.5,
                                key=f"train_epochs_{preset}", disabled=steps > 0)
-    lr = c[2].number_input("Learning rate", min_value=1e-6, value=1e-3 if preset == "smoke" else 3e-4,
-                           format="%.0e", key=f"train_lr_{preset}")
-    rank = c[3].number_input("LoRA rank", min_value=1, value=16, key=f"train_rank_{preset}")
-    batch = c[4].number_input("Batch size", min_value=1, value=8 if preset != "course" else 64,
+    lr = c[2].number_input("Learning rate", min_value=1e-6, value=cfg.train.learning_rate, format="%.0e",
+                           key=f"train_lr_{preset}")
+    rank = c[3].number_input("LoRA rank", min_value=1, value=cfg.lora.lora_r, key=f"train_rank_{preset}")
+    batch = c[4].number_input("Batch size", min_value=1, value=cfg.train.per_device_train_batch_size,
                               key=f"train_batch_{preset}")
-    evals = c[5].number_input("Evaluate every", min_value=1, value={"smoke": 3, "cpu-demo": 8}.get(preset, 50),
-                              key=f"train_eval_{preset}")
+    evals = c[5].number_input("Evaluate every", min_value=1, value=cfg.train.eval_steps, key=f"train_eval_{preset}")
     if not name or Path(name).name != name or name in (".", ".."):
         st.error("Give the adapter a plain folder name (no slashes).")
         return None
-    argv = ["--preset", preset, "--output-dir", str(adapters_dir / name), "--learning-rate", f"{lr:g}",
-            "--lora-r", str(rank), "--batch-size", str(batch), "--eval-steps", str(evals), "--save-steps", str(evals)]
-    argv += ["--max-steps", str(steps)] if steps else ["--max-steps", "-1", "--epochs", f"{epochs:g}"]
+    argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name),
+            *flag("train", "learning_rate", lr), *flag("lora", "lora_r", rank),
+            *flag("train", "per_device_train_batch_size", batch), *flag("train", "eval_steps", evals),
+            *flag("train", "save_steps", evals), *flag("train", "max_steps", steps or -1)]
+    if not steps:
+        argv += flag("train", "num_train_epochs", epochs)
     if bank and source != sources[0]:
-        argv += ["--bank", bank_file(bank), "--answer-col", "cop", "--answer-as", "index0"]
+        argv += [*flag("data", "bank", bank_file(bank)), *flag("data", "answer_col", "cop"),
+                 *flag("data", "answer_as", "index0")]
     st.caption("The same run from a terminal:")
     st.code(runs.command_line(argv), language="bash", wrap_lines=True)
     return argv if st.button("Start training", key="train_start", type="primary") else None
@@ -129,11 +109,12 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
         st.error(error)
     if v.state == "done" and c3.button("Ask this adapter", key="train_ask"):
         st.session_state["sidebar_pick"] = str(out)  # the sidebar's picker takes it on the next run
-        st.switch_page("app_pages/ask.py")
+        st.switch_page(ASK)
     with st.expander("Log (last lines)"):
         st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
 
 
+through_router()  # the sidebar even where Streamlit runs this file without app.py
 st.title("Train an adapter")
 adapters_dir = settings().adapters_dir
 held = runs.active_run(adapters_dir)

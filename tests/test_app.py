@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import app_shared
+from app_ui import caches
+from app_ui.markdown_text import md_escape
 from mcqa_core.data.prompt import format_prompt
 from mcqa_core.models import run_record
 from mcqa_core.service import adapters, questions
@@ -57,7 +58,7 @@ def open_app(page: str = "ask", **state):
         at.session_state[key] = value
     at.run()
     if page != "ask":
-        at.switch_page(f"app_pages/{page}.py")
+        at.switch_page(f"pages/{page}.py")
         at.run()
     assert not at.exception, at.exception
     return at
@@ -115,7 +116,7 @@ def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_
     monkeypatch.setenv("MCQA_APP_BACKEND", "openai")
     monkeypatch.setenv("MCQA_APP_ENDPOINT", server.endpoint)
     monkeypatch.setenv("MCQA_APP_SERVED_BASE_MODEL", "mcqa")
-    app_shared._cached_model.clear()
+    caches._cached_model.clear()
     try:
         at = open_app("ask")
         assert "**Answered by:** server http" in shown(at)
@@ -126,12 +127,12 @@ def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_
         server.server_close()
         at.button(key="ask_submit").click().run()  # the server died: one line, the page keeps working
         assert not at.exception and len(at.error) == 1 and "cannot reach the server" in at.error[0].value
-        app_shared._cached_model.clear()  # a new start: the server is refused, this app's own model answers
+        caches._cached_model.clear()  # a new start: the server is refused, this app's own model answers
         at = open_app("ask")
         text = shown(at)
         assert "cannot reach the server" in text and "Still using base model tiny\\-random\\-llama." in text
     finally:
-        app_shared._cached_model.clear()
+        caches._cached_model.clear()
 
 
 def test_ask_refuses_bad_input_without_calling_the_model(monkeypatch):
@@ -189,8 +190,8 @@ def test_ask_random_sample_is_graded_against_medmcqa():
 def test_ask_keeps_its_inputs_across_pages():
     at = open_app()
     fill(at, "Which nerve supplies the diaphragm?", "Phrenic", "Vagus")
-    at.switch_page("app_pages/browse.py").run()
-    at.switch_page("app_pages/ask.py").run()
+    at.switch_page("pages/browse.py").run()
+    at.switch_page("pages/ask.py").run()
     assert not at.exception
     assert at.text_area(key="ask_question").value == "Which nerve supplies the diaphragm?"
     assert at.text_input(key="ask_opb").value == "Vagus"
@@ -303,7 +304,7 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
         wrong_id = at.selectbox(key="evaluate_wrong").value
         at.button(key="evaluate_open_browse").click().run()
         assert not at.exception
-        assert f"id {app_shared.md_escape(wrong_id)}" in shown(at)
+        assert f"id {md_escape(wrong_id)}" in shown(at)
         assert "correct answer" in shown(at)
 
 
@@ -328,6 +329,15 @@ def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_ada
     assert re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 8 questions", intervals[0])
     assert len(intervals) == 3 and all(re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%", c) for c in intervals[1:])
     assert re.search(r"Against always-\"A\": .*p [=<] ", text) and re.search(r"Against the base model: .*p [=<] ", text)
+
+
+def test_pages_holds_exactly_the_four_pages_the_router_lists():
+    from app_ui import navigation
+
+    listed = sorted([navigation.ASK, navigation.BROWSE, navigation.EVALUATE, navigation.TRAIN])
+    assert sorted(str(p.relative_to(REPO)) for p in (REPO / "pages").glob("*.py")) == listed
+    for path in listed:  # each page draws inside the router's frame, even where Streamlit runs it on its own
+        assert "\nthrough_router()" in (REPO / path).read_text()
 
 
 def test_every_page_says_what_the_demo_is_for(app_env, tiny_adapter):
@@ -363,8 +373,8 @@ def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch
         fill(at, f"Question {session}: which vitamin prevents scurvy?", "A vitamin", "C vitamin")
         for _ in range(2):
             at.button(key="ask_submit").click().run()
-        at.switch_page("app_pages/browse.py").run()
-        at.switch_page("app_pages/evaluate.py").run()
+        at.switch_page("pages/browse.py").run()
+        at.switch_page("pages/evaluate.py").run()
         assert not at.exception
     assert len(calls) == 1
 
@@ -390,7 +400,7 @@ def test_restrict_probs_and_filters(validation_rows):
     assert hits and all("vitamin" in service_rows._haystack(r) and "deficiency" in service_rows._haystack(r) for r in hits)
     assert service_rows.page_rows(list(range(45)), 3, 20) == list(range(40, 45))
     assert service_rows.page_rows(list(range(45)), 9, 20) == list(range(40, 45))  # clamped to the last page
-    assert app_shared.md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
+    assert md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"
 
 
 def test_trained_rows_and_split_overlap_are_flagged(validation_rows):

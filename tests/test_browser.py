@@ -162,3 +162,23 @@ def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp
     # loss and accuracy; the charts draw a moment after the text on a busy machine
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2)
     assert re.search(r"done, step 6 of 6", main.text)
+
+
+# Ask is the default page: its link is the app's root (Streamlit gives the default page no path of its own).
+@pytest.mark.parametrize("path, title", [("", "Ask the model"), ("browse", "Browse MedMCQA validation"),
+                                         ("evaluate", "Evaluate"), ("train", "Train an adapter")])
+def test_a_direct_link_on_a_fresh_server_shows_the_page_with_its_sidebar(app_url, browser, path, title):
+    """The first request a new server gets is the link: Streamlit may serve it from pages/ without app.py (see
+    app_ui/navigation.py), and the page must still come with the router's sidebar and page list."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 120)
+    browser.get(f"{app_url}/{path}")
+    wait.until(lambda d: title in [h.text for h in d.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] h1")])
+    sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]")
+    wait.until(lambda d: "Base model: tiny-random-llama" in sidebar.text)
+    nav = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebarNav]")
+    links = [a.text.splitlines()[-1] for a in nav.find_elements(By.TAG_NAME, "a")]  # after each link's icon
+    assert links == ["Ask", "Browse", "Evaluate", "Train"]
+    assert "Page not found" not in browser.find_element(By.TAG_NAME, "body").text

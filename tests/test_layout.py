@@ -19,8 +19,8 @@ FLOORS = {
     "mcqa_core.training": 5, "mcqa_core.shipping": 5,
     "mcqa_core.service": 6, "mcqa_core.cli": 6,  # the app's service starts training runs
 }
-PRODUCT_FILES = [*REPO.glob("app*.py"), REPO / "train_adapter.py", *sorted((REPO / "app_pages").glob("*.py")),
-                 *sorted(PACKAGE.rglob("*.py"))]
+PRODUCT_FILES = [REPO / "app.py", REPO / "train_adapter.py", *sorted((REPO / "pages").glob("*.py")),
+                 *sorted((REPO / "app_ui").glob("*.py")), *sorted(PACKAGE.rglob("*.py"))]
 MAX_LINES = 300
 
 

@@ -159,7 +159,7 @@ def test_browse_with_a_missing_data_folder_says_so_and_does_not_spin(tmp_path, m
     monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(tmp_path))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("app_pages/browse.py").run()
+    at.switch_page("pages/browse.py").run()
     assert not at.exception
     assert any("no\\-such\\-folder does not exist" in i.value for i in at.info)
     at.text_input(key="browse_data_dir").input(str(tmp_path / "typed-missing")).run(timeout=60)  # once, not forever
