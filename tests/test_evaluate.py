@@ -246,8 +246,8 @@ def test_cli_bad_input_is_one_clear_line_exit_2(answer_changing_adapter, data_di
     ok = ["--data-dir", data_dir, "--output", tmp_path / "r.json"]
     cases = [
         (["--base-model", "tiny-random-llama", "--split", "test", *ok], "unknown split 'test'"),
-        (["--base-model", "tiny-random-llama", "--limit", "0", *ok], "--limit: must be a positive number, got 0"),
-        (["--base-model", "tiny-random-llama", "--limit", "-3", *ok], "must be a positive number, got -3"),
+        (["--base-model", "tiny-random-llama", "--limit", "0", *ok], "--limit: must be at least 1, got 0"),
+        (["--base-model", "tiny-random-llama", "--limit", "-3", *ok], "must be at least 1, got -3"),
         (["--base-model", "tiny-random-llama", "--data-dir", data_dir, "--output", tmp_path / "nope" / "r.json"],
          "folder " + str(tmp_path / "nope") + " does not exist"),
         ([*ok], "give --adapter DIR"),

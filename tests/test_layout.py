@@ -14,8 +14,8 @@ from .conftest import REPO
 PACKAGE = REPO / "mcqa_core"
 # Floors from the bottom; a module may import its own folder or any lower floor, never a higher one.
 FLOORS = {
-    "mcqa_core.errors": 0, "mcqa_core.hub": 1, "mcqa_core.command_line": 1,
-    "mcqa_core.data": 2, "mcqa_core.models": 3, "mcqa_core.evaluation": 4,
+    "mcqa_core.errors": 0, "mcqa_core.hub": 1, "mcqa_core.setting_fields": 1,
+    "mcqa_core.command_line": 2, "mcqa_core.data": 2, "mcqa_core.models": 3, "mcqa_core.evaluation": 4,
     "mcqa_core.training": 5, "mcqa_core.shipping": 5,
     "mcqa_core.service": 6, "mcqa_core.cli": 6,  # the app's service starts training runs
 }

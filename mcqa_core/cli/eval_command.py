@@ -27,10 +27,9 @@ from ..command_line import Parser, add_fields, command, setting, unwritable_prob
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.prompt import PROMPT_STYLES
-from ..data.medmcqa import LoadedSplit, default_data_dir, load_split
+from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 
-EVAL_SPLITS = ("validation", "heldout", "demo-dev")
 BACKENDS = ("local", "openai")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
 
@@ -82,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> EvalArgs:
 def check_args(args: EvalArgs) -> list[str]:
     """Every problem that can be seen before loading anything, as one list."""
     problems = mapping_problems(args, args.bank)
-    splits = PARTS if args.bank else EVAL_SPLITS
+    splits = PARTS if args.bank else SCORED_SPLITS
     if args.split is not None and args.split not in splits:
         problems.append(f"unknown split {args.split!r}; choose {' or '.join(splits)}"
                         + ("" if args.bank else " (or pass --bank FILE for your own questions)"))

@@ -38,6 +38,10 @@ DERIVED_SPLITS = {
     "train-dev": ("train", lambda i: is_dev(i, TRAIN_DEV_PERCENT)),
 }
 SPLITS = FILE_SPLITS + tuple(DERIVED_SPLITS)
+# The groups of splits the commands offer, each named once here.
+REPORT_SPLITS = ("validation", "heldout")  # a final report: the official protocol, or its offline stand-in
+CHECKPOINT_SPLITS = ("train-dev", "demo-dev", *REPORT_SPLITS)  # where a training run may choose its checkpoint
+SCORED_SPLITS = (*REPORT_SPLITS, "demo-dev")  # what mcqa-eval scores of MedMCQA
 
 
 def splits_overlap(a: str, b: str) -> bool:

@@ -17,7 +17,6 @@ from .report import build_report
 from .scorers import LocalScorer, Scorer
 from .stats import mcnemar
 
-EVAL_SPLITS = ("validation", "heldout")
 SHUFFLE_SEED = 0
 
 

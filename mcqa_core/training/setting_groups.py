@@ -12,14 +12,12 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..data.bank_flags import BankColumns
-from ..data.medmcqa import SPLITS
+from ..data.medmcqa import CHECKPOINT_SPLITS, REPORT_SPLITS, SPLITS
 from ..data.prompt import COMPLETIONS
 from ..models.loading import DEFAULT_MODEL, LORA_TARGETS, OFFLINE_MODEL, TINY_MODEL
 from ..setting_fields import setting
 
-CHECKPOINT_SPLITS = ("train-dev", "demo-dev", "validation", "heldout")  # --eval-split: where checkpoints are chosen
-REPORT_SPLITS = ("validation", "heldout")
-CPU_DEMO_TIME = "about 11-17 min on 2 CPU cores"  # measured: docs/results.md
+CPU_DEMO_TIME = "minutes on a laptop CPU; docs/training.md has measured times"
 DEFAULT_PRESET = "course"
 
 
