@@ -19,13 +19,15 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
     import altair as alt
     import pandas as pd
 
-    letters = LETTERS[:len(probs)]
-    df = pd.DataFrame({
-        "letter": list(letters),
-        "probability": probs,
-        "option": [short(row.get(k, ""), 80) for k in OPTION_KEYS[:len(probs)]],
-        "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in letters],
-    })
+    letters = LETTERS[: len(probs)]
+    df = pd.DataFrame(
+        {
+            "letter": list(letters),
+            "probability": probs,
+            "option": [short(row.get(k, ""), 80) for k in OPTION_KEYS[: len(probs)]],
+            "role": ["model's answer" if L == pred else ("correct answer" if L == gold else "other") for L in letters],
+        }
+    )
     # The legend names the correct answer only when there is one (a MedMCQA sample, unchanged).
     roles = ["model's answer", "other"] if gold is None else ["model's answer", "correct answer", "other"]
     colors = ["#e4572e", "#b8c4cc"] if gold is None else ["#e4572e", "#2e86ab", "#b8c4cc"]
@@ -33,11 +35,15 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5),
-                    title=None),
+            x=alt.X(
+                "probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None
+            ),
             y=alt.Y("letter:N", sort=list(letters), title=None, axis=alt.Axis(labelOverlap=False, labelFontSize=13)),
-            color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=colors[: len(roles)]),
-                            legend=alt.Legend(orient="bottom", title=None)),
+            color=alt.Color(
+                "role:N",
+                scale=alt.Scale(domain=roles, range=colors[: len(roles)]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
             tooltip=["letter", "option", alt.Tooltip("probability:Q", format=".1%")],
         )
         .properties(height=40 * len(letters) + 30)
@@ -54,9 +60,14 @@ def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = ""
     verdict = ""
     if answer.gold is not None:
         gold_text = md_escape(short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))
-        verdict = (" · :green[:material/check_circle: **correct**]" if answer.correct
-                   else f" · :red[:material/cancel: **wrong**]: MedMCQA says **{answer.gold}** ({gold_text})")
+        verdict = (
+            " · :green[:material/check_circle: **correct**]"
+            if answer.correct
+            else f" · :red[:material/cancel: **wrong**]: MedMCQA says **{answer.gold}** ({gold_text})"
+        )
     st.markdown(f"Confidence **{answer.confidence:.0%}** · answered in **{answer.seconds:.2f} s**{verdict}")
     probs_chart_ui(answer.probs, row, answer.pred, answer.gold, key=key)
-    st.caption(f"P(answer): {probs_line(answer.probs)} — the letters A–D held {answer.letter_mass:.0%} of the "
-               "model's next-token probability")
+    st.caption(
+        f"P(answer): {probs_line(answer.probs)} — the letters A–D held {answer.letter_mass:.0%} of the "
+        "model's next-token probability"
+    )

@@ -46,35 +46,60 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
     c1, c2 = st.columns(2)
     with c1:
         question = _pick("Question column", columns, guess.question, "bank_question")
-    one_column = c2.radio("Options are", ["separate columns", "one list or dict column"], horizontal=True,
-                          index=1 if guess.options_col and not guess.option_cols else 0, key="bank_options_mode")
+    one_column = c2.radio(
+        "Options are",
+        ["separate columns", "one list or dict column"],
+        horizontal=True,
+        index=1 if guess.options_col and not guess.option_cols else 0,
+        key="bank_options_mode",
+    )
     if one_column == "separate columns":
-        option_cols = st.multiselect("Option columns, in order (A, B, ...)", columns,
-                                     default=[c for c in guess.option_cols or [] if c in columns], key="bank_option_cols",
-                                     max_selections=5)
+        option_cols = st.multiselect(
+            "Option columns, in order (A, B, ...)",
+            columns,
+            default=[c for c in guess.option_cols or [] if c in columns],
+            key="bank_option_cols",
+            max_selections=5,
+        )
         options_col = None
     else:
         option_cols, options_col = None, _pick("Options column", columns, guess.options_col, "bank_options_col")
     c3, c4, c5 = st.columns(3)
     with c3:
         answer = _pick("Answer column", columns, guess.answer, "bank_answer", optional=True)
-    answer_as = c4.selectbox("Answer given as", [DETECT, *ANSWER_FORMS], key="bank_answer_as",
-                             help="letter (A-E), the option's text, or its index counted from 0 or from 1")
+    answer_as = c4.selectbox(
+        "Answer given as",
+        [DETECT, *ANSWER_FORMS],
+        key="bank_answer_as",
+        help="letter (A-E), the option's text, or its index counted from 0 or from 1",
+    )
     with c5:
         subject = _pick("Subject column", columns, guess.subject, "bank_subject", optional=True)
-    return ColumnMap(question=question, option_cols=option_cols, options_col=options_col, answer=answer,
-                     answer_as=None if answer_as == DETECT else answer_as, subject=subject,
-                     id=guess.id, explanation=guess.explanation)
+    return ColumnMap(
+        question=question,
+        option_cols=option_cols,
+        options_col=options_col,
+        answer=answer,
+        answer_as=None if answer_as == DETECT else answer_as,
+        subject=subject,
+        id=guess.id,
+        explanation=guess.explanation,
+    )
 
 
 def bank_ui():
     """Upload, map, preview; returns the Bank (also kept in the session for Browse) or None."""
-    upload = st.file_uploader(f"Your question bank: CSV, TSV, JSON/JSONL or Parquet, up to {MAX_UPLOAD_MB} MB",
-                              type=UPLOAD_TYPES, key="bank_file",
-                              help="One question per row, 2-5 options. It stays in this browser session only.")
+    upload = st.file_uploader(
+        f"Your question bank: CSV, TSV, JSON/JSONL or Parquet, up to {MAX_UPLOAD_MB} MB",
+        type=UPLOAD_TYPES,
+        key="bank_file",
+        help="One question per row, 2-5 options. It stays in this browser session only.",
+    )
     if upload is None:
-        st.caption("Columns are mapped on the next step: question, options (separate columns, or one list or dict "
-                   "column), answer (letter, text or index) and an optional subject.")
+        st.caption(
+            "Columns are mapped on the next step: question, options (separate columns, or one list or dict "
+            "column), answer (letter, text or index) and an optional subject."
+        )
         return None
     data = upload.getvalue()
     try:
@@ -90,8 +115,7 @@ def bank_ui():
     except DataError as e:
         st.error(str(e))
         return None
-    skipped = (f"; {bank.skipped} skipped (e.g. {md_escape(', '.join(bank.skipped_ids[:3]))})"
-               if bank.skipped else "")
+    skipped = f"; {bank.skipped} skipped (e.g. {md_escape(', '.join(bank.skipped_ids[:3]))})" if bank.skipped else ""
     answers = f"answers as {bank.mapping.get('answer_as')}" if bank.has_answers else "no answers (ask and browse only)"
     st.success(f"{len(bank.rows):,} questions ready, {answers}{skipped}.")
     with st.expander("The first question exactly as the model reads it"):

@@ -18,8 +18,9 @@ def _cached_model(adapter: str | None, base_model: str | None, load_in_4bit: boo
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the server's log is not a terminal: no weight-loading bars in it
-    return load_spec(ModelSpec(adapter, base_model, load_in_4bit, backend), threads=settings().threads,
-                     settings=settings())
+    return load_spec(
+        ModelSpec(adapter, base_model, load_in_4bit, backend), threads=settings().threads, settings=settings()
+    )
 
 
 def get_model(spec: ModelSpec):
@@ -75,7 +76,8 @@ def current_model():
 def require_model():
     loaded = current_model()
     if loaded is None:
-        st.info("No model is loaded: pick an adapter or the base model in the sidebar (its message says what "
-                "went wrong).")
+        st.info(
+            "No model is loaded: pick an adapter or the base model in the sidebar (its message says what went wrong)."
+        )
         st.stop()
     return loaded

@@ -13,12 +13,14 @@ _FRAMED = "app_framed"  # set by the frame, taken by the page: did app.py run be
 
 def app_pages():
     """st.navigation over the four pages, Ask first (the default); the caller runs the chosen one."""
-    return st.navigation([
-        st.Page(ASK, title="Ask", icon=":material/chat:", default=True),
-        st.Page(BROWSE, title="Browse", icon=":material/menu_book:"),
-        st.Page(EVALUATE, title="Evaluate", icon=":material/monitoring:"),
-        st.Page(TRAIN, title="Train", icon=":material/model_training:"),
-    ])
+    return st.navigation(
+        [
+            st.Page(ASK, title="Ask", icon=":material/chat:", default=True),
+            st.Page(BROWSE, title="Browse", icon=":material/menu_book:"),
+            st.Page(EVALUATE, title="Evaluate", icon=":material/monitoring:"),
+            st.Page(TRAIN, title="Train", icon=":material/model_training:"),
+        ]
+    )
 
 
 def page_frame() -> None:

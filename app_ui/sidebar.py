@@ -26,7 +26,8 @@ def _load_or_error(spec: ModelSpec):
             return get_model(spec), None
     except McqaError as e:  # our own checks (a damaged adapter, a server down): the message says what to do
         return None, str(e)
-    except Exception as e:  # torch/peft/safetensors raise many types for a damaged folder; keep the app alive
+    # torch/peft/safetensors raise many types for a damaged folder: name it and keep the app alive
+    except Exception as e:  # noqa: BLE001
         return None, f"{type(e).__name__}: {str(e)[:500]}"
 
 
@@ -47,21 +48,31 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
     if (pick := st.session_state.pop("sidebar_pick", None)) in choices:  # e.g. "Ask this adapter" on Train
         st.session_state["sidebar_model"] = pick
-    choice = st.sidebar.selectbox("Model", choices, key="sidebar_model",
-                                  format_func=lambda c: _choice_label(c, ready, cfg),
-                                  help=f"Adapter folders found in {cfg.adapters_dir}")
+    choice = st.sidebar.selectbox(
+        "Model",
+        choices,
+        key="sidebar_model",
+        format_func=lambda c: _choice_label(c, ready, cfg),
+        help=f"Adapter folders found in {cfg.adapters_dir}",
+    )
     for a in found:
         if not a.ready:
             st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(a.problem or 'not ready')}")
     backend = cfg.backend
     if cfg.endpoint:  # a server is configured: either may answer; a failed switch keeps the last good one
-        backend = st.sidebar.radio("Answered by", ["local", "openai"], index=int(cfg.backend == "openai"),
-                                   key="sidebar_backend", horizontal=True,
-                                   format_func=lambda b: "this app" if b == "local" else "the server",
-                                   help=f"the server: {cfg.endpoint} (docs/serving.md)")
+        backend = st.sidebar.radio(
+            "Answered by",
+            ["local", "openai"],
+            index=int(cfg.backend == "openai"),
+            key="sidebar_backend",
+            horizontal=True,
+            format_func=lambda b: "this app" if b == "local" else "the server",
+            help=f"the server: {cfg.endpoint} (docs/serving.md)",
+        )
     if choice == PATH_CHOICE:
-        path = st.sidebar.text_input("Adapter folder", key="sidebar_adapter_path",
-                                     placeholder="adapters/my-run or /abs/path").strip()
+        path = st.sidebar.text_input(
+            "Adapter folder", key="sidebar_adapter_path", placeholder="adapters/my-run or /abs/path"
+        ).strip()
         if not path:
             st.sidebar.caption("Type a folder that holds adapter_config.json; the base model answers meanwhile.")
             return base_spec(cfg, backend)
@@ -109,8 +120,10 @@ def sidebar_ui():
     st.session_state["app_good_spec"] = spec
     loaded_info_ui(loaded)
     if not loaded.has_adapter and not any(a.ready for a in find_adapters(cfg.adapters_dir)):
-        st.sidebar.info("No adapter trained yet, so the base model answers. Train one (minutes on a laptop CPU; "
-                        f"docs/training.md has measured times):\n\n`{TRAIN_HINT}`")
+        st.sidebar.info(
+            "No adapter trained yet, so the base model answers. Train one (minutes on a laptop CPU; "
+            f"docs/training.md has measured times):\n\n`{TRAIN_HINT}`"
+        )
     return loaded
 
 
@@ -148,6 +161,7 @@ def loaded_info_ui(loaded) -> None:
     if d["device"].startswith("server"):
         lines.append(f"**Answered by:** {md_escape(d['device'])}")
     else:
-        lines.append(f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · "
-                     f"**loaded in** {d['load_seconds']:.1f} s")
+        lines.append(
+            f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · **loaded in** {d['load_seconds']:.1f} s"
+        )
     st.sidebar.markdown("  \n".join(lines))

@@ -27,7 +27,7 @@ def offered_presets() -> list[str]:
 
 
 def preset_label(name: str) -> str:
-    """"smoke: checks the machinery end to end in seconds (tiny-random-llama)": the file's opening comment, up to
+    """ "smoke: checks the machinery end to end in seconds (tiny-random-llama)": the file's opening comment, up to
     its first colon, and the preset's model."""
     first = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").partition("\n")[0]
     summary = first.lstrip("# ").partition(":")[0].strip() if first.startswith("#") else ""

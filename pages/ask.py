@@ -30,8 +30,10 @@ def _set_inputs(row: dict, bank: str | None = None) -> None:
     for k in ASK_KEYS:
         st.session_state[f"ask_{k}"] = row.get(k, "")
     # Remember the sample so the answer can be checked against its answer while the text is unchanged.
-    st.session_state["ask_source"] = {"bank": bank, **{key: row.get(key) for key in
-                                                       ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")}}
+    st.session_state["ask_source"] = {
+        "bank": bank,
+        **{key: row.get(key) for key in ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")},
+    }
     _save_inputs()
 
 
@@ -66,15 +68,30 @@ def fill_random_bank_question() -> None:
 
 def inputs_ui() -> tuple[str, dict]:
     c1, c2 = st.columns([1, 3])
-    c1.button("Random validation sample", icon=":material/casino:", key="ask_random", on_click=fill_random_sample,
-              help="Fill the boxes with a random MedMCQA validation question")
+    c1.button(
+        "Random validation sample",
+        icon=":material/casino:",
+        key="ask_random",
+        on_click=fill_random_sample,
+        help="Fill the boxes with a random MedMCQA validation question",
+    )
     if bank := current_bank():
-        c2.button(f"Random question from {bank['name']}", icon=":material/quiz:", key="ask_random_bank",
-                  on_click=fill_random_bank_question, help="Your bank, uploaded on Evaluate (this session only)")
+        c2.button(
+            f"Random question from {bank['name']}",
+            icon=":material/quiz:",
+            key="ask_random_bank",
+            on_click=fill_random_bank_question,
+            help="Your bank, uploaded on Evaluate (this session only)",
+        )
     if flash := st.session_state.pop("ask_flash", None):
         st.info(flash)
-    question = st.text_area("Question", key="ask_question", height=110, on_change=_save_inputs,
-                            placeholder="e.g. Which vitamin deficiency causes scurvy?")
+    question = st.text_area(
+        "Question",
+        key="ask_question",
+        height=110,
+        on_change=_save_inputs,
+        placeholder="e.g. Which vitamin deficiency causes scurvy?",
+    )
     options = {}
     for pair in ((0, 1), (2, 3), (4,)):  # A B on one row, C D on the next, then E (optional)
         for col, i in zip(st.columns(2), pair):
@@ -89,7 +106,8 @@ def sample_for(row: dict) -> dict | None:
     if not src:
         return None
     same = (src.get("question") or "").strip() == row["question"] and all(
-        (src.get(k) or "").strip() == row.get(k, "") for k in ASK_KEYS if k in row or src.get(k))
+        (src.get(k) or "").strip() == row.get(k, "") for k in ASK_KEYS if k in row or src.get(k)
+    )
     return src if same else None
 
 
@@ -100,17 +118,27 @@ def run_ask(loaded, checked: AskInput, compare: bool) -> dict:
     answers = {"adapter": answer_question(loaded, row, allowed=checked.allowed)}
     if compare:
         answers["base"] = answer_question(loaded, row, adapter=False, allowed=checked.allowed)
-    return {"inputs": checked.row, "allowed": checked.allowed, "prompt": prompt, "answers": answers,
-            "sample": sample, "warnings": checked.warnings, "explanation": None}
+    return {
+        "inputs": checked.row,
+        "allowed": checked.allowed,
+        "prompt": prompt,
+        "answers": answers,
+        "sample": sample,
+        "warnings": checked.warnings,
+        "explanation": None,
+    }
 
 
 def explanation_ui(loaded, result: dict) -> None:
     ans = result["answers"]["adapter"]
-    if st.button("Explain this answer", icon=":material/edit_note:", key="ask_explain",
-                 help="The model writes a short explanation after its answer (greedy, up to 96 tokens)"):
+    if st.button(
+        "Explain this answer",
+        icon=":material/edit_note:",
+        key="ask_explain",
+        help="The model writes a short explanation after its answer (greedy, up to 96 tokens)",
+    ):
         with st.spinner("Writing…"):
-            result["explanation"] = generate_explanation(loaded, result["prompt"].text, result["inputs"],
-                                                              ans.pred)
+            result["explanation"] = generate_explanation(loaded, result["prompt"].text, result["inputs"], ans.pred)
     if result["explanation"] is not None:
         with st.container(border=True):
             st.caption("Written by the model after its answer; not checked. Small models often ramble.")
@@ -149,24 +177,33 @@ def result_ui(loaded, result: dict) -> None:
     with st.expander("Exact prompt sent to the model"):
         info = result["prompt"]
         st.code(info.text, language=None)
-        st.caption(f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
-                   "break after \"### Answer:\". The model's next-token probabilities for A, B, C and D after this "
-                   "text are the answer.")
+        st.caption(
+            f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
+            'break after "### Answer:". The model\'s next-token probabilities for A, B, C and D after this '
+            "text are the answer."
+        )
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
 st.title("Ask the model")
 loaded = require_model()
 if not loaded.has_adapter:
-    st.info(f"Answering with the base model alone. To see a fine-tuned answer, train an adapter "
-            f"(`{TRAIN_HINT}`) and pick it in the sidebar.")
+    st.info(
+        f"Answering with the base model alone. To see a fine-tuned answer, train an adapter "
+        f"(`{TRAIN_HINT}`) and pick it in the sidebar."
+    )
 restore_inputs()
 question, options = inputs_ui()
 comparable = can_compare(loaded)
-compare = st.toggle("Compare with the base model", key="ask_compare", disabled=not comparable,
-                    help="Answer twice from the one loaded model: adapter switched off, then on"
-                    if comparable else "Load an adapter in the sidebar to compare it with its base (on a server "
-                    "backend, also serve the base: docs/serving.md)")
+compare = st.toggle(
+    "Compare with the base model",
+    key="ask_compare",
+    disabled=not comparable,
+    help="Answer twice from the one loaded model: adapter switched off, then on"
+    if comparable
+    else "Load an adapter in the sidebar to compare it with its base (on a server "
+    "backend, also serve the base: docs/serving.md)",
+)
 if st.button("Ask", key="ask_submit", type="primary"):
     checked = check_input(question, options)
     if not checked.ok:

@@ -10,8 +10,8 @@ from app_ui.bank_upload import current_bank
 from app_ui.caches import current_model, data_dir, validation_rows_or_none
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
-from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
+from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import answer_question
@@ -65,8 +65,9 @@ def filters_ui(rows: list[dict]) -> dict:
         st.session_state["browse_topic"] = ALL  # the subject changed under it
     topic = c2.selectbox("Topic", topic_choices, key="browse_topic")
     choice = c3.selectbox("Choice type", [ALL] + choice_types(rows), key="browse_choice")
-    search = st.text_input("Search question, options or id", key="browse_search",
-                           placeholder="words that must all appear, any case")
+    search = st.text_input(
+        "Search question, options or id", key="browse_search", placeholder="words that must all appear, any case"
+    )
     return {"subject": subject, "topic": topic, "choice_type": choice, "search": search}
 
 
@@ -82,23 +83,33 @@ def pagination_ui(n_rows: int) -> tuple[int, int]:
 
 
 def table_ui(rows: list[dict]) -> None:
-    df = pd.DataFrame({
-        "id": [r["id"] for r in rows],
-        "subject": [r.get("subject_name") or "" for r in rows],
-        "topic": [r.get("topic_name") or "" for r in rows],
-        "question": [short(r["question"], 110) for r in rows],
-        "answer": [gold_letter(r) for r in rows],
-        "explained": [bool(r.get("exp")) for r in rows],
-    })
+    df = pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "subject": [r.get("subject_name") or "" for r in rows],
+            "topic": [r.get("topic_name") or "" for r in rows],
+            "question": [short(r["question"], 110) for r in rows],
+            "answer": [gold_letter(r) for r in rows],
+            "explained": [bool(r.get("exp")) for r in rows],
+        }
+    )
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
 
 
 def detail_ui(row: dict, where: str) -> None:
     gold = gold_letter(row)
     with st.container(border=True):
-        st.caption(" · ".join(md_escape(str(x)) for x in (
-            row.get("subject_name") or "Unknown subject", row.get("topic_name") or "no topic",
-            f"{row.get('choice_type') or 'unknown'} choice", f"id {row.get('id')}")))
+        st.caption(
+            " · ".join(
+                md_escape(str(x))
+                for x in (
+                    row.get("subject_name") or "Unknown subject",
+                    row.get("topic_name") or "no topic",
+                    f"{row.get('choice_type') or 'unknown'} choice",
+                    f"id {row.get('id')}",
+                )
+            )
+        )
         st.markdown(f"##### {md_escape(row['question'])}")
         for letter, key in zip(row_letters(row), OPTION_KEYS):
             mark = ":green[:material/check_circle:]" if letter == gold else ":gray[:material/radio_button_unchecked:]"
@@ -125,10 +136,16 @@ def detail_ui(row: dict, where: str) -> None:
         if shown and shown["id"] == row["id"]:
             answer_ui(shown["answer"], row, "The model's answer against the correct one", key="browse_answer")
             loaded = current_model()
-            if (loaded is not None and loaded.has_adapter and not (st.session_state.get("browse_source") or "").startswith(
-                    "Your questions") and trained_on_row(loaded.run, row["id"])):
-                st.caption("The adapter was trained on this question (demo-train), so this answer is not a test "
-                           "of generalisation; held-out questions are.")
+            if (
+                loaded is not None
+                and loaded.has_adapter
+                and not (st.session_state.get("browse_source") or "").startswith("Your questions")
+                and trained_on_row(loaded.run, row["id"])
+            ):
+                st.caption(
+                    "The adapter was trained on this question (demo-train), so this answer is not a test "
+                    "of generalisation; held-out questions are."
+                )
 
 
 def source_ui() -> tuple[list[dict], str]:
@@ -164,7 +181,7 @@ filters = filters_ui(rows)
 matched = filter_rows(rows, **filters)
 st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {source}")
 if not matched:
-    st.info("No question matches these filters. Clear the search or choose \"All\" subjects.")
+    st.info('No question matches these filters. Clear the search or choose "All" subjects.')
     st.stop()
 if st.session_state.get("browse_filters_seen") != filters:  # new filters start at the first page
     st.session_state["browse_filters_seen"] = filters
@@ -174,6 +191,10 @@ shown_rows = page_rows(matched, page, size)
 table_ui(shown_rows)
 ids = [r["id"] for r in shown_rows]
 by_id = {r["id"]: r for r in shown_rows}
-pick = st.selectbox("Open a question", ids, key="browse_row",
-                    format_func=lambda i: f"{gold_letter(by_id[i])} · {short(by_id[i]['question'], 100)}")
+pick = st.selectbox(
+    "Open a question",
+    ids,
+    key="browse_row",
+    format_func=lambda i: f"{gold_letter(by_id[i])} · {short(by_id[i]['question'], 100)}",
+)
 detail_ui(by_id[pick], "list")

@@ -21,39 +21,69 @@ def form_ui(adapters_dir: Path) -> list[str] | None:
     """The settings a user changes, as the command line the run will be; None until Start is pressed."""
     c1, c2 = st.columns(2)
     preset = c1.selectbox("Preset", offered_presets(), format_func=preset_label, key="train_preset")
-    name = c2.text_input("Adapter name", value=f"{preset}-{datetime.now():%m%d-%H%M}", key=f"train_name_{preset}",
-                         help="A folder name under the adapters folder").strip()
+    name = c2.text_input(
+        "Adapter name",
+        value=f"{preset}-{datetime.now():%m%d-%H%M}",
+        key=f"train_name_{preset}",
+        help="A folder name under the adapters folder",
+    ).strip()
     bank = current_bank()
     sources = ["MedMCQA (the preset's splits)"] + ([f"Your questions ({bank['name']})"] if bank else [])
-    source = st.radio("Data", sources, horizontal=True, key="train_source",
-                      help="Upload your own questions on Evaluate → Your questions to train on them")
-    cfg, c = preset_config(preset), st.columns(6)
-    # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset starts from its own file.
-    steps = c[0].number_input("Max steps (0: epochs)", min_value=0, value=max(cfg.train.max_steps, 0),
-                              key=f"train_steps_{preset}")
-    epochs = c[1].number_input("Epochs", min_value=0.1, value=float(cfg.train.num_train_epochs), step=0.5,
-                               key=f"train_epochs_{preset}", disabled=steps > 0)
-    lr = c[2].number_input("Learning rate", min_value=1e-6, value=cfg.train.learning_rate, format="%.0e",
-                           key=f"train_lr_{preset}")
-    rank = c[3].number_input("LoRA rank", min_value=1, value=cfg.lora.lora_r, key=f"train_rank_{preset}")
-    batch = c[4].number_input("Batch size", min_value=1, value=cfg.train.per_device_train_batch_size,
-                              key=f"train_batch_{preset}")
-    evals = c[5].number_input("Evaluate every", min_value=1, value=cfg.train.eval_steps, key=f"train_eval_{preset}")
+    source = st.radio(
+        "Data",
+        sources,
+        horizontal=True,
+        key="train_source",
+        help="Upload your own questions on Evaluate → Your questions to train on them",
+    )
+    numbers = numbers_ui(preset)
     if not name or Path(name).name != name or name in (".", ".."):
         st.error("Give the adapter a plain folder name (no slashes).")
         return None
-    argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name),
-            *flag("train", "learning_rate", lr), *flag("lora", "lora_r", rank),
-            *flag("train", "per_device_train_batch_size", batch), *flag("train", "eval_steps", evals),
-            *flag("train", "save_steps", evals), *flag("train", "max_steps", steps or -1)]
-    if not steps:
-        argv += flag("train", "num_train_epochs", epochs)
+    argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name), *numbers]
     if bank and source != sources[0]:
-        argv += [*flag("data", "bank", bank_file(bank)), *flag("data", "answer_col", "cop"),
-                 *flag("data", "answer_as", "index0")]
+        bank_columns = {"bank": bank_file(bank), "answer_col": "cop", "answer_as": "index0"}
+        argv += [part for key, value in bank_columns.items() for part in flag("data", key, value)]
     st.caption("The same run from a terminal:")
     st.code(runs.command_line(argv), language="bash", wrap_lines=True)
     return argv if st.button("Start training", key="train_start", type="primary") else None
+
+
+def numbers_ui(preset: str) -> list[str]:
+    """Steps or epochs, learning rate, LoRA rank, batch size and evaluation interval, starting from the preset's
+    file, as flags."""
+    cfg, c = preset_config(preset), st.columns(6)
+    # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset starts from its own file.
+    steps = c[0].number_input(
+        "Max steps (0: epochs)", min_value=0, value=max(cfg.train.max_steps, 0), key=f"train_steps_{preset}"
+    )
+    epochs = c[1].number_input(
+        "Epochs",
+        min_value=0.1,
+        value=float(cfg.train.num_train_epochs),
+        step=0.5,
+        key=f"train_epochs_{preset}",
+        disabled=steps > 0,
+    )
+    lr = c[2].number_input(
+        "Learning rate", min_value=1e-6, value=cfg.train.learning_rate, format="%.0e", key=f"train_lr_{preset}"
+    )
+    rank = c[3].number_input("LoRA rank", min_value=1, value=cfg.lora.lora_r, key=f"train_rank_{preset}")
+    batch = c[4].number_input(
+        "Batch size", min_value=1, value=cfg.train.per_device_train_batch_size, key=f"train_batch_{preset}"
+    )
+    evals = c[5].number_input("Evaluate every", min_value=1, value=cfg.train.eval_steps, key=f"train_eval_{preset}")
+    chosen = {
+        ("train", "learning_rate"): lr,
+        ("lora", "lora_r"): rank,
+        ("train", "per_device_train_batch_size"): batch,
+        ("train", "eval_steps"): evals,
+        ("train", "save_steps"): evals,  # checkpoints where the best-model tracking evaluates
+        ("train", "max_steps"): steps or -1,
+    }
+    if not steps:
+        chosen["train", "num_train_epochs"] = epochs
+    return [part for (group, key), value in chosen.items() for part in flag(group, key, value)]
 
 
 def charts_ui(v: runs.RunView) -> None:
@@ -79,8 +109,11 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     v = runs.view(out, adapters_dir)
     done = v.step / v.max_steps if v.max_steps else 0.0
     eta = f", about {v.remaining:.0f} s left" if v.remaining else ""
-    st.progress(min(done, 1.0), text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
-                                     f"{v.elapsed:.0f} s of training{eta}")
+    st.progress(
+        min(done, 1.0),
+        text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
+        f"{v.elapsed:.0f} s of training{eta}",
+    )
     if v.state == "failed":
         st.error(f"The run failed: {v.error}")
     elif v.state == "stopped" and v.checkpoint:
@@ -97,8 +130,9 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     if v.state in ("running", "starting") and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit"):
         runs.stop(adapters_dir)
         st.rerun(scope="app")
-    if v.state in ("stopped", "failed") and c2.button("Resume", key="train_resume",
-                                                      help="Continue from the newest complete checkpoint"):
+    if v.state in ("stopped", "failed") and c2.button(
+        "Resume", key="train_resume", help="Continue from the newest complete checkpoint"
+    ):
         try:
             runs.resume(out, adapters_dir)
             st.session_state.pop("train_error", None)

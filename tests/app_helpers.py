@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 
-def make_tiny_adapter(folder: Path, tiny_model_path: str, accuracy: float = 0.3125, rows: list[dict] | None = None) -> Path:
+def make_tiny_adapter(
+    folder: Path, tiny_model_path: str, accuracy: float = 0.3125, rows: list[dict] | None = None
+) -> Path:
     """An adapter folder like training writes (adapter weights, mcqa_run.json; with `rows`, eval_report.json).
 
     The LoRA weights are random (not zero-initialised) so the adapter visibly changes the answers.
@@ -20,16 +22,28 @@ def make_tiny_adapter(folder: Path, tiny_model_path: str, accuracy: float = 0.31
 
     torch.manual_seed(1)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=32, target_modules=list(LORA_TARGETS),
-                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        base,
+        LoraConfig(
+            r=4, lora_alpha=32, target_modules=list(LORA_TARGETS), init_lora_weights=False, task_type="CAUSAL_LM"
+        ),
+    )
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     load_tokenizer(tiny_model_path).save_pretrained(folder)
     run = {
-        "format": "mcqa-run/1", "base_model": "tiny-random-llama", "load_in_4bit": False,
-        "prompt_version": PROMPT_VERSION, "preset": "smoke",
-        "data": {"source": "tests", "train_split": "demo-train", "train_rows_used": 32, "eval_split": "heldout",
-                 "eval_rows_used": 16},
+        "format": "mcqa-run/1",
+        "base_model": "tiny-random-llama",
+        "load_in_4bit": False,
+        "prompt_version": PROMPT_VERSION,
+        "preset": "smoke",
+        "data": {
+            "source": "tests",
+            "train_split": "demo-train",
+            "train_rows_used": 32,
+            "eval_split": "heldout",
+            "eval_rows_used": 16,
+        },
         "metrics": {"final_accuracy": accuracy},
         "finished": "2026-01-01T00:00:00",
     }

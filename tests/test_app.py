@@ -154,8 +154,14 @@ def test_ask_refuses_bad_input_without_calling_the_model(monkeypatch):
 
 def test_ask_warns_about_duplicates_and_empty_options_and_shows_markup_as_text():
     at = open_app("ask")
-    fill(at, "<script>alert(1)</script> Which **drug** is [this](javascript:x)?",
-         "<b>Atropine</b>", "<b>atropine</b> ", "", ":red[Adrenaline]")
+    fill(
+        at,
+        "<script>alert(1)</script> Which **drug** is [this](javascript:x)?",
+        "<b>Atropine</b>",
+        "<b>atropine</b> ",
+        "",
+        ":red[Adrenaline]",
+    )
     at.button(key="ask_submit").click().run()
     assert not at.exception
     warnings = [w.value for w in at.warning]
@@ -296,7 +302,7 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
     metrics = {m.label: m.value for m in at.metric}
     assert re.fullmatch(r"\d+\.\d%", metrics["Accuracy"]) and re.fullmatch(r"\d+\.\d%", metrics['Always answer "A"'])
     text = shown(at)
-    assert "Run here on the first 16 heldout questions." in text and "always-\"A\"" in text
+    assert "Run here on the first 16 heldout questions." in text and 'always-"A"' in text
     # each accuracy with its interval as text beneath it, always-"A"'s too (no base model here)
     intervals = [c.value for c in at.caption if c.value.startswith("95 % interval")]
     assert len(intervals) == 2 and re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 16 questions", intervals[0])
@@ -358,7 +364,7 @@ def test_every_page_says_what_the_demo_is_for(app_env, tiny_adapter):
 def test_the_model_loads_once_per_process_across_sessions_and_clicks(monkeypatch):
     import streamlit as st
 
-    import mcqa_core.models.inference as inference
+    from mcqa_core.models import inference
 
     st.cache_resource.clear()
     real, calls = inference.load_model, []
@@ -397,7 +403,9 @@ def test_restrict_probs_and_filters(validation_rows):
     anatomy = service_rows.filter_rows(validation_rows, subject="Anatomy")
     assert anatomy and all(r["subject_name"] == "Anatomy" for r in anatomy)
     hits = service_rows.filter_rows(validation_rows, search="VITAMIN deficiency")
-    assert hits and all("vitamin" in service_rows._haystack(r) and "deficiency" in service_rows._haystack(r) for r in hits)
+    assert hits and all(
+        "vitamin" in service_rows._haystack(r) and "deficiency" in service_rows._haystack(r) for r in hits
+    )
     assert service_rows.page_rows(list(range(45)), 3, 20) == list(range(40, 45))
     assert service_rows.page_rows(list(range(45)), 9, 20) == list(range(40, 45))  # clamped to the last page
     assert md_escape("<b>**x**</b> :red[y] $z$") == r"\<b\>\*\*x\*\*\</b\> \:red\[y\] \$z\$"

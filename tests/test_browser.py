@@ -52,8 +52,12 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def app_url(tmp_path, data_dir, tiny_model_path):
     """The app on the tiny model, served by a real `streamlit run` process."""
     (tmp_path / "adapters").mkdir()
-    env = dict(MCQA_APP_BASE_MODEL="tiny-random-llama", MCQA_APP_4BIT="0",
-               MCQA_ADAPTERS_DIR=str(tmp_path / "adapters"), MCQA_DATA_DIR=str(data_dir))
+    env = {
+        "MCQA_APP_BASE_MODEL": "tiny-random-llama",
+        "MCQA_APP_4BIT": "0",
+        "MCQA_ADAPTERS_DIR": str(tmp_path / "adapters"),
+        "MCQA_DATA_DIR": str(data_dir),
+    }
     with serve_app(env, tmp_path / "streamlit.log") as url:
         yield url
 
@@ -81,7 +85,8 @@ def test_ask_a_question_in_a_real_browser(app_url, browser, tmp_path):
     wait.until(lambda d: "Base model: tiny-random-llama" in sidebar.text)
 
     browser.find_element(By.CSS_SELECTOR, ".st-key-ask_question textarea").send_keys(
-        "Which vitamin deficiency causes scurvy? <b>not bold</b>")
+        "Which vitamin deficiency causes scurvy? <b>not bold</b>"
+    )
     for key, text in zip("abcd", ("Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K")):
         box = browser.find_element(By.CSS_SELECTOR, f".st-key-ask_op{key} input")
         box.send_keys(text)
@@ -93,7 +98,7 @@ def test_ask_a_question_in_a_real_browser(app_url, browser, tmp_path):
     wait.until(lambda d: PROBS.search(main.text))
     probs = [float(p) for p in PROBS.search(main.text).groups()]
     assert len(probs) == 4 and abs(sum(probs) - 100) < 0.5
-    assert re.search(r"^[A-D]\. Vitamin [ACDK]$", main.text, re.M)  # the chosen letter and its option
+    assert re.search(r"^[A-D]\. Vitamin [ACDK]$", main.text, re.MULTILINE)  # the chosen letter and its option
     assert re.search(r"answered in \d+\.\d\d s", main.text)
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]"))  # the bar chart
     assert "Base model: tiny-random-llama" in sidebar.text  # the sidebar survives the rerun
@@ -113,12 +118,14 @@ def test_your_questions_upload_map_run_and_download(app_url, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     bank = tmp_path / "quiz.csv"
-    questions = [("Which organ pumps blood?", "Heart", "Lung", "Skin", "A"),
-                 ("Which vitamin prevents scurvy?", "Vitamin K", "Vitamin C", "Vitamin D", "B"),
-                 ("Which bone is in the thigh?", "Radius", "Ulna", "Femur", "C"),
-                 ("Insulin is made in the", "Pancreas", "Liver", "Spleen", "A"),
-                 ("The largest artery is the", "Vena cava", "Aorta", "Carotid", "B"),
-                 ("Red cells carry", "Glucose", "Urea", "Oxygen", "C")]
+    questions = [
+        ("Which organ pumps blood?", "Heart", "Lung", "Skin", "A"),
+        ("Which vitamin prevents scurvy?", "Vitamin K", "Vitamin C", "Vitamin D", "B"),
+        ("Which bone is in the thigh?", "Radius", "Ulna", "Femur", "C"),
+        ("Insulin is made in the", "Pancreas", "Liver", "Spleen", "A"),
+        ("The largest artery is the", "Vena cava", "Aorta", "Carotid", "B"),
+        ("Red cells carry", "Glucose", "Urea", "Oxygen", "C"),
+    ]
     with bank.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["question", "A", "B", "C", "answer", "subject"])
@@ -165,8 +172,15 @@ def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp
 
 
 # Ask is the default page: its link is the app's root (Streamlit gives the default page no path of its own).
-@pytest.mark.parametrize("path, title", [("", "Ask the model"), ("browse", "Browse MedMCQA validation"),
-                                         ("evaluate", "Evaluate"), ("train", "Train an adapter")])
+@pytest.mark.parametrize(
+    "path, title",
+    [
+        ("", "Ask the model"),
+        ("browse", "Browse MedMCQA validation"),
+        ("evaluate", "Evaluate"),
+        ("train", "Train an adapter"),
+    ],
+)
 def test_a_direct_link_on_a_fresh_server_shows_the_page_with_its_sidebar(app_url, browser, path, title):
     """The first request a new server gets is the link: Streamlit may serve it from pages/ without app.py (see
     app_ui/navigation.py), and the page must still come with the router's sidebar and page list."""

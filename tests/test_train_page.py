@@ -16,7 +16,10 @@ import pytest
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.training.output_folder import checkpoints
 
-from .test_app import app_env, open_app, shown  # noqa: F401 (app_env: the same app settings, autouse)
+from . import test_app
+from .test_app import open_app, shown
+
+app_env = test_app.app_env  # the same app settings, autouse here too
 
 
 def _wait(out: Path, adapters: Path, states=("done",), timeout=240) -> runs.RunView:
@@ -47,8 +50,23 @@ def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_en
 
 def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):
     out = app_env / "long"
-    runs.start(["--preset", "smoke", "--output-dir", str(out), "--max-steps", "40", "--eval-steps", "5",
-                "--save-steps", "5", "--data-dir", str(data_dir)], app_env)
+    runs.start(
+        [
+            "--preset",
+            "smoke",
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "40",
+            "--eval-steps",
+            "5",
+            "--save-steps",
+            "5",
+            "--data-dir",
+            str(data_dir),
+        ],
+        app_env,
+    )
     deadline = time.time() + 180
     while runs.view(out, app_env).step < 3 and time.time() < deadline:
         time.sleep(0.5)
@@ -69,7 +87,9 @@ def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):
 
 
 def test_a_stale_lock_from_a_dead_process_is_cleared(app_env):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     lock = app_env / runs.LOCK_FILE
     lock.write_text(json.dumps({"pid": int(dead.stdout), "output_dir": str(app_env / "ghost")}))
     assert runs.active_run(app_env) is None and not lock.exists()
@@ -85,8 +105,9 @@ def test_a_lock_whose_pid_another_process_has_now_is_a_dead_run_that_stop_never_
         out.mkdir()
         # What a run that died leaves once the system has given its pid to an unrelated process.
         (out / runs.LAUNCH_FILE).write_text(json.dumps({"argv": []}))
-        (out / "status.json").write_text(json.dumps({"state": "running", "pid": other.pid,
-                                                     "pid_started": started - 600}))
+        (out / "status.json").write_text(
+            json.dumps({"state": "running", "pid": other.pid, "pid_started": started - 600})
+        )
         lock = app_env / runs.LOCK_FILE
         lock.write_text(json.dumps({"pid": other.pid, "pid_started": started - 600, "output_dir": str(out)}))
         assert not runs.stop(app_env) and not lock.exists()

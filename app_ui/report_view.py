@@ -1,0 +1,190 @@
+"""An evaluation report drawn: the headline accuracies with their intervals and tests in words, per-subject
+bars, the confusion matrix and the wrong answers, each of which opens in Browse."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from mcqa_core.evaluation.report import describe_interval
+from mcqa_core.evaluation.stats import FEW, describe_difference
+from mcqa_core.service.reports import subject_table, with_statistics, wrong_answers
+from mcqa_core.service.row_filters import short
+
+from .navigation import BROWSE
+
+
+def headline_ui(report: dict) -> None:
+    """The accuracies, each with its interval beneath it, and in words what is and is not a real difference."""
+    acc, always_a = report["accuracy"], report["always_a_accuracy"]
+    base = report.get("base")
+    cols = st.columns(4)
+    cols[0].metric(
+        "Accuracy",
+        f"{acc:.1%}",
+        f"{(acc - always_a) * 100:+.1f} pts vs always-A",
+        help=f"Letter accuracy on {report['n']} questions",
+    )
+    cols[0].caption(f"{describe_interval(report['accuracy_ci'])}, {report['n']} questions")
+    cols[1].metric('Always answer "A"', f"{always_a:.1%}", help="The commonest letter, answered every time")
+    cols[1].caption(describe_interval(report["always_a_ci"]))
+    if base:
+        cols[2].metric(
+            "Base model",
+            f"{base['accuracy']:.1%}",
+            f"{(acc - base['accuracy']) * 100:+.1f} pts from the adapter",
+            delta_color="normal",
+            help="The same questions with the adapter switched off",
+        )
+        cols[2].caption(describe_interval(base["accuracy_ci"]))
+    else:
+        cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
+    cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
+    lines = (
+        [f'Against always-"A": {describe_difference(report["vs_always_a"], "always-A")}.']
+        if report.get("vs_always_a")
+        else []
+    )
+    if report.get("vs_base"):
+        lines.append(f"Against the base model: {describe_difference(report['vs_base'], 'the base model')}.")
+    st.markdown("  \n".join(lines))
+    st.caption('Exact McNemar tests on the same questions; "not distinguishable" means p ≥ 0.05.')
+
+
+def _subject_bars(report: dict) -> pd.DataFrame:
+    """One row per subject and model (this one, and the base when the report has it), for the chart."""
+    bars = []
+    for r in subject_table(report):
+        label = f"{r['subject']} (n={r['n']}{', few' if r['few'] else ''})"
+        models = [("this model", "")] + ([("base", "base ")] if r.get("base accuracy") is not None else [])
+        for model, prefix in models:  # the base model's columns are "base accuracy", "base low", "base high"
+            values = {key: r[prefix + key] for key in ("accuracy", "low", "high")}
+            bars.append({"subject": label, "model": model, **values, "n": r["n"]})
+    return pd.DataFrame(bars)
+
+
+def subjects_ui(report: dict) -> None:
+    import altair as alt
+
+    df = _subject_bars(report)
+    order = list(dict.fromkeys(df["subject"]))
+    chart = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("accuracy:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5), title=None),
+            y=alt.Y("subject:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=180)),
+            yOffset="model:N",
+            color=alt.Color(
+                "model:N",
+                scale=alt.Scale(
+                    domain=["this model", "base"][: 2 if report.get("base") else 1], range=["#e4572e", "#b8c4cc"]
+                ),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["subject", "model", alt.Tooltip("accuracy:Q", format=".1%"), "n"],
+        )
+        .properties(height=max(160, (36 if report.get("base") else 24) * len(order)))
+    )
+    whiskers = (
+        alt.Chart(df)
+        .mark_rule(color="#333")
+        .encode(
+            x="low:Q",
+            x2="high:Q",
+            y=alt.Y("subject:N", sort=order),
+            yOffset="model:N",
+            tooltip=["subject", "model", alt.Tooltip("low:Q", format=".1%"), alt.Tooltip("high:Q", format=".1%")],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"x": [report["always_a_accuracy"]]}))
+        .mark_rule(strokeDash=[4, 3])
+        .encode(x=alt.X("x:Q", title=None))
+    )
+    st.altair_chart(chart + whiskers + rule, width="stretch")
+    st.caption(
+        f'Whiskers: 95 % intervals. Dashed line: always-"A" on all these questions. Subjects marked '
+        f'"few" have under {FEW} questions: their bars swing widely, so do not rank them.'
+    )
+
+
+def confusion_ui(report: dict) -> None:
+    import altair as alt
+
+    labels, matrix = report["confusion"]["labels"], report["confusion"]["matrix"]
+    # Plain field names: vega-lite reads quotes and dots in a field name as syntax.
+    df = pd.DataFrame(
+        [{"gold": g, "pred": p, "count": matrix[i][j]} for i, g in enumerate(labels) for j, p in enumerate(labels)]
+    )
+    base = alt.Chart(df).encode(
+        x=alt.X("pred:N", sort=list(labels), title="model's answer", axis=alt.Axis(orient="top", labelAngle=0)),
+        y=alt.Y("gold:N", sort=list(labels), title="correct answer"),
+    )
+    heat = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None), tooltip=["gold", "pred", "count"]
+    )
+    text = base.mark_text(fontSize=15).encode(text="count:Q")
+    st.altair_chart((heat + text).properties(height=240), width="stretch")
+    st.caption(
+        "Rows: the correct answer; columns: the model's. The diagonal is correct. Below: how often each "
+        "letter is the model's answer and the correct one."
+    )
+    spread = pd.DataFrame({"model answers": report["pred_spread"], "correct answers": report["gold_spread"]}).T
+    st.dataframe(spread.reindex(columns=list(labels)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+
+
+def wrong_ui(report: dict) -> None:
+    wrong = wrong_answers(report)
+    if not wrong:
+        st.success("No wrong answers in this report.")
+        return
+    df = pd.DataFrame(
+        [
+            {
+                "id": p["id"],
+                "subject": p.get("subject"),
+                "model": p["pred"],
+                "correct": p["gold"],
+                "confidence": max(p["probs"]),
+                "question": short(p.get("question", ""), 100),
+            }
+            for p in wrong
+        ]
+    )
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        height=min(38 + 35 * len(df), 320),
+        column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
+    )
+    by_id = {p["id"]: p for p in wrong}
+    c1, c2 = st.columns([4, 1])
+    pick = c1.selectbox(
+        "Open a wrong answer in Browse",
+        list(by_id),
+        key="evaluate_wrong",
+        format_func=lambda i: f"{by_id[i]['pred']}→{by_id[i]['gold']} · {short(by_id[i].get('question', ''), 90)}",
+    )
+    c2.markdown("&nbsp;")
+    if c2.button("Open in Browse", key="evaluate_open_browse"):
+        st.session_state["browse_focus_id"] = pick
+        st.switch_page(BROWSE)
+
+
+def report_ui(report: dict, where: str) -> None:
+    report = with_statistics(report)
+    st.caption(where)
+    headline_ui(report)
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Per subject")
+        subjects_ui(report)
+    with right:
+        st.subheader("Confusion matrix")
+        confusion_ui(report)
+    if report.get("disagreements") is not None:
+        st.caption(f"The adapter and its base disagree on {len(report['disagreements'])} of {report['n']} questions.")
+    st.subheader(f"Wrong answers ({len(wrong_answers(report))})")
+    wrong_ui(report)
