@@ -75,9 +75,10 @@ def smoke_adapter(tmp_path_factory, data_dir):
     return out, record
 
 
-def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: int = 16):
+def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: int = 16, tokenizer: bool = False):
     """A LoRA of the course's targets on `base_path` with random B ~ N(0, b_std) (seeded; no training), saved
-    like train_adapter.py saves one, with `run` as its mcqa_run.json."""
+    like train_adapter.py saves one, with `run` as its mcqa_run.json (and, with `tokenizer`, the tokenizer).
+    The one maker of random test adapters."""
     import json
 
     import torch
@@ -93,6 +94,10 @@ def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: 
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * b_std)
     model.save_pretrained(out)
+    if tokenizer:
+        from mcqa_core.models.loading import load_tokenizer
+
+        load_tokenizer(base_path).save_pretrained(out)
     (out / "mcqa_run.json").write_text(json.dumps(run))
     return out
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from .conftest import REPO
+from .conftest import REPO, save_random_lora
 
 IDS = torch.tensor([[1, 415, 2634, 314, 253, 5053, 30, 1123]])
 SECRET = "hf_testSECRETtoken0123456789abcdefXYZ"
@@ -21,26 +21,14 @@ SECRET = "hf_testSECRETtoken0123456789abcdefXYZ"
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory, tiny_model_path, data_dir):
     """A LoRA with non-zero B on the tiny model, saved like train_adapter.py saves one (no training: fast)."""
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
     from mcqa_core.data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
-    from mcqa_core.models.loading import load_tokenizer, lora_config
 
-    out = tmp_path_factory.mktemp("adapter") / "a"
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path), lora_config())
-    for n, p in model.named_parameters():
-        if "lora_B" in n:
-            torch.nn.init.normal_(p, std=0.05)
-    model.save_pretrained(out)
-    load_tokenizer(tiny_model_path).save_pretrained(out)
     run = {"format": "mcqa-run/1", "base_model": "tiny-random-llama", "load_in_4bit": True,
            "prompt_version": PROMPT_VERSION, "prompt_template": PROMPT_TEMPLATE,
            "settings": {"model": {"max_seq_length": 256}}, "metrics": {"final_accuracy": 0.25},
            "data": {"source": str(data_dir), "eval_split": "heldout"}}
-    (out / "mcqa_run.json").write_text(json.dumps(run))
-    return out
+    return save_random_lora(tiny_model_path, tmp_path_factory.mktemp("adapter") / "a", run, r=16, b_std=0.05,
+                            tokenizer=True)
 
 
 def _export(adapter, out, **kw):
