@@ -119,12 +119,12 @@ def test_overflowing_question_keeps_options_and_completion(tokenizer, validation
 def test_config_precedence_defaults_preset_yaml_flags(tmp_path):
     course = load_config([])
     assert (course.model.model_name, course.train.per_device_train_batch_size,
-            course.train.gradient_accumulation_steps, course.lora.r, course.lora.use_rslora) == (
+            course.train.gradient_accumulation_steps, course.lora.lora_r, course.lora.use_rslora) == (
         "unsloth/Llama-3.2-1B-bnb-4bit", 64, 16, 16, True)
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text("preset: smoke\nlearning_rate: 0.01\ntrain:\n  max_steps: 9\nlora:\n  r: 4\n")
     cfg = load_config(["--config", str(yaml_file), "--max-steps", "2"])
-    assert cfg.preset == "smoke" and cfg.train.learning_rate == 0.01 and cfg.lora.r == 4
+    assert cfg.preset == "smoke" and cfg.train.learning_rate == 0.01 and cfg.lora.lora_r == 4
     assert cfg.train.max_steps == 2  # the flag wins over the file
     assert cfg.model.model_name == read_settings_file(PRESETS_DIR / "smoke.yaml", "smoke")["model"]["model_name"]
     with pytest.raises(ValueError, match="unknown setting 'lerning_rate'"):

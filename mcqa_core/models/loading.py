@@ -118,7 +118,8 @@ def quantization_config(load_in_4bit: bool):
     if not load_in_4bit:
         return None
     if not has_bitsandbytes():
-        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes (or pass --no-4bit)")
+        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes "
+                         "(or full precision: mcqa-train --no-load-in-4bit, mcqa-eval --no-4bit)")
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -196,8 +197,8 @@ def load_for_training(model_cfg, lora_cfg):
             load_in_4bit=model_cfg.load_in_4bit,
         )
         model = FastLanguageModel.get_peft_model(
-            model, r=lora_cfg.r, target_modules=list(lora_cfg.target_modules), lora_alpha=lora_cfg.alpha,
-            lora_dropout=lora_cfg.dropout, bias="none",
+            model, r=lora_cfg.lora_r, target_modules=list(lora_cfg.target_modules), lora_alpha=lora_cfg.lora_alpha,
+            lora_dropout=lora_cfg.lora_dropout, bias="none",
             use_gradient_checkpointing="unsloth" if lora_cfg.gradient_checkpointing else False,
             random_state=lora_cfg.random_state, use_rslora=lora_cfg.use_rslora,
         )
@@ -217,7 +218,7 @@ def load_for_training(model_cfg, lora_cfg):
             model.enable_input_require_grads()
         torch.manual_seed(lora_cfg.random_state)  # LoRA A init, as unsloth's random_state does
         model = get_peft_model(
-            model, lora_config(lora_cfg.r, lora_cfg.alpha, lora_cfg.dropout, lora_cfg.use_rslora,
+            model, lora_config(lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.use_rslora,
                                lora_cfg.target_modules)
         )
     info = {"backend": backend, "resolved_model": path, "load_seconds": round(time.perf_counter() - started, 2)}

@@ -44,11 +44,6 @@ class LoraArgs:
     gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass to save memory.")
     random_state: int = setting(42, "Seed for the LoRA initialisation.")
 
-    # models/loading.py still reads the older names; drop these once it reads lora_r, lora_alpha, lora_dropout.
-    r = property(lambda self: self.lora_r)
-    alpha = property(lambda self: self.lora_alpha)
-    dropout = property(lambda self: self.lora_dropout)
-
 
 @dataclass
 class DataArgs(BankColumns):
