@@ -141,7 +141,8 @@ def main(args) -> int:
     from mcqa_core.data.features import encode_prompt
     from mcqa_core.data.prompt import LETTERS
     from mcqa_core.data.medmcqa import load_split
-    from mcqa_core.evaluation.scoring import CLOSE_CALL, DEFAULT_MAX_PROMPT_TOKENS, bf16_pays, score_rows
+    from mcqa_core.evaluation.cpu_precision import CLOSE_CALL, bf16_pays
+    from mcqa_core.evaluation.scoring import DEFAULT_MAX_PROMPT_TOKENS, score_rows
     from mcqa_core.models.inference import load_model
     from mcqa_core.models.loading import resolve_model
 

@@ -65,7 +65,7 @@ def bare_forward(model, batches):
     """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped."""
     import torch
 
-    from mcqa_core.evaluation.scoring import prompt_kernels_for_4bit_cpu
+    from mcqa_core.evaluation.cpu_precision import prompt_kernels_for_4bit_cpu
 
     with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
         for ids, mask in batches:

@@ -7,7 +7,7 @@ import torch
 
 from mcqa_core.data.features import encode_prompt
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt, option_count
-from mcqa_core.evaluation import scoring
+from mcqa_core.evaluation import cpu_precision, scoring
 from mcqa_core.evaluation.scoring import CLOSE_CALL, accuracy, bf16_pays, letter_token_ids, pad_batch, score_rows
 
 
@@ -15,7 +15,7 @@ from mcqa_core.evaluation.scoring import CLOSE_CALL, accuracy, bf16_pays, letter
 def fp32_by_default(monkeypatch):
     """The batching machinery is checked against an fp32 reference to 1e-5, so by default these tests score in
     fp32 on every CPU; the bf16 tests at the end ask for bf16 themselves."""
-    monkeypatch.setenv(scoring.CPU_BF16_ENV, "0")
+    monkeypatch.setenv(cpu_precision.CPU_BF16_ENV, "0")
 
 
 def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
@@ -197,7 +197,7 @@ def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tok
     from mcqa_core.models.inference import load_model
 
     rows = validation_rows[:8]
-    monkeypatch.delenv(scoring.CPU_BF16_ENV)
+    monkeypatch.delenv(cpu_precision.CPU_BF16_ENV)
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
     assert not bf16_pays(tiny_model)  # built elsewhere (training, export's merge check): exact comparisons stay exact
     model = load_model(None, tiny_model_path, load_in_4bit=False, device="cpu").model
@@ -206,18 +206,58 @@ def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tok
     assert by_default == [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=True)]
     fp32 = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=False)]
     assert by_default != fp32
-    monkeypatch.setenv(scoring.CPU_BF16_ENV, "0")  # the opt-out
+    monkeypatch.setenv(cpu_precision.CPU_BF16_ENV, "0")  # the opt-out
     assert not bf16_pays(model)
     assert [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)] == fp32
-    monkeypatch.delenv(scoring.CPU_BF16_ENV)
+    monkeypatch.delenv(cpu_precision.CPU_BF16_ENV)
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)  # emulated bf16 gains nothing
     assert not bf16_pays(model)
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
-    assert not bf16_pays(model.to(torch.bfloat16))  # already half precision (a 4-bit model's uint8 weights too)
+    assert not bf16_pays(model.to(torch.bfloat16))  # already half precision
+    four_bit = load_model(None, tiny_model_path, load_in_4bit=True, device="cpu").model
+    assert bf16_pays(four_bit)  # NF4 weights with fp32 compute: dequantized to bf16 per call
+
+
+def test_4bit_scoring_in_bf16_keeps_the_fp32_letters_on_a_model_that_spreads_them(tiny_model_path, tokenizer,
+                                                                                  validation_rows):
+    from mcqa_core.evaluation.cpu_precision import cpu_4bit_layers
+    from mcqa_core.models.inference import load_model
+
+    model = load_model(None, tiny_model_path, load_in_4bit=True, device="cpu").model
+    rows = validation_rows[:48]
+    fp32 = score_rows(model, tokenizer, rows, batch_size=8, bf16=False)
+    mixed = score_rows(model, tokenizer, rows, batch_size=8, bf16=True)
+    assert len({s.pred for s in fp32}) >= 3, "a model that answers one letter cannot show a flipped letter"
+    assert [s.pred for s in mixed] == [s.pred for s in fp32]
+    far = [(m, f) for m, f in zip(mixed, fp32) if _gap(f.probs) >= CLOSE_CALL]
+    assert far and max(abs(a - b) for m, f in far for a, b in zip(m.probs, f.probs)) > 1e-4  # bf16 really ran
+    assert {m.compute_dtype for m in cpu_4bit_layers(model)} == {torch.float32}  # restored after scoring
+
+
+def test_the_fp32_second_look_catches_a_near_tie_that_bf16_flips(tiny_model_path, tokenizer, validation_rows,
+                                                                 monkeypatch):
+    from mcqa_core.evaluation.cpu_precision import cpu_4bit_layers
+    from mcqa_core.models.inference import load_model
+
+    model = load_model(None, tiny_model_path, load_in_4bit=True, device="cpu").model
+    seen = []
+
+    def constructed(model_, batch, *args):
+        # Row 0 is a near-tie that bf16 flips (B over A); row 1 is clear in both precisions.
+        in_bf16 = torch.is_autocast_enabled("cpu")
+        seen.append((in_bf16, {m.compute_dtype for m in cpu_4bit_layers(model)}, len(batch)))
+        tie = [0.44, 0.46, 0.05, 0.05] if in_bf16 else [0.46, 0.44, 0.05, 0.05]
+        probs = torch.tensor([tie if it.index == 0 else [0.1, 0.1, 0.7, 0.1] for it in batch])
+        return probs, torch.ones(len(batch))
+
+    monkeypatch.setattr(scoring, "_score_batch", constructed)
+    out = score_rows(model, tokenizer, validation_rows[:2], batch_size=2, bf16=True)
+    assert [s.pred for s in out] == ["A", "C"]
+    assert seen == [(True, {torch.bfloat16}, 2), (False, {torch.float32}, 1)]  # only the tie ran again, in fp32
 
 
 def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answers(tiny_model, tokenizer, mixed_rows):
-    from mcqa_core.evaluation import scoring
+    from mcqa_core.evaluation import cpu_precision, scoring
 
     calls = []
     real = scoring._prefix_cache

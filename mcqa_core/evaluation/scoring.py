@@ -2,14 +2,12 @@
 
 Used by training (accuracy at every evaluation), the evaluation CLI and the app. Rows are sorted by
 length so a batch carries little padding, and only the last position's logits are computed
-(`logits_to_keep`), restricted to the four letter tokens. The tokens every prompt starts with (the
-course prompt's instruction line, 15 of a typical 75 tokens) are run once and their key/value cache
-is reused by every batch.
+(`logits_to_keep`), restricted to the row's letter tokens. The tokens every prompt starts with (the
+course prompt's instruction line) are run once and their key/value cache is reused by every batch.
 
-On a CPU with native bf16 matmuls (AVX512-BF16, AMX) the matmuls of an fp32 model that `load_model` loaded run
-in bf16 (`torch.autocast`: the model is not touched, norms and the residual stream stay fp32) and every row whose
-two likeliest letters are closer than `CLOSE_CALL` is scored again in fp32, so the letters are fp32's while the
-probabilities move by a few hundredths (docs/speed.md).
+On a CPU with native bf16 matmuls a model that `load_model` loaded (full precision or 4-bit) is scored in bf16,
+and every row whose two likeliest letters are closer than `CLOSE_CALL` again in fp32, so the letters are fp32's
+(`cpu_precision.py`; docs/speed.md).
 """
 
 from __future__ import annotations
@@ -17,20 +15,16 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
 from ..errors import DataError, ModelError
+from .cpu_precision import CLOSE_CALL, bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MEMO_MAX_PREFIX, MEMO_ENTRIES = 64, 8  # what a prefix_memo keeps: template starts, for both precisions
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
-# bf16 moved a letter's probability by at most 0.05 on SmolLM2 and 0.075 on the tiny random Llama (200 rows each),
-# so a letter can only differ from fp32's where bf16's top two are within twice that: those rows run again in fp32.
-CLOSE_CALL = 0.15
-CPU_BF16_ENV = "MCQA_CPU_BF16"  # 0: never bf16 by default (score_rows(bf16=None)), e.g. to reproduce fp32 runs
 
 
 @dataclass
@@ -123,8 +117,7 @@ def score_rows(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), \
-                torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), matmul_precision(model, use_bf16):
             caches = {}  # precision -> the shared start's key/value cache, for this call
 
             def prefix_cache(precision):
@@ -153,7 +146,7 @@ def score_rows(
                     top2 = probs.topk(2, dim=-1).values
                     close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
                     if close:
-                        with torch.autocast(device.type, enabled=False):
+                        with matmul_precision(model, False):
                             probs[close], mass[close] = _score_batch(
                                 model, [batch[i] for i in close], letter_ids, pad_id, padding_side, device,
                                 prefix_cache(False), prefix_len)
@@ -169,50 +162,6 @@ def score_rows(
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
-
-
-@contextmanager
-def prompt_kernels_for_4bit_cpu(model):
-    """Run bitsandbytes' 4-bit layers on CPU through dequantize + fp32 matmul while scoring prompts.
-
-    In eval mode on an AVX512-BF16 CPU, bitsandbytes 0.50 repacks 4-bit weights for a bf16 gemv kernel:
-    right for generation (one token at a time), but slower than dequantize + BLAS on whole
-    prompts, and it rounds activations to bf16. Marking only the Linear4bit layers as training selects the
-    path training uses (those layers hold no dropout; the flag only picks the kernel). Restored on exit;
-    the next eval-mode generate repacks the weights once.
-    """
-    try:
-        import bitsandbytes as bnb
-        from bitsandbytes.nn.modules import _convert_weight_packed_for_cpu_inverse as unpack
-    except ImportError:  # no bitsandbytes (nothing is 4-bit), or a version without the CPU repacking
-        yield
-        return
-    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit) and m.weight.device.type == "cpu"]
-    flags = [m.training for m in layers]
-    for m in layers:
-        if getattr(m.weight.quant_state, "packing_format_for_cpu", False):
-            m.weight.data, m.weight.quant_state = unpack(m.weight.data, m.weight.quant_state)
-        m.training = True
-    try:
-        yield
-    finally:
-        for m, flag in zip(layers, flags):
-            m.training = flag
-
-
-def bf16_pays(model) -> bool:
-    """Whether `score_rows` runs this model in bf16 by default: loaded by `load_model` (which marks it; a model
-    being trained or checked against another stays exact), all its weights fp32 (not 4-bit, not already half
-    precision), on a CPU with native bf16 matmuls, where they run ~3x faster; never when $MCQA_CPU_BF16=0."""
-    import torch
-
-    from ..models.loading import BF16_SCORING_ATTR, cpu_has_native_bf16
-
-    if os.environ.get(CPU_BF16_ENV, "1") == "0" or not getattr(model, BF16_SCORING_ATTR, False):
-        return False
-    params = list(model.parameters())
-    return (bool(params) and params[0].device.type == "cpu" and all(p.dtype == torch.float32 for p in params)
-            and cpu_has_native_bf16())
 
 
 def _prefix_cache(model, ids, device):
