@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from bench.machine import cpu_line  # noqa: E402
 
 TARGET_S = 0.5
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    s = sorted(seconds)
+    p90 = s[min(len(s) - 1, round(0.9 * (len(s) - 1)))]
+    return {"n": len(s), "median_s": statistics.median(s), "p90_s": p90, "max_s": s[-1], "min_s": s[0]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +59,7 @@ def main(args) -> dict:
     from mcqa_core.data.prompt import OPTION_KEYS
     from mcqa_core.data.medmcqa import default_data_dir, load_split
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
-    from mcqa_core.service import adapters, questions, reports
+    from mcqa_core.service import adapters, questions
 
     args.base_model = args.base_model or ("tiny-random-llama" if args.quick else "smollm2-135m")
     if args.questions is None:
@@ -79,8 +86,8 @@ def main(args) -> dict:
         cpu.append(time.process_time() - c0)
         tokens.append(prompt.n_tokens)
     warmup, warm = times[0], times[1:]
-    summary = reports.latency_summary(warm)
-    cpu_summary = reports.latency_summary(cpu[1:])
+    summary = latency_summary(warm)
+    cpu_summary = latency_summary(cpu[1:])
     load1 = os.getloadavg()[0]
     result = {
         "model": loaded.describe(), "threads": torch.get_num_threads(), "load_s": round(load_s, 2),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mcqa_core.data.features import IGNORE_INDEX, encode_rows
-from mcqa_core.training.batching import padded_tokens, plan_batches, split_window, step_window_sampler
+from mcqa_core.training.batching import plan_batches, split_window, step_window_sampler
 from mcqa_core.training.run import plan_for, sft_config
 from mcqa_core.training.settings import load_config
 from mcqa_core.training.trainer import MCQATrainer, to_dataset
@@ -21,6 +21,11 @@ from mcqa_core.training.trainer import MCQATrainer, to_dataset
 def real_lengths(tokenizer, validation_rows):
     enc = encode_rows(tokenizer, validation_rows[:600], 512)
     return [len(e["input_ids"]) for e in enc.examples]
+
+
+def padded_tokens(lengths: list[int]) -> int:
+    """Tokens computed for one right-padded micro-batch."""
+    return max(lengths) * len(lengths) if lengths else 0
 
 
 def _padding_share(lengths, batches):

@@ -4,7 +4,6 @@ wrong answers and per-subject rows; plus the latency summary the app's benchmark
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from ..evaluation.stats import FEW, PAIRED_CI_METHOD, mcnemar, mcnemar_counts, wilson
@@ -82,9 +81,3 @@ def with_statistics(report: dict) -> dict:
         if paired:
             out["vs_base"] = mcnemar([a for a, _ in paired], [b for _, b in paired])
     return out
-
-
-def latency_summary(seconds: list[float]) -> dict:
-    s = sorted(seconds)
-    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
-    return {"n": len(s), "median_s": statistics.median(s), "p90_s": p90, "max_s": s[-1], "min_s": s[0]}

@@ -24,11 +24,6 @@ import math
 from dataclasses import dataclass
 
 
-def padded_tokens(lengths: list[int]) -> int:
-    """Tokens computed for one right-padded micro-batch."""
-    return max(lengths) * len(lengths) if lengths else 0
-
-
 # Windows up to this many rows are cut by exact dynamic programming (O(rows^2 x groups), a few ms);
 # larger ones (the course recipe's 1,024-row steps) by bisection on the costliest micro-batch.
 EXACT_SPLIT_MAX_ROWS = 128
