@@ -20,6 +20,7 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 OFFLINE_HINT = (
-    "The Hugging Face hub cannot be reached from this machine. Work offline with the model "
-    "smollm2-135m (--model smollm2-135m) and local data (--data-dir ../shared/data/medmcqa)."
+    "The Hugging Face hub cannot be reached from this machine. Work offline with the model smollm2-135m "
+    "(mcqa-train --model-name smollm2-135m, mcqa-eval --base-model smollm2-135m) and local data "
+    "(--data-dir ../shared/data/medmcqa)."
 )

@@ -5,7 +5,7 @@ non-empty options and `cop` in 0..3. Invalid rows are skipped, counted and named
 
 Offline split (a stand-in for the official protocol, which trains on `train` and reports on all
 of `validation`): with only 100 real train rows available offline, a validation row is HELD OUT
-when `sha256(id) % 4 == 0` (1,074 rows) and usable for demo training otherwise (3,109 rows).
+when `sha256(id) % 4 == 0` (about a quarter) and usable for demo training otherwise.
 Offline results are reported on held-out rows only, and nothing ever trains on them.
 
 Dev slices, for choosing checkpoints without reading a reported row: a training row is a DEV row when

@@ -67,9 +67,9 @@ def gguf_ready_tokenizer(tok: dict) -> dict | None:
     """A byte-level BPE tokenizer.json declared GPT-2 style, or None when it needs no change.
 
     transformers rebuilds a GGUF's BPE vocabulary (the offline SmolLM2) with byte_fallback on and a
-    SentencePiece-style decoder; token ids are the same either way (checked on all 4,183 validation
-    prompts), but the converter would take it for a SentencePiece vocabulary and llama.cpp would tokenize
-    differently. Tokenizers that are not byte-level (Llama 2's SentencePiece) are left alone."""
+    SentencePiece-style decoder; token ids are the same either way (docs/serving.md, "GGUF export"), but
+    the converter would take it for a SentencePiece vocabulary and llama.cpp would tokenize differently.
+    Tokenizers that are not byte-level (Llama 2's SentencePiece) are left alone."""
     model, pre = tok.get("model") or {}, tok.get("pre_tokenizer") or {}
     if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
         return None

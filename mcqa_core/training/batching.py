@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 
-# Windows up to this many rows are cut by exact dynamic programming (O(rows^2 x groups), a few ms);
+# Windows up to this many rows are cut by exact dynamic programming (O(rows^2 x groups));
 # larger ones (the course recipe's 1,024-row steps) by bisection on the costliest micro-batch.
 EXACT_SPLIT_MAX_ROWS = 128
 
