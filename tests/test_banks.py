@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mcqa_core.data import banks
-from mcqa_core.data.banks import NAMED_FORMATS, Bank, ColumnMap, guess_mapping, load_bank, read_table, select_part
-from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, PROMPT_TEMPLATE, format_prompt, option_count, row_options
+from mcqa_core.data import bank_files, banks
+from mcqa_core.data.bank_files import read_table
+from mcqa_core.data.banks import NAMED_FORMATS, Bank, ColumnMap, guess_mapping, load_bank, select_part
 from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, validate_row
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, PROMPT_TEMPLATE, format_prompt, option_count, row_options
 from mcqa_core.errors import DataError
 
 # Four questions whose answers include the first and the last option, so index0 and index1 can both be detected.
@@ -348,7 +349,7 @@ def test_bad_files_are_refused_in_one_line(tmp_path, case, words):
 
 
 def test_a_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(banks, "MAX_UPLOAD_MB", 1)
+    monkeypatch.setattr(bank_files, "MAX_UPLOAD_MB", 1)
     path = write_bytes(tmp_path / "big.csv", b"question,A,B,answer\n" + b"q,a,b,A\n" * 150_000)
     with pytest.raises(DataError, match="over the 1 MB limit"):
         read_table(path)

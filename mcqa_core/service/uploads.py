@@ -8,7 +8,7 @@ import io
 import tempfile
 from pathlib import Path
 
-from ..data.banks import MAX_UPLOAD_MB, read_table
+from ..data.bank_files import MAX_UPLOAD_MB, read_table
 from ..data.prompt import LETTERS, row_options
 from ..errors import DataError
 
