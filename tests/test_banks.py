@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from mcqa_core.data import bank_files, banks
+from mcqa_core.data.bank_columns import NAMED_FORMATS, ColumnMap, guess_mapping
 from mcqa_core.data.bank_files import read_table
-from mcqa_core.data.banks import NAMED_FORMATS, Bank, ColumnMap, guess_mapping, load_bank, select_part
+from mcqa_core.data.banks import Bank, load_bank, select_part
 from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, validate_row
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, PROMPT_TEMPLATE, format_prompt, option_count, row_options
 from mcqa_core.errors import DataError

@@ -13,28 +13,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import DataError
+from .bank_columns import ANSWER_FORMS, NAMED_FORMATS, ColumnMap, NamedFormat, guess_mapping
 from .bank_files import FILE_FORMATS, SPREADSHEETS, read_table
 from .medmcqa import InvalidRowsWarning, is_heldout, validate_row
-from .prompt import MAX_OPTIONS, MIN_OPTIONS, OPTION_KEYS
+from .prompt import MAX_OPTIONS, OPTION_KEYS
 
-ANSWER_FORMS = ("letter", "text", "index0", "index1")
 PARTS = ("all", "heldout", "rest")
-# "B", " b ", "B.", "(B)", up to J, and option columns guessed as far: past E, a row is skipped, never cut to five.
-_LETTER, _OPTION_LETTERS = re.compile(r"^\(?\s*([A-Ja-j])\s*\)?\s*\.?$"), "abcdefghij"
-
-
-@dataclass
-class ColumnMap:
-    """Which columns hold what; options from `option_cols` (one each, in order) or from `options_col`."""
-
-    question: str | None = None
-    option_cols: list[str] | None = None
-    options_col: str | None = None  # a list, a {"A": ..} dict or a list of {"atext": ..} dicts per row
-    answer: str | None = None  # None: the bank has no answers
-    answer_as: str | None = None  # one of ANSWER_FORMS, or None to detect
-    subject: str | None = None
-    id: str | None = None  # None: ids are row-1, row-2, ... in file order
-    explanation: str | None = None
+# "B", " b ", "B.", "(B)", up to J: past E, a row is skipped, never cut to five.
+_LETTER = re.compile(r"^\(?\s*([A-Ja-j])\s*\)?\s*\.?$")
 
 
 @dataclass
@@ -54,46 +40,6 @@ class Bank:
     def describe(self) -> dict:
         return {"source": self.source, "format": self.format, "mapping": self.mapping, "rows": len(self.rows),
                 "skipped": self.skipped}
-
-
-@dataclass
-class NamedFormat:
-    hub: str
-    configs: list  # hub configs, loaded and concatenated; [None] for the default one
-    split: str
-    mapping: ColumnMap
-
-
-_MMLU_MEDICAL = "anatomy clinical_knowledge college_biology college_medicine medical_genetics professional_medicine"
-# HEAD-QA's qid restarts in every exam, so its rows are numbered instead.
-NAMED_FORMATS = {
-    "medmcqa": NamedFormat("openlifescienceai/medmcqa", [None], "validation", ColumnMap(
-        "question", list(OPTION_KEYS[:4]), answer="cop", answer_as="index0", subject="subject_name", id="id",
-        explanation="exp")),
-    "medqa": NamedFormat("GBaker/MedQA-USMLE-4-options", [None], "test", ColumnMap(
-        "question", options_col="options", answer="answer_idx", answer_as="letter")),
-    "mmlu-medical": NamedFormat("cais/mmlu", _MMLU_MEDICAL.split(), "test", ColumnMap(
-        "question", options_col="choices", answer="answer", answer_as="index0", subject="subject")),
-    "headqa": NamedFormat("head_qa", ["en"], "test", ColumnMap(
-        "qtext", options_col="answers", answer="ra", answer_as="index1", subject="category")),
-}
-
-# guess_mapping's candidates, best first, compared without case.
-_GUESS = {"question": ("question", "qtext", "stem"), "options_col": ("options", "choices"),
-          "answer": ("answer_idx", "answer", "cop", "label", "correct", "correct_answer", "ra"),
-          "subject": ("subject", "subject_name", "category", "topic"), "id": ("id", "qid", "question_id"),
-          "explanation": ("exp", "explanation", "rationale")}
-_OPTION_PATTERNS = ("op{}", "{}", "option_{}", "option{}", "option {}", "choice_{}", "choice{}")
-
-
-def guess_mapping(columns: list[str]) -> ColumnMap:
-    """Sensible defaults for a file's columns, for a UI to show and the user to correct."""
-    lower = {c.lower(): c for c in reversed(columns)}  # of two names differing only in case, the first wins
-    found = {key: next((lower[n] for n in names if n in lower), None) for key, names in _GUESS.items()}
-    runs = ([lower.get(p.format(letter)) for letter in _OPTION_LETTERS] + [None] for p in _OPTION_PATTERNS)
-    option_cols = next((r[:r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
-    options_col = found.pop("options_col") or lower.get("answers")  # "answers": HEAD-QA's list of {"aid", "atext"}
-    return ColumnMap(option_cols=option_cols, options_col=None if option_cols else options_col, **found)
 
 
 def _text(v) -> str | None:  # a cell as stripped text; None, NaN and blanks are missing
