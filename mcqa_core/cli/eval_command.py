@@ -23,12 +23,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..command_line import Parser, add_fields, command, setting, unwritable_problem
+from ..command_line import Parser, add_fields, command, flag_name, unwritable_problem
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
-from ..data.prompt import PROMPT_STYLES
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
+from ..data.prompt import PROMPT_STYLES
 from ..errors import DataError, SettingsError, refuse
+from ..setting_fields import field_problems, setting
 
 BACKENDS = ("local", "openai")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
@@ -53,7 +54,7 @@ class EvalArgs(BankColumns):
     compare_base: bool = setting(False, "Also score with the adapter switched off and list the questions where "
                                         "they disagree.")
     prompt: str = setting("course", f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's "
-                                    "medmcqa prompt).", metavar="STYLE")
+                                    "medmcqa prompt).", metavar="STYLE", choices=PROMPT_STYLES)
     shuffle_options: int = setting(0, "Re-ask each question with K permutations of its options (position bias).",
                                    min=0, metavar="K")
     max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
@@ -61,7 +62,8 @@ class EvalArgs(BankColumns):
                                               "default: as the adapter was trained, 4-bit for a base alone.",
                                         flag="4bit")
     backend: str = setting("local", "Who scores: local (the model in this process) or openai (a server speaking "
-                                    "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).")
+                                    "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).",
+                           choices=BACKENDS)
     endpoint: str | None = setting(None, "With --backend openai: the server's URL, e.g. http://localhost:8000/v1.",
                                    metavar="URL")
     model: str | None = setting(None, "With --backend openai: the model (or LoRA) name the server serves "
@@ -85,11 +87,8 @@ def check_args(args: EvalArgs) -> list[str]:
     if args.split is not None and args.split not in splits:
         problems.append(f"unknown split {args.split!r}; choose {' or '.join(splits)}"
                         + ("" if args.bank else " (or pass --bank FILE for your own questions)"))
-    if args.prompt not in PROMPT_STYLES:
-        problems.append(f"unknown --prompt {args.prompt!r}; choose {' or '.join(PROMPT_STYLES)}")
-    if args.backend not in BACKENDS:
-        problems.append(f"unknown --backend {args.backend!r}; choose {' or '.join(BACKENDS)}")
-    elif args.backend == "openai":
+    problems += field_problems(args, lambda f: f"--{flag_name(f)}")
+    if args.backend == "openai":
         problems += [f"--backend openai needs {flag}" for flag, value in
                      (("--endpoint URL", args.endpoint), ("--model NAME (as the server names it)", args.model))
                      if not value]
@@ -148,7 +147,7 @@ def _output_problems(args: EvalArgs) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     refuse(SettingsError, "evaluate", check_args(args))
-    from ..models.inference import load_model, read_adapter_info
+    from ..models.inference import read_adapter_info
 
     # a missing or damaged adapter is refused before the data is read and torch is imported
     adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
@@ -156,44 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
     import warnings
 
-    from tqdm.auto import tqdm
-
     from ..data.medmcqa import InvalidRowsWarning
-    from ..evaluation.passes import evaluate
     from ..evaluation.report import summary_table, write_report
     from ..models.run_record import split_overlap_warning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
         data, bank = _questions(args)
     skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
                if data.skipped else "")
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
-    if args.backend == "openai":
-        loaded, scorer = None, _server_scorer(args, adapter_run.get("base_model") or args.base_model)
-        run, device, four_bit = adapter_run, "server", None
-    else:
-        loaded, scorer = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit), None
-        what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
-        print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
-              f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
-        run, device, four_bit = loaded.run, loaded.device, loaded.load_in_4bit
+    loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
     overlap = split_overlap_warning(run, data.split) if args.adapter else None
     if overlap:
         print(f"warning: {overlap}", file=sys.stderr)
-
-    bar = tqdm(total=None, unit="q", desc="scoring")
-
-    def progress(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        report = evaluate(loaded, data.rows, batch_size=args.batch_size, compare_base=args.compare_base,
-                          style=args.prompt, shuffle_options=args.shuffle_options,
-                          max_prompt_tokens=args.max_prompt_tokens, progress=progress, scorer=scorer)
-    finally:
-        bar.close()
+    report = _score(args, loaded, scorer, data.rows)
     report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
                           device=device, load_in_4bit=four_bit)
     if bank:
@@ -206,6 +182,40 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")
     return 0
+
+
+def _scorer(args: EvalArgs, adapter_run: dict):
+    """(loaded model or None, server scorer or None, run record, device, 4-bit) for --backend local or openai."""
+    if args.backend == "openai":
+        return None, _server_scorer(args, adapter_run.get("base_model") or args.base_model), adapter_run, "server", None
+    from ..models.inference import load_model
+
+    loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
+    what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
+    print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+          f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
+    return loaded, None, loaded.run, loaded.device, loaded.load_in_4bit
+
+
+def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
+    """Every pass the flags ask for, behind one progress bar."""
+    from tqdm.auto import tqdm
+
+    from ..evaluation.passes import evaluate
+
+    bar = tqdm(total=None, unit="q", desc="scoring")
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        return evaluate(loaded, rows, batch_size=args.batch_size, compare_base=args.compare_base, style=args.prompt,
+                        shuffle_options=args.shuffle_options, max_prompt_tokens=args.max_prompt_tokens,
+                        progress=progress, scorer=scorer)
+    finally:
+        bar.close()
 
 
 def _server_scorer(args: EvalArgs, base: str | None):
