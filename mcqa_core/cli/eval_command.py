@@ -187,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
 def _scorer(args: EvalArgs, adapter_run: dict):
     """(loaded model or None, server scorer or None, run record, device, 4-bit) for --backend local or openai."""
     if args.backend == "openai":
-        return None, _server_scorer(args, adapter_run.get("base_model") or args.base_model), adapter_run, "server", None
+        from ..evaluation.openai_backend import connect
+
+        scorer = connect(args.endpoint, args.model, tokenizer_of=adapter_run.get("base_model") or args.base_model,
+                         base_model=args.base_served_model, max_prompt_tokens=args.max_prompt_tokens,
+                         style=args.prompt, timeout=args.timeout)
+        print(f"[model] {args.model} served at {scorer.endpoint}", file=sys.stderr)
+        return None, scorer, adapter_run, "server", None
     from ..models.inference import load_model
 
     loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
@@ -216,21 +222,6 @@ def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
                         progress=progress, scorer=scorer)
     finally:
         bar.close()
-
-
-def _server_scorer(args: EvalArgs, base: str | None):
-    """The OpenAI-compatible server, checked (reachable, serves the names given) before any scoring. The
-    tokenizer of `base` (the adapter's or --base-model), when there is one, shortens long questions as
-    in-process scoring does; without it prompts go whole."""
-    from ..evaluation.openai_backend import OpenAIScorer
-    from ..models.loading import load_tokenizer, resolve_model
-
-    tokenizer = load_tokenizer(resolve_model(base)) if base else None
-    scorer = OpenAIScorer(args.endpoint, args.model, base_model=args.base_served_model, tokenizer=tokenizer,
-                          max_prompt_tokens=args.max_prompt_tokens, style=args.prompt, timeout=args.timeout)
-    scorer.check()
-    print(f"[model] {args.model} served at {scorer.endpoint}", file=sys.stderr)
-    return scorer
 
 
 if __name__ == "__main__":

@@ -183,6 +183,18 @@ class OpenAIScorer:
         return ((self._request("/completions", body).get("choices") or [{}])[0].get("text") or "").strip()
 
 
+def connect(endpoint: str, model: str, *, tokenizer_of: str | None = None, **options) -> OpenAIScorer:
+    """A scorer for the server, checked (reachable, serves the names given) before any scoring. The tokenizer
+    of `tokenizer_of` (a model name), when given, shortens long questions as in-process scoring does; without
+    it prompts go whole."""
+    from ..models.loading import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(tokenizer_of)) if tokenizer_of else None
+    scorer = OpenAIScorer(endpoint, model, tokenizer=tokenizer, **options)
+    scorer.check()
+    return scorer
+
+
 def _softmax(logp: list[float]) -> list[float]:
     best = max(logp)
     weights = [math.exp(v - best) for v in logp]

@@ -55,8 +55,7 @@ def load_served(spec, settings):
     """A `LoadedModel` without weights whose answers come from the OpenAI-compatible server the settings name;
     refused in one line, before anything is shown as loaded, when the server is down or lacks the model."""
     from ..errors import SettingsError
-    from ..evaluation.openai_backend import OpenAIScorer
-    from ..models.loading import load_tokenizer, resolve_model
+    from ..evaluation.openai_backend import connect
 
     started = time.perf_counter()
     run = inference.read_adapter_info(spec.adapter) if spec.adapter else {}
@@ -66,11 +65,9 @@ def load_served(spec, settings):
         missing = "MCQA_APP_ENDPOINT" if not settings.endpoint else "MCQA_APP_SERVED_BASE_MODEL"
         raise SettingsError(f"the openai backend needs {missing} (docs/serving.md)")
     base = run.get("base_model") or spec.base_model
-    tokenizer = load_tokenizer(resolve_model(base))
-    scorer = OpenAIScorer(settings.endpoint, name, tokenizer=tokenizer, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
-                          base_model=settings.served_base_model if spec.adapter else None)
-    scorer.check()
-    return inference.LoadedModel(None, tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
+    scorer = connect(settings.endpoint, name, tokenizer_of=base, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
+                     base_model=settings.served_base_model if spec.adapter else None)
+    return inference.LoadedModel(None, scorer.tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
                                  time.perf_counter() - started, run, shared_scorer=scorer)
 
 
