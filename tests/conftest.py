@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Most tests compare scores with an exact fp32 reference (1e-5), so they score in fp32 on every CPU, subprocesses
+# included; tests/test_scoring.py checks the bf16 default itself (it lifts this where it needs to).
+os.environ["MCQA_CPU_BF16"] = "0"
 
 
 requires_cuda = pytest.mark.skipif(
