@@ -28,7 +28,7 @@ class LoadedModel:
     device: str
     load_seconds: float
     run: dict = field(default_factory=dict)  # the adapter's mcqa_run.json, {} for a base model
-    # Who answers for it in the app (`service.questions.scorer_for`): a server, or a queue in front of `model`.
+    # Who answers for it in the app (`service.shared_model.scorer_for`): a server, or a queue in front of `model`.
     shared_scorer: object | None = None
 
     @property
