@@ -80,15 +80,15 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_set_aside_and_resume_continues
 
 def test_runs_that_would_train_nothing_or_ignore_a_flag_are_refused(tmp_path, data_dir):
     out = tmp_path / "run"
-    with pytest.raises(RunError, match="--epochs 0.0 trains no step"):
-        run_training(_smoke(out, data_dir, "--max-steps", "-1", "--epochs", "0"))
-    with pytest.raises(RunError, match="--epochs 1.0 has no effect: the smoke preset sets max_steps 6; pass "
-                                       "--max-steps -1"):
-        run_training(_smoke(out, data_dir, "--epochs", "1"))
+    with pytest.raises(RunError, match="--num-train-epochs 0.0 trains no step"):
+        run_training(_smoke(out, data_dir, "--max-steps", "-1", "--num-train-epochs", "0"))
+    with pytest.raises(RunError, match="--num-train-epochs 1.0 has no effect: the smoke preset sets max_steps 6; "
+                                       "pass --max-steps -1"):
+        run_training(_smoke(out, data_dir, "--num-train-epochs", "1"))
     with pytest.raises(RunError, match="--max-steps must be at least 1"):
         run_training(_smoke(out, data_dir, "--max-steps", "0"))
     assert not out.exists()
-    assert load_config(["--preset", "smoke", "--epochs", "1", "--max-steps", "-1"]).explicit == [
+    assert load_config(["--preset", "smoke", "--num-train-epochs", "1", "--max-steps", "-1"]).explicit == [
         "train.max_steps", "train.num_train_epochs"]
 
 
