@@ -20,6 +20,11 @@ from mcqa_core.service.uploads import results_csv
 from mcqa_core.training.status_files import CURVES_FILE
 
 
+def compare_toggle(column, loaded, key: str) -> bool:
+    return column.toggle("Compare with the base model", value=loaded.has_adapter, key=key,
+                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
+
+
 def default_split(loaded) -> str:
     data = (loaded.run or {}).get("data") or {}
     split = data.get("report_split") or data.get("eval_split")
@@ -45,13 +50,7 @@ def run_ui(loaded) -> None:
         help="The first N rows of the split (always the same ones, so runs compare); more than "
         "the split holds: all of them",
     )
-    compare = c3.toggle(
-        "Compare with the base model",
-        value=loaded.has_adapter,
-        key="evaluate_compare",
-        disabled=not loaded.has_adapter,
-        help="Score again with the adapter switched off",
-    )
+    compare = compare_toggle(c3, loaded, "evaluate_compare")
     if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
         st.warning(overlap)
     if not st.button("Run evaluation", key="evaluate_run", type="primary"):
@@ -138,13 +137,7 @@ def bank_choice_ui(loaded, bank):
         key=f"bank_n_{part}",
         help="The first N questions of the part, in file order",
     )
-    compare = c2.toggle(
-        "Compare with the base model",
-        value=loaded.has_adapter,
-        key="bank_compare",
-        disabled=not loaded.has_adapter,
-        help="Score again with the adapter switched off",
-    )
+    compare = compare_toggle(c2, loaded, "bank_compare")
     return bank, bank.rows[: int(n)], compare
 
 
