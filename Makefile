@@ -12,7 +12,10 @@ app: setup
 setup-serving: setup
 	bash scripts/install_llama_cpp.sh
 
+# Lint and format first (seconds), then the suite.
 test: setup-serving
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 smoke: setup

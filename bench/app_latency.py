@@ -40,12 +40,24 @@ def latency_summary(seconds: list[float]) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--adapter", help="adapter folder (default: none, the base model alone)")
-    p.add_argument("--base-model", default=None,
-                   help="base model when no adapter is given (default: smollm2-135m; --quick: tiny-random-llama)")
-    p.add_argument("--4bit", dest="four_bit", choices=("auto", "yes", "no"), default="auto",
-                   help="auto: what the app does (as trained: 4-bit for the cpu-demo adapter)")
-    p.add_argument("--questions", type=int, default=None,
-                   help="warm questions to time, after one warm-up (default: 20; --quick: 4)")
+    p.add_argument(
+        "--base-model",
+        default=None,
+        help="base model when no adapter is given (default: smollm2-135m; --quick: tiny-random-llama)",
+    )
+    p.add_argument(
+        "--4bit",
+        dest="four_bit",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="auto: what the app does (as trained: 4-bit for the cpu-demo adapter)",
+    )
+    p.add_argument(
+        "--questions",
+        type=int,
+        default=None,
+        help="warm questions to time, after one warm-up (default: 20; --quick: 4)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the app's choice)")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: ../shared/data/medmcqa)")
     p.add_argument("--json", help="also write the numbers to this file")
@@ -56,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args) -> dict:
     import torch
 
-    from mcqa_core.data.prompt import OPTION_KEYS
     from mcqa_core.data.medmcqa import default_data_dir, load_split
+    from mcqa_core.data.prompt import OPTION_KEYS
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
     from mcqa_core.service import adapters, questions
 
@@ -71,8 +83,11 @@ def main(args) -> dict:
     rows = load_split("validation", args.data_dir or default_data_dir(), limit=args.questions + 1).rows
     started = time.perf_counter()
     settings = adapters.AppSettings.from_env({"MCQA_APP_4BIT": args.four_bit.replace("yes", "1").replace("no", "0")})
-    spec = (adapters.adapter_spec(args.adapter, settings) if args.adapter
-            else adapters.base_spec(adapters.AppSettings(args.base_model, settings.adapters_dir, settings.load_in_4bit)))
+    spec = (
+        adapters.adapter_spec(args.adapter, settings)
+        if args.adapter
+        else adapters.base_spec(adapters.AppSettings(args.base_model, settings.adapters_dir, settings.load_in_4bit))
+    )
     loaded = load_model(adapter=spec.adapter, base_model=spec.base_model, load_in_4bit=spec.load_in_4bit)
     load_s = time.perf_counter() - started
 
@@ -90,26 +105,35 @@ def main(args) -> dict:
     cpu_summary = latency_summary(cpu[1:])
     load1 = os.getloadavg()[0]
     result = {
-        "model": loaded.describe(), "threads": torch.get_num_threads(), "load_s": round(load_s, 2),
-        "first_answer_s": round(warmup, 3), "warm": {k: round(v, 3) if isinstance(v, float) else v
-                                                     for k, v in summary.items()},
+        "model": loaded.describe(),
+        "threads": torch.get_num_threads(),
+        "load_s": round(load_s, 2),
+        "first_answer_s": round(warmup, 3),
+        "warm": {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()},
         "cpu_s_per_answer": {k: round(v, 3) if isinstance(v, float) else v for k, v in cpu_summary.items()},
         "load_average_1min": round(load1, 2),
-        "mean_prompt_tokens": round(sum(tokens[1:]) / len(warm), 1), "target_s": TARGET_S,
+        "mean_prompt_tokens": round(sum(tokens[1:]) / len(warm), 1),
+        "target_s": TARGET_S,
         "meets_target": summary["median_s"] <= TARGET_S,
     }
     d = result["model"]
     print(cpu_line())
-    print(f"model {d['base_model']} adapter={d['adapter']} 4-bit={d['load_in_4bit']} device={d['device']} "
-          f"threads={result['threads']}, loaded in {load_s:.1f} s")
-    print(f"first answer {warmup:.3f} s; {summary['n']} warm answers (mean {result['mean_prompt_tokens']} prompt "
-          f"tokens): median {summary['median_s']:.3f} s, p90 {summary['p90_s']:.3f} s, max {summary['max_s']:.3f} s "
-          f"-> {'meets' if result['meets_target'] else 'MISSES'} the {TARGET_S} s target")
+    print(
+        f"model {d['base_model']} adapter={d['adapter']} 4-bit={d['load_in_4bit']} device={d['device']} "
+        f"threads={result['threads']}, loaded in {load_s:.1f} s"
+    )
+    print(
+        f"first answer {warmup:.3f} s; {summary['n']} warm answers (mean {result['mean_prompt_tokens']} prompt "
+        f"tokens): median {summary['median_s']:.3f} s, p90 {summary['p90_s']:.3f} s, max {summary['max_s']:.3f} s "
+        f"-> {'meets' if result['meets_target'] else 'MISSES'} the {TARGET_S} s target"
+    )
     # On a shared machine wall time includes waiting for a core; CPU time does not. With T threads an
     # answer on an idle machine takes about CPU time / T.
-    print(f"CPU time per warm answer: median {cpu_summary['median_s']:.3f} s over {result['threads']} threads "
-          f"(~{cpu_summary['median_s'] / result['threads']:.3f} s wall on an idle machine); "
-          f"1-min load average {load1:.1f} on {os.cpu_count()} cores")
+    print(
+        f"CPU time per warm answer: median {cpu_summary['median_s']:.3f} s over {result['threads']} threads "
+        f"(~{cpu_summary['median_s'] / result['threads']:.3f} s wall on an idle machine); "
+        f"1-min load average {load1:.1f} on {os.cpu_count()} cores"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result

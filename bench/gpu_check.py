@@ -5,7 +5,8 @@
     python3 bench/gpu_check.py --tokenizer .gpu/tokenizer --rows .gpu/validation.jsonl --json out.json
 
     # the same logic on a tiny model on CPU, to check the script itself (seconds; no unsloth, no memory figures)
-    python bench/gpu_check.py --tiny --rows ../shared/data/medmcqa/validation.jsonl --tokenizer ~/.cache/mcqa/tiny-random-llama-v2
+    python bench/gpu_check.py --tiny --rows ../shared/data/medmcqa/validation.jsonl \
+        --tokenizer ~/.cache/mcqa/tiny-random-llama-v2
 
 What it does, in under 8 minutes on one H200:
 1. builds a model with Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads / 8 KV heads, MLP 8192,
@@ -38,12 +39,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-LLAMA_3_2_1B = dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                    intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
-                    max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5, head_dim=64)
+LLAMA_3_2_1B = dict(
+    hidden_size=2048,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    intermediate_size=8192,
+    vocab_size=128256,
+    tie_word_embeddings=True,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    head_dim=64,
+)
 BACKENDS = ("unsloth", "transformers", "ours")
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=49152, tie_word_embeddings=True, max_position_embeddings=1024)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=49152,
+    tie_word_embeddings=True,
+    max_position_embeddings=1024,
+)
 
 
 def build_model(folder: Path, tokenizer_dir: str, tiny: bool) -> None:
@@ -52,8 +71,12 @@ def build_model(folder: Path, tokenizer_dir: str, tiny: bool) -> None:
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     shape = TINY if tiny else LLAMA_3_2_1B
-    config = LlamaConfig(**shape, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    config = LlamaConfig(
+        **shape,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     with torch.device(device):  # random init on the GPU: seconds instead of a minute on CPU
@@ -96,9 +119,14 @@ def train_worker(args) -> dict:
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
     model, tok, info = load_for_training(
-        ModelConfig(model_name=args.model_dir, load_in_4bit=True, max_seq_length=512,
-                    use_unsloth="yes" if args.backend == "unsloth" else "no"),
-        LoraArgs())
+        ModelConfig(
+            model_name=args.model_dir,
+            load_in_4bit=True,
+            max_seq_length=512,
+            use_unsloth="yes" if args.backend == "unsloth" else "no",
+        ),
+        LoraArgs(),
+    )
     if args.backend == "ours":  # transformers + PEFT with our trainer's loss: the LM head on label tokens only
         from mcqa_core.training.model_patches import lm_head_on_label_tokens_only
 
@@ -124,7 +152,7 @@ def train_worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats()
     times, tokens, losses = [], 0, []
     for step in range(args.warmup + args.steps):
-        batch = examples[step * args.batch_size:(step + 1) * args.batch_size]
+        batch = examples[step * args.batch_size : (step + 1) * args.batch_size]
         ids, labels, mask = (t.to(device) for t in pad(batch, tok.pad_token_id))
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -138,11 +166,17 @@ def train_worker(args) -> dict:
             times.append(time.perf_counter() - t0)
             tokens += int(mask.sum())
         losses.append(round(float(loss), 4))
-    out = {"backend": info["backend"], "load_s": round(load_s, 1), "batch_size": args.batch_size,
-           "steps_timed": len(times), "step_s": round(sum(times) / len(times), 4),
-           "tokens_per_s": round(tokens / sum(times)), "mean_seq_tokens": round(tokens / (len(times) * args.batch_size), 1),
-           "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-           "loss_first_last": [losses[0], losses[-1]]}
+    out = {
+        "backend": info["backend"],
+        "load_s": round(load_s, 1),
+        "batch_size": args.batch_size,
+        "steps_timed": len(times),
+        "step_s": round(sum(times) / len(times), 4),
+        "tokens_per_s": round(tokens / sum(times)),
+        "mean_seq_tokens": round(tokens / (len(times) * args.batch_size), 1),
+        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "loss_first_last": [losses[0], losses[-1]],
+    }
     return out
 
 
@@ -168,15 +202,37 @@ def score_worker(args) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     n_tokens = sum(s.n_tokens for s in scores)
-    return {"rows": len(rows), "seconds": round(seconds, 2), "rows_per_s": round(len(rows) / seconds, 1),
-            "mean_prompt_tokens": round(n_tokens / len(rows), 1), "batch_size": args.score_batch,
-            "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None}
+    return {
+        "rows": len(rows),
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(len(rows) / seconds, 1),
+        "mean_prompt_tokens": round(n_tokens / len(rows), 1),
+        "batch_size": args.score_batch,
+        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+    }
 
 
 def run_worker(kind: str, args, model_dir: Path, backend: str | None, timeout: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--model-dir", str(model_dir), "--rows", args.rows,
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(args.batch_size),
-           "--score-rows", str(args.score_rows), "--score-batch", str(args.score_batch)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--model-dir",
+        str(model_dir),
+        "--rows",
+        args.rows,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--batch-size",
+        str(args.batch_size),
+        "--score-rows",
+        str(args.score_rows),
+        "--score-batch",
+        str(args.score_batch),
+    ]
     if backend:
         cmd += ["--backend", backend]
     started = time.perf_counter()
@@ -198,17 +254,45 @@ def run_trainer(args, model_dir: Path, backend: str) -> dict:
     bf16, evaluation with letter accuracy, the adapter folder and its report) on `backend`, for a few steps."""
     out = model_dir.parent / f"{model_dir.name}-adapter-{backend}"
     n = args.trainer_steps
-    cmd = [sys.executable, str(REPO / "train_adapter.py"), "--preset", "smoke" if args.tiny else "course",
-           "--model-name", str(model_dir), "--data-dir", str(Path(args.rows).parent), "--train-split", "demo-train",
-           "--eval-split", "heldout", "--eval-limit", "256", "--report-limit", "256", "--max-steps", str(n),
-           "--eval-steps", str(n), "--save-steps", str(n), "--logging-steps", "1", "--warmup-steps", "1",
-           "--output-dir", str(out), "--use-unsloth", "yes" if backend == "unsloth" else "no"]
+    cmd = [
+        sys.executable,
+        str(REPO / "train_adapter.py"),
+        "--preset",
+        "smoke" if args.tiny else "course",
+        "--model-name",
+        str(model_dir),
+        "--data-dir",
+        str(Path(args.rows).parent),
+        "--train-split",
+        "demo-train",
+        "--eval-split",
+        "heldout",
+        "--eval-limit",
+        "256",
+        "--report-limit",
+        "256",
+        "--max-steps",
+        str(n),
+        "--eval-steps",
+        str(n),
+        "--save-steps",
+        str(n),
+        "--logging-steps",
+        "1",
+        "--warmup-steps",
+        "1",
+        "--output-dir",
+        str(out),
+        "--use-unsloth",
+        "yes" if backend == "unsloth" else "no",
+    ]
     if args.tiny:
         cmd += ["--batch-size", "64", "--grad-accum", "16", "--max-seq-length", "512", "--optim", "adamw_torch"]
     started = time.perf_counter()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout,
-                           env=dict(os.environ, TQDM_DISABLE="1"))
+        r = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=args.worker_timeout, env=dict(os.environ, TQDM_DISABLE="1")
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {args.worker_timeout} s"}
     if r.returncode:
@@ -218,13 +302,20 @@ def run_trainer(args, model_dir: Path, backend: str) -> dict:
     steps = [h for h in run["metrics"]["history"] if "loss" in h and "eval_loss" not in h]
     rows_per_step = run["data"]["batch_size_used"] * run["data"]["grad_accum_used"]
     tokens = steps[-1].get("num_tokens") if steps else None  # TRL logs the running total of real tokens
-    return {"backend": run["backend"], "steps": run["metrics"]["global_steps"], "rows_per_step": rows_per_step,
-            "train_s": run["train_seconds"], "step_s": round(run["train_seconds"] / max(1, len(steps)), 2),
-            "tokens_per_s": round(tokens / run["train_seconds"]) if tokens else None,
-            "loss_first_last": [steps[0]["loss"], steps[-1]["loss"]] if steps else None,
-            "final_accuracy": run["metrics"]["final_accuracy"], "report_accuracy": run["metrics"].get("report_accuracy"),
-            "adapter_files": sorted(p.name for p in out.iterdir()), "versions": run["versions"],
-            "wall_s": round(time.perf_counter() - started, 1)}
+    return {
+        "backend": run["backend"],
+        "steps": run["metrics"]["global_steps"],
+        "rows_per_step": rows_per_step,
+        "train_s": run["train_seconds"],
+        "step_s": round(run["train_seconds"] / max(1, len(steps)), 2),
+        "tokens_per_s": round(tokens / run["train_seconds"]) if tokens else None,
+        "loss_first_last": [steps[0]["loss"], steps[-1]["loss"]] if steps else None,
+        "final_accuracy": run["metrics"]["final_accuracy"],
+        "report_accuracy": run["metrics"].get("report_accuracy"),
+        "adapter_files": sorted(p.name for p in out.iterdir()),
+        "versions": run["versions"],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
 
 
 def main(args) -> int:
@@ -254,11 +345,25 @@ def main(args) -> int:
     results["total_s"] = round(time.perf_counter() - started, 1)
     print("\n| check | step s | tokens/s | peak GiB | note |\n|---|---|---|---|---|")
     for key, title, cells in (
-            ("train", "QLoRA train", lambda r: (r["peak_gpu_mem_gib"], f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} "
-                                                f"tokens, load {r['load_s']} s")),
-            ("trainer", "train_adapter.py", lambda r: ("-", f"{r['steps']} steps of {r['rows_per_step']} rows, loss "
-                                                       f"{r['loss_first_last']}, eval accuracy {r['final_accuracy']}, "
-                                                       f"{r['wall_s']} s in all"))):
+        (
+            "train",
+            "QLoRA train",
+            lambda r: (
+                r["peak_gpu_mem_gib"],
+                f"batch {r['batch_size']} x ~{r['mean_seq_tokens']} tokens, load {r['load_s']} s",
+            ),
+        ),
+        (
+            "trainer",
+            "train_adapter.py",
+            lambda r: (
+                "-",
+                f"{r['steps']} steps of {r['rows_per_step']} rows, loss "
+                f"{r['loss_first_last']}, eval accuracy {r['final_accuracy']}, "
+                f"{r['wall_s']} s in all",
+            ),
+        ),
+    ):
         for backend in BACKENDS:
             r = results.get(f"{key}_{backend}")
             if r is not None:
@@ -268,8 +373,10 @@ def main(args) -> int:
     if "error" in s:
         print(f"| score validation | - | - | - | {s['error'][:160]} |")
     else:
-        print(f"| score {s['rows']} questions | {s['seconds']} s total | {s['rows_per_s']} rows/s | "
-              f"{s['peak_gpu_mem_gib']} | ~{s['mean_prompt_tokens']} prompt tokens, batch {s['batch_size']} |")
+        print(
+            f"| score {s['rows']} questions | {s['seconds']} s total | {s['rows_per_s']} rows/s | "
+            f"{s['peak_gpu_mem_gib']} | ~{s['mean_prompt_tokens']} prompt tokens, batch {s['batch_size']} |"
+        )
     print(f"total {results['total_s']} s")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
@@ -277,22 +384,31 @@ def main(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--tokenizer", default=".gpu/tokenizer", help="Folder with a Llama-family tokenizer (offline).")
     p.add_argument("--rows", default=".gpu/validation.jsonl", help="MedMCQA validation.jsonl (HF schema).")
-    p.add_argument("--backends", default=",".join(BACKENDS),
-                   help="Training backends to time, comma-separated: unsloth (its patched model and fused loss), "
-                        "transformers (plain PEFT loop, full logits), ours (transformers + PEFT with our trainer's "
-                        "loss, the LM head on label tokens only). Default: %(default)s.")
+    p.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="Training backends to time, comma-separated: unsloth (its patched model and fused loss), "
+        "transformers (plain PEFT loop, full logits), ours (transformers + PEFT with our trainer's "
+        "loss, the LM head on label tokens only). Default: %(default)s.",
+    )
     p.add_argument("--steps", type=int, default=10, help="Timed optimizer steps per backend.")
     p.add_argument("--warmup", type=int, default=3, help="Untimed steps first (kernel compilation, allocator).")
     p.add_argument("--batch-size", type=int, default=64, help="Sequences per step (the course recipe's per-device 64).")
     p.add_argument("--score-rows", type=int, default=4183, help="Validation questions to score (0: skip scoring).")
     p.add_argument("--score-batch", type=int, default=64, help="Questions per scoring forward pass.")
     p.add_argument("--worker-timeout", type=int, default=200, help="Seconds each backend / the scoring may take.")
-    p.add_argument("--trainer-steps", type=int, default=0,
-                   help="Also run train_adapter.py (course preset: 64 x 16 rows a step, eval, adapter folder) for "
-                        "this many optimizer steps per --trainer-backends (default 0: skip).")
+    p.add_argument(
+        "--trainer-steps",
+        type=int,
+        default=0,
+        help="Also run train_adapter.py (course preset: 64 x 16 rows a step, eval, adapter folder) for "
+        "this many optimizer steps per --trainer-backends (default 0: skip).",
+    )
     p.add_argument("--trainer-backends", default="unsloth,transformers", help="Backends for --trainer-steps.")
     p.add_argument("--tiny", action="store_true", help="A tiny model on whatever device: checks this script only.")
     p.add_argument("--json", help="Also write the results here.")

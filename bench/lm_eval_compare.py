@@ -49,27 +49,42 @@ def build_parser() -> argparse.ArgumentParser:
     from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None,
-                   help=f"Base model, full precision (default: {OFFLINE_MODEL}; --quick: {TINY_MODEL}).")
+    p.add_argument(
+        "--model", default=None, help=f"Base model, full precision (default: {OFFLINE_MODEL}; --quick: {TINY_MODEL})."
+    )
     p.add_argument("--data-dir", default=default_data_dir(), help="MedMCQA folder (default: %(default)s).")
     p.add_argument("--rows", type=int, default=None, help="First N held-out rows, the same for both (default: 200).")
     p.add_argument("--batch-size", type=int, default=None, help="Questions per forward pass, both sides (default: 16).")
     p.add_argument("--repeats", type=int, default=None, help="Timed runs of each side, best counts (default: 2).")
-    p.add_argument("--lm-eval-dtype", default="float32", choices=("float32", "bfloat16"),
-                   help="lm-eval's weights (default: %(default)s, as its HFLM runs a model on CPU by default).")
-    p.add_argument("--no-fp32", dest="fp32", action="store_false",
-                   help="Skip our fp32 reference run, score_rows(bf16=False) (it shows how much of the gain is bf16).")
-    p.add_argument("--quick", action="store_true",
-                   help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 1 repeat; our side only "
-                        "when lm-eval is not installed (flags given still win).")
+    p.add_argument(
+        "--lm-eval-dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="lm-eval's weights (default: %(default)s, as its HFLM runs a model on CPU by default).",
+    )
+    p.add_argument(
+        "--no-fp32",
+        dest="fp32",
+        action="store_false",
+        help="Skip our fp32 reference run, score_rows(bf16=False) (it shows how much of the gain is bf16).",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 1 repeat; our side only "
+        "when lm-eval is not installed (flags given still win).",
+    )
     return p
 
 
 def fill_defaults(args) -> None:
     from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
-    chosen = (dict(model=TINY_MODEL, rows=8, batch_size=4, repeats=1) if args.quick
-              else dict(model=OFFLINE_MODEL, rows=200, batch_size=16, repeats=2))
+    chosen = (
+        dict(model=TINY_MODEL, rows=8, batch_size=4, repeats=1)
+        if args.quick
+        else dict(model=OFFLINE_MODEL, rows=200, batch_size=16, repeats=2)
+    )
     for name, value in chosen.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -116,8 +131,9 @@ def run_lm_eval(lm, task_manager, limit: int | None = None) -> tuple[float, list
 
     lm.loglikelihood = timed  # simple_evaluate calls getattr(lm, "loglikelihood")
     try:
-        out = simple_evaluate(model=lm, tasks=[TASK], task_manager=task_manager, log_samples=True, limit=limit,
-                              bootstrap_iters=0)
+        out = simple_evaluate(
+            model=lm, tasks=[TASK], task_manager=task_manager, log_samples=True, limit=limit, bootstrap_iters=0
+        )
     finally:
         del lm.loglikelihood
     samples = sorted(out["samples"][TASK], key=lambda s: s["doc_id"])
@@ -139,8 +155,8 @@ def main(args) -> int:
     import torch
 
     from mcqa_core.data.features import encode_prompt
-    from mcqa_core.data.prompt import LETTERS
     from mcqa_core.data.medmcqa import load_split
+    from mcqa_core.data.prompt import LETTERS
     from mcqa_core.evaluation.cpu_precision import CLOSE_CALL, bf16_pays
     from mcqa_core.evaluation.scoring import DEFAULT_MAX_PROMPT_TOKENS, score_rows
     from mcqa_core.models.inference import load_model
@@ -161,10 +177,14 @@ def main(args) -> int:
 
         lm = HFLM(pretrained=path, backend="causal", device="cpu", dtype=args.lm_eval_dtype, batch_size=args.batch_size)
     tokens = sum(len(encode_prompt(tok, r, DEFAULT_MAX_PROMPT_TOKENS, "lm-eval").ids) for r in rows)
-    theirs_line = (f"lm-eval {lm_eval.__version__} in {args.lm_eval_dtype}" if lm is not None
-                   else f"lm-eval skipped ({missing})")
-    print(f"model {args.model} ({path}), fp32 weights, {len(rows)} held-out rows, {tokens} prompt tokens, "
-          f"batch {args.batch_size}; {theirs_line}; ours: {', '.join(ours)}", flush=True)
+    theirs_line = (
+        f"lm-eval {lm_eval.__version__} in {args.lm_eval_dtype}" if lm is not None else f"lm-eval skipped ({missing})"
+    )
+    print(
+        f"model {args.model} ({path}), fp32 weights, {len(rows)} held-out rows, {tokens} prompt tokens, "
+        f"batch {args.batch_size}; {theirs_line}; ours: {', '.join(ours)}",
+        flush=True,
+    )
 
     folder = Path(tempfile.mkdtemp(prefix="mcqa-lm-eval-"))
     try:
@@ -203,8 +223,9 @@ def main(args) -> int:
         return 0
     theirs_probs = [torch.softmax(torch.tensor(ll), -1).tolist() for ll in lls]
     theirs_pred = [LETTERS[max(range(len(p)), key=p.__getitem__)] for p in theirs_probs]
-    print(f"lm-eval, log-likelihood requests ({args.lm_eval_dtype:<8}) {best['lm-eval']:7.1f} s  "
-          f"(best of {args.repeats})")
+    print(
+        f"lm-eval, log-likelihood requests ({args.lm_eval_dtype:<8}) {best['lm-eval']:7.1f} s  (best of {args.repeats})"
+    )
     for key in ours:
         ratio = best["lm-eval"] / best[key]
         if key != default:
@@ -217,8 +238,10 @@ def main(args) -> int:
         diff = max(abs(a - b) for s, p in zip(scores[key], theirs_probs) for a, b in zip(s.probs, p))
         close = sum(top_two_gap(s.probs) < CLOSE_CALL for s in scores[key])
         print(f"ours, score_rows, {key:<24} {best[key]:7.1f} s  lm-eval/ours {ratio:.2f}x{target}")
-        print(f"    same letter as lm-eval's argmax on {agree}/{n} questions{'' if agree == n else ' MISSED'}; "
-              f"largest probability difference {diff:.2g}; {close} close calls (top two within {CLOSE_CALL})")
+        print(
+            f"    same letter as lm-eval's argmax on {agree}/{n} questions{'' if agree == n else ' MISSED'}; "
+            f"largest probability difference {diff:.2g}; {close} close calls (top two within {CLOSE_CALL})"
+        )
     acc_theirs = sum(p == LETTERS[int(r["cop"])] for p, r in zip(theirs_pred, rows)) / n
     acc_ours = sum(bool(s.correct) for s in scores[default]) / n
     print(f"accuracy: lm-eval {acc_theirs:.1%}, ours {acc_ours:.1%}")

@@ -12,10 +12,18 @@ def cpu_line() -> str:
     from mcqa_core.models.loading import cpu_has_native_bf16
 
     info = Path("/proc/cpuinfo")
-    name = next((line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-                 if line.startswith("model name")), "unknown CPU") if info.exists() else "unknown CPU"
-    return (f"cpu: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, native bf16 matmuls: "
-            f"{'yes' if cpu_has_native_bf16() else 'no'}")
+    name = (
+        next(
+            (line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")),
+            "unknown CPU",
+        )
+        if info.exists()
+        else "unknown CPU"
+    )
+    return (
+        f"cpu: {name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, native bf16 matmuls: "
+        f"{'yes' if cpu_has_native_bf16() else 'no'}"
+    )
 
 
 def load_line() -> str:

@@ -55,15 +55,34 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("evaluate: --output is a folder", [*evaluate, "--base-model", "tiny-random-llama", "--output", str(tmp)]),
         ("evaluate: adapter folder without weights", [*evaluate, "--adapter", str(empty)]),
         ("evaluate: adapter_config.json is not JSON", [*evaluate, "--adapter", str(damaged)]),
-        ("evaluate: --output under /proc", [*evaluate, "--base-model", "tiny-random-llama", "--output",
-                                            "/proc/r.json"]),
-        ("evaluate: an empty validation.jsonl", [*evaluate, "--base-model", "tiny-random-llama", "--data-dir",
-                                                 str(no_rows), "--output", str(tmp / "r.json")]),
-        ("export: not an adapter folder", [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty),
-                                           "--out", str(tmp / "m")]),
-        ("export: --out under a regular file", [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty),
-                                                "--out", str(a_file / "m")]),
-        ("publish: malformed repo id", [sys.executable, "-m", "mcqa_core.cli.publish_command", str(empty), "not a repo"]),
+        (
+            "evaluate: --output under /proc",
+            [*evaluate, "--base-model", "tiny-random-llama", "--output", "/proc/r.json"],
+        ),
+        (
+            "evaluate: an empty validation.jsonl",
+            [
+                *evaluate,
+                "--base-model",
+                "tiny-random-llama",
+                "--data-dir",
+                str(no_rows),
+                "--output",
+                str(tmp / "r.json"),
+            ],
+        ),
+        (
+            "export: not an adapter folder",
+            [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty), "--out", str(tmp / "m")],
+        ),
+        (
+            "export: --out under a regular file",
+            [sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(empty), "--out", str(a_file / "m")],
+        ),
+        (
+            "publish: malformed repo id",
+            [sys.executable, "-m", "mcqa_core.cli.publish_command", str(empty), "not a repo"],
+        ),
     ]
 
 
@@ -95,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += not ok
             shown = lines[-1][:90] if lines else "(no stderr)"
             print(f"{name:45}{best:>9.2f}  {'' if ok else 'MISSED: '}{shown}")
-    print(f"{failures} of {len(chosen)} cases missed the target "
-          f"(exit 2, one line, under {TARGET_S:.0f} s)")
+    print(f"{failures} of {len(chosen)} cases missed the target (exit 2, one line, under {TARGET_S:.0f} s)")
     return 1 if failures else 0
 
 

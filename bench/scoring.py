@@ -42,20 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=default_data_dir(), help="MedMCQA folder (default: %(default)s).")
     p.add_argument("--rows", type=int, default=None, help="Held-out rows, the same for a, b and c (default: 48).")
     p.add_argument("--batch-size", type=int, default=None, help="Questions per forward pass for a and c (default: 16).")
-    p.add_argument("--new-tokens", type=int, default=None,
-                   help="max_new_tokens for the course's generate (default: 64).")
+    p.add_argument(
+        "--new-tokens", type=int, default=None, help="max_new_tokens for the course's generate (default: 64)."
+    )
     p.add_argument("--repeats", type=int, default=None, help="Timed runs of a and c, best counts (default: 2).")
-    p.add_argument("--quick", action="store_true",
-                   help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 4 new tokens, 1 repeat "
-                        "(flags given still win).")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="Check the script in seconds: the tiny random Llama, 8 rows, batch 4, 4 new tokens, 1 repeat "
+        "(flags given still win).",
+    )
     return p
 
 
 def fill_defaults(args) -> None:
     from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
 
-    chosen = (dict(model=TINY_MODEL, rows=8, batch_size=4, new_tokens=4, repeats=1) if args.quick
-              else dict(model=OFFLINE_MODEL, rows=48, batch_size=16, new_tokens=64, repeats=2))
+    chosen = (
+        dict(model=TINY_MODEL, rows=8, batch_size=4, new_tokens=4, repeats=1)
+        if args.quick
+        else dict(model=OFFLINE_MODEL, rows=48, batch_size=16, new_tokens=64, repeats=2)
+    )
     for name, value in chosen.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -83,8 +90,11 @@ def course_generate(model, tok, rows, new_tokens):
         for row in rows:
             enc = tok(format_prompt(row), return_tensors="pt").to(model.device)
             out = model.generate(**enc, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-            answers.append(tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True,
-                                      clean_up_tokenization_spaces=False))
+            answers.append(
+                tok.decode(
+                    out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
+                )
+            )
     return answers
 
 
@@ -101,9 +111,12 @@ def main(args) -> int:
     rows = load_split("heldout", args.data_dir, args.rows).rows
     loaded = load_model(args.adapter, None if args.adapter else args.model, load_in_4bit=args.load_in_4bit)
     model, tok = loaded.model, loaded.tokenizer
-    print(f"model {loaded.base_model}{' + ' + loaded.adapter if loaded.adapter else ''} "
-          f"({'4-bit NF4' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
-          f"{torch.get_num_threads()} threads), {len(rows)} held-out rows, batch {args.batch_size}", flush=True)
+    print(
+        f"model {loaded.base_model}{' + ' + loaded.adapter if loaded.adapter else ''} "
+        f"({'4-bit NF4' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+        f"{torch.get_num_threads()} threads), {len(rows)} held-out rows, batch {args.batch_size}",
+        flush=True,
+    )
 
     # The exact batches score_rows forms: prompts sorted longest first, left padding.
     seqs = sorted((encode_prompt(tok, r, 1024).ids for r in rows), key=len, reverse=True)
@@ -134,12 +147,18 @@ def main(args) -> int:
     agree = sum(ans.strip()[:1] == s.pred for ans, s in zip(answers, scores))
     speedup, share = b / a, c / a
     print()
-    print(f"a/b: scorer {speedup:.1f}x faster per question than the course's generate "
-          f"(target >= 20x) {'OK' if speedup >= 20 else 'MISSED'}")
-    print(f"c/a: scorer at {share:.0%} of the bare forward's throughput "
-          f"(target >= 85%) {'OK' if share >= 0.85 else 'MISSED'}")
-    print(f"the generated text starts with the scorer's letter for {agree}/{n} questions; "
-          f"scorer accuracy {sum(s.correct for s in scores) / n:.1%}")
+    print(
+        f"a/b: scorer {speedup:.1f}x faster per question than the course's generate "
+        f"(target >= 20x) {'OK' if speedup >= 20 else 'MISSED'}"
+    )
+    print(
+        f"c/a: scorer at {share:.0%} of the bare forward's throughput "
+        f"(target >= 85%) {'OK' if share >= 0.85 else 'MISSED'}"
+    )
+    print(
+        f"the generated text starts with the scorer's letter for {agree}/{n} questions; "
+        f"scorer accuracy {sum(s.correct for s in scores) / n:.1%}"
+    )
     return 0
 
 

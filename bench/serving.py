@@ -37,8 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="base model (default: smollm2-135m; --quick: tiny-random-llama)")
     p.add_argument("--users", type=int, default=None, help="questions arriving at once (default: 20; --quick: 4)")
-    p.add_argument("--eval-rows", type=int, default=None,
-                   help="rows of the evaluation an Ask waits behind (default: 500; --quick: 64)")
+    p.add_argument(
+        "--eval-rows",
+        type=int,
+        default=None,
+        help="rows of the evaluation an Ask waits behind (default: 500; --quick: 64)",
+    )
     p.add_argument("--4bit", dest="four_bit", action="store_true", help="4-bit NF4 base, as the app loads it")
     p.add_argument("--no-server", action="store_true", help="skip (c), the llama.cpp server")
     p.add_argument("--skip-lock-eval", action="store_true", help="skip timing an Ask behind a locked evaluation")
@@ -48,8 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fill_defaults(args) -> None:
-    chosen = (dict(model="tiny-random-llama", users=4, eval_rows=64) if args.quick
-              else dict(model="smollm2-135m", users=20, eval_rows=500))
+    chosen = (
+        dict(model="tiny-random-llama", users=4, eval_rows=64)
+        if args.quick
+        else dict(model="smollm2-135m", users=20, eval_rows=500)
+    )
     for name, value in chosen.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -76,8 +83,10 @@ def at_once(fns) -> tuple[float, list[float]]:
 
 
 def report(name: str, total: float, each: list[float], one: float) -> None:
-    print(f"{name:<34} last answer {total:6.2f} s ({total / one:4.1f}x one answer)  {len(each) / total:5.1f} q/s  "
-          f"median wait {statistics.median(each):.2f} s")
+    print(
+        f"{name:<34} last answer {total:6.2f} s ({total / one:4.1f}x one answer)  {len(each) / total:5.1f} q/s  "
+        f"median wait {statistics.median(each):.2f} s"
+    )
 
 
 def main(args) -> None:
@@ -89,9 +98,11 @@ def main(args) -> None:
 
     fill_defaults(args)
     rows = load_split("heldout", args.data_dir or default_data_dir(), args.users + args.eval_rows).rows
-    asks, evaluation = rows[: args.users], rows[args.users:]
-    print(f"{cpu_line()}; {load_line()}; {args.model} {'4-bit' if args.four_bit else 'full precision'}; "
-          f"{args.users} questions at once")
+    asks, evaluation = rows[: args.users], rows[args.users :]
+    print(
+        f"{cpu_line()}; {load_line()}; {args.model} {'4-bit' if args.four_bit else 'full precision'}; "
+        f"{args.users} questions at once"
+    )
     loaded = load_model(None, args.model, load_in_4bit=args.four_bit)
     local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
     local.score(evaluation[:2])  # warm-up
@@ -126,15 +137,18 @@ def main(args) -> None:
         time.sleep(gap)
         if done.is_set():
             break
-        waits.append(_timed(lambda: queue.score([row])))
+        waits.append(_timed(lambda row=row: queue.score([row])))
     worker.join()
     eval_s = time.perf_counter() - started
     if not waits:
         raise SystemExit(f"the {len(evaluation)}-row evaluation ended before the first Ask; raise --eval-rows")
-    print(f"Ask during a {len(evaluation)}-row evaluation (queue): waits {max(waits):.2f} s at most over "
-          f"{len(waits)} asks (one batch of {APP_BATCH_SIZE}: {batch_s:.2f} s; one answer alone {one:.2f} s); "
-          f"the evaluation took {eval_s:.1f} s")
+    print(
+        f"Ask during a {len(evaluation)}-row evaluation (queue): waits {max(waits):.2f} s at most over "
+        f"{len(waits)} asks (one batch of {APP_BATCH_SIZE}: {batch_s:.2f} s; one answer alone {one:.2f} s); "
+        f"the evaluation took {eval_s:.1f} s"
+    )
     if not args.skip_lock_eval:
+
         def evaluate_locked():
             with lock:
                 local.score(evaluation)

@@ -48,25 +48,42 @@ from bench.machine import cpu_line, load_line  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None,
-                   help="Base model (default: smollm2-135m; --quick: tiny-random-llama).")
+    p.add_argument("--model", default=None, help="Base model (default: smollm2-135m; --quick: tiny-random-llama).")
     p.add_argument("--data-dir", default=None, help="MedMCQA folder (default: the local one, as cpu-demo).")
     p.add_argument("--steps", type=int, default=None, help="Optimizer steps for each of a and b (default: 4).")
-    p.add_argument("--rows", type=int, default=None,
-                   help="Training rows (default: exactly steps x batch size x accumulation).")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="Rows per micro-batch (default: 8, cpu-demo; with --memory: 64, the course recipe).")
+    p.add_argument(
+        "--rows", type=int, default=None, help="Training rows (default: exactly steps x batch size x accumulation)."
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Rows per micro-batch (default: 8, cpu-demo; with --memory: 64, the course recipe).",
+    )
     p.add_argument("--grad-accum", type=int, default=None, help="Micro-batches per optimizer step (default: 4).")
-    p.add_argument("--max-seq-length", type=int, default=None,
-                   help="Tokens per row at most (default: 256, cpu-demo; with --memory: 512, the course recipe).")
-    p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="Recompute activations in a and b (default off, as cpu-demo).")
-    p.add_argument("--memory", action="store_true",
-                   help="Instead of a vs b: peak memory of one optimizer step on the longest rows, gradient "
-                        "checkpointing on and off.")
-    p.add_argument("--quick", action="store_true",
-                   help="Check the script in seconds: tiny-random-llama, 2 steps of 4 rows x 2 (with --memory: one "
-                        "step on the 4 longest rows); flags given explicitly still win.")
+    p.add_argument(
+        "--max-seq-length",
+        type=int,
+        default=None,
+        help="Tokens per row at most (default: 256, cpu-demo; with --memory: 512, the course recipe).",
+    )
+    p.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="Recompute activations in a and b (default off, as cpu-demo).",
+    )
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="Instead of a vs b: peak memory of one optimizer step on the longest rows, gradient "
+        "checkpointing on and off.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="Check the script in seconds: tiny-random-llama, 2 steps of 4 rows x 2 (with --memory: one "
+        "step on the 4 longest rows); flags given explicitly still win.",
+    )
     p.add_argument("--only", choices=("a", "b", "mem-gc", "mem-nogc"), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     return p
@@ -110,11 +127,25 @@ def _rss_mib() -> float:
 def _config(args, gradient_checkpointing: bool):
     from mcqa_core.training.settings import load_config
 
-    cfg = load_config(["--preset", "cpu-demo", "--output-dir", tempfile.mkdtemp(prefix="bench-train-"),
-                       "--batch-size", str(args.batch_size), "--grad-accum", str(args.grad_accum),
-                       "--max-seq-length", str(args.max_seq_length), "--max-steps", str(args.steps),
-                       "--warmup-steps", "1"]
-                      + (["--data-dir", args.data_dir] if args.data_dir else []))
+    cfg = load_config(
+        [
+            "--preset",
+            "cpu-demo",
+            "--output-dir",
+            tempfile.mkdtemp(prefix="bench-train-"),
+            "--batch-size",
+            str(args.batch_size),
+            "--grad-accum",
+            str(args.grad_accum),
+            "--max-seq-length",
+            str(args.max_seq_length),
+            "--max-steps",
+            str(args.steps),
+            "--warmup-steps",
+            "1",
+        ]
+        + (["--data-dir", args.data_dir] if args.data_dir else [])
+    )
     cfg.lora.gradient_checkpointing = gradient_checkpointing
     cfg.model.model_name = args.model
     return cfg
@@ -168,10 +199,13 @@ def _measure(trainer, counter, load_seconds: float, extra: dict) -> dict:
     wall = times.steps[-1] - times.begin
     return {
         **extra,
-        "steps": steps, "micro_batches": counter.batches,
-        "real_tokens": counter.real, "computed_tokens": counter.computed,
+        "steps": steps,
+        "micro_batches": counter.batches,
+        "real_tokens": counter.real,
+        "computed_tokens": counter.computed,
         "padding_share": 1 - counter.real / counter.computed,
-        "train_seconds": wall, "seconds_per_step": wall / steps,
+        "train_seconds": wall,
+        "seconds_per_step": wall / steps,
         "real_tokens_per_second": counter.real / wall,
         "cpu_seconds": times.cpu_end - times.cpu_begin,
         "real_tokens_per_cpu_second": counter.real / (times.cpu_end - times.cpu_begin),
@@ -209,14 +243,28 @@ def run_ours(args) -> dict:
     cfg, model, tok, load_seconds, enc = _load(args)
     out = Path(cfg.train.output_dir)
     # No evaluation at all, the step-0 one included: (b) never evaluates, and only training is timed.
-    targs = dataclasses.replace(sft_config(cfg, out, plan_for(cfg, len(enc.examples))), eval_strategy="no",
-                                eval_on_start=False, save_strategy="no", load_best_model_at_end=False,
-                                logging_steps=10**6, disable_tqdm=True)
+    targs = dataclasses.replace(
+        sft_config(cfg, out, plan_for(cfg, len(enc.examples))),
+        eval_strategy="no",
+        eval_on_start=False,
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_steps=10**6,
+        disable_tqdm=True,
+    )
     trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(enc), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
-    return _measure(trainer, counter, load_seconds, {"name": "a: ours (MCQATrainer)", "rows": len(enc.examples),
-                                                     "skipped_too_long": enc.skipped_too_long,
-                                                     "shortened": enc.shortened})
+    return _measure(
+        trainer,
+        counter,
+        load_seconds,
+        {
+            "name": "a: ours (MCQATrainer)",
+            "rows": len(enc.examples),
+            "skipped_too_long": enc.skipped_too_long,
+            "shortened": enc.shortened,
+        },
+    )
 
 
 def run_plain(args) -> dict:
@@ -225,15 +273,26 @@ def run_plain(args) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     cfg, model, tok, load_seconds, enc = _load(args)
-    data = Dataset.from_dict({"input_ids": [e["input_ids"] for e in enc.examples],
-                              "labels": [e["labels"] for e in enc.examples]})
+    data = Dataset.from_dict(
+        {"input_ids": [e["input_ids"] for e in enc.examples], "labels": [e["labels"] for e in enc.examples]}
+    )
     t = cfg.train
     targs = TrainingArguments(
-        output_dir=t.output_dir, per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, max_steps=t.max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
-        optim=t.optim, weight_decay=t.weight_decay, seed=t.seed, report_to="none", save_strategy="no",
-        logging_steps=10**6, disable_tqdm=True, remove_unused_columns=False,
+        output_dir=t.output_dir,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_steps,
+        optim=t.optim,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        remove_unused_columns=False,
     )
     collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
     trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collator)
@@ -257,23 +316,33 @@ def run_memory(args, gradient_checkpointing: bool) -> dict:
     transformers.set_seed(cfg.train.seed)
     model, tok, _ = load_for_training(cfg.model, cfg.lora)
     enc = _encoded_rows(cfg, tok, None)
-    longest = sorted(enc.examples, key=lambda e: -len(e["input_ids"]))[:args.batch_size]
+    longest = sorted(enc.examples, key=lambda e: -len(e["input_ids"]))[: args.batch_size]
     rows = EncodedRows(longest, longest, 0, 0)
     plan = plan_for(cfg, len(longest))
-    targs = dataclasses.replace(sft_config(cfg, Path(cfg.train.output_dir), plan), eval_strategy="no",
-                                eval_on_start=False, save_strategy="no", load_best_model_at_end=False,
-                                logging_steps=10**6, disable_tqdm=True)
+    targs = dataclasses.replace(
+        sft_config(cfg, Path(cfg.train.output_dir), plan),
+        eval_strategy="no",
+        eval_on_start=False,
+        save_strategy="no",
+        load_best_model_at_end=False,
+        logging_steps=10**6,
+        disable_tqdm=True,
+    )
     trainer = MCQATrainer(model=model, args=targs, train_dataset=to_dataset(rows), processing_class=tok)
     counter = trainer.data_collator = _Counting(trainer.data_collator)
     rss_loaded = _rss_mib()
     started = time.time()
     trainer.train()
-    return {"name": f"gradient checkpointing {'on' if gradient_checkpointing else 'off'}",
-            "gradient_checkpointing": gradient_checkpointing,
-            "batch_shape": [args.batch_size, counter.computed // max(1, args.batch_size)],
-            "rows_scanned": len(enc.examples), "step_seconds": time.time() - started,
-            "rss_after_load_mib": rss_loaded, "peak_rss_mib": _peak_rss_mib(),
-            "step_growth_mib": _peak_rss_mib() - rss_loaded}
+    return {
+        "name": f"gradient checkpointing {'on' if gradient_checkpointing else 'off'}",
+        "gradient_checkpointing": gradient_checkpointing,
+        "batch_shape": [args.batch_size, counter.computed // max(1, args.batch_size)],
+        "rows_scanned": len(enc.examples),
+        "step_seconds": time.time() - started,
+        "rss_after_load_mib": rss_loaded,
+        "peak_rss_mib": _peak_rss_mib(),
+        "step_growth_mib": _peak_rss_mib() - rss_loaded,
+    }
 
 
 # -------------------------------------------------------------------------------------------- driver
@@ -283,9 +352,26 @@ def _child(args, which: str) -> dict:
     """Run one configuration in a fresh process (its own peak memory); returns its result."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         result = f.name
-    argv = [sys.executable, str(Path(__file__).resolve()), "--only", which, "--result", result, "--model", args.model,
-            "--steps", str(args.steps), "--rows", str(args.rows), "--batch-size", str(args.batch_size),
-            "--grad-accum", str(args.grad_accum), "--max-seq-length", str(args.max_seq_length)]
+    argv = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--only",
+        which,
+        "--result",
+        result,
+        "--model",
+        args.model,
+        "--steps",
+        str(args.steps),
+        "--rows",
+        str(args.rows),
+        "--batch-size",
+        str(args.batch_size),
+        "--grad-accum",
+        str(args.grad_accum),
+        "--max-seq-length",
+        str(args.max_seq_length),
+    ]
     argv += ["--gradient-checkpointing"] if args.gradient_checkpointing else []
     argv += ["--data-dir", args.data_dir] if args.data_dir else []
     env = dict(os.environ, TRANSFORMERS_VERBOSITY="error", TQDM_DISABLE="1")
@@ -297,15 +383,17 @@ def _child(args, which: str) -> dict:
 
 
 def _print_speed(a: dict, b: dict) -> None:
-    rows = [("real tokens / s (wall clock)", "real_tokens_per_second", "{:.1f}"),
-            ("real tokens / CPU-second (all threads)", "real_tokens_per_cpu_second", "{:.1f}"),
-            ("padding share of computed tokens", "padding_share", "{:.1%}"),
-            ("real / computed tokens", None, None),
-            ("wall seconds per optimizer step", "seconds_per_step", "{:.2f}"),
-            ("first optimizer step (s)", "first_step_seconds", "{:.1f}"),
-            ("process start to first step end (s)", "start_to_first_step_seconds", "{:.1f}"),
-            ("model load (s, conversion cached)", "load_seconds", "{:.1f}"),
-            ("peak resident memory (MiB)", "peak_rss_mib", "{:.0f}")]
+    rows = [
+        ("real tokens / s (wall clock)", "real_tokens_per_second", "{:.1f}"),
+        ("real tokens / CPU-second (all threads)", "real_tokens_per_cpu_second", "{:.1f}"),
+        ("padding share of computed tokens", "padding_share", "{:.1%}"),
+        ("real / computed tokens", None, None),
+        ("wall seconds per optimizer step", "seconds_per_step", "{:.2f}"),
+        ("first optimizer step (s)", "first_step_seconds", "{:.1f}"),
+        ("process start to first step end (s)", "start_to_first_step_seconds", "{:.1f}"),
+        ("model load (s, conversion cached)", "load_seconds", "{:.1f}"),
+        ("peak resident memory (MiB)", "peak_rss_mib", "{:.0f}"),
+    ]
     print(f"\n{'':40s} {a['name']:>26s} {b['name']:>26s}")
     for label, key, fmt in rows:
         if key is None:
@@ -315,10 +403,14 @@ def _print_speed(a: dict, b: dict) -> None:
         print(f"{label:40s} {va:>26s} {vb:>26s}")
     ratio = a["real_tokens_per_second"] / b["real_tokens_per_second"]
     cpu_ratio = a["real_tokens_per_cpu_second"] / b["real_tokens_per_cpu_second"]
-    print(f"\nratio a/b of real tokens per second: {ratio:.2f}x wall clock, {cpu_ratio:.2f}x per CPU-second "
-          "(target >= 1.3x; on a shared machine the CPU-time ratio is the steadier one)")
-    print(f"same work: {a['steps']} vs {b['steps']} optimizer steps, {a['real_tokens']} vs {b['real_tokens']} real "
-          f"tokens, {a['micro_batches']} vs {b['micro_batches']} micro-batches")
+    print(
+        f"\nratio a/b of real tokens per second: {ratio:.2f}x wall clock, {cpu_ratio:.2f}x per CPU-second "
+        "(target >= 1.3x; on a shared machine the CPU-time ratio is the steadier one)"
+    )
+    print(
+        f"same work: {a['steps']} vs {b['steps']} optimizer steps, {a['real_tokens']} vs {b['real_tokens']} real "
+        f"tokens, {a['micro_batches']} vs {b['micro_batches']} micro-batches"
+    )
 
 
 def main(args) -> int:
@@ -332,8 +424,10 @@ def main(args) -> int:
     if args.steps < 1 or args.batch_size < 1 or args.grad_accum < 1:
         problems.append("--steps, --batch-size and --grad-accum must be at least 1")
     if not args.memory and args.rows < args.steps * args.batch_size * args.grad_accum:
-        problems.append(f"--rows {args.rows} cannot fill {args.steps} steps of {args.batch_size} x {args.grad_accum} "
-                        "rows; raise --rows or lower --steps")
+        problems.append(
+            f"--rows {args.rows} cannot fill {args.steps} steps of {args.batch_size} x {args.grad_accum} "
+            "rows; raise --rows or lower --steps"
+        )
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -355,25 +449,35 @@ def main(args) -> int:
     t0 = time.time()
     resolve_model(args.model)  # an offline model is converted once here, so neither configuration pays for it
     print(cpu_line())
-    print(f"model {args.model}; SmolLM2-135M {'cached' if cached else f'converted once in {time.time() - t0:.0f} s'} "
-          f"({mcqa_cache_dir()}); {load_line()} at start")
+    print(
+        f"model {args.model}; SmolLM2-135M {'cached' if cached else f'converted once in {time.time() - t0:.0f} s'} "
+        f"({mcqa_cache_dir()}); {load_line()} at start"
+    )
     if args.memory:
-        print(f"memory: one optimizer step of our trainer on the {args.batch_size} longest demo-train rows, max "
-              f"{args.max_seq_length} tokens, 4-bit NF4 + LoRA, 8-bit AdamW")
+        print(
+            f"memory: one optimizer step of our trainer on the {args.batch_size} longest demo-train rows, max "
+            f"{args.max_seq_length} tokens, 4-bit NF4 + LoRA, 8-bit AdamW"
+        )
         for which in ("mem-nogc", "mem-gc"):
             r = _child(args, which)
-            print(f"  {r['name']:38s} batch {r['batch_shape'][0]} x {r['batch_shape'][1]} tokens: peak RSS "
-                  f"{r['peak_rss_mib']:.0f} MiB (after load {r['rss_after_load_mib']:.0f} MiB, +{r['step_growth_mib']:.0f} "
-                  f"MiB for the step), step {r['step_seconds']:.1f} s")
+            print(
+                f"  {r['name']:38s} batch {r['batch_shape'][0]} x {r['batch_shape'][1]} tokens: peak RSS "
+                f"{r['peak_rss_mib']:.0f} MiB (after load {r['rss_after_load_mib']:.0f} MiB, "
+                f"+{r['step_growth_mib']:.0f} MiB for the step), step {r['step_seconds']:.1f} s"
+            )
     else:
-        print(f"a vs b: {args.steps} optimizer steps of {args.batch_size} rows x {args.grad_accum} accumulation on the "
-              f"same {args.rows} demo-train rows (max {args.max_seq_length} tokens), gradient checkpointing "
-              f"{'on' if args.gradient_checkpointing else 'off'}")
+        print(
+            f"a vs b: {args.steps} optimizer steps of {args.batch_size} rows x {args.grad_accum} accumulation on the "
+            f"same {args.rows} demo-train rows (max {args.max_seq_length} tokens), gradient checkpointing "
+            f"{'on' if args.gradient_checkpointing else 'off'}"
+        )
         a = _child(args, "a")
         b = _child(args, "b")
         if a.get("skipped_too_long") or a.get("shortened"):
-            print(f"rows: {a['skipped_too_long']} skipped as too long, {a['shortened']} shortened to fit "
-                  f"--max-seq-length {args.max_seq_length}")
+            print(
+                f"rows: {a['skipped_too_long']} skipped as too long, {a['shortened']} shortened to fit "
+                f"--max-seq-length {args.max_seq_length}"
+            )
         _print_speed(a, b)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; total {time.time() - STARTED:.0f} s")
     return 0

@@ -16,8 +16,8 @@ import os
 import sys
 import tempfile
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import McqaError, SettingsError, one_line
 from .setting_fields import base_type, converter, setting  # noqa: F401 (setting: still imported from here)
@@ -54,8 +54,15 @@ def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
 
 
-def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_only: bool = False,
-               default_label: str = "default", exclude=None) -> None:
+def add_fields(
+    parser: argparse.ArgumentParser,
+    cls,
+    *,
+    prefix: str = "",
+    given_only: bool = False,
+    default_label: str = "default",
+    exclude=None,
+) -> None:
     """One flag per field of `cls`. given_only: no defaults, so only the flags typed appear in the result
     (dests are `prefix.name`), and bounds are left to the check of the whole settings; otherwise each flag
     defaults to its field, dests are the field names and the flag's value is checked at once."""
@@ -73,14 +80,22 @@ def add_fields(parser: argparse.ArgumentParser, cls, *, prefix: str = "", given_
         # BooleanOptionalAction adds its own "(default: ...)" when the flag has a default.
         if default not in (dataclasses.MISSING, None) and (given_only or not is_bool):
             helptext += f" ({default_label}: {','.join(default) if isinstance(default, list) else default})"
-        kw: dict = {"help": helptext, "dest": f"{prefix}{f.name}",
-                    "default": argparse.SUPPRESS if given_only or default is dataclasses.MISSING else default}
+        kw: dict = {
+            "help": helptext,
+            "dest": f"{prefix}{f.name}",
+            "default": argparse.SUPPRESS if given_only or default is dataclasses.MISSING else default,
+        }
         if is_bool:
             parser.add_argument(f"--{flag_name(f)}", action=argparse.BooleanOptionalAction, **kw)
             continue
-        parser.add_argument(f"--{flag_name(f)}", type=argparse_type(converter(tp, meta, bounds=not given_only)),
-                            metavar=meta.get("metavar", f.name.upper()), choices=meta.get("choices"),
-                            required=default is dataclasses.MISSING, **kw)
+        parser.add_argument(
+            f"--{flag_name(f)}",
+            type=argparse_type(converter(tp, meta, bounds=not given_only)),
+            metavar=meta.get("metavar", f.name.upper()),
+            choices=meta.get("choices"),
+            required=default is dataclasses.MISSING,
+            **kw,
+        )
 
 
 def check_value(cls, name: str, value, origin: str, bounds: bool = True):

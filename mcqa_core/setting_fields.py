@@ -8,7 +8,7 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Callable
+from collections.abc import Callable
 
 
 def setting(default=dataclasses.MISSING, help: str = "", **meta):
@@ -101,5 +101,8 @@ def converter(tp, meta: dict, bounds: bool = True) -> Callable[[object], object]
 
 def field_problems(obj, name_of: Callable[[dataclasses.Field], str]) -> list[str]:
     """Every value of a settings dataclass that breaks its declared choices or bounds, named by name_of(field)."""
-    return [f"{name_of(f)} {problem}" for f in dataclasses.fields(obj)
-            if (problem := bound_problem(f.metadata, getattr(obj, f.name)))]
+    return [
+        f"{name_of(f)} {problem}"
+        for f in dataclasses.fields(obj)
+        if (problem := bound_problem(f.metadata, getattr(obj, f.name)))
+    ]

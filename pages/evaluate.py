@@ -21,8 +21,13 @@ from mcqa_core.training.status_files import CURVES_FILE
 
 
 def compare_toggle(column, loaded, key: str) -> bool:
-    return column.toggle("Compare with the base model", value=loaded.has_adapter, key=key,
-                         disabled=not loaded.has_adapter, help="Score again with the adapter switched off")
+    return column.toggle(
+        "Compare with the base model",
+        value=loaded.has_adapter,
+        key=key,
+        disabled=not loaded.has_adapter,
+        help="Score again with the adapter switched off",
+    )
 
 
 def default_split(loaded) -> str:

@@ -14,7 +14,8 @@ from mcqa_core.evaluation.scorers import LocalScorer
 from mcqa_core.evaluation.scoring import score_rows
 from mcqa_core.service.answer_queue import AnswerQueue
 
-from .test_evaluate import answer_changing_adapter, loaded_adapter  # noqa: F401  (fixtures)
+from .test_evaluate import answer_changing_adapter  # noqa: F401  (a fixture)
+from .test_evaluate import loaded_adapter as loaded_adapter  # a fixture the tests take by name
 
 
 def _alone(loaded, rows, adapter):
@@ -45,8 +46,9 @@ def test_sessions_asking_at_once_get_their_own_answers_in_shared_batches(loaded_
         alone = _alone(loaded_adapter, rows, on)
         assert [s.id for s in scores] == [r["id"] for r in rows]
         assert [s.pred for s in scores] == [s.pred for s in alone]
-        assert torch.allclose(torch.tensor([s.probs for s in scores]), torch.tensor([s.probs for s in alone]),
-                              atol=1e-5)
+        assert torch.allclose(
+            torch.tensor([s.probs for s in scores]), torch.tensor([s.probs for s in alone]), atol=1e-5
+        )
         changed += sum(a.pred != b.pred for a, b in zip(scores, _alone(loaded_adapter, rows, not on)))
     assert changed, "adapter on and off should answer some of these differently, or the test proves little"
 

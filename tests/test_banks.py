@@ -61,33 +61,72 @@ def load_quietly(*args, **kwargs) -> Bank:
 
 # --- the named formats, written the way their hub datasets look -----------------------------------------------
 
+
 def medmcqa_file(tmp_path):
-    return write_jsonl(tmp_path / "medmcqa.jsonl", [
-        {"id": i, "question": q, **dict(zip(OPTION_KEYS, o)), "cop": c, "choice_type": "single", "exp": f"why {i}",
-         "subject_name": "Medicine", "topic_name": None} for i, q, o, c in QUESTIONS])
+    return write_jsonl(
+        tmp_path / "medmcqa.jsonl",
+        [
+            {
+                "id": i,
+                "question": q,
+                **dict(zip(OPTION_KEYS, o)),
+                "cop": c,
+                "choice_type": "single",
+                "exp": f"why {i}",
+                "subject_name": "Medicine",
+                "topic_name": None,
+            }
+            for i, q, o, c in QUESTIONS
+        ],
+    )
 
 
 def medqa_file(tmp_path):
-    records = [{"question": q, "answer": o[c], "options": dict(zip("ABCD", o)), "meta_info": "step1",
-                "answer_idx": LETTERS[c], "metamap_phrases": ["x"]} for _, q, o, c in QUESTIONS]
+    records = [
+        {
+            "question": q,
+            "answer": o[c],
+            "options": dict(zip("ABCD", o)),
+            "meta_info": "step1",
+            "answer_idx": LETTERS[c],
+            "metamap_phrases": ["x"],
+        }
+        for _, q, o, c in QUESTIONS
+    ]
     records[0]["options"] = dict(reversed(list(records[0]["options"].items())))  # D..A: sorted back by key
     return write_jsonl(tmp_path / "medqa.jsonl", records)
 
 
 def mmlu_file(tmp_path):
-    return write_parquet(tmp_path / "mmlu.parquet", [
-        {"question": q, "subject": "anatomy", "choices": o, "answer": c} for _, q, o, c in QUESTIONS])
+    return write_parquet(
+        tmp_path / "mmlu.parquet",
+        [{"question": q, "subject": "anatomy", "choices": o, "answer": c} for _, q, o, c in QUESTIONS],
+    )
 
 
 def headqa_file(tmp_path):
-    return write_jsonl(tmp_path / "headqa.jsonl", [  # qid restarts per exam: the two exams share qids 1 and 2
-        {"name": f"Cuaderno_{n // 2}", "year": "2013", "category": "medicine", "qid": n % 2 + 1, "qtext": q,
-         "ra": c + 1, "image": "", "answers": [{"aid": k + 1, "atext": t} for k, t in reversed(list(enumerate(o)))]}
-        for n, (_, q, o, c) in enumerate(QUESTIONS)])
+    return write_jsonl(
+        tmp_path / "headqa.jsonl",
+        [  # qid restarts per exam: the two exams share qids 1 and 2
+            {
+                "name": f"Cuaderno_{n // 2}",
+                "year": "2013",
+                "category": "medicine",
+                "qid": n % 2 + 1,
+                "qtext": q,
+                "ra": c + 1,
+                "image": "",
+                "answers": [{"aid": k + 1, "atext": t} for k, t in reversed(list(enumerate(o)))],
+            }
+            for n, (_, q, o, c) in enumerate(QUESTIONS)
+        ],
+    )
 
 
-@pytest.mark.parametrize("name,writer", [("medmcqa", medmcqa_file), ("medqa", medqa_file), ("mmlu-medical", mmlu_file),
-                                         ("headqa", headqa_file)])
+@pytest.mark.parametrize(
+    "name,writer",
+    [("medmcqa", medmcqa_file), ("medqa", medqa_file), ("mmlu-medical", mmlu_file), ("headqa", headqa_file)],
+)
 def test_each_named_format_reads_a_local_file_in_its_shape(tmp_path, name, writer):
     bank = load_bank(str(writer(tmp_path)), NAMED_FORMATS[name].mapping)
     assert essentials(bank) == [(q, o, c) for _, q, o, c in QUESTIONS]
@@ -105,38 +144,68 @@ def test_each_named_format_reads_a_local_file_in_its_shape(tmp_path, name, write
 def test_named_formats_are_the_usual_benchmarks():
     assert (NAMED_FORMATS["medmcqa"].hub, NAMED_FORMATS["medmcqa"].split) == ("openlifescienceai/medmcqa", "validation")
     assert NAMED_FORMATS["medqa"].hub == "GBaker/MedQA-USMLE-4-options" and NAMED_FORMATS["medqa"].split == "test"
-    assert NAMED_FORMATS["mmlu-medical"].configs == ["anatomy", "clinical_knowledge", "college_biology",
-                                                     "college_medicine", "medical_genetics", "professional_medicine"]
+    assert NAMED_FORMATS["mmlu-medical"].configs == [
+        "anatomy",
+        "clinical_knowledge",
+        "college_biology",
+        "college_medicine",
+        "medical_genetics",
+        "professional_medicine",
+    ]
     assert (NAMED_FORMATS["headqa"].hub, NAMED_FORMATS["headqa"].configs) == ("head_qa", ["en"])
 
 
 # --- every mapping style gives the same rows ------------------------------------------------------------------
 
+
 def style_file(tmp_path, style):
     if style in ("csv-letter", "csv-text", "csv-index0", "csv-index1"):
         form = style.split("-")[1]
-        rows = [{"id": i, "Question": q, **dict(zip("ABCD", o)), "Answer": answer_as(form, o, c)}
-                for i, q, o, c in QUESTIONS]
+        rows = [
+            {"id": i, "Question": q, **dict(zip("ABCD", o)), "Answer": answer_as(form, o, c)}
+            for i, q, o, c in QUESTIONS
+        ]
         return write_csv(tmp_path / "bank.csv", ["id", "Question", "A", "B", "C", "D", "Answer"], rows)
     if style == "tsv-opa":
         rows = [{"id": i, "question": q, **dict(zip(OPTION_KEYS, o)), "cop": c} for i, q, o, c in QUESTIONS]
         return write_csv(tmp_path / "bank.tsv", ["id", "question", *OPTION_KEYS[:4], "cop"], rows, sep="\t")
     if style == "jsonl-list":
-        return write_jsonl(tmp_path / "bank.jsonl", [{"id": i, "question": q, "choices": o, "answer": c + 1}
-                                                     for i, q, o, c in QUESTIONS])
+        return write_jsonl(
+            tmp_path / "bank.jsonl",
+            [{"id": i, "question": q, "choices": o, "answer": c + 1} for i, q, o, c in QUESTIONS],
+        )
     if style == "jsonl-dict":
-        return write_jsonl(tmp_path / "bank.jsonl", [{"id": i, "question": q, "options": dict(zip("ABCD", o)),
-                                                      "answer": f" {o[c].upper()} "} for i, q, o, c in QUESTIONS])
+        return write_jsonl(
+            tmp_path / "bank.jsonl",
+            [
+                {"id": i, "question": q, "options": dict(zip("ABCD", o)), "answer": f" {o[c].upper()} "}
+                for i, q, o, c in QUESTIONS
+            ],
+        )
     if style == "parquet-cols":
-        return write_parquet(tmp_path / "bank.parquet", [
-            {"id": i, "question": q, **{f"option_{k}": t for k, t in zip("abcd", o)}, "label": f"({LETTERS[c]})"}
-            for i, q, o, c in QUESTIONS])
+        return write_parquet(
+            tmp_path / "bank.parquet",
+            [
+                {"id": i, "question": q, **{f"option_{k}": t for k, t in zip("abcd", o)}, "label": f"({LETTERS[c]})"}
+                for i, q, o, c in QUESTIONS
+            ],
+        )
     raise AssertionError(style)
 
 
-@pytest.mark.parametrize("style,form", [("csv-letter", "letter"), ("csv-text", "text"), ("csv-index0", "index0"),
-                                        ("csv-index1", "index1"), ("tsv-opa", "index0"), ("jsonl-list", "index1"),
-                                        ("jsonl-dict", "text"), ("parquet-cols", "letter")])
+@pytest.mark.parametrize(
+    "style,form",
+    [
+        ("csv-letter", "letter"),
+        ("csv-text", "text"),
+        ("csv-index0", "index0"),
+        ("csv-index1", "index1"),
+        ("tsv-opa", "index0"),
+        ("jsonl-list", "index1"),
+        ("jsonl-dict", "text"),
+        ("parquet-cols", "letter"),
+    ],
+)
 def test_every_mapping_style_gives_the_same_rows(tmp_path, style, form):
     bank = load_bank(str(style_file(tmp_path, style)))  # columns guessed, answer form detected
     assert bank.rows == EXPECTED
@@ -155,22 +224,29 @@ def test_an_explicit_mapping_matches_the_guessed_one(tmp_path):
 
 def test_guess_mapping_finds_the_usual_names():
     assert guess_mapping(["id", "question", "opa", "opb", "opc", "opd", "cop", "subject_name", "exp"]) == ColumnMap(
-        "question", ["opa", "opb", "opc", "opd"], None, "cop", None, "subject_name", "id", "exp")
+        "question", ["opa", "opb", "opc", "opd"], None, "cop", None, "subject_name", "id", "exp"
+    )
     assert guess_mapping(["Question", "Option_A", "Option_B", "Option_C", "Correct", "Category"]) == ColumnMap(
-        "Question", ["Option_A", "Option_B", "Option_C"], answer="Correct", subject="Category")
+        "Question", ["Option_A", "Option_B", "Option_C"], answer="Correct", subject="Category"
+    )
     assert guess_mapping(["question", "answer", "options", "answer_idx", "meta_info"]) == ColumnMap(
-        "question", options_col="options", answer="answer_idx")
+        "question", options_col="options", answer="answer_idx"
+    )
     assert guess_mapping(["qid", "qtext", "ra", "answers", "category"]) == ColumnMap(
-        "qtext", options_col="answers", answer="ra", subject="category", id="qid")
+        "qtext", options_col="answers", answer="ra", subject="category", id="qid"
+    )
     assert guess_mapping(["stem", "choices"]) == ColumnMap("stem", options_col="choices")
 
 
 # --- option counts and the prompt -----------------------------------------------------------------------------
 
+
 def test_two_to_five_options_keep_their_count_and_prompt(tmp_path):
     opts = ["Liver", "Spleen", "Kidney", "Heart", "Lung"]
-    records = [{"id": f"n{n}", "question": f"Pick from {n}", **dict(zip("ABCDE", opts[:n])), "answer": "B"}
-               for n in (2, 3, 4, 5)]
+    records = [
+        {"id": f"n{n}", "question": f"Pick from {n}", **dict(zip("ABCDE", opts[:n])), "answer": "B"}
+        for n in (2, 3, 4, 5)
+    ]
     bank = load_bank(str(write_csv(tmp_path / "bank.csv", ["id", "question", *"ABCDE", "answer"], records)))
     assert [option_count(r) for r in bank.rows] == [2, 3, 4, 5] and bank.skipped == 0
     for row in bank.rows:
@@ -179,13 +255,19 @@ def test_two_to_five_options_keep_their_count_and_prompt(tmp_path):
         prompt = format_prompt(row)
         assert [f"{L}. {o}." in prompt for L, o in zip(LETTERS, opts)] == [True] * n + [False] * (5 - n)
     four = bank.rows[2]
-    assert format_prompt(four) == PROMPT_TEMPLATE.format(question="Pick from 4", opa="Liver", opb="Spleen",
-                                                         opc="Kidney", opd="Heart")
+    assert format_prompt(four) == PROMPT_TEMPLATE.format(
+        question="Pick from 4", opa="Liver", opb="Spleen", opc="Kidney", opd="Heart"
+    )
 
 
 def test_options_from_lists_keep_their_count(tmp_path):
-    path = write_jsonl(tmp_path / "bank.jsonl", [{"question": "Two?", "choices": ["Yes", "No"], "answer": "A"},
-                                                 {"question": "Five?", "choices": list("vwxyz"), "answer": "E"}])
+    path = write_jsonl(
+        tmp_path / "bank.jsonl",
+        [
+            {"question": "Two?", "choices": ["Yes", "No"], "answer": "A"},
+            {"question": "Five?", "choices": list("vwxyz"), "answer": "E"},
+        ],
+    )
     bank = load_bank(str(path))
     assert [row_options(r) for r in bank.rows] == [["Yes", "No"], list("vwxyz")]
     assert [r["cop"] for r in bank.rows] == [0, 4]
@@ -194,10 +276,12 @@ def test_options_from_lists_keep_their_count(tmp_path):
 def test_cells_are_text_as_written(tmp_path):
     records = [{"question": 42, "A": "None", "B": "NA", "C": "1.50", "D": "  padded  ", "answer": "c"}]
     bank = load_bank(str(write_csv(tmp_path / "bank.csv", ["question", *"ABCD", "answer"], records)))
-    assert bank.rows == [{"id": "row-1", "question": "42", "opa": "None", "opb": "NA", "opc": "1.50", "opd": "padded",
-                          "cop": 2}]
-    path = write_parquet(tmp_path / "bank.parquet", [{"question": "Dose?", "opa": 5, "opb": 10.0, "opc": 2.5,
-                                                      "cop": 0}])
+    assert bank.rows == [
+        {"id": "row-1", "question": "42", "opa": "None", "opb": "NA", "opc": "1.50", "opd": "padded", "cop": 2}
+    ]
+    path = write_parquet(
+        tmp_path / "bank.parquet", [{"question": "Dose?", "opa": 5, "opb": 10.0, "opc": 2.5, "cop": 0}]
+    )
     assert row_options(load_bank(str(path)).rows[0]) == ["5", "10", "2.5"]
 
 
@@ -220,17 +304,21 @@ def test_reading_a_file_never_calls_the_hub(tmp_path, monkeypatch):
 
 # --- answer detection -----------------------------------------------------------------------------------------
 
+
 def answers_file(tmp_path, answers, opts=("w", "x", "y", "z")):
     records = [{"question": f"Q{n}", **dict(zip("ABCD", opts)), "answer": a} for n, a in enumerate(answers)]
     return str(write_jsonl(tmp_path / "answers.jsonl", records))
 
 
-@pytest.mark.parametrize("answers,form,cops", [
-    ([2, 0, 1], "index0", [2, 0, 1]),
-    (["2", "4", "1"], "index1", [1, 3, 0]),
-    (["B", " d ", "(a)", "C."], "letter", [1, 3, 0, 2]),
-    (["x", " Z", "W  "], "text", [1, 3, 0]),
-])
+@pytest.mark.parametrize(
+    "answers,form,cops",
+    [
+        ([2, 0, 1], "index0", [2, 0, 1]),
+        (["2", "4", "1"], "index1", [1, 3, 0]),
+        (["B", " d ", "(a)", "C."], "letter", [1, 3, 0, 2]),
+        (["x", " Z", "W  "], "text", [1, 3, 0]),
+    ],
+)
 def test_answer_form_is_detected(tmp_path, answers, form, cops):
     bank = load_bank(answers_file(tmp_path, answers))
     assert bank.mapping["answer_as"] == form and [r["cop"] for r in bank.rows] == cops
@@ -240,8 +328,9 @@ def test_numbers_that_could_count_from_0_or_1_are_refused(tmp_path):
     path = answers_file(tmp_path, [1, 2, 3, 1])
     with pytest.raises(DataError, match="--answer-as index0 or --answer-as index1"):
         load_bank(path)
-    assert [r["cop"] for r in load_bank(path, ColumnMap("question", list("ABCD"), answer="answer",
-                                                        answer_as="index1")).rows] == [0, 1, 2, 0]
+    assert [
+        r["cop"] for r in load_bank(path, ColumnMap("question", list("ABCD"), answer="answer", answer_as="index1")).rows
+    ] == [0, 1, 2, 0]
 
 
 def test_answers_of_no_known_form_are_refused_with_examples(tmp_path):
@@ -251,14 +340,17 @@ def test_answers_of_no_known_form_are_refused_with_examples(tmp_path):
 
 # --- rows that cannot be used ---------------------------------------------------------------------------------
 
+
 def test_unusable_rows_are_skipped_counted_and_named(tmp_path):
     good = {"id": "ok", "question": "Fine?", "A": "a", "B": "b", "C": "c", "D": "d", "answer": "A"}
-    records = [good,
-               {**good, "id": "gap", "B": ""},
-               {**good, "id": "one", "B": "", "C": "", "D": ""},
-               {**good, "id": "beyond", "D": "", "answer": "D"},
-               {**good, "id": "blank", "answer": " "},
-               {**good, "id": "noq", "question": ""}]
+    records = [
+        good,
+        {**good, "id": "gap", "B": ""},
+        {**good, "id": "one", "B": "", "C": "", "D": ""},
+        {**good, "id": "beyond", "D": "", "answer": "D"},
+        {**good, "id": "blank", "answer": " "},
+        {**good, "id": "noq", "question": ""},
+    ]
     with pytest.warns(InvalidRowsWarning, match="skipped 5"):
         bank = load_bank(str(write_csv(tmp_path / "bank.csv", list(good), records)))
     assert [r["id"] for r in bank.rows] == ["ok"] and bank.skipped == 5
@@ -267,18 +359,22 @@ def test_unusable_rows_are_skipped_counted_and_named(tmp_path):
 
 
 def test_lists_with_too_many_options_or_answers_out_of_range_are_skipped(tmp_path):
-    records = [{"question": "ok", "choices": ["a", "b", "c"], "answer": 0},
-               {"question": "six", "choices": list("abcdef"), "answer": 0},
-               {"question": "far", "choices": ["a", "b"], "answer": 2}]
+    records = [
+        {"question": "ok", "choices": ["a", "b", "c"], "answer": 0},
+        {"question": "six", "choices": list("abcdef"), "answer": 0},
+        {"question": "far", "choices": ["a", "b"], "answer": 2},
+    ]
     bank = load_quietly(str(write_jsonl(tmp_path / "bank.jsonl", records)))
     assert len(bank.rows) == 1 and bank.skipped == 2
     assert "6 options (at most 5)" in bank.skipped_ids[0] and "not one of its 2 options" in bank.skipped_ids[1]
 
 
 def test_a_missing_answer_never_matches_an_option_spelled_none(tmp_path):
-    records = [{"id": "a", "question": "Q1", "choices": ["None", "All"], "answer": "All"},
-               {"id": "b", "question": "Q2", "choices": ["None", "All"], "answer": None},
-               {"id": "c", "question": "Q3", "choices": ["None", "All"], "answer": "none"}]
+    records = [
+        {"id": "a", "question": "Q1", "choices": ["None", "All"], "answer": "All"},
+        {"id": "b", "question": "Q2", "choices": ["None", "All"], "answer": None},
+        {"id": "c", "question": "Q3", "choices": ["None", "All"], "answer": "none"},
+    ]
     bank = load_quietly(str(write_jsonl(tmp_path / "bank.jsonl", records)))
     assert bank.mapping["answer_as"] == "text" and [(r["id"], r["cop"]) for r in bank.rows] == [("a", 1), ("c", 0)]
     assert bank.skipped_ids == ["b (no answer)"]
@@ -289,11 +385,17 @@ def test_a_bank_without_answers_loads_without_cop(tmp_path):
     bank = load_bank(str(path))
     assert not bank.has_answers and [r["cop"] for r in bank.rows] == [None] * 4
     assert bank.mapping["answer"] is None and bank.mapping["answer_as"] is None
-    assert bank.describe() == {"source": str(path.resolve()), "format": "json", "mapping": bank.mapping, "rows": 4,
-                               "skipped": 0}
+    assert bank.describe() == {
+        "source": str(path.resolve()),
+        "format": "json",
+        "mapping": bank.mapping,
+        "rows": 4,
+        "skipped": 0,
+    }
 
 
 # --- bad input: one line that says what is wrong and what to do -----------------------------------------------
+
 
 def bad_input(tmp_path, case):
     csv_text = style_file(tmp_path, "csv-letter").read_bytes()
@@ -329,20 +431,23 @@ def write_bytes(path, data):
     return path
 
 
-@pytest.mark.parametrize("case,words", [
-    ("missing", "nowhere.csv does not exist"),
-    ("empty", "holds no questions"),
-    ("header only", "holds no questions"),
-    ("empty parquet", "holds no questions"),
-    ("excel", "is a spreadsheet; save it as CSV or Parquet"),
-    ("extension", r"unsupported extension \.txt; use one of \.csv \.tsv \.json \.jsonl \.parquet"),
-    ("not csv", r"is not a valid CSV file \(ParserError"),
-    ("not json", r"is not a valid JSON file \("),
-    ("not parquet", r"is not a valid Parquet file \(ArrowInvalid"),
-    ("latin-1", "line 4 is not UTF-8 text; save the file as UTF-8"),
-    ("unnamed column", "a column without a name"),
-    ("null line", "line 3 is null, not a question; remove it"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("missing", "nowhere.csv does not exist"),
+        ("empty", "holds no questions"),
+        ("header only", "holds no questions"),
+        ("empty parquet", "holds no questions"),
+        ("excel", "is a spreadsheet; save it as CSV or Parquet"),
+        ("extension", r"unsupported extension \.txt; use one of \.csv \.tsv \.json \.jsonl \.parquet"),
+        ("not csv", r"is not a valid CSV file \(ParserError"),
+        ("not json", r"is not a valid JSON file \("),
+        ("not parquet", r"is not a valid Parquet file \(ArrowInvalid"),
+        ("latin-1", "line 4 is not UTF-8 text; save the file as UTF-8"),
+        ("unnamed column", "a column without a name"),
+        ("null line", "line 3 is null, not a question; remove it"),
+    ],
+)
 def test_bad_files_are_refused_in_one_line(tmp_path, case, words):
     with pytest.raises(DataError, match=words) as refused:
         load_bank(str(bad_input(tmp_path, case)))
@@ -356,15 +461,23 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
         read_table(path)
 
 
-@pytest.mark.parametrize("mapping,words", [
-    (ColumnMap("Questin", list("ABCD"), answer="Answer"), (r"no column 'Questin' \(did you mean 'Question'\?\); "
-                                                           r"the columns found are id, Question, A, B, C, D, Answer")),
-    (ColumnMap("Question", ["A", "B", "X"], answer="Anwser"), "no column 'X', 'Anwser'"),
-    (ColumnMap("Question", answer="Answer"), "name either option columns or one column of option lists"),
-    (ColumnMap("Question", list("ABCD"), "A", answer="Answer"), "name either option columns"),
-    (ColumnMap(None, list("ABCD")), "name the question column"),
-    (ColumnMap("Question", list("ABCD"), answer="Answer", answer_as="roman"), "unknown answer_as 'roman'"),
-])
+@pytest.mark.parametrize(
+    "mapping,words",
+    [
+        (
+            ColumnMap("Questin", list("ABCD"), answer="Answer"),
+            (
+                r"no column 'Questin' \(did you mean 'Question'\?\); "
+                r"the columns found are id, Question, A, B, C, D, Answer"
+            ),
+        ),
+        (ColumnMap("Question", ["A", "B", "X"], answer="Anwser"), "no column 'X', 'Anwser'"),
+        (ColumnMap("Question", answer="Answer"), "name either option columns or one column of option lists"),
+        (ColumnMap("Question", list("ABCD"), "A", answer="Answer"), "name either option columns"),
+        (ColumnMap(None, list("ABCD")), "name the question column"),
+        (ColumnMap("Question", list("ABCD"), answer="Answer", answer_as="roman"), "unknown answer_as 'roman'"),
+    ],
+)
 def test_mappings_that_do_not_fit_are_refused(tmp_path, mapping, words):
     with pytest.raises(DataError, match=words):
         load_bank(str(style_file(tmp_path, "csv-letter")), mapping)
@@ -383,6 +496,7 @@ def test_a_bank_with_no_usable_row_is_refused(tmp_path):
 
 
 # --- the hub, offline -----------------------------------------------------------------------------------------
+
 
 def test_named_formats_and_hub_ids_fail_fast_offline(monkeypatch):
     import datasets
@@ -415,6 +529,7 @@ def test_mmlu_configs_are_concatenated_with_their_subject(monkeypatch):
 
 
 # --- the held-out part ----------------------------------------------------------------------------------------
+
 
 def test_heldout_and_rest_split_the_bank_by_the_offline_rule(tmp_path):
     records = [{"id": f"item-{n}", "question": f"Q{n}", "choices": ["a", "b", "c"], "answer": n % 3} for n in range(60)]

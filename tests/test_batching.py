@@ -41,12 +41,13 @@ def test_each_step_gets_the_rows_of_a_random_permutation_window(real_lengths):
     windows = sampler.windows()
     assert sorted(i for w in windows for i in w) == list(range(n))  # a permutation: every row once
     for k, window in enumerate(windows):
-        step = batches[k * accum:(k + 1) * accum]
+        step = batches[k * accum : (k + 1) * accum]
         assert sorted(i for b in step for i in b) == sorted(window)
         assert all(b for b in step)
         # no micro-batch costs more than a plain loop's worst one from the same window
-        assert max(padded_tokens([real_lengths[i] for i in b]) for b in step) <= \
-            bs * max(real_lengths[i] for i in window)
+        assert max(padded_tokens([real_lengths[i] for i in b]) for b in step) <= bs * max(
+            real_lengths[i] for i in window
+        )
     sampler.set_epoch(1)
     assert sampler.windows() != windows  # a new order every epoch
     assert step_window_sampler(real_lengths, bs, accum, seed=3).windows() == windows  # the seed decides it
@@ -55,7 +56,7 @@ def test_each_step_gets_the_rows_of_a_random_permutation_window(real_lengths):
 def test_splitting_within_steps_cuts_padding_on_real_rows(real_lengths):
     bs, accum = 8, 4
     perm = torch.randperm(len(real_lengths), generator=torch.Generator().manual_seed(0)).tolist()
-    plain = [perm[i:i + bs] for i in range(0, len(perm), bs)]
+    plain = [perm[i : i + bs] for i in range(0, len(perm), bs)]
     ours = list(step_window_sampler(real_lengths, bs, accum, seed=0))
     assert _padding_share(real_lengths, plain) > 0.2
     assert _padding_share(real_lengths, ours) < 0.5 * _padding_share(real_lengths, plain)
@@ -88,12 +89,26 @@ def tiny_trainer(tmp_path_factory, data_dir, tiny_model_path, tokenizer, validat
     from mcqa_core.models.loading import load_for_training
 
     out = tmp_path_factory.mktemp("throughput")
-    cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out),
-                       "--batch-size", "4", "--grad-accum", "3"])
+    cfg = load_config(
+        [
+            "--preset",
+            "smoke",
+            "--data-dir",
+            str(data_dir),
+            "--output-dir",
+            str(out),
+            "--batch-size",
+            "4",
+            "--grad-accum",
+            "3",
+        ]
+    )
     model, tok, _ = load_for_training(cfg.model, cfg.lora)
     enc = encode_rows(tok, validation_rows[:24], cfg.model.max_seq_length)
     trainer = MCQATrainer(
-        model=model, args=sft_config(cfg, out, plan_for(cfg, len(enc.examples))), train_dataset=to_dataset(enc),
+        model=model,
+        args=sft_config(cfg, out, plan_for(cfg, len(enc.examples))),
+        train_dataset=to_dataset(enc),
         eval_dataset=to_dataset(encode_rows(tok, validation_rows[24:40], cfg.model.max_seq_length)),
         processing_class=tok,
     )
@@ -107,8 +122,9 @@ def _row_losses(model, examples):
         ids = torch.tensor([ex["input_ids"]])
         labels = torch.tensor([ex["labels"]])
         logits = model(input_ids=ids).logits.float()  # no labels: the model's own forward, full logits
-        loss = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:], ignore_index=IGNORE_INDEX,
-                                                 reduction="sum")
+        loss = torch.nn.functional.cross_entropy(
+            logits[0, :-1], labels[0, 1:], ignore_index=IGNORE_INDEX, reduction="sum"
+        )
         out.append((loss, int((labels[0, 1:] != IGNORE_INDEX).sum())))
     return out
 
@@ -143,8 +159,9 @@ def test_loss_and_gradient_of_a_step_equal_the_rows_one_at_a_time(tiny_trainer):
     for batch in step:
         for r in range(batch["input_ids"].shape[0]):
             keep = batch["attention_mask"][r].bool()
-            singles.append({"input_ids": batch["input_ids"][r][keep].tolist(),
-                            "labels": batch["labels"][r][keep].tolist()})
+            singles.append(
+                {"input_ids": batch["input_ids"][r][keep].tolist(), "labels": batch["labels"][r][keep].tolist()}
+            )
     model.zero_grad()
     per_row = _row_losses(model, singles)
     total_tokens = sum(n for _, n in per_row)

@@ -23,10 +23,12 @@ NUMBER = r"(\d+(?:\.\d+)?)"  # a finite figure: "nan" or "inf" does not match
 
 def run_bench(script: str, *args: str, data_dir, timeout: int = 420) -> str:
     env = dict(os.environ, MCQA_DATA_DIR=str(data_dir), TQDM_DISABLE="1", TRANSFORMERS_VERBOSITY="error")
-    done = subprocess.run([sys.executable, f"bench/{script}", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert done.returncode == 0, (f"bench/{script} {' '.join(args)} exited {done.returncode}:\n"
-                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (
+        f"bench/{script} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -53,19 +55,22 @@ def test_training_benchmark_quick_compares_a_and_b_on_the_same_work(data_dir):
     out = run_bench("training.py", "--quick", data_dir=data_dir)
     machine_line(out)
     two = rf"\s+{NUMBER}%?\s+{NUMBER}%?\s*$"
-    got = figures(out, {
-        "tokens per second": rf"^real tokens / s \(wall clock\){two}",
-        "tokens per CPU-second": rf"^real tokens / CPU-second \(all threads\){two}",
-        "padding share": rf"^padding share of computed tokens{two}",
-        "real / computed": r"^real / computed tokens\s+(\d+)/(\d+)\s+(\d+)/(\d+)\s*$",
-        "seconds per step": rf"^wall seconds per optimizer step{two}",
-        "first step": rf"^first optimizer step \(s\){two}",
-        "start to first step": rf"^process start to first step end \(s\){two}",
-        "model load": rf"^model load \(s, conversion cached\){two}",
-        "peak memory": rf"^peak resident memory \(MiB\){two}",
-        "ratio": rf"^ratio a/b of real tokens per second: {NUMBER}x wall clock, {NUMBER}x per CPU-second",
-        "same work": r"^same work: (\d+) vs (\d+) optimizer steps, (\d+) vs (\d+) real tokens",
-    })
+    got = figures(
+        out,
+        {
+            "tokens per second": rf"^real tokens / s \(wall clock\){two}",
+            "tokens per CPU-second": rf"^real tokens / CPU-second \(all threads\){two}",
+            "padding share": rf"^padding share of computed tokens{two}",
+            "real / computed": r"^real / computed tokens\s+(\d+)/(\d+)\s+(\d+)/(\d+)\s*$",
+            "seconds per step": rf"^wall seconds per optimizer step{two}",
+            "first step": rf"^first optimizer step \(s\){two}",
+            "start to first step": rf"^process start to first step end \(s\){two}",
+            "model load": rf"^model load \(s, conversion cached\){two}",
+            "peak memory": rf"^peak resident memory \(MiB\){two}",
+            "ratio": rf"^ratio a/b of real tokens per second: {NUMBER}x wall clock, {NUMBER}x per CPU-second",
+            "same work": r"^same work: (\d+) vs (\d+) optimizer steps, (\d+) vs (\d+) real tokens",
+        },
+    )
     assert all(float(v) > 0 for v in got["tokens per second"] + got["peak memory"] + got["ratio"])
     steps_a, steps_b, real_a, real_b = map(int, got["same work"])
     assert steps_a == steps_b == 2 and real_a == real_b > 0  # a fair comparison: the same rows and steps
@@ -76,8 +81,10 @@ def test_training_benchmark_quick_compares_a_and_b_on_the_same_work(data_dir):
 def test_training_benchmark_quick_memory_prints_both_settings(data_dir):
     out = run_bench("training.py", "--quick", "--memory", data_dir=data_dir)
     machine_line(out)
-    line = (rf"gradient checkpointing {{}}\s+batch 4 x \d+ tokens: peak RSS {NUMBER} MiB \(after load {NUMBER} MiB, "
-            rf"\+{NUMBER} MiB for the step\), step {NUMBER} s")
+    line = (
+        rf"gradient checkpointing {{}}\s+batch 4 x \d+ tokens: peak RSS {NUMBER} MiB \(after load {NUMBER} MiB, "
+        rf"\+{NUMBER} MiB for the step\), step {NUMBER} s"
+    )
     got = figures(out, {"off": line.format("off"), "on": line.format("on")})
     for peak, after_load, _, _ in got.values():
         assert float(peak) >= float(after_load) > 0
@@ -86,12 +93,15 @@ def test_training_benchmark_quick_memory_prints_both_settings(data_dir):
 def test_app_latency_benchmark_quick(data_dir, tmp_path):
     out = run_bench("app_latency.py", "--quick", "--json", str(tmp_path / "latency.json"), data_dir=data_dir)
     machine_line(out)
-    figures(out, {
-        "load": rf"^model tiny-random-llama .* loaded in {NUMBER} s",
-        "warm answers": rf"^first answer {NUMBER} s; 4 warm answers \(mean {NUMBER} prompt tokens\): "
-                        rf"median {NUMBER} s, p90 {NUMBER} s, max {NUMBER} s -> (meets|MISSES) the",
-        "CPU time": rf"^CPU time per warm answer: median {NUMBER} s over \d+ threads",
-    })
+    figures(
+        out,
+        {
+            "load": rf"^model tiny-random-llama .* loaded in {NUMBER} s",
+            "warm answers": rf"^first answer {NUMBER} s; 4 warm answers \(mean {NUMBER} prompt tokens\): "
+            rf"median {NUMBER} s, p90 {NUMBER} s, max {NUMBER} s -> (meets|MISSES) the",
+            "CPU time": rf"^CPU time per warm answer: median {NUMBER} s over \d+ threads",
+        },
+    )
     saved = json.loads((tmp_path / "latency.json").read_text())
     assert saved["warm"]["n"] == 4 and saved["warm"]["median_s"] > 0
 
@@ -99,15 +109,18 @@ def test_app_latency_benchmark_quick(data_dir, tmp_path):
 def test_scoring_benchmark_quick(data_dir):
     out = run_bench("scoring.py", "--quick", data_dir=data_dir)
     machine_line(out)
-    got = figures(out, {
-        "a": rf"^\(a\) score_rows\s+{NUMBER} s/question",
-        "c": rf"^\(c\) bare forward\s+{NUMBER} s/question",
-        "b": rf"^\(b\) course generate\s+{NUMBER} s/question",
-        "a/b": rf"^a/b: scorer {NUMBER}x faster",
-        "c/a": rf"^c/a: scorer at {NUMBER}% of the bare forward",
-        "agreement": rf"^the generated text starts with the scorer's letter for (\d+)/8 questions; scorer accuracy "
-                     rf"{NUMBER}%",
-    })
+    got = figures(
+        out,
+        {
+            "a": rf"^\(a\) score_rows\s+{NUMBER} s/question",
+            "c": rf"^\(c\) bare forward\s+{NUMBER} s/question",
+            "b": rf"^\(b\) course generate\s+{NUMBER} s/question",
+            "a/b": rf"^a/b: scorer {NUMBER}x faster",
+            "c/a": rf"^c/a: scorer at {NUMBER}% of the bare forward",
+            "agreement": rf"^the generated text starts with the scorer's letter for (\d+)/8 questions; scorer accuracy "
+            rf"{NUMBER}%",
+        },
+    )
     assert all(float(got[k][0]) > 0 for k in ("a", "b", "c"))
 
 
@@ -125,14 +138,18 @@ def _llama_cpp_installed() -> bool:
 
 def test_serving_benchmark_quick_queue_and_lock(serving_output):
     machine_line(serving_output)
-    queue = figures(serving_output, {
-        "one answer": rf"^one answer alone\s+{NUMBER} s",
-        "lock": rf"^\(a\) one lock\s+last answer\s+{NUMBER} s \(\s*{NUMBER}x one answer\)\s+{NUMBER} q/s",
-        "queue": rf"^\(b\) answer queue \((\d+) batches\)\s+last answer\s+{NUMBER} s",
-        "ask behind evaluation, queue": rf"^Ask during a 64-row evaluation \(queue\): waits {NUMBER} s at most over "
-                                        r"(\d+) asks",
-        "ask behind evaluation, lock": rf"^Ask during a 64-row evaluation \(lock\): waits {NUMBER} s",
-    })
+    queue = figures(
+        serving_output,
+        {
+            "one answer": rf"^one answer alone\s+{NUMBER} s",
+            "lock": rf"^\(a\) one lock\s+last answer\s+{NUMBER} s \(\s*{NUMBER}x one answer\)\s+{NUMBER} q/s",
+            "queue": rf"^\(b\) answer queue \((\d+) batches\)\s+last answer\s+{NUMBER} s",
+            "ask behind evaluation, queue": (
+                rf"^Ask during a 64-row evaluation \(queue\): waits {NUMBER} s at most over (\d+) asks"
+            ),
+            "ask behind evaluation, lock": rf"^Ask during a 64-row evaluation \(lock\): waits {NUMBER} s",
+        },
+    )
     assert int(queue["queue"][0]) >= 1 and int(queue["ask behind evaluation, queue"][1]) >= 1
 
 
@@ -140,10 +157,13 @@ def test_serving_benchmark_quick_llama_server(serving_output):
     if not _llama_cpp_installed():
         assert "(c) skipped: llama.cpp is not installed" in serving_output
         pytest.skip(f"part (c) needs llama.cpp: {llama_cpp.INSTALL_HINT}")
-    figures(serving_output, {
-        "server": rf"^\(c\) llama-server f16, 8 slots\s+last answer\s+{NUMBER} s",
-        "one answer (server)": rf"^    one answer alone \(server\)\s+{NUMBER} s",
-    })
+    figures(
+        serving_output,
+        {
+            "server": rf"^\(c\) llama-server f16, 8 slots\s+last answer\s+{NUMBER} s",
+            "one answer (server)": rf"^    one answer alone \(server\)\s+{NUMBER} s",
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +175,13 @@ def lm_eval_output(data_dir):
 
 def test_lm_eval_benchmark_quick_our_side(lm_eval_output):
     machine_line(lm_eval_output)
-    got = figures(lm_eval_output, {
-        "ours": rf"^ours, score_rows, (bf16 \+ fp32 close calls|fp32)\s+{NUMBER} s",
-        "accuracy": rf"^accuracy: (?:lm-eval {NUMBER}%, )?ours {NUMBER}%",
-    })
+    got = figures(
+        lm_eval_output,
+        {
+            "ours": rf"^ours, score_rows, (bf16 \+ fp32 close calls|fp32)\s+{NUMBER} s",
+            "accuracy": rf"^accuracy: (?:lm-eval {NUMBER}%, )?ours {NUMBER}%",
+        },
+    )
     assert float(got["ours"][1]) > 0
 
 
@@ -166,26 +189,52 @@ def test_lm_eval_benchmark_quick_lm_eval_side(lm_eval_output):
     if importlib.util.find_spec("lm_eval") is None:
         assert "lm-eval skipped (lm-eval is not installed" in lm_eval_output
         pytest.skip("lm-eval is not installed: pip install -r requirements-bench.txt")
-    figures(lm_eval_output, {
-        "lm-eval": rf"^lm-eval, log-likelihood requests \(float32\s*\)\s+{NUMBER} s",
-        "ratio": rf"^ours, score_rows, .*lm-eval/ours {NUMBER}x",
-        "same letter": r"^    same letter as lm-eval's argmax on (\d+)/8 questions",
-        "accuracy": rf"^accuracy: lm-eval {NUMBER}%, ours {NUMBER}%",
-    })
+    figures(
+        lm_eval_output,
+        {
+            "lm-eval": rf"^lm-eval, log-likelihood requests \(float32\s*\)\s+{NUMBER} s",
+            "ratio": rf"^ours, score_rows, .*lm-eval/ours {NUMBER}x",
+            "same letter": r"^    same letter as lm-eval's argmax on (\d+)/8 questions",
+            "accuracy": rf"^accuracy: lm-eval {NUMBER}%, ours {NUMBER}%",
+        },
+    )
 
 
 def test_gpu_check_tiny_on_cpu(data_dir, tiny_model_path, tmp_path):
     # One training backend ("ours", the only one with its own branch) and a few rows: the train and score workers,
     # the result plumbing and the table all run; unsloth and the GPU memory figures need a GPU.
     result = tmp_path / "gpu.json"
-    out = run_bench("gpu_check.py", "--tiny", "--rows", str(data_dir / "validation.jsonl"), "--tokenizer",
-                    tiny_model_path, "--backends", "ours", "--steps", "1", "--warmup", "1", "--batch-size", "4",
-                    "--score-rows", "16", "--score-batch", "8", "--json", str(result), data_dir=data_dir)
-    figures(out, {
-        "train": rf"^\| QLoRA train, ours \| {NUMBER} \| (\d+) \| None \| batch 4 x ~{NUMBER} tokens",
-        "score": rf"^\| score 16 questions \| {NUMBER} s total \| {NUMBER} rows/s \|",
-        "total": rf"^total {NUMBER} s",
-    })
+    out = run_bench(
+        "gpu_check.py",
+        "--tiny",
+        "--rows",
+        str(data_dir / "validation.jsonl"),
+        "--tokenizer",
+        tiny_model_path,
+        "--backends",
+        "ours",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "4",
+        "--score-rows",
+        "16",
+        "--score-batch",
+        "8",
+        "--json",
+        str(result),
+        data_dir=data_dir,
+    )
+    figures(
+        out,
+        {
+            "train": rf"^\| QLoRA train, ours \| {NUMBER} \| (\d+) \| None \| batch 4 x ~{NUMBER} tokens",
+            "score": rf"^\| score 16 questions \| {NUMBER} s total \| {NUMBER} rows/s \|",
+            "total": rf"^total {NUMBER} s",
+        },
+    )
     saved = json.loads(result.read_text())
     assert saved["train_ours"]["steps_timed"] == 1 and saved["score"]["rows"] == 16
 

@@ -19,37 +19,73 @@ from mcqa_core.evaluation.stats import wilson
 
 from .conftest import REPO, save_random_lora
 
-REPORT_KEYS = {"n", "accuracy", "accuracy_ci", "always_a_accuracy", "always_a_ci", "vs_always_a", "per_subject",
-               "per_choice_type", "confusion", "pred_spread", "gold_spread", "mean_confidence", "ece", "predictions"}
+REPORT_KEYS = {
+    "n",
+    "accuracy",
+    "accuracy_ci",
+    "always_a_accuracy",
+    "always_a_ci",
+    "vs_always_a",
+    "per_subject",
+    "per_choice_type",
+    "confusion",
+    "pred_spread",
+    "gold_spread",
+    "mean_confidence",
+    "ece",
+    "predictions",
+}
 
 
 def _row(i, cop, subject, choice_type, question="q?"):
-    return {"id": f"r{i}", "question": question, "opa": f"a{i}", "opb": f"b{i}", "opc": f"c{i}", "opd": f"d{i}",
-            "cop": cop, "subject_name": subject, "choice_type": choice_type}
+    return {
+        "id": f"r{i}",
+        "question": question,
+        "opa": f"a{i}",
+        "opb": f"b{i}",
+        "opc": f"c{i}",
+        "opd": f"d{i}",
+        "cop": cop,
+        "subject_name": subject,
+        "choice_type": choice_type,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- report arithmetic
 
+
 def test_report_arithmetic_on_known_predictions():
-    rows = [_row(1, 0, "X", "single", question="long " * 100), _row(2, 1, "X", "multi"), _row(3, 2, "Y", "single"),
-            _row(4, 3, "Y", "single"), _row(5, 0, "Y", "multi")]
-    probs = [[0.7, 0.1, 0.1, 0.1],      # gold A, pred A, conf .70  right
-             [0.6, 0.2, 0.1, 0.1],      # gold B, pred A, conf .60  wrong
-             [0.1, 0.1, 0.75, 0.05],    # gold C, pred C, conf .75  right
-             [0.05, 0.05, 0.05, 0.85],  # gold D, pred D, conf .85  right
-             [0.1, 0.3, 0.25, 0.35]]    # gold A, pred D, conf .35  wrong
+    rows = [
+        _row(1, 0, "X", "single", question="long " * 100),
+        _row(2, 1, "X", "multi"),
+        _row(3, 2, "Y", "single"),
+        _row(4, 3, "Y", "single"),
+        _row(5, 0, "Y", "multi"),
+    ]
+    probs = [
+        [0.7, 0.1, 0.1, 0.1],  # gold A, pred A, conf .70  right
+        [0.6, 0.2, 0.1, 0.1],  # gold B, pred A, conf .60  wrong
+        [0.1, 0.1, 0.75, 0.05],  # gold C, pred C, conf .75  right
+        [0.05, 0.05, 0.05, 0.85],  # gold D, pred D, conf .85  right
+        [0.1, 0.3, 0.25, 0.35],
+    ]  # gold A, pred D, conf .35  wrong
     scores = [LetterScore(r["id"], p, 0.9, gold=LETTERS[r["cop"]]) for r, p in zip(rows, probs)]
     rep = build_report(rows, scores)
     assert set(rep) == REPORT_KEYS
     assert rep["n"] == 5 and rep["accuracy"] == pytest.approx(3 / 5)
     assert rep["always_a_accuracy"] == pytest.approx(2 / 5)
     plain = lambda groups: {k: {"n": v["n"], "accuracy": v["accuracy"]} for k, v in groups.items()}  # noqa: E731
-    assert plain(rep["per_subject"]) == {"Y": {"n": 3, "accuracy": pytest.approx(2 / 3)}, "X": {"n": 2, "accuracy": 0.5}}
+    assert plain(rep["per_subject"]) == {
+        "Y": {"n": 3, "accuracy": pytest.approx(2 / 3)},
+        "X": {"n": 2, "accuracy": 0.5},
+    }
     assert list(rep["per_subject"]) == ["Y", "X"]  # largest first
     assert plain(rep["per_choice_type"]) == {"single": {"n": 3, "accuracy": 1.0}, "multi": {"n": 2, "accuracy": 0.0}}
     assert rep["per_subject"]["X"]["few"] and rep["per_subject"]["X"]["ci"] == pytest.approx(wilson(1, 2))
-    assert rep["confusion"] == {"labels": ["A", "B", "C", "D"],
-                                "matrix": [[1, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
+    assert rep["confusion"] == {
+        "labels": ["A", "B", "C", "D"],
+        "matrix": [[1, 0, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+    }
     assert rep["pred_spread"] == pytest.approx({"A": 0.4, "B": 0.0, "C": 0.2, "D": 0.4})
     assert rep["gold_spread"] == pytest.approx({"A": 0.4, "B": 0.2, "C": 0.2, "D": 0.2})
     assert rep["mean_confidence"] == pytest.approx(0.65)
@@ -74,6 +110,7 @@ def test_report_refuses_rows_without_gold():
 
 
 # ---------------------------------------------------------------------------------------------- option shuffling
+
 
 def test_permute_options_moves_the_answer_with_its_text():
     row = _row(1, 2, "X", "single")
@@ -120,12 +157,22 @@ def test_shuffle_consistency_tells_content_from_position(policy):
 
 # ---------------------------------------------------------------------------------------------- a LoRA that matters
 
+
 @pytest.fixture(scope="module")
 def answer_changing_adapter(tmp_path_factory, tiny_model_path):
     """A LoRA on the tiny model with random non-zero B (no training), saved like train_adapter.py saves."""
-    return save_random_lora(tiny_model_path, tmp_path_factory.mktemp("adapters") / "random-lora",
-                            {"base_model": "tiny-random-llama", "prompt_version": PROMPT_VERSION, "load_in_4bit": True,
-                             "data": {"train_split": "demo-train"}}, r=8, b_std=0.5)
+    return save_random_lora(
+        tiny_model_path,
+        tmp_path_factory.mktemp("adapters") / "random-lora",
+        {
+            "base_model": "tiny-random-llama",
+            "prompt_version": PROMPT_VERSION,
+            "load_in_4bit": True,
+            "data": {"train_split": "demo-train"},
+        },
+        r=8,
+        b_std=0.5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +188,11 @@ def test_compare_base_reports_the_rows_the_adapter_changed(loaded_adapter, valid
     rows = validation_rows[:24]
     rep = evaluate(loaded_adapter, rows, batch_size=8, compare_base=True)
     assert set(rep) == REPORT_KEYS | {"meta", "base", "vs_base", "disagreements"} and set(rep["base"]) == REPORT_KEYS
-    changed = [(a["id"], a["pred"], b["pred"]) for a, b in zip(rep["predictions"], rep["base"]["predictions"])
-               if a["pred"] != b["pred"]]
+    changed = [
+        (a["id"], a["pred"], b["pred"])
+        for a, b in zip(rep["predictions"], rep["base"]["predictions"])
+        if a["pred"] != b["pred"]
+    ]
     assert changed, "the random LoRA should change some answers"
     assert [(d["id"], d["adapter_pred"], d["base_pred"]) for d in rep["disagreements"]] == changed
     assert all(d["gold"] == LETTERS[r["cop"]] for d in rep["disagreements"] for r in rows if r["id"] == d["id"])
@@ -166,6 +216,7 @@ def test_compare_base_needs_an_adapter(tiny_model, tokenizer, validation_rows):
 
 # ---------------------------------------------------------------------------------------------- generation
 
+
 def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter, validation_rows, monkeypatch):
     from mcqa_core.models.inference import generate_answer
     from mcqa_core.models.loading import load_tokenizer
@@ -176,7 +227,7 @@ def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter
 
     def spy(*a, **kw):
         out = real_generate(*a, **kw)
-        produced.append(out[0, kw["input_ids"].shape[1]:].tolist())
+        produced.append(out[0, kw["input_ids"].shape[1] :].tolist())
         return out
 
     monkeypatch.setattr(model, "generate", spy)
@@ -211,24 +262,43 @@ def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter
 
 # ---------------------------------------------------------------------------------------------- the CLI
 
+
 def _cli(*args, timeout=900):  # generous: a shared 2-core machine can be 10x slower than usual
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "mcqa_core.cli.eval_command", *map(str, args)], cwd=REPO,
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "mcqa_core.cli.eval_command", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     r.seconds = time.perf_counter() - started
     return r
 
 
 def test_cli_compare_base_end_to_end_counts_invalid_rows(answer_changing_adapter, data_dir, tmp_path):
     lines = (data_dir / "validation.jsonl").read_text().splitlines()[:12]
-    broken = [json.dumps({"id": "no-question", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d",
-                          "cop": 0}), "{not json"]
+    broken = [
+        json.dumps({"id": "no-question", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}),
+        "{not json",
+    ]
     data = tmp_path / "data"
     data.mkdir()
     (data / "validation.jsonl").write_text("\n".join(lines[:5] + broken + lines[5:]) + "\n")
     out = tmp_path / "rep.json"
-    r = _cli("--adapter", answer_changing_adapter, "--data-dir", data, "--split", "validation", "--compare-base",
-             "--batch-size", "4", "--output", out)
+    r = _cli(
+        "--adapter",
+        answer_changing_adapter,
+        "--data-dir",
+        data,
+        "--split",
+        "validation",
+        "--compare-base",
+        "--batch-size",
+        "4",
+        "--output",
+        out,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "2 invalid row(s) skipped" in r.stderr
     assert "trained on demo-train rows, which are part of validation" in r.stderr  # scored on its own rows
@@ -248,12 +318,16 @@ def test_cli_bad_input_is_one_clear_line_exit_2(answer_changing_adapter, data_di
         (["--base-model", "tiny-random-llama", "--split", "test", *ok], "unknown split 'test'"),
         (["--base-model", "tiny-random-llama", "--limit", "0", *ok], "--limit: must be at least 1, got 0"),
         (["--base-model", "tiny-random-llama", "--limit", "-3", *ok], "must be at least 1, got -3"),
-        (["--base-model", "tiny-random-llama", "--data-dir", data_dir, "--output", tmp_path / "nope" / "r.json"],
-         "folder " + str(tmp_path / "nope") + " does not exist"),
+        (
+            ["--base-model", "tiny-random-llama", "--data-dir", data_dir, "--output", tmp_path / "nope" / "r.json"],
+            "folder " + str(tmp_path / "nope") + " does not exist",
+        ),
         ([*ok], "give --adapter DIR"),
         (["--base-model", "tiny-random-llama", "--compare-base", *ok], "--compare-base needs --adapter"),
-        (["--adapter", answer_changing_adapter, "--base-model", "smollm2-135m", "--limit", "2", *ok],
-         "was trained on 'tiny-random-llama', not 'smollm2-135m'"),
+        (
+            ["--adapter", answer_changing_adapter, "--base-model", "smollm2-135m", "--limit", "2", *ok],
+            "was trained on 'tiny-random-llama', not 'smollm2-135m'",
+        ),
     ]
     other_prompt = tmp_path / "other-prompt"
     shutil.copytree(answer_changing_adapter, other_prompt)

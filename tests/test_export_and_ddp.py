@@ -23,12 +23,19 @@ def random_adapter(tmp_path_factory, tiny_model_path, data_dir):
     """A LoRA with non-zero B on the tiny model, saved like train_adapter.py saves one (no training: fast)."""
     from mcqa_core.data.prompt import PROMPT_TEMPLATE, PROMPT_VERSION
 
-    run = {"format": "mcqa-run/1", "base_model": "tiny-random-llama", "load_in_4bit": True,
-           "prompt_version": PROMPT_VERSION, "prompt_template": PROMPT_TEMPLATE,
-           "settings": {"model": {"max_seq_length": 256}}, "metrics": {"final_accuracy": 0.25},
-           "data": {"source": str(data_dir), "eval_split": "heldout"}}
-    return save_random_lora(tiny_model_path, tmp_path_factory.mktemp("adapter") / "a", run, r=16, b_std=0.05,
-                            tokenizer=True)
+    run = {
+        "format": "mcqa-run/1",
+        "base_model": "tiny-random-llama",
+        "load_in_4bit": True,
+        "prompt_version": PROMPT_VERSION,
+        "prompt_template": PROMPT_TEMPLATE,
+        "settings": {"model": {"max_seq_length": 256}},
+        "metrics": {"final_accuracy": 0.25},
+        "data": {"source": str(data_dir), "eval_split": "heldout"},
+    }
+    return save_random_lora(
+        tiny_model_path, tmp_path_factory.mktemp("adapter") / "a", run, r=16, b_std=0.05, tokenizer=True
+    )
 
 
 def _export(adapter, out, **kw):
@@ -47,8 +54,13 @@ def test_export_merges_checks_and_reloads_as_a_plain_model(random_adapter, tmp_p
     assert check["rows"] == 16 and check["split"] == "heldout"
     assert check["merge_fidelity"] == 1.0 and check["merge_fidelity_max_prob_diff"] < 1e-4
     assert 0.0 <= check["agreement_with_trained_adapter"] <= 1.0  # vs the 4-bit base it was "trained" on
-    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json",
-                                                "mcqa_run.json", "README.md"}
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "mcqa_run.json",
+        "README.md",
+    }
     assert not any(p.name.startswith("adapter_") for p in out.iterdir())
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     saved = json.loads((out / "mcqa_run.json").read_text())
@@ -104,9 +116,26 @@ def _assert_token_nowhere(folder: Path, *texts: str) -> None:
 
 def test_export_push_with_hub_unreachable_keeps_folder_and_never_writes_token(random_adapter, tmp_path):
     out = tmp_path / "pushed"
-    r = subprocess.run([sys.executable, "-m", "mcqa_core.cli.export_command", "--adapter", str(random_adapter), "--out",
-                        str(out), "--check-rows", "4", "--push-to-hub", "me/medmcqa-test"], cwd=REPO,
-                       capture_output=True, text=True, env=_hub_env(hf_home=str(tmp_path / "hf")), timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mcqa_core.cli.export_command",
+            "--adapter",
+            str(random_adapter),
+            "--out",
+            str(out),
+            "--check-rows",
+            "4",
+            "--push-to-hub",
+            "me/medmcqa-test",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=_hub_env(hf_home=str(tmp_path / "hf")),
+        timeout=120,
+    )
     assert r.returncode == 3, r.stderr[-2000:]
     assert "cannot be reached" in r.stderr and f"the local folder {out} is intact" in r.stderr
     assert (out / "model.safetensors").exists() and (out / "mcqa_run.json").exists()
@@ -117,8 +146,23 @@ def test_export_push_with_hub_unreachable_keeps_folder_and_never_writes_token(ra
 def test_push_needs_a_token_and_a_repo_id_before_training_starts(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env["HF_HOME"] = str(tmp_path / "empty-hf-home")  # no stored login either
-    r = subprocess.run([sys.executable, "train_adapter.py", "--preset", "smoke", "--output-dir", str(tmp_path / "o"),
-                        "--push-to-hub", "not a repo"], cwd=REPO, capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train_adapter.py",
+            "--preset",
+            "smoke",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--push-to-hub",
+            "not a repo",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "not a hub repo id" in r.stderr and "export HF_TOKEN=... or run `hf auth login`" in r.stderr
     assert not (tmp_path / "o").exists()
@@ -150,18 +194,55 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
     from mcqa_core.training.run import run_training
     from mcqa_core.training.settings import load_config
 
-    common = ["--preset", "smoke", "--data-dir", str(data_dir), "--no-4bit", "--optim", "adamw_torch",
-              "--max-steps", "3", "--eval-steps", "3", "--save-steps", "3", "--eval-limit", "8", "--report-limit", "4",
-              # plain random order: the length-window sampler is per process (docs/scale-out.md)
-              "--no-group-by-length"]
+    common = [
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(data_dir),
+        "--no-4bit",
+        "--optim",
+        "adamw_torch",
+        "--max-steps",
+        "3",
+        "--eval-steps",
+        "3",
+        "--save-steps",
+        "3",
+        "--eval-limit",
+        "8",
+        "--report-limit",
+        "4",
+        # plain random order: the length-window sampler is per process (docs/scale-out.md)
+        "--no-group-by-length",
+    ]
     single = run_training(load_config(common + ["--batch-size", "8", "--output-dir", str(tmp_path / "one")]))
 
     two = tmp_path / "two"
     env = _hub_env(hf_home=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                        "--master_port", "29517", "train_adapter.py", *common, "--batch-size", "4",
-                        "--output-dir", str(two), "--push-to-hub", "me/ddp-test"],
-                       cwd=REPO, capture_output=True, text=True, env=env, timeout=240)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "train_adapter.py",
+            *common,
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(two),
+            "--push-to-hub",
+            "me/ddp-test",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "cannot be reached" in r.stderr, out[-3000:]  # trained, then the push failed
     assert out.count("adapter saved to") == 1 and out.count("[report]") == 1  # rank 0 alone

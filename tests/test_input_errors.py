@@ -39,11 +39,25 @@ def _refused(capsys, main, argv, *words, alone=True) -> str:
 
 
 def _smoke(out, data_dir, *flags):
-    return ["--preset", "smoke", "--data-dir", data_dir, "--output-dir", out, "--max-steps", "1", "--eval-steps",
-            "1", "--save-steps", "1", *flags]
+    return [
+        "--preset",
+        "smoke",
+        "--data-dir",
+        data_dir,
+        "--output-dir",
+        out,
+        "--max-steps",
+        "1",
+        "--eval-steps",
+        "1",
+        "--save-steps",
+        "1",
+        *flags,
+    ]
 
 
 # --- a full disk ------------------------------------------------------------------------------------------------
+
 
 def test_a_full_disk_is_one_line_and_the_status_says_failed(tmp_path, data_dir, tokenizer, monkeypatch, capsys):
     def no_space(*args, **kwargs):  # what the tokenizers library raises on a full disk: not an OSError
@@ -59,8 +73,15 @@ def test_a_full_disk_is_one_line_and_the_status_says_failed(tmp_path, data_dir, 
     monkeypatch.setattr(train_cli, "write_status", no_new_file)
     monkeypatch.setattr(type(tokenizer), "save_pretrained", no_space)  # the first checkpoint's tokenizer
     out = tmp_path / "run"
-    _refused(capsys, train_cli.main, _smoke(out, data_dir), "training stopped at step 1", "No space left on device",
-             "rerun the same command", alone=False)
+    _refused(
+        capsys,
+        train_cli.main,
+        _smoke(out, data_dir),
+        "training stopped at step 1",
+        "No space left on device",
+        "rerun the same command",
+        alone=False,
+    )
     status = read_status(out)
     assert status["state"] == "failed" and "No space left on device" in status["error"]
     assert status["pid"] == os.getpid()  # the rest of the status kept, so the page still knows whose run it was
@@ -87,6 +108,7 @@ def test_a_full_disk_is_one_line_and_the_status_says_failed(tmp_path, data_dir, 
 
 # --- banks whose columns are guessed ----------------------------------------------------------------------------
 
+
 def _bank(tmp_path, records) -> str:
     path = tmp_path / "bank.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -105,11 +127,14 @@ def test_rows_with_a_sixth_option_are_skipped_and_counted_never_cut_to_five(tmp_
     assert len(bank.rows) == 6 and bank.skipped == 1 and "row-7 (6 options (at most 5))" in bank.skipped_ids
 
 
-@pytest.mark.parametrize("answers,form", [
-    (["A", "B", "C", "D"] * 2 + ["A", "B", "F", "G"], "letter"),  # 2 of 12 letters past the 4 options
-    ([0, 1, 2, 3] * 2 + [0, 1, "n/a", 9], "index0"),
-    (["w", "x", "y", "z"] * 2 + ["w", "x", "wrong", "zz"], "text"),
-])
+@pytest.mark.parametrize(
+    "answers,form",
+    [
+        (["A", "B", "C", "D"] * 2 + ["A", "B", "F", "G"], "letter"),  # 2 of 12 letters past the 4 options
+        ([0, 1, 2, 3] * 2 + [0, 1, "n/a", 9], "index0"),
+        (["w", "x", "y", "z"] * 2 + ["w", "x", "wrong", "zz"], "text"),
+    ],
+)
 def test_answers_that_name_no_option_are_skipped_when_the_rest_is_fine(tmp_path, answers, form, capsys):
     with pytest.warns(InvalidRowsWarning, match="skipped 2"):
         bank = load_bank(_bank(tmp_path, [_row(n, a) for n, a in enumerate(answers)]))
@@ -119,11 +144,16 @@ def test_answers_that_name_no_option_are_skipped_when_the_rest_is_fine(tmp_path,
     with pytest.raises(DataError, match="cannot tell how answer column 'answer' names the answer"):
         load_bank(unknowable)
     # and from the command, one line: no progress bar of the file read before it
-    _refused(capsys, eval_cli.main, ["--base-model", "tiny-random-llama", "--bank", unknowable, "--output",
-                                     tmp_path / "r.json"], "cannot tell how answer column")
+    _refused(
+        capsys,
+        eval_cli.main,
+        ["--base-model", "tiny-random-llama", "--bank", unknowable, "--output", tmp_path / "r.json"],
+        "cannot tell how answer column",
+    )
 
 
 # --- output places nothing can be written to --------------------------------------------------------------------
+
 
 def test_unwritable_output_places_are_named_before_any_work(tmp_path, data_dir, tiny_model_path, capsys, monkeypatch):
     from tests.app_helpers import make_tiny_adapter
@@ -136,10 +166,18 @@ def test_unwritable_output_places_are_named_before_any_work(tmp_path, data_dir, 
         assert time.perf_counter() - started < 5
     monkeypatch.setattr("mcqa_core.evaluation.passes.evaluate", lambda *a, **k: pytest.fail("scored first"))
     adapter = make_tiny_adapter(tmp_path / "adapter", tiny_model_path)
-    for place, words in (("/proc/r.json", "/proc is not writable"), ("/sys/r.json", "/sys is not writable"),
-                         (a_file / "r.json", "is a file, so nothing can be written under it")):
-        line = _refused(capsys, eval_cli.main, ["--adapter", adapter, "--data-dir", data_dir, "--output", place],
-                        f"--output {place}", words)
+    for place, words in (
+        ("/proc/r.json", "/proc is not writable"),
+        ("/sys/r.json", "/sys is not writable"),
+        (a_file / "r.json", "is a file, so nothing can be written under it"),
+    ):
+        line = _refused(
+            capsys,
+            eval_cli.main,
+            ["--adapter", adapter, "--data-dir", data_dir, "--output", place],
+            f"--output {place}",
+            words,
+        )
         assert "mkdir" not in line
         _refused(capsys, export_cli.main, ["--adapter", adapter, "--out", Path(place).with_suffix("")], words)
     assert not list(Path("/proc").glob(".mcqa-write-check-*"))
@@ -147,20 +185,32 @@ def test_unwritable_output_places_are_named_before_any_work(tmp_path, data_dir, 
 
 # --- settings files ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,words", [
-    ("", "is empty (no settings)"),
-    ("# only a comment\n", "is empty (no settings)"),
-    ("max_steps: 3\nmax-steps: 4\n", "'max_steps' and 'max-steps' both set max_steps; keep one"),
-    ("train:\n  max_steps: 3\nmax_steps: 4\n", "'train.max_steps' and 'max_steps' both set max_steps"),
-    ("max_steps: 3\nlora_r: 4\nmax_steps: 4\n", "at line 3, column 1 ('max_steps' is given twice; keep one)"),
-    ("lerning_rate: 1\nmax_steps: abc\nlora_r: 0\n", "3 problems: unknown setting 'lerning_rate' (`--help` lists "
-     "them); max_steps: expected a whole number, got 'abc'; --lora-r must be at least 1, got 0"),
-])
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("", "is empty (no settings)"),
+        ("# only a comment\n", "is empty (no settings)"),
+        ("max_steps: 3\nmax-steps: 4\n", "'max_steps' and 'max-steps' both set max_steps; keep one"),
+        ("train:\n  max_steps: 3\nmax_steps: 4\n", "'train.max_steps' and 'max_steps' both set max_steps"),
+        ("max_steps: 3\nlora_r: 4\nmax_steps: 4\n", "at line 3, column 1 ('max_steps' is given twice; keep one)"),
+        (
+            "lerning_rate: 1\nmax_steps: abc\nlora_r: 0\n",
+            "3 problems: unknown setting 'lerning_rate' (`--help` lists "
+            "them); max_steps: expected a whole number, got 'abc'; --lora-r must be at least 1, got 0",
+        ),
+    ],
+)
 def test_settings_file_problems_are_named_all_at_once(tmp_path, capsys, text, words):
     config = tmp_path / "run.yaml"
     config.write_text(text)
-    _refused(capsys, train_cli.main, ["--preset", "smoke", "--config", config, "--output-dir", tmp_path / "o"],
-             f"error: --config {config}: ", words)
+    _refused(
+        capsys,
+        train_cli.main,
+        ["--preset", "smoke", "--config", config, "--output-dir", tmp_path / "o"],
+        f"error: --config {config}: ",
+        words,
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -173,13 +223,21 @@ def test_a_refused_value_is_not_also_blamed_for_what_it_would_have_combined_with
 
 # --- data folders and files -------------------------------------------------------------------------------------
 
+
 def test_an_empty_data_file_and_a_data_dir_that_is_a_file_say_so(tmp_path, capsys):
     (tmp_path / "validation.jsonl").write_text("\n\n")
-    _refused(capsys, eval_cli.main, ["--base-model", "tiny-random-llama", "--data-dir", tmp_path, "--output",
-                                     tmp_path / "r.json"], f"{tmp_path / 'validation.jsonl'} is empty (no rows)")
-    _refused(capsys, train_cli.main, ["--preset", "smoke", "--data-dir", tmp_path / "validation.jsonl",
-                                      "--output-dir", tmp_path / "o"],
-             f"data folder {tmp_path / 'validation.jsonl'} is a file, not a folder")
+    _refused(
+        capsys,
+        eval_cli.main,
+        ["--base-model", "tiny-random-llama", "--data-dir", tmp_path, "--output", tmp_path / "r.json"],
+        f"{tmp_path / 'validation.jsonl'} is empty (no rows)",
+    )
+    _refused(
+        capsys,
+        train_cli.main,
+        ["--preset", "smoke", "--data-dir", tmp_path / "validation.jsonl", "--output-dir", tmp_path / "o"],
+        f"data folder {tmp_path / 'validation.jsonl'} is a file, not a folder",
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -196,15 +254,19 @@ def test_a_data_file_without_rows_of_the_split_says_which_split(tmp_path, valida
 
 # --- a damaged adapter ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", "\xff"])
-def test_an_adapter_config_that_is_not_json_is_a_damaged_adapter_in_under_a_second(tmp_path, data_dir,
-                                                                                    tiny_model_path, capsys, text):
+def test_an_adapter_config_that_is_not_json_is_a_damaged_adapter_in_under_a_second(
+    tmp_path, data_dir, tiny_model_path, capsys, text
+):
     from tests.app_helpers import make_tiny_adapter
 
     adapter = make_tiny_adapter(tmp_path / "adapter", tiny_model_path)
     (adapter / "adapter_config.json").write_text(text, encoding="latin-1")
-    for main, argv in ((eval_cli.main, ["--adapter", adapter, "--data-dir", data_dir, "--output", tmp_path / "r.json"]),
-                       (export_cli.main, ["--adapter", adapter, "--out", tmp_path / "m"])):
+    for main, argv in (
+        (eval_cli.main, ["--adapter", adapter, "--data-dir", data_dir, "--output", tmp_path / "r.json"]),
+        (export_cli.main, ["--adapter", adapter, "--out", tmp_path / "m"]),
+    ):
         started = time.perf_counter()
         _refused(capsys, main, argv, "adapter_config.json is damaged", "retrain it")
         assert time.perf_counter() - started < 1

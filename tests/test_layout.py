@@ -14,13 +14,25 @@ from .conftest import REPO
 PACKAGE = REPO / "mcqa_core"
 # Floors from the bottom; a module may import its own folder or any lower floor, never a higher one.
 FLOORS = {
-    "mcqa_core.errors": 0, "mcqa_core.hub": 1, "mcqa_core.setting_fields": 1,
-    "mcqa_core.command_line": 2, "mcqa_core.data": 2, "mcqa_core.models": 3, "mcqa_core.evaluation": 4,
-    "mcqa_core.training": 5, "mcqa_core.shipping": 5,
-    "mcqa_core.service": 6, "mcqa_core.cli": 6,  # the app's service starts training runs
+    "mcqa_core.errors": 0,
+    "mcqa_core.hub": 1,
+    "mcqa_core.setting_fields": 1,
+    "mcqa_core.command_line": 2,
+    "mcqa_core.data": 2,
+    "mcqa_core.models": 3,
+    "mcqa_core.evaluation": 4,
+    "mcqa_core.training": 5,
+    "mcqa_core.shipping": 5,
+    "mcqa_core.service": 6,
+    "mcqa_core.cli": 6,  # the app's service starts training runs
 }
-PRODUCT_FILES = [REPO / "app.py", REPO / "train_adapter.py", *sorted((REPO / "pages").glob("*.py")),
-                 *sorted((REPO / "app_ui").glob("*.py")), *sorted(PACKAGE.rglob("*.py"))]
+PRODUCT_FILES = [
+    REPO / "app.py",
+    REPO / "train_adapter.py",
+    *sorted((REPO / "pages").glob("*.py")),
+    *sorted((REPO / "app_ui").glob("*.py")),
+    *sorted(PACKAGE.rglob("*.py")),
+]
 MAX_LINES = 300
 
 
@@ -69,13 +81,17 @@ def folder(module: str) -> str:
 
 def test_imports_only_go_down_and_make_no_circle():
     graph = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
-    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
-              if floor(b) > floor(a) or floor(b) == floor(a) and folder(b) != folder(a)]
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if floor(b) > floor(a) or floor(b) == floor(a) and folder(b) != folder(a)
+    ]
     assert not upward, upward
 
     def visit(node, path):  # depth-first search for a cycle
         if node in path:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         for nxt in graph.get(node, ()):
             cycle = visit(nxt, path + [node])
             if cycle:

@@ -11,8 +11,8 @@ import warnings
 import pytest
 
 from mcqa_core.data.features import IGNORE_INDEX, encode_example, encode_prompt
-from mcqa_core.data.prompt import format_completion, format_prompt
 from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, load_split, validate_rows
+from mcqa_core.data.prompt import format_completion, format_prompt
 from mcqa_core.errors import DataError
 from mcqa_core.training.settings import PRESETS_DIR, load_config, read_settings_file
 
@@ -31,7 +31,8 @@ FIRST_VALIDATION_PROMPT = (
 def test_format_prompt_first_validation_row_to_the_character(validation_rows):
     assert format_prompt(validation_rows[0]) == FIRST_VALIDATION_PROMPT
     assert format_completion(validation_rows[0]) == (
-        "A Impulse through myelinated fibers is slower than non-myelinated fibers")
+        "A Impulse through myelinated fibers is slower than non-myelinated fibers"
+    )
 
 
 def test_offline_split_sizes_and_disjoint(data_dir):
@@ -94,7 +95,8 @@ def test_collator_pads_labels_with_ignore_index(tokenizer, validation_rows):
 
     a, b = (encode_example(tokenizer, r, 512) for r in validation_rows[:2])
     batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(
-        [{"input_ids": a["input_ids"], "labels": a["labels"]}, {"input_ids": b["input_ids"], "labels": b["labels"]}])
+        [{"input_ids": a["input_ids"], "labels": a["labels"]}, {"input_ids": b["input_ids"], "labels": b["labels"]}]
+    )
     short = 0 if len(a["input_ids"]) < len(b["input_ids"]) else 1
     n = min(len(a["input_ids"]), len(b["input_ids"]))
     assert batch["labels"][short, n:].eq(IGNORE_INDEX).all()
@@ -118,9 +120,13 @@ def test_overflowing_question_keeps_options_and_completion(tokenizer, validation
 
 def test_config_precedence_defaults_preset_yaml_flags(tmp_path):
     course = load_config([])
-    assert (course.model.model_name, course.train.per_device_train_batch_size,
-            course.train.gradient_accumulation_steps, course.lora.lora_r, course.lora.use_rslora) == (
-        "unsloth/Llama-3.2-1B-bnb-4bit", 64, 16, 16, True)
+    assert (
+        course.model.model_name,
+        course.train.per_device_train_batch_size,
+        course.train.gradient_accumulation_steps,
+        course.lora.lora_r,
+        course.lora.use_rslora,
+    ) == ("unsloth/Llama-3.2-1B-bnb-4bit", 64, 16, 16, True)
     yaml_file = tmp_path / "run.yaml"
     yaml_file.write_text("preset: smoke\nlearning_rate: 0.01\ntrain:\n  max_steps: 9\nlora:\n  r: 4\n")
     cfg = load_config(["--config", str(yaml_file), "--max-steps", "2"])
@@ -137,8 +143,9 @@ def test_cli_rejects_unknown_preset_and_help_is_fast():
     out = subprocess.run([sys.executable, "train_adapter.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0 and "--preset" in out.stdout and "--max-steps" in out.stdout
     assert time.perf_counter() - started < 3
-    bad = subprocess.run([sys.executable, "train_adapter.py", "--preset", "nope"], cwd=REPO, capture_output=True,
-                         text=True)
+    bad = subprocess.run(
+        [sys.executable, "train_adapter.py", "--preset", "nope"], cwd=REPO, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
 
 

@@ -42,9 +42,9 @@ def test_restart_on_full_precision_base_merges_the_exact_delta(tiny_model):
     model = _peft(tiny_model)
     opt, params = _one_adam_step(model)
     layers = lora_layers(model)
-    before_w = {n: l.get_base_layer().weight.detach().clone() for n, l in layers}
-    delta = {n: l.get_delta_weight("default").detach().clone() for n, l in layers}
-    before_a = {n: l.lora_A["default"].weight.detach().clone() for n, l in layers}
+    before_w = {n: layer.get_base_layer().weight.detach().clone() for n, layer in layers}
+    delta = {n: layer.get_delta_weight("default").detach().clone() for n, layer in layers}
+    before_a = {n: layer.lora_A["default"].weight.detach().clone() for n, layer in layers}
     with torch.no_grad():
         logits_before = model(IDS).logits
 
@@ -65,14 +65,15 @@ def test_restart_on_4bit_base_keeps_nf4_bytes_and_outputs(tiny_model_path, tmp_p
 
     from mcqa_core.models.loading import quantization_config
 
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_path, quantization_config=quantization_config(True),
-                                                device_map={"": "cpu"})
+    base = AutoModelForCausalLM.from_pretrained(
+        tiny_model_path, quantization_config=quantization_config(True), device_map={"": "cpu"}
+    )
     model = _peft(base)
     layers = lora_layers(model)
     with torch.no_grad():
         logits_before = model(IDS).logits
     # Taken after a forward: bitsandbytes repacks the NF4 bytes for its CPU kernel on first use.
-    nf4_before = {n: l.get_base_layer().weight.data.clone() for n, l in layers}
+    nf4_before = {n: layer.get_base_layer().weight.data.clone() for n, layer in layers}
     cb = ReLoRACallback(every=2, warmup=1)
     cb.restart(model, None, step=2)
     for _, layer in layers:  # a second cycle's update, merged too
@@ -122,8 +123,21 @@ def test_bad_relora_settings_are_one_clear_error(tmp_path, data_dir):
     assert "--relora-steps 2 is smaller than --warmup-steps 5" in problems("--relora-steps", "2", "--warmup-steps", "5")
     assert "--resume with --relora-steps" in problems("--relora-steps", "3", "--resume")
     with pytest.raises(RunError, match="--relora-steps 6 is not smaller than the run \\(6 optimizer steps\\)"):
-        run_training(load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir",
-                                  str(tmp_path / "o"), "--relora-steps", "6", "--no-load-in-4bit"]))
+        run_training(
+            load_config(
+                [
+                    "--preset",
+                    "smoke",
+                    "--data-dir",
+                    str(data_dir),
+                    "--output-dir",
+                    str(tmp_path / "o"),
+                    "--relora-steps",
+                    "6",
+                    "--no-load-in-4bit",
+                ]
+            )
+        )
 
 
 def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_dir, monkeypatch):
@@ -142,10 +156,31 @@ def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_
 
     monkeypatch.setattr(modeling, "load_for_training", spy)
     out = tmp_path / "relora"
-    record = run_training(load_config([
-        "--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out), "--no-load-in-4bit",
-        "--optim", "adamw_torch", "--relora-steps", "2", "--relora-warmup-steps", "1", "--eval-steps", "6",
-        "--save-steps", "6", "--report-limit", "4"]))
+    record = run_training(
+        load_config(
+            [
+                "--preset",
+                "smoke",
+                "--data-dir",
+                str(data_dir),
+                "--output-dir",
+                str(out),
+                "--no-load-in-4bit",
+                "--optim",
+                "adamw_torch",
+                "--relora-steps",
+                "2",
+                "--relora-warmup-steps",
+                "1",
+                "--eval-steps",
+                "6",
+                "--save-steps",
+                "6",
+                "--report-limit",
+                "4",
+            ]
+        )
+    )
     assert record["relora"]["restarts"] == [2, 4]
     assert json.loads((out / "mcqa_run.json").read_text())["relora"]["restarts"] == [2, 4]
     lrs = [h["learning_rate"] for h in record["metrics"]["history"] if "learning_rate" in h]
@@ -154,7 +189,8 @@ def test_relora_run_records_restarts_and_saves_the_trained_model(tmp_path, data_
     assert cfg["r"] == 48 and cfg["lora_alpha"] == 48 and not cfg["use_rslora"]  # 2 merged cycles + live LoRA
 
     trained = captured["model"].eval()
-    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(record["base_model_resolved"]),
-                                         str(out)).eval()
+    reloaded = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(record["base_model_resolved"]), str(out)
+    ).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(IDS).logits, trained(IDS).logits, atol=1e-4, rtol=1e-4)

@@ -62,14 +62,19 @@ def test_a_checkpoint_cut_short_by_a_full_disk_is_set_aside_and_resume_continues
         return real(self, output_dir)
 
     monkeypatch.setattr(MCQATrainer, "_save_rng_state", disk_full_at_step_6)
-    with pytest.raises(RunError, match=r"training stopped at step 6: .*No space left on device.*--resume to continue "
-                                       r"from checkpoint-3"):
+    with pytest.raises(
+        RunError,
+        match=r"training stopped at step 6: .*No space left on device.*--resume to continue "
+        r"from checkpoint-3",
+    ):
         run_training(_smoke(out, data_dir))
     monkeypatch.undo()
     assert not (out / RUN_FILE).exists()  # not a finished run...
     assert (out / "checkpoints" / "checkpoint-6").is_dir()  # ...and the cut checkpoint is there, incomplete
-    with pytest.raises(RunError, match="holds an unfinished run \\(newest complete checkpoint: checkpoint-3\\); "
-                                       "continue it with --resume"):
+    with pytest.raises(
+        RunError,
+        match="holds an unfinished run \\(newest complete checkpoint: checkpoint-3\\); continue it with --resume",
+    ):
         run_training(_smoke(out, data_dir))
     record = run_training(_smoke(out, data_dir, "--resume"))
     assert record["metrics"]["global_steps"] == 6
@@ -82,14 +87,17 @@ def test_runs_that_would_train_nothing_or_ignore_a_flag_are_refused(tmp_path, da
     out = tmp_path / "run"
     with pytest.raises(RunError, match="--num-train-epochs 0.0 trains no step"):
         run_training(_smoke(out, data_dir, "--max-steps", "-1", "--num-train-epochs", "0"))
-    with pytest.raises(RunError, match="--num-train-epochs 1.0 has no effect: the smoke preset sets max_steps 6; "
-                                       "pass --max-steps -1"):
+    with pytest.raises(
+        RunError, match="--num-train-epochs 1.0 has no effect: the smoke preset sets max_steps 6; pass --max-steps -1"
+    ):
         run_training(_smoke(out, data_dir, "--num-train-epochs", "1"))
     with pytest.raises(RunError, match="--max-steps must be at least 1"):
         run_training(_smoke(out, data_dir, "--max-steps", "0"))
     assert not out.exists()
     assert load_config(["--preset", "smoke", "--num-train-epochs", "1", "--max-steps", "-1"]).explicit == [
-        "train.max_steps", "train.num_train_epochs"]
+        "train.max_steps",
+        "train.num_train_epochs",
+    ]
 
 
 def test_bytes_that_are_not_utf8_are_a_counted_invalid_row(tmp_path, validation_rows):
@@ -110,7 +118,9 @@ def test_damaged_adapter_weights_are_named_as_damaged(tmp_path, tiny_model_path,
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(AdapterError, match="adapter_model.safetensors is damaged"):
         load_model(folder)
-    r = _cli("-m", "mcqa_core.cli.eval_command", "--adapter", folder, "--data-dir", data_dir, "--output", tmp_path / "r.json")
+    r = _cli(
+        "-m", "mcqa_core.cli.eval_command", "--adapter", folder, "--data-dir", data_dir, "--output", tmp_path / "r.json"
+    )
     _one_line(r, "adapter_model.safetensors is damaged")
     weights.unlink()
     with pytest.raises(AdapterError, match="adapter_model.safetensors is missing"):
@@ -122,13 +132,22 @@ def test_path_and_repo_mistakes_are_one_line_before_any_work(tmp_path, data_dir)
     a_file.write_text("x")
     cases = [
         (["train_adapter.py", "--preset", "smoke", "--output-dir", a_file], "is a file, not a folder"),
-        (["train_adapter.py", "--preset", "smoke", "--output-dir", tmp_path / "o", "--data-dir", tmp_path / "none"],
-         f"data folder {tmp_path / 'none'} does not exist"),
-        (["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", tmp_path],
-         "is a folder; give a file name"),
-        (["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", a_file],
-         "already exists; pass --overwrite"),
-        (["-m", "mcqa_core.cli.publish_command", tmp_path, "not a repo id"], "REPO 'not a repo id' is not a hub repo id"),
+        (
+            ["train_adapter.py", "--preset", "smoke", "--output-dir", tmp_path / "o", "--data-dir", tmp_path / "none"],
+            f"data folder {tmp_path / 'none'} does not exist",
+        ),
+        (
+            ["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", tmp_path],
+            "is a folder; give a file name",
+        ),
+        (
+            ["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--output", a_file],
+            "already exists; pass --overwrite",
+        ),
+        (
+            ["-m", "mcqa_core.cli.publish_command", tmp_path, "not a repo id"],
+            "REPO 'not a repo id' is not a hub repo id",
+        ),
     ]
     for args, message in cases:
         r = _cli(*args)
@@ -138,7 +157,16 @@ def test_path_and_repo_mistakes_are_one_line_before_any_work(tmp_path, data_dir)
 
 
 def test_evaluate_writes_reports_under_reports_and_never_over_one(tmp_path, data_dir):
-    args = ["-m", "mcqa_core.cli.eval_command", "--base-model", "tiny-random-llama", "--data-dir", data_dir, "--limit", "4"]
+    args = [
+        "-m",
+        "mcqa_core.cli.eval_command",
+        "--base-model",
+        "tiny-random-llama",
+        "--data-dir",
+        data_dir,
+        "--limit",
+        "4",
+    ]
     r = _cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     report = tmp_path / "reports" / "tiny-random-llama-heldout.json"
@@ -181,5 +209,9 @@ def test_overwrite_sets_the_earlier_run_aside_instead_of_mixing_with_it(tmp_path
     assert len(aside) == 1 and (aside[0] / RUN_FILE).exists() and (aside[0] / "checkpoints").is_dir()
     old = json.loads((aside[0] / RUN_FILE).read_text())
     assert old["finished"] == first["finished"] and old["settings"]["train"]["seed"] == 0
-    assert json.loads((out / RUN_FILE).read_text())["settings"]["train"]["seed"] == 1 == record["settings"]["train"]["seed"]
+    assert (
+        json.loads((out / RUN_FILE).read_text())["settings"]["train"]["seed"]
+        == 1
+        == record["settings"]["train"]["seed"]
+    )
     assert [p.name for p in (out / "checkpoints").glob("checkpoint-*")] == ["checkpoint-3"]

@@ -131,8 +131,9 @@ class _LegacyForward(torch.nn.Module):
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])
-def test_a_forward_that_ignores_logits_to_keep_and_returns_tuples_scores_the_same(tiny_model, tokenizer, mixed_rows,
-                                                                                  padding_side):
+def test_a_forward_that_ignores_logits_to_keep_and_returns_tuples_scores_the_same(
+    tiny_model, tokenizer, mixed_rows, padding_side
+):
     wrapped = _LegacyForward(tiny_model)
     scores = score_rows(wrapped, tokenizer, mixed_rows, batch_size=4, padding_side=padding_side)
     for row, s in zip(mixed_rows, scores):
@@ -150,8 +151,9 @@ def test_two_three_and_five_option_rows_read_only_their_letters(tiny_model, toke
     for i, n in enumerate([2, 3, 5, 4, 5, 2, 3]):
         base = validation_rows[i]
         options = [base[k] for k in OPTION_KEYS[:4]] + ["None of the above"]
-        rows.append({"id": f"n{n}-{i}", "question": base["question"], "cop": i % n,
-                     **dict(zip(OPTION_KEYS, options[:n]))})
+        rows.append(
+            {"id": f"n{n}-{i}", "question": base["question"], "cop": i % n, **dict(zip(OPTION_KEYS, options[:n]))}
+        )
     scores = score_rows(tiny_model, tokenizer, rows, batch_size=3, style=style)
     for row, s in zip(rows, scores):
         n = option_count(row)
@@ -171,16 +173,18 @@ def _gap(probs):
 
 
 @pytest.mark.parametrize("style", ["course", "lm-eval"])  # course: the shared-start cache, in both precisions
-def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(tiny_model, tokenizer, validation_rows,
-                                                                           monkeypatch, style):
+def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(
+    tiny_model, tokenizer, validation_rows, monkeypatch, style
+):
     rows = validation_rows[:48]
     fp32 = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=False)
     monkeypatch.setattr(scoring, "CLOSE_CALL", 0.0)
     plain = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True)  # bf16, no second look
     monkeypatch.undo()
     calls = []
-    mixed = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True,
-                       progress=lambda d, t: calls.append(d))
+    mixed = score_rows(
+        tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True, progress=lambda d, t: calls.append(d)
+    )
     assert calls == [8, 16, 24, 32, 40, 48]
     close = [_gap(p.probs) < CLOSE_CALL for p in plain]
     assert 0 < sum(close) < len(rows) / 2, "some close calls, or the fp32 second look goes untested"
@@ -218,8 +222,9 @@ def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tok
     assert bf16_pays(four_bit)  # NF4 weights with fp32 compute: dequantized to bf16 per call
 
 
-def test_4bit_scoring_in_bf16_keeps_the_fp32_letters_on_a_model_that_spreads_them(tiny_model_path, tokenizer,
-                                                                                  validation_rows):
+def test_4bit_scoring_in_bf16_keeps_the_fp32_letters_on_a_model_that_spreads_them(
+    tiny_model_path, tokenizer, validation_rows
+):
     from mcqa_core.evaluation.cpu_precision import cpu_4bit_layers
     from mcqa_core.models.inference import load_model
 
@@ -234,8 +239,9 @@ def test_4bit_scoring_in_bf16_keeps_the_fp32_letters_on_a_model_that_spreads_the
     assert {m.compute_dtype for m in cpu_4bit_layers(model)} == {torch.float32}  # restored after scoring
 
 
-def test_the_fp32_second_look_catches_a_near_tie_that_bf16_flips(tiny_model_path, tokenizer, validation_rows,
-                                                                 monkeypatch):
+def test_the_fp32_second_look_catches_a_near_tie_that_bf16_flips(
+    tiny_model_path, tokenizer, validation_rows, monkeypatch
+):
     from mcqa_core.evaluation.cpu_precision import cpu_4bit_layers
     from mcqa_core.models.inference import load_model
 
@@ -257,7 +263,7 @@ def test_the_fp32_second_look_catches_a_near_tie_that_bf16_flips(tiny_model_path
 
 
 def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answers(tiny_model, tokenizer, mixed_rows):
-    from mcqa_core.evaluation import cpu_precision, scoring
+    from mcqa_core.evaluation import scoring
 
     calls = []
     real = scoring._prefix_cache

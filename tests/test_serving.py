@@ -20,7 +20,8 @@ from .conftest import REPO, save_random_lora
 NEEDS_LLAMA_CPP = pytest.mark.skipif(
     (llama_cpp.converter() is None or llama_cpp.server_binary() is None)
     and os.environ.get("MCQA_REQUIRE_LLAMA_CPP") != "1",
-    reason="llama.cpp is not installed: run `make setup-serving`")
+    reason="llama.cpp is not installed: run `make setup-serving`",
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,9 +66,18 @@ def smollm2_adapter(tmp_path_factory):
     from mcqa_core.data.prompt import PROMPT_VERSION
     from mcqa_core.models.offline import ensure_smollm2
 
-    return save_random_lora(ensure_smollm2(), tmp_path_factory.mktemp("adapters") / "smollm2-lora",
-                            {"base_model": "smollm2-135m", "prompt_version": PROMPT_VERSION, "load_in_4bit": False,
-                             "data": {"eval_split": "heldout"}}, r=16, b_std=0.01)
+    return save_random_lora(
+        ensure_smollm2(),
+        tmp_path_factory.mktemp("adapters") / "smollm2-lora",
+        {
+            "base_model": "smollm2-135m",
+            "prompt_version": PROMPT_VERSION,
+            "load_in_4bit": False,
+            "data": {"eval_split": "heldout"},
+        },
+        r=16,
+        b_std=0.01,
+    )
 
 
 @NEEDS_LLAMA_CPP
@@ -76,8 +86,17 @@ def test_gguf_export_writes_checked_files_for_llama_cpp(smollm2_adapter, tmp_pat
 
     adapter = smollm2_adapter
     out = tmp_path / "gguf"
-    record = export_merged(ExportArgs(adapter=str(adapter), out=str(out), format="gguf", gguf_types="f16,q8_0",
-                                      check_rows=16, data_dir=str(data_dir)), log=lambda *_: None)
+    record = export_merged(
+        ExportArgs(
+            adapter=str(adapter),
+            out=str(out),
+            format="gguf",
+            gguf_types="f16,q8_0",
+            check_rows=16,
+            data_dir=str(data_dir),
+        ),
+        log=lambda *_: None,
+    )
     files = record["merged"]["gguf"]
     assert sorted(p.name for p in out.glob("*.gguf")) == ["model-f16.gguf", "model-q8_0.gguf"]
     assert not (out / "hf").exists() and not (out / "model.safetensors").exists()
@@ -100,6 +119,7 @@ def test_gguf_export_refuses_an_architecture_the_converter_does_not_know(monkeyp
 
 
 # ------------------------------------------------------------------ a fake server for the ways serving fails
+
 
 class _FakeServer(http.server.ThreadingHTTPServer):
     """Serves /v1/models and /v1/completions as `behaviour` says: ok, no-logprobs, slow, no-letters."""
@@ -171,8 +191,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send({"choices": [{"text": "B", "logprobs": {"top_logprobs": [top]}}]})  # vLLM's shape
 
 
-ROW = {"id": "q1", "question": "Which organ pumps blood?", "opa": "Lung", "opb": "Heart", "opc": "Liver",
-       "opd": "Skin", "cop": 1}
+ROW = {
+    "id": "q1",
+    "question": "Which organ pumps blood?",
+    "opa": "Lung",
+    "opb": "Heart",
+    "opc": "Liver",
+    "opd": "Skin",
+    "cop": 1,
+}
 
 
 @pytest.fixture()
@@ -203,12 +230,15 @@ def test_letters_outside_the_servers_top_list_get_their_probability_through_logi
     assert score.letter_mass == pytest.approx(sum(math.exp(v) for v in letters) / full, rel=1e-6)
 
 
-@pytest.mark.parametrize("behaviour, model, timeout, message", [
-    ("ok", "other", 5, "does not serve 'other' (it serves: mcqa)"),
-    ("no-logprobs", "mcqa", 5, "returned no log-probabilities"),
-    ("ignores-bias", "mcqa", 5, "ignores logit_bias in its log-probabilities"),
-    ("slow", "mcqa", 0.5, "did not answer /completions within 0.5 s"),
-])
+@pytest.mark.parametrize(
+    "behaviour, model, timeout, message",
+    [
+        ("ok", "other", 5, "does not serve 'other' (it serves: mcqa)"),
+        ("no-logprobs", "mcqa", 5, "returned no log-probabilities"),
+        ("ignores-bias", "mcqa", 5, "ignores logit_bias in its log-probabilities"),
+        ("slow", "mcqa", 0.5, "did not answer /completions within 0.5 s"),
+    ],
+)
 def test_a_server_that_cannot_score_gets_one_clear_line(fake, behaviour, model, timeout, message):
     scorer = OpenAIScorer(fake(behaviour).endpoint, model, timeout=timeout)
     with pytest.raises(BackendError) as caught:
@@ -264,7 +294,8 @@ http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
 
 @pytest.mark.parametrize("always_crash", [False, True])
 def test_a_server_that_crashes_loading_is_retried_without_repacking_then_named_in_one_line(
-        tmp_path, monkeypatch, always_crash):
+    tmp_path, monkeypatch, always_crash
+):
     import sys
 
     from mcqa_core.errors import ExportError
@@ -289,7 +320,8 @@ def test_a_server_that_crashes_loading_is_retried_without_repacking_then_named_i
 
 @NEEDS_LLAMA_CPP
 def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_smoke_adapter_exports(
-        tiny_model_path, smoke_adapter, tmp_path, data_dir, monkeypatch):
+    tiny_model_path, smoke_adapter, tmp_path, data_dir, monkeypatch
+):
     """A random model ranks no letter in its top 20 next tokens: the letters come through logit_bias, sum to 1,
     and match in-process scoring; exporting the smoke adapter (on that model) to GGUF then works."""
     from mcqa_core.evaluation.cpu_precision import CPU_BF16_ENV
@@ -298,8 +330,8 @@ def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_sm
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     from mcqa_core.data.medmcqa import load_split
     from mcqa_core.evaluation.passes import evaluate
-    from mcqa_core.shipping.merge import ExportArgs, export_merged
     from mcqa_core.models.inference import load_model
+    from mcqa_core.shipping.merge import ExportArgs, export_merged
 
     rows = load_split("heldout", str(data_dir), 24).rows
     local = load_model(None, tiny_model_path, load_in_4bit=False)
@@ -314,7 +346,16 @@ def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_sm
     assert worst < 0.02, f"llama-server's letters differ from in-process scoring by up to {worst:.3f}"
 
     adapter, _ = smoke_adapter
-    record = export_merged(ExportArgs(adapter=str(adapter), out=str(tmp_path / "smoke-gguf"), format="gguf",
-                                      gguf_types="f16", check_rows=16, data_dir=str(data_dir)), log=lambda *_: None)
+    record = export_merged(
+        ExportArgs(
+            adapter=str(adapter),
+            out=str(tmp_path / "smoke-gguf"),
+            format="gguf",
+            gguf_types="f16",
+            check_rows=16,
+            data_dir=str(data_dir),
+        ),
+        log=lambda *_: None,
+    )
     check = record["merged"]["gguf"]["f16"]
     assert (tmp_path / "smoke-gguf" / "model-f16.gguf").exists() and check["max_prob_diff"] < 0.02

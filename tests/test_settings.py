@@ -43,18 +43,47 @@ def test_course_file_defaults_and_readme_recipe_agree():
     assert load_config([]) == load_config(["--preset", "course"]) == defaults
     # ...and spells out the whole recipe (a reader should not need the Python defaults)
     spelled = {k for group in course.values() for k in group}
-    assert {"model_name", "load_in_4bit", "lora_r", "lora_alpha", "lora_dropout", "use_rslora", "target_modules",
-            "gradient_checkpointing", "random_state", "learning_rate", "lr_scheduler_type", "warmup_steps",
-            "per_device_train_batch_size", "gradient_accumulation_steps", "num_train_epochs", "eval_steps",
-            "save_steps", "logging_steps", "save_total_limit", "optim", "weight_decay", "seed"} <= spelled
+    assert {
+        "model_name",
+        "load_in_4bit",
+        "lora_r",
+        "lora_alpha",
+        "lora_dropout",
+        "use_rslora",
+        "target_modules",
+        "gradient_checkpointing",
+        "random_state",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "eval_steps",
+        "save_steps",
+        "logging_steps",
+        "save_total_limit",
+        "optim",
+        "weight_decay",
+        "seed",
+    } <= spelled
 
     text, m, lo, t = _recipe_paragraph(), defaults.model, defaults.lora, defaults.train
     readme = {
-        "r": r"LoRA r=(\d+)", "alpha": r"alpha=(\d+)", "dropout": r"dropout (\d+(?:\.\d+)?)",
-        "random_state": r"random_state (\d+)", "lr": r"lr (\S+) (\w+)", "warmup": r"warm-up (\d+)",
-        "batch": r"batch (\d+) x accumulation (\d+)", "epochs": r"(\d+) epochs", "every": r"every (\d+) steps",
-        "kept": r"(\d+) checkpoint kept", "optim": r"(adamw_8bit|adamw_torch)", "wd": r"weight decay (\S+?),",
-        "seed": r"seed (\d+)", "targets": r"rsLoRA on ([a-z,]+)",
+        "r": r"LoRA r=(\d+)",
+        "alpha": r"alpha=(\d+)",
+        "dropout": r"dropout (\d+(?:\.\d+)?)",
+        "random_state": r"random_state (\d+)",
+        "lr": r"lr (\S+) (\w+)",
+        "warmup": r"warm-up (\d+)",
+        "batch": r"batch (\d+) x accumulation (\d+)",
+        "epochs": r"(\d+) epochs",
+        "every": r"every (\d+) steps",
+        "kept": r"(\d+) checkpoint kept",
+        "optim": r"(adamw_8bit|adamw_torch)",
+        "wd": r"weight decay (\S+?),",
+        "seed": r"seed (\d+)",
+        "targets": r"rsLoRA on ([a-z,]+)",
     }
     got = {}
     for key, pattern in readme.items():
@@ -68,8 +97,10 @@ def test_course_file_defaults_and_readme_recipe_agree():
     assert [f"{x}_proj" for x in got["targets"][0].strip(",").split(",")] == lo.target_modules
     assert float(got["lr"][0]) == t.learning_rate and got["lr"][1] == t.lr_scheduler_type
     assert int(got["warmup"][0]) == t.warmup_steps
-    assert (int(got["batch"][0]), int(got["batch"][1])) == (t.per_device_train_batch_size,
-                                                           t.gradient_accumulation_steps)
+    assert (int(got["batch"][0]), int(got["batch"][1])) == (
+        t.per_device_train_batch_size,
+        t.gradient_accumulation_steps,
+    )
     assert float(got["epochs"][0]) == t.num_train_epochs
     assert int(got["every"][0]) == t.eval_steps == t.save_steps == t.logging_steps
     assert int(got["kept"][0]) == t.save_total_limit and got["optim"][0] == t.optim
@@ -104,12 +135,16 @@ def test_settings_files_are_checked_whole(tmp_path):
     with pytest.raises(SettingsError, match="is not valid YAML at line"):
         load_config(["--config", str(bad)])
     bad.write_text("max_seq_length: null\nlora_r: 4.5\nnope: 1\n")  # every problem at once
-    with pytest.raises(SettingsError, match=r"unknown setting 'nope'.*max_seq_length needs a value.*r: expected a "
-                                            "whole number"):
+    with pytest.raises(
+        SettingsError,
+        match=r"unknown setting 'nope'.*max_seq_length needs a value.*r: expected a "
+        "whole number",
+    ):
         load_config(["--config", str(bad)])
     # an unquoted yes/no for a yes/no choice, an empty group, an optional setting unset
-    bad.write_text("per_device_train_batch_size: 4\nnum_train_epochs: 3\nuse_unsloth: no\nlora:\ndata:\n"
-                   "  train_limit: null\n")
+    bad.write_text(
+        "per_device_train_batch_size: 4\nnum_train_epochs: 3\nuse_unsloth: no\nlora:\ndata:\n  train_limit: null\n"
+    )
     cfg = load_config(["--config", str(bad)])
     assert (cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs, cfg.model.use_unsloth) == (4, 3.0, "no")
     assert cfg.data.train_limit is None
@@ -133,24 +168,35 @@ def test_nonfinite_yaml_values_are_refused_all_at_once(tmp_path):
 
     bad = tmp_path / "run.yaml"
     bad.write_text("learning_rate: .inf\nlora:\n  lora_dropout: .nan\nnum_train_epochs: -.inf\nweight_decay: 0.01\n")
-    with pytest.raises(SettingsError, match=r"learning_rate: must be a finite number, got inf.*dropout: must be a "
-                                            r"finite number, got nan.*num_train_epochs: must be a finite number"):
+    with pytest.raises(
+        SettingsError,
+        match=r"learning_rate: must be a finite number, got inf.*dropout: must be a "
+        r"finite number, got nan.*num_train_epochs: must be a finite number",
+    ):
         load_config(["--config", str(bad)])
     cfg = RunConfig()  # built in code, past the converters: the run's checks still refuse it, once per setting
     cfg.train.learning_rate, cfg.train.weight_decay = float("nan"), float("inf")
-    assert config_problems(cfg) == ["--learning-rate must be a finite number, got nan",
-                                    "--weight-decay must be a finite number, got inf"]
+    assert config_problems(cfg) == [
+        "--learning-rate must be a finite number, got nan",
+        "--weight-decay must be a finite number, got inf",
+    ]
 
 
-COMMANDS = {"mcqa-train": "mcqa_core.cli.train_command", "mcqa-eval": "mcqa_core.cli.eval_command",
-            "mcqa-export": "mcqa_core.cli.export_command", "mcqa-publish": "mcqa_core.cli.publish_command"}
+COMMANDS = {
+    "mcqa-train": "mcqa_core.cli.train_command",
+    "mcqa-eval": "mcqa_core.cli.eval_command",
+    "mcqa-export": "mcqa_core.cli.export_command",
+    "mcqa-publish": "mcqa_core.cli.publish_command",
+}
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_help_loads_no_model_library(command):
-    code = (f"import sys\nfrom {COMMANDS[command]} import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
-            "print('heavy:', sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))\n")
+    code = (
+        f"import sys\nfrom {COMMANDS[command]} import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "print('heavy:', sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "usage:" in r.stdout and "heavy: []" in r.stdout
@@ -173,17 +219,37 @@ def test_every_command_refuses_bad_input_in_one_line(tmp_path):
     not_adapter.mkdir()
     cases = [
         (["train_adapter.py", "--config", str(bad_yaml)], "is not valid YAML"),
-        (["train_adapter.py", "--per-device-train-batch-size", "x"],
-         "--per-device-train-batch-size: expected a whole number, got 'x'"),
-        (["train_adapter.py", "--preset", "smoke", "--learning-rate", "inf"],
-         "--learning-rate: must be a finite number, got 'inf'"),
-        (["train_adapter.py", "--preset", "smoke", "--eval-steps", "3", "--save-steps", "4", "--output-dir",
-          str(tmp_path / "o")], "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3"),
+        (
+            ["train_adapter.py", "--per-device-train-batch-size", "x"],
+            "--per-device-train-batch-size: expected a whole number, got 'x'",
+        ),
+        (
+            ["train_adapter.py", "--preset", "smoke", "--learning-rate", "inf"],
+            "--learning-rate: must be a finite number, got 'inf'",
+        ),
+        (
+            [
+                "train_adapter.py",
+                "--preset",
+                "smoke",
+                "--eval-steps",
+                "3",
+                "--save-steps",
+                "4",
+                "--output-dir",
+                str(tmp_path / "o"),
+            ],
+            "cannot start training: --save-steps 4 must be a multiple of --eval-steps 3",
+        ),
         (["-m", "mcqa_core.cli.eval_command", "--limit", "0"], "--limit: must be at least 1, got 0"),
-        (["-m", "mcqa_core.cli.export_command", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
-         "cannot export: --adapter: adapter folder"),
-        (["-m", "mcqa_core.cli.publish_command", str(not_adapter), "me/x"], 
-         "holds neither adapter_config.json nor config.json"),
+        (
+            ["-m", "mcqa_core.cli.export_command", "--adapter", str(not_adapter), "--out", str(tmp_path / "m")],
+            "cannot export: --adapter: adapter folder",
+        ),
+        (
+            ["-m", "mcqa_core.cli.publish_command", str(not_adapter), "me/x"],
+            "holds neither adapter_config.json nor config.json",
+        ),
     ]
     for args, message in cases:
         r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -199,8 +265,10 @@ def test_no_preset_chooses_its_checkpoint_on_a_reported_row(preset, data_dir):
     from mcqa_core.data.medmcqa import load_split
 
     d = load_config(["--preset", preset, "--data-dir", str(data_dir)]).data
-    ids = {name: {r["id"] for r in load_split(split, data_dir).rows}
-           for name, split in (("train", d.train_split), ("dev", d.eval_split), ("report", d.report_split))}
+    ids = {
+        name: {r["id"] for r in load_split(split, data_dir).rows}
+        for name, split in (("train", d.train_split), ("dev", d.eval_split), ("report", d.report_split))
+    }
     assert ids["train"] and ids["dev"] and ids["report"]
     assert not ids["train"] & ids["dev"] and not ids["train"] & ids["report"] and not ids["dev"] & ids["report"]
 
@@ -231,21 +299,38 @@ def test_one_spelling_per_setting_and_older_ones_load_with_a_notice(tmp_path, ca
     assert (cfg.train.per_device_train_batch_size, cfg.train.num_train_epochs, cfg.lora.lora_r) == (4, 3.0, 8)
     assert (cfg.train.max_steps, cfg.train.gradient_accumulation_steps, cfg.model.load_in_4bit) == (5, 2, False)
     notices = capsys.readouterr().err.strip().splitlines()
-    assert notices == [f"notice: --config {old}: older spellings still load; write batch-size -> "
-                       "per_device_train_batch_size, epochs -> num_train_epochs, r -> lora_r, max-steps -> max_steps",
-                       "notice: command line: older spellings still load; write --grad-accum -> "
-                       "--gradient-accumulation-steps, --4bit -> --load-in-4bit"]
+    assert notices == [
+        f"notice: --config {old}: older spellings still load; write batch-size -> "
+        "per_device_train_batch_size, epochs -> num_train_epochs, r -> lora_r, max-steps -> max_steps",
+        "notice: command line: older spellings still load; write --grad-accum -> "
+        "--gradient-accumulation-steps, --4bit -> --load-in-4bit",
+    ]
     assert load_config(["--preset", "smoke"]) and capsys.readouterr().err == ""  # the presets use the one spelling
 
 
 def test_bounds_and_choices_are_declared_once_and_checked_together():
     from mcqa_core.training.checks import config_problems
 
-    cfg = load_config(["--preset", "smoke", "--lora-r", "0", "--per-device-train-batch-size", "0",
-                       "--learning-rate", "-1", "--lora-dropout", "1"])
-    assert config_problems(cfg) == ["--lora-r must be at least 1, got 0", "--lora-dropout must be below 1, got 1.0",
-                                    "--learning-rate must be above 0, got -1.0",
-                                    "--per-device-train-batch-size must be at least 1, got 0"]
+    cfg = load_config(
+        [
+            "--preset",
+            "smoke",
+            "--lora-r",
+            "0",
+            "--per-device-train-batch-size",
+            "0",
+            "--learning-rate",
+            "-1",
+            "--lora-dropout",
+            "1",
+        ]
+    )
+    assert config_problems(cfg) == [
+        "--lora-r must be at least 1, got 0",
+        "--lora-dropout must be below 1, got 1.0",
+        "--learning-rate must be above 0, got -1.0",
+        "--per-device-train-batch-size must be at least 1, got 0",
+    ]
     cfg = RunConfig()
     cfg.data.eval_split = "nope"  # built in code: the declared choices still apply
     assert config_problems(cfg)[0].startswith("--eval-split must be one of train-dev, demo-dev, validation, heldout")

@@ -20,7 +20,7 @@ def test_wilson_matches_newcombes_worked_example():
 
 def _exact_two_sided(k: int, n: int) -> float:
     """Two-sided exact binomial p-value at 1/2, summed by hand."""
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
     return min(1.0, 2 * tail)
 
 
@@ -102,23 +102,32 @@ def test_the_report_carries_intervals_tests_and_few_marks():
     from mcqa_core.evaluation.scoring import LetterScore
 
     rows = [{"id": str(i), "subject_name": "Big" if i < 60 else "Small", "question": "q"} for i in range(70)]
-    scores = [LetterScore(str(i), [0.7, 0.1, 0.1, 0.1] if i % 2 else [0.1, 0.7, 0.1, 0.1], 1.0,
-                          gold="A" if i % 3 else "B") for i in range(70)]
+    scores = [
+        LetterScore(str(i), [0.7, 0.1, 0.1, 0.1] if i % 2 else [0.1, 0.7, 0.1, 0.1], 1.0, gold="A" if i % 3 else "B")
+        for i in range(70)
+    ]
     report = build_report(rows, scores)
     correct = sum(s.correct for s in scores)
     assert report["accuracy_ci"] == pytest.approx(wilson(correct, 70))
     assert report["vs_always_a"]["n"] == 70 and 0 <= report["vs_always_a"]["p_value"] <= 1
     assert report["per_subject"]["Big"]["few"] is False and report["per_subject"]["Small"]["few"] is True
-    assert report["per_subject"]["Small"]["ci"] == pytest.approx(
-        wilson(sum(s.correct for s in scores[60:]), 10))
+    assert report["per_subject"]["Small"]["ci"] == pytest.approx(wilson(sum(s.correct for s in scores[60:]), 10))
 
 
 def test_a_report_saved_before_shows_the_compatible_interval_and_the_base_models():
     from mcqa_core.service.reports import with_statistics
 
     wald = {"difference": -5 / 32, "ci": [-0.309, -0.004], "p_value": 0.125, "a_only": 1, "b_only": 6, "n": 32}
-    old = {"n": 32, "accuracy": 0.25, "accuracy_ci": wilson(8, 32), "always_a_accuracy": 0.4, "always_a_ci": wilson(13, 32),
-           "vs_always_a": wald, "vs_base": dict(wald), "base": {"n": 32, "accuracy": 0.40625}}
+    old = {
+        "n": 32,
+        "accuracy": 0.25,
+        "accuracy_ci": wilson(8, 32),
+        "always_a_accuracy": 0.4,
+        "always_a_ci": wilson(13, 32),
+        "vs_always_a": wald,
+        "vs_base": dict(wald),
+        "base": {"n": 32, "accuracy": 0.40625},
+    }
     shown = with_statistics(old)
     for key in ("vs_always_a", "vs_base"):
         assert shown[key] == mcnemar_counts(1, 6, 32) and shown[key]["ci"][0] < 0 < shown[key]["ci"][1]

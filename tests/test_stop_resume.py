@@ -14,8 +14,8 @@ import pytest
 from mcqa_core.training import status_files
 from mcqa_core.training.output_folder import checkpoints
 from mcqa_core.training.run import run_training
-from mcqa_core.training.status_files import read_progress, read_status
 from mcqa_core.training.settings import load_config
+from mcqa_core.training.status_files import read_progress, read_status
 
 ROTATING = ["--eval-steps", "3", "--save-steps", "3", "--logging-steps", "1", "--save-total-limit", "1"]
 
@@ -56,7 +56,8 @@ def newest_eval_is_best(monkeypatch):
 
 
 def test_sigterm_mid_run_keeps_its_checkpoint_and_resume_continues_at_the_stop_step(
-        tmp_path, data_dir, sigterm_during_step, newest_eval_is_best):
+    tmp_path, data_dir, sigterm_during_step, newest_eval_is_best
+):
     out = tmp_path / "run"
     cfg = _smoke(out, data_dir, "--max-steps", "12", *ROTATING)
     assert cfg.train.save_total_limit == 1 and cfg.train.relora_steps is None  # best-model loading is on
@@ -89,7 +90,7 @@ def test_a_newest_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path, 
     (stop,), _ = checkpoints(out)
     cut = shutil.copytree(stop, stop.with_name("checkpoint-3"))
     state = (cut / "trainer_state.json").read_text()
-    (cut / "trainer_state.json").write_text(state[:len(state) // 2])
+    (cut / "trainer_state.json").write_text(state[: len(state) // 2])
 
     record = run_training(_smoke(out, data_dir, "--max-steps", "6", *ROTATING, "--resume"))
     assert [r["step"] for r in read_progress(out) if r["event"] == "begin"] == [0, 2]

@@ -16,9 +16,20 @@ from mcqa_core.training.settings import load_config
 
 from .conftest import REPO
 
-PROMISED_FILES = {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                  "chat_template.jinja", "mcqa_run.json", "README.md", "checkpoints", "curves.png", "tensorboard",
-                  "progress.jsonl", "status.json"}
+PROMISED_FILES = {
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "mcqa_run.json",
+    "README.md",
+    "checkpoints",
+    "curves.png",
+    "tensorboard",
+    "progress.jsonl",
+    "status.json",
+}
 
 
 def _lora_and_base(model):
@@ -70,12 +81,15 @@ def test_rows_seen_counts_presentations_and_unique_rows():
     assert rows_seen(1024, 32, 8) == {"rows_per_step": 32, "row_presentations": 256, "unique_train_rows": 256}
     assert rows_seen(10, 4, 3)["row_presentations"] == 10  # the epoch's last step takes the 2 rows left
     assert rows_seen(10, 4, 4) == {"rows_per_step": 4, "row_presentations": 14, "unique_train_rows": 10}
-    assert rows_seen(100, 8, 3, world_size=2) == {"rows_per_step": 16, "row_presentations": 48,
-                                                  "unique_train_rows": 48}
+    assert rows_seen(100, 8, 3, world_size=2) == {"rows_per_step": 16, "row_presentations": 48, "unique_train_rows": 48}
     # a record from before the counts were kept: worked out from the batch sizes it does keep
-    old = {"data": {"train_split": "demo-train", "train_rows_used": 1024, "batch_size_used": 8, "grad_accum_used": 4},
-           "metrics": {"global_steps": 8}}
-    assert rows_seen_text(old) == "demo-train: 256 unique rows of 1024 usable, 256 row presentations (8 steps x 32 rows)"
+    old = {
+        "data": {"train_split": "demo-train", "train_rows_used": 1024, "batch_size_used": 8, "grad_accum_used": 4},
+        "metrics": {"global_steps": 8},
+    }
+    assert (
+        rows_seen_text(old) == "demo-train: 256 unique rows of 1024 usable, 256 row presentations (8 steps x 32 rows)"
+    )
 
 
 def test_nonfinite_loss_stops_in_one_line_and_keeps_the_earlier_run(smoke_adapter, data_dir, tmp_path):
@@ -84,15 +98,39 @@ def test_nonfinite_loss_stops_in_one_line_and_keeps_the_earlier_run(smoke_adapte
     out = tmp_path / "nan"
     shutil.copytree(smoke_adapter[0], out)
     before = (out / "adapter_model.safetensors").read_bytes()
-    r = subprocess.run([sys.executable, "train_adapter.py", "--preset", "smoke", "--data-dir", str(data_dir),
-                        "--output-dir", str(out), "--overwrite", "--learning-rate", "1e30", "--max-steps", "4",
-                        "--eval-steps", "4", "--save-steps", "4", "--eval-limit", "4"],
-                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train_adapter.py",
+            "--preset",
+            "smoke",
+            "--data-dir",
+            str(data_dir),
+            "--output-dir",
+            str(out),
+            "--overwrite",
+            "--learning-rate",
+            "1e30",
+            "--max-steps",
+            "4",
+            "--eval-steps",
+            "4",
+            "--save-steps",
+            "4",
+            "--eval-limit",
+            "4",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and lines[-1].startswith("error: training stopped: ") and "non-finite" in lines[-1]
     assert "no adapter was written" in lines[-1] and "Traceback" not in r.stderr
     assert [line for line in r.stdout.splitlines() if line.startswith("[eval] step 0/4")][0].endswith(
-        " on demo-dev (4 rows)")
+        " on demo-dev (4 rows)"
+    )
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "failed" and "non-finite" in status["error"]
     assert not {"adapter_model.safetensors", "adapter_config.json", "mcqa_run.json"} & {p.name for p in out.iterdir()}
@@ -121,8 +159,10 @@ def test_eval_and_export_refuse_an_adapter_with_nonfinite_weights_or_record(smok
         read_adapter_info(weights)
     with pytest.raises(AdapterError, match="records metrics.train_loss = inf: .* adapter is damaged"):
         read_adapter_info(record)
-    for args in (["-m", "mcqa_core.cli.eval_command", "--adapter", str(weights), "--limit", "2"],
-                 ["-m", "mcqa_core.cli.export_command", "--adapter", str(record), "--out", str(tmp_path / "m")]):
+    for args in (
+        ["-m", "mcqa_core.cli.eval_command", "--adapter", str(weights), "--limit", "2"],
+        ["-m", "mcqa_core.cli.export_command", "--adapter", str(record), "--out", str(tmp_path / "m")],
+    ):
         r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and "damaged" in lines[0], (args, r.stderr)
@@ -153,10 +193,33 @@ def test_lora_moves_base_stays_and_loss_falls_on_tiny_overfit_set(tmp_path, data
     """4 rows, many steps: LoRA weights all move, no base weight does, the loss falls by more than half."""
     import mcqa_core.models.loading as modeling
 
-    cfg = load_config(["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "o"),
-                       "--train-limit", "4", "--per-device-train-batch-size", "4", "--max-steps", "40",
-                       "--learning-rate", "2e-2", "--no-load-in-4bit", "--eval-steps", "40", "--save-steps", "40",
-                       "--warmup-steps", "0", "--optim", "adamw_torch"])
+    cfg = load_config(
+        [
+            "--preset",
+            "smoke",
+            "--data-dir",
+            str(data_dir),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--train-limit",
+            "4",
+            "--per-device-train-batch-size",
+            "4",
+            "--max-steps",
+            "40",
+            "--learning-rate",
+            "2e-2",
+            "--no-load-in-4bit",
+            "--eval-steps",
+            "40",
+            "--save-steps",
+            "40",
+            "--warmup-steps",
+            "0",
+            "--optim",
+            "adamw_torch",
+        ]
+    )
     captured = {}
     real = modeling.load_for_training
 
@@ -193,8 +256,9 @@ def test_resume_continues_from_newest_checkpoint(tmp_path, data_dir, capsys):
     record = run_training(load_config(base + ["--max-steps", "6", "--resume"]))
     # every accuracy printed at the end names its rows; the last line lists the phases of the wall time
     printed = capsys.readouterr().out
-    assert "accuracy" in printed and all(" on demo-dev (16 rows)" in line for line in printed.splitlines()
-                                         if line.startswith(("[eval]", "[final]")))
+    assert "accuracy" in printed and all(
+        " on demo-dev (16 rows)" in line for line in printed.splitlines() if line.startswith(("[eval]", "[final]"))
+    )
     assert "[report] accuracy" in printed and " on 32 heldout rows" in printed
     timed = [line for line in printed.splitlines() if line.startswith("[time]")]
     assert len(timed) == 2 and "train" in timed[-1] and "final evaluation" in timed[-1]
@@ -210,27 +274,60 @@ def test_cli_errors_are_one_clear_line(tmp_path, data_dir):
     def run(*args):
         return subprocess.run([sys.executable, "train_adapter.py", *args], cwd=REPO, capture_output=True, text=True)
 
-    r = run("--preset", "smoke", "--model-name", "no-such-model", "--output-dir", str(tmp_path / "a"),
-            "--data-dir", str(data_dir))
+    r = run(
+        "--preset",
+        "smoke",
+        "--model-name",
+        "no-such-model",
+        "--output-dir",
+        str(tmp_path / "a"),
+        "--data-dir",
+        str(data_dir),
+    )
     assert r.returncode == 2 and "unknown model 'no-such-model'" in r.stderr
     r = run("--preset", "smoke", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "b"))
     assert r.returncode == 2 and "has no validation.jsonl" in r.stderr or "has no train" in r.stderr
-    r = run("--preset", "smoke", "--max-seq-length", "48", "--data-dir", str(data_dir),
-            "--output-dir", str(tmp_path / "c"))
+    r = run(
+        "--preset", "smoke", "--max-seq-length", "48", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "c")
+    )
     assert r.returncode == 2 and "--max-seq-length 48" in r.stderr
-    r = run("--preset", "smoke", "--use-unsloth", "yes", "--output-dir", str(tmp_path / "d"),
-            "--data-dir", str(data_dir))
+    r = run(
+        "--preset", "smoke", "--use-unsloth", "yes", "--output-dir", str(tmp_path / "d"), "--data-dir", str(data_dir)
+    )
     if not torch.cuda.is_available():
         assert r.returncode == 2 and "unsloth needs a CUDA GPU" in r.stderr
 
 
 def test_smollm2_trains_one_step_in_4bit_on_cpu(tmp_path, data_dir):
     """The real offline model, 4-bit NF4 on CPU, one optimizer step with 8-bit AdamW."""
-    record = run_training(load_config([
-        "--preset", "cpu-demo", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "s"),
-        "--train-limit", "4", "--eval-limit", "4", "--per-device-train-batch-size", "2",
-        "--gradient-accumulation-steps", "2", "--max-steps", "1",
-        "--eval-steps", "1", "--save-steps", "1", "--report-limit", "4"]))
+    record = run_training(
+        load_config(
+            [
+                "--preset",
+                "cpu-demo",
+                "--data-dir",
+                str(data_dir),
+                "--output-dir",
+                str(tmp_path / "s"),
+                "--train-limit",
+                "4",
+                "--eval-limit",
+                "4",
+                "--per-device-train-batch-size",
+                "2",
+                "--gradient-accumulation-steps",
+                "2",
+                "--max-steps",
+                "1",
+                "--eval-steps",
+                "1",
+                "--save-steps",
+                "1",
+                "--report-limit",
+                "4",
+            ]
+        )
+    )
     assert record["load_in_4bit"] and record["metrics"]["global_steps"] == 1
     assert record["base_model"] == "smollm2-135m"
     assert record["metrics"]["train_loss"] > 0
@@ -247,11 +344,37 @@ def test_sft_config_takes_the_shared_names_as_they_are(tmp_path):
 
     shared = {f.name for f in dataclasses.fields(TrainArgs)} & {f.name for f in dataclasses.fields(SFTConfig)}
     assert shared - set(OWN_MEANING) == {
-        "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
-        "gradient_accumulation_steps", "per_device_eval_batch_size", "num_train_epochs", "max_steps", "eval_steps",
-        "save_steps", "logging_steps", "save_total_limit", "optim", "weight_decay", "seed", "report_to"}
-    cfg = load_config(["--preset", "smoke", "--output-dir", str(tmp_path), "--optim", "adamw_torch",
-                       "--weight-decay", "0.05", "--per-device-train-batch-size", "16"])
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "per_device_eval_batch_size",
+        "num_train_epochs",
+        "max_steps",
+        "eval_steps",
+        "save_steps",
+        "logging_steps",
+        "save_total_limit",
+        "optim",
+        "weight_decay",
+        "seed",
+        "report_to",
+    }
+    cfg = load_config(
+        [
+            "--preset",
+            "smoke",
+            "--output-dir",
+            str(tmp_path),
+            "--optim",
+            "adamw_torch",
+            "--weight-decay",
+            "0.05",
+            "--per-device-train-batch-size",
+            "16",
+        ]
+    )
     args = sft_config(cfg, tmp_path, plan_for(cfg, 10))
     assert (args.optim, args.weight_decay, args.max_steps, args.eval_steps) == ("adamw_torch", 0.05, 6, 3)
     assert args.per_device_train_batch_size == 10  # the plan: a step asked for more rows than there are

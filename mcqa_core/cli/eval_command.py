@@ -37,39 +37,72 @@ REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created
 
 @dataclass
 class EvalArgs(BankColumns):
-    adapter: str | None = setting(None, "Adapter folder written by train_adapter.py (its base model and prompt "
-                                        "version come from its mcqa_run.json).", metavar="DIR")
-    base_model: str | None = setting(None, "Base model: hub id, local folder or offline alias (smollm2-135m, "
-                                           "tiny-random-llama). With --adapter it must match the adapter's base.",
-                                     metavar="NAME")
-    data_dir: str | None = setting(None, "Folder with validation.jsonl (HF schema); unset: $MCQA_DATA_DIR, else "
-                                         "../shared/data/medmcqa beside the repository, else the hub.")
-    split: str | None = setting(None, "Rows to score: MedMCQA's heldout (default; the offline stand-in) or "
-                                      "validation; a bank's all (default), heldout or rest (sha256(id) % 4).")
+    adapter: str | None = setting(
+        None,
+        "Adapter folder written by train_adapter.py (its base model and prompt version come from its mcqa_run.json).",
+        metavar="DIR",
+    )
+    base_model: str | None = setting(
+        None,
+        "Base model: hub id, local folder or offline alias (smollm2-135m, "
+        "tiny-random-llama). With --adapter it must match the adapter's base.",
+        metavar="NAME",
+    )
+    data_dir: str | None = setting(
+        None,
+        "Folder with validation.jsonl (HF schema); unset: $MCQA_DATA_DIR, else "
+        "../shared/data/medmcqa beside the repository, else the hub.",
+    )
+    split: str | None = setting(
+        None,
+        "Rows to score: MedMCQA's heldout (default; the offline stand-in) or "
+        "validation; a bank's all (default), heldout or rest (sha256(id) % 4).",
+    )
     limit: int | None = setting(None, "Score only the first N valid rows.", min=1, metavar="N")
     batch_size: int = setting(16, "Questions per forward pass.", min=1)
-    output: str | None = setting(None, "Report path; the per-subject chart is written beside it as .png "
-                                       "(default: reports/NAME-SPLIT.json).", metavar="REPORT.json")
+    output: str | None = setting(
+        None,
+        "Report path; the per-subject chart is written beside it as .png (default: reports/NAME-SPLIT.json).",
+        metavar="REPORT.json",
+    )
     overwrite: bool = setting(False, "Replace an existing report at --output.")
-    compare_base: bool = setting(False, "Also score with the adapter switched off and list the questions where "
-                                        "they disagree.")
-    prompt: str = setting("course", f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's "
-                                    "medmcqa prompt).", metavar="STYLE", choices=PROMPT_STYLES)
-    shuffle_options: int = setting(0, "Re-ask each question with K permutations of its options (position bias).",
-                                   min=0, metavar="K")
+    compare_base: bool = setting(
+        False, "Also score with the adapter switched off and list the questions where they disagree."
+    )
+    prompt: str = setting(
+        "course",
+        f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's medmcqa prompt).",
+        metavar="STYLE",
+        choices=PROMPT_STYLES,
+    )
+    shuffle_options: int = setting(
+        0, "Re-ask each question with K permutations of its options (position bias).", min=0, metavar="K"
+    )
     max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
-    load_in_4bit: bool | None = setting(None, "Load the base in 4-bit (--4bit) or full precision (--no-4bit); "
-                                              "default: as the adapter was trained, 4-bit for a base alone.",
-                                        flag="4bit")
-    backend: str = setting("local", "Who scores: local (the model in this process) or openai (a server speaking "
-                                    "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).",
-                           choices=BACKENDS)
-    endpoint: str | None = setting(None, "With --backend openai: the server's URL, e.g. http://localhost:8000/v1.",
-                                   metavar="URL")
-    model: str | None = setting(None, "With --backend openai: the model (or LoRA) name the server serves "
-                                      "(vLLM's --lora-modules NAME=..., llama-server's --alias).", metavar="NAME")
-    base_served_model: str | None = setting(None, "With --backend openai and --compare-base: the name the server "
-                                                  "gives the base model.", metavar="NAME")
+    load_in_4bit: bool | None = setting(
+        None,
+        "Load the base in 4-bit (--4bit) or full precision (--no-4bit); "
+        "default: as the adapter was trained, 4-bit for a base alone.",
+        flag="4bit",
+    )
+    backend: str = setting(
+        "local",
+        "Who scores: local (the model in this process) or openai (a server speaking "
+        "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).",
+        choices=BACKENDS,
+    )
+    endpoint: str | None = setting(
+        None, "With --backend openai: the server's URL, e.g. http://localhost:8000/v1.", metavar="URL"
+    )
+    model: str | None = setting(
+        None,
+        "With --backend openai: the model (or LoRA) name the server serves "
+        "(vLLM's --lora-modules NAME=..., llama-server's --alias).",
+        metavar="NAME",
+    )
+    base_served_model: str | None = setting(
+        None, "With --backend openai and --compare-base: the name the server gives the base model.", metavar="NAME"
+    )
     timeout: float = setting(60.0, "With --backend openai: seconds to wait for one answer.", min=1)
 
 
@@ -85,13 +118,20 @@ def check_args(args: EvalArgs) -> list[str]:
     problems = mapping_problems(args, args.bank)
     splits = PARTS if args.bank else SCORED_SPLITS
     if args.split is not None and args.split not in splits:
-        problems.append(f"unknown split {args.split!r}; choose {' or '.join(splits)}"
-                        + ("" if args.bank else " (or pass --bank FILE for your own questions)"))
+        problems.append(
+            f"unknown split {args.split!r}; choose {' or '.join(splits)}"
+            + ("" if args.bank else " (or pass --bank FILE for your own questions)")
+        )
     problems += field_problems(args, lambda f: f"--{flag_name(f)}")
     if args.backend == "openai":
-        problems += [f"--backend openai needs {flag}" for flag, value in
-                     (("--endpoint URL", args.endpoint), ("--model NAME (as the server names it)", args.model))
-                     if not value]
+        problems += [
+            f"--backend openai needs {flag}"
+            for flag, value in (
+                ("--endpoint URL", args.endpoint),
+                ("--model NAME (as the server names it)", args.model),
+            )
+            if not value
+        ]
         if args.compare_base and not args.base_served_model:
             problems.append("--compare-base with --backend openai needs --base-served-model NAME")
     elif not args.adapter and not args.base_model:
@@ -104,8 +144,11 @@ def check_args(args: EvalArgs) -> list[str]:
 
 def default_output(args: EvalArgs) -> Path:
     """reports/NAME[-BANK]-SPLIT.json: NAME is the adapter folder's name or the base model's last path part."""
-    name = (Path(args.adapter).expanduser().resolve().name if args.adapter
-            else Path(args.base_model or args.model or "model").name)
+    name = (
+        Path(args.adapter).expanduser().resolve().name
+        if args.adapter
+        else Path(args.base_model or args.model or "model").name
+    )
     bank = f"-{Path(args.bank).stem}" if args.bank else ""
     return Path(REPORTS_DIR) / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
 
@@ -117,10 +160,12 @@ def _questions(args: EvalArgs) -> tuple[LoadedSplit, dict | None]:
         return load_split(args.split or "heldout", args.data_dir or default_data_dir(), args.limit), None
     bank = open_bank(args.bank, args)
     if not bank.has_answers:
-        raise DataError(f"{bank.source} has no answers (no answer column was found or given), so it cannot be "
-                        "scored; pass --answer-col NAME, or browse it in the app")
+        raise DataError(
+            f"{bank.source} has no answers (no answer column was found or given), so it cannot be "
+            "scored; pass --answer-col NAME, or browse it in the app"
+        )
     part = select_part(bank, args.split or "all")
-    rows = part.rows[:args.limit] if args.limit else part.rows
+    rows = part.rows[: args.limit] if args.limit else part.rows
     return LoadedSplit(rows, args.split or "all", bank.source, bank.skipped, bank.skipped_ids), bank.describe()
 
 
@@ -138,8 +183,10 @@ def _output_problems(args: EvalArgs) -> list[str]:
     if unwritable:
         return [unwritable + ("" if args.output else " (pass --output FILE)")]
     if args.output and not parent.is_dir():
-        return [f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) or choose "
-                "another path"]
+        return [
+            f"--output {args.output}: folder {parent} does not exist; create it (mkdir -p {parent}) or choose "
+            "another path"
+        ]
     return []
 
 
@@ -162,16 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
         data, bank = _questions(args)
-    skipped = (f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})"
-               if data.skipped else "")
+    skipped = f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
     overlap = split_overlap_warning(run, data.split) if args.adapter else None
     if overlap:
         print(f"warning: {overlap}", file=sys.stderr)
     report = _score(args, loaded, scorer, data.rows)
-    report["meta"].update(split=data.split, source=data.source, rows_invalid_skipped=data.skipped,
-                          device=device, load_in_4bit=four_bit)
+    report["meta"].update(
+        split=data.split, source=data.source, rows_invalid_skipped=data.skipped, device=device, load_in_4bit=four_bit
+    )
     if bank:
         report["meta"]["bank"] = bank
     if overlap:
@@ -189,17 +236,26 @@ def _scorer(args: EvalArgs, adapter_run: dict):
     if args.backend == "openai":
         from ..evaluation.openai_backend import connect
 
-        scorer = connect(args.endpoint, args.model, tokenizer_of=adapter_run.get("base_model") or args.base_model,
-                         base_model=args.base_served_model, max_prompt_tokens=args.max_prompt_tokens,
-                         style=args.prompt, timeout=args.timeout)
+        scorer = connect(
+            args.endpoint,
+            args.model,
+            tokenizer_of=adapter_run.get("base_model") or args.base_model,
+            base_model=args.base_served_model,
+            max_prompt_tokens=args.max_prompt_tokens,
+            style=args.prompt,
+            timeout=args.timeout,
+        )
         print(f"[model] {args.model} served at {scorer.endpoint}", file=sys.stderr)
         return None, scorer, adapter_run, "server", None
     from ..models.inference import load_model
 
     loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
     what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
-    print(f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
-          f"loaded in {loaded.load_seconds:.1f} s)", file=sys.stderr)
+    print(
+        f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
+        f"loaded in {loaded.load_seconds:.1f} s)",
+        file=sys.stderr,
+    )
     return loaded, None, loaded.run, loaded.device, loaded.load_in_4bit
 
 
@@ -217,9 +273,17 @@ def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
         bar.refresh()
 
     try:
-        return evaluate(loaded, rows, batch_size=args.batch_size, compare_base=args.compare_base, style=args.prompt,
-                        shuffle_options=args.shuffle_options, max_prompt_tokens=args.max_prompt_tokens,
-                        progress=progress, scorer=scorer)
+        return evaluate(
+            loaded,
+            rows,
+            batch_size=args.batch_size,
+            compare_base=args.compare_base,
+            style=args.prompt,
+            shuffle_options=args.shuffle_options,
+            max_prompt_tokens=args.max_prompt_tokens,
+            progress=progress,
+            scorer=scorer,
+        )
     finally:
         bar.close()
 

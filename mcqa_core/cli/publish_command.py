@@ -19,8 +19,9 @@ from ..errors import SettingsError, refuse
 @dataclass
 class PublishArgs:
     folder: str = setting(help="Adapter folder (train_adapter.py) or merged folder (mcqa-export).", positional=True)
-    repo: str = setting(help="Hub repo id, owner/name. The token comes from HF_TOKEN or `hf auth login`.",
-                        positional=True)
+    repo: str = setting(
+        help="Hub repo id, owner/name. The token comes from HF_TOKEN or `hf auth login`.", positional=True
+    )
     public: bool = setting(False, "Create the repo public (default: private).")
 
 
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder)
     problems = check_push_ready(args.repo, flag="REPO")  # malformed id, no token: exit 2, nothing was tried
     if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
-        problems.insert(0, f"{folder} holds neither adapter_config.json nor config.json; train with "
-                           "`python train_adapter.py` or export with `mcqa-export` first")
+        problems.insert(
+            0,
+            f"{folder} holds neither adapter_config.json nor config.json; train with "
+            "`python train_adapter.py` or export with `mcqa-export` first",
+        )
     refuse(SettingsError, "publish", problems)
     print(f"pushed {folder} to {push_folder(folder, args.repo, private=not args.public)}")
     return 0

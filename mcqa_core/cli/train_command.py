@@ -1,19 +1,19 @@
 """Fine-tune a LoRA adapter for MedMCQA multiple-choice answering (`mcqa-train`, or `python train_adapter.py`).
 
-    # seconds, a tiny random Llama: checks the machinery end to end
-    mcqa-train --preset smoke --output-dir adapters/smoke
+# seconds, a tiny random Llama: checks the machinery end to end
+mcqa-train --preset smoke --output-dir adapters/smoke
 
-    # offline, SmolLM2-135M in 4-bit on CPU (the time it takes: --help, under --preset)
-    mcqa-train --preset cpu-demo --output-dir adapters/cpu-demo
+# offline, SmolLM2-135M in 4-bit on CPU (the time it takes: --help, under --preset)
+mcqa-train --preset cpu-demo --output-dir adapters/cpu-demo
 
-    # the course recipe on a CUDA GPU (unsloth when installed), data from the hub
-    mcqa-train --output-dir adapters/llama-3.2-1b-medmcqa
+# the course recipe on a CUDA GPU (unsloth when installed), data from the hub
+mcqa-train --output-dir adapters/llama-3.2-1b-medmcqa
 
-    # several processes (DDP; CPU: gloo), and upload when done (token from HF_TOKEN or `hf auth login`)
-    torchrun --nproc_per_node 2 train_adapter.py --preset smoke --output-dir adapters/ddp --push-to-hub me/smoke
+# several processes (DDP; CPU: gloo), and upload when done (token from HF_TOKEN or `hf auth login`)
+torchrun --nproc_per_node 2 train_adapter.py --preset smoke --output-dir adapters/ddp --push-to-hub me/smoke
 
-    # any setting can be overridden, or read from YAML (flags win)
-    mcqa-train --preset cpu-demo --max-steps 20 --learning-rate 1e-4 --config run.yaml
+# any setting can be overridden, or read from YAML (flags win)
+mcqa-train --preset cpu-demo --max-steps 20 --learning-rate 1e-4 --config run.yaml
 """
 
 from __future__ import annotations
@@ -35,16 +35,19 @@ def mark_failed(out: Path, error: BaseException) -> None:
     status = read_status(out) or {}
     if status.get("state") != "running" or status.get("pid") != os.getpid():
         return
-    reason = one_line([(str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}")
-                       or type(error).__name__])
+    reason = one_line(
+        [(str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}") or type(error).__name__]
+    )
     try:
         write_status(out, "failed", error=reason)
     except Exception as e:  # a full disk refuses the new file an atomic write needs
         try:
             rewrite_in_place(out / STATUS_FILE, {**status, "state": "failed", "error": reason, "time": time.time()})
         except Exception:
-            print(f"warning: {out / STATUS_FILE} could not be updated to 'failed' ({type(e).__name__}: {e})",
-                  file=sys.stderr)
+            print(
+                f"warning: {out / STATUS_FILE} could not be updated to 'failed' ({type(e).__name__}: {e})",
+                file=sys.stderr,
+            )
 
 
 def rewrite_in_place(path: Path, data: dict) -> None:
@@ -61,8 +64,7 @@ def disk_full_error(out: Path, error: BaseException) -> RunError:
 
     complete, _ = checkpoints(out)
     then = f"rerun with --resume to continue from {complete[-1].name}" if complete else "rerun the same command"
-    return RunError(f"the disk is full while writing {out} ({type(error).__name__}: {error}); free space, then "
-                    f"{then}")
+    return RunError(f"the disk is full while writing {out} ({type(error).__name__}: {error}); free space, then {then}")
 
 
 @command

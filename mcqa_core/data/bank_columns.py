@@ -36,22 +36,49 @@ class NamedFormat:
 _MMLU_MEDICAL = "anatomy clinical_knowledge college_biology college_medicine medical_genetics professional_medicine"
 # HEAD-QA's qid restarts in every exam, so its rows are numbered instead.
 NAMED_FORMATS = {
-    "medmcqa": NamedFormat("openlifescienceai/medmcqa", [None], "validation", ColumnMap(
-        "question", list(OPTION_KEYS[:4]), answer="cop", answer_as="index0", subject="subject_name", id="id",
-        explanation="exp")),
-    "medqa": NamedFormat("GBaker/MedQA-USMLE-4-options", [None], "test", ColumnMap(
-        "question", options_col="options", answer="answer_idx", answer_as="letter")),
-    "mmlu-medical": NamedFormat("cais/mmlu", _MMLU_MEDICAL.split(), "test", ColumnMap(
-        "question", options_col="choices", answer="answer", answer_as="index0", subject="subject")),
-    "headqa": NamedFormat("head_qa", ["en"], "test", ColumnMap(
-        "qtext", options_col="answers", answer="ra", answer_as="index1", subject="category")),
+    "medmcqa": NamedFormat(
+        "openlifescienceai/medmcqa",
+        [None],
+        "validation",
+        ColumnMap(
+            "question",
+            list(OPTION_KEYS[:4]),
+            answer="cop",
+            answer_as="index0",
+            subject="subject_name",
+            id="id",
+            explanation="exp",
+        ),
+    ),
+    "medqa": NamedFormat(
+        "GBaker/MedQA-USMLE-4-options",
+        [None],
+        "test",
+        ColumnMap("question", options_col="options", answer="answer_idx", answer_as="letter"),
+    ),
+    "mmlu-medical": NamedFormat(
+        "cais/mmlu",
+        _MMLU_MEDICAL.split(),
+        "test",
+        ColumnMap("question", options_col="choices", answer="answer", answer_as="index0", subject="subject"),
+    ),
+    "headqa": NamedFormat(
+        "head_qa",
+        ["en"],
+        "test",
+        ColumnMap("qtext", options_col="answers", answer="ra", answer_as="index1", subject="category"),
+    ),
 }
 
 # guess_mapping's candidates, best first, compared without case.
-_GUESS = {"question": ("question", "qtext", "stem"), "options_col": ("options", "choices"),
-          "answer": ("answer_idx", "answer", "cop", "label", "correct", "correct_answer", "ra"),
-          "subject": ("subject", "subject_name", "category", "topic"), "id": ("id", "qid", "question_id"),
-          "explanation": ("exp", "explanation", "rationale")}
+_GUESS = {
+    "question": ("question", "qtext", "stem"),
+    "options_col": ("options", "choices"),
+    "answer": ("answer_idx", "answer", "cop", "label", "correct", "correct_answer", "ra"),
+    "subject": ("subject", "subject_name", "category", "topic"),
+    "id": ("id", "qid", "question_id"),
+    "explanation": ("exp", "explanation", "rationale"),
+}
 _OPTION_PATTERNS = ("op{}", "{}", "option_{}", "option{}", "option {}", "choice_{}", "choice{}")
 
 
@@ -60,6 +87,6 @@ def guess_mapping(columns: list[str]) -> ColumnMap:
     lower = {c.lower(): c for c in reversed(columns)}  # of two names differing only in case, the first wins
     found = {key: next((lower[n] for n in names if n in lower), None) for key, names in _GUESS.items()}
     runs = ([lower.get(p.format(letter)) for letter in _OPTION_LETTERS] + [None] for p in _OPTION_PATTERNS)
-    option_cols = next((r[:r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
+    option_cols = next((r[: r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
     options_col = found.pop("options_col") or lower.get("answers")  # "answers": HEAD-QA's list of {"aid", "atext"}
     return ColumnMap(option_cols=option_cols, options_col=None if option_cols else options_col, **found)

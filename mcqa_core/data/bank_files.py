@@ -35,7 +35,7 @@ def read_table(path: str | Path) -> tuple[list[dict], str]:
     try:  # here, because datasets would name no line
         text = "" if fmt == "parquet" else raw.decode("utf-8").removeprefix("\ufeff")  # Excel's byte order mark
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise DataError(f"{p} line {line} is not UTF-8 text; save the file as UTF-8") from None
     null = None if text.lstrip().startswith("[") else re.search(r"^[ \t]*null[ \t\r]*$", text, re.MULTILINE)
     if fmt == "json" and null:  # pyarrow's JSON-lines reader crashes the whole process on such a line
@@ -47,13 +47,17 @@ def read_table(path: str | Path) -> tuple[list[dict], str]:
         header = next(csv.reader(text.splitlines(), delimiter="\t" if fmt == "tsv" else ","), [])
         if "" in header or len(set(header)) < len(header):
             raise DataError(f"{p} has a column without a name or two with one name; give every column its own name")
-        options = {"delimiter": "\t" if fmt == "tsv" else ",", "keep_default_na": False,
-                   "features": datasets.Features({c: datasets.Value("string") for c in header})}
+        options = {
+            "delimiter": "\t" if fmt == "tsv" else ",",
+            "keep_default_na": False,
+            "features": datasets.Features({c: datasets.Value("string") for c in header}),
+        }
     # A throw-away cache: the records are kept in memory, and a re-saved file is never served stale.
     with tempfile.TemporaryDirectory() as cache, no_progress_bars():
         try:
-            records = datasets.load_dataset("csv" if fmt == "tsv" else fmt, data_files=str(p), split="train",
-                                            cache_dir=cache, **options).to_list()
+            records = datasets.load_dataset(
+                "csv" if fmt == "tsv" else fmt, data_files=str(p), split="train", cache_dir=cache, **options
+            ).to_list()
         except Exception as e:  # pandas, pyarrow and datasets raise many types for a malformed file
             cause = e.__cause__ or e
             if "corresponds to no data" in str(e) or "BatchSize must be greater than 0" in str(cause):  # no rows

@@ -19,34 +19,53 @@ from .banks import (
     rows_from_records,
 )
 
-FLAG_TO_MAP = {"question_col": "question", "option_cols": "option_cols", "options_col": "options_col",
-               "answer_col": "answer", "answer_as": "answer_as", "subject_col": "subject"}
+FLAG_TO_MAP = {
+    "question_col": "question",
+    "option_cols": "option_cols",
+    "options_col": "options_col",
+    "answer_col": "answer",
+    "answer_as": "answer_as",
+    "subject_col": "subject",
+}
 
 
 @dataclass
 class BankColumns:
-    bank: str | None = setting(None, "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
-                                     "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa). Training "
-                                     "reports on its held-out quarter (sha256(id) % 4 == 0) or on --eval-bank.",
-                               metavar="PATH_OR_NAME")
-    question_col: str | None = setting(None, "Bank column holding the question (default: guessed from the names).",
-                                       metavar="NAME")
-    option_cols: list | None = setting(None, "Bank columns holding the options, in order: A,B,C (2 to 5).",
-                                       metavar="A,B,C")
-    options_col: str | None = setting(None, "Or one bank column holding a list of options, or a dict of them.",
-                                      metavar="NAME")
-    answer_col: str | None = setting(None, "Bank column holding the answer (none: the bank has no answers).",
-                                     metavar="NAME")
-    answer_as: str | None = setting(None, "How the answer is written: letter, text, index0 or index1 (default: "
-                                          "detected; refused when 0- and 1-based both fit).", choices=ANSWER_FORMS)
-    subject_col: str | None = setting(None, "Bank column holding a subject, for per-subject accuracy.",
-                                      metavar="NAME")
+    bank: str | None = setting(
+        None,
+        "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
+        "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa). Training "
+        "reports on its held-out quarter (sha256(id) % 4 == 0) or on --eval-bank.",
+        metavar="PATH_OR_NAME",
+    )
+    question_col: str | None = setting(
+        None, "Bank column holding the question (default: guessed from the names).", metavar="NAME"
+    )
+    option_cols: list | None = setting(
+        None, "Bank columns holding the options, in order: A,B,C (2 to 5).", metavar="A,B,C"
+    )
+    options_col: str | None = setting(
+        None, "Or one bank column holding a list of options, or a dict of them.", metavar="NAME"
+    )
+    answer_col: str | None = setting(
+        None, "Bank column holding the answer (none: the bank has no answers).", metavar="NAME"
+    )
+    answer_as: str | None = setting(
+        None,
+        "How the answer is written: letter, text, index0 or index1 (default: "
+        "detected; refused when 0- and 1-based both fit).",
+        choices=ANSWER_FORMS,
+    )
+    subject_col: str | None = setting(None, "Bank column holding a subject, for per-subject accuracy.", metavar="NAME")
 
 
 def given_mapping(columns: BankColumns) -> dict:
     """The ColumnMap fields the user set, by ColumnMap name."""
-    return {FLAG_TO_MAP[f.name]: getattr(columns, f.name) for f in fields(BankColumns)
-            if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None}
+    return {
+        FLAG_TO_MAP[f.name]: getattr(columns, f.name)
+        for f in fields(BankColumns)
+        if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None
+    }
 
 
 def open_bank(source: str, columns: BankColumns) -> Bank:
@@ -69,8 +88,11 @@ def open_bank(source: str, columns: BankColumns) -> Bank:
 
 
 def mapping_problems(columns: BankColumns, bank: str | None, flag: str = "--bank") -> list[str]:
-    given = [f"--{f.name.replace('_', '-')}" for f in fields(BankColumns)
-             if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None]
+    given = [
+        f"--{f.name.replace('_', '-')}"
+        for f in fields(BankColumns)
+        if f.name in FLAG_TO_MAP and getattr(columns, f.name) is not None
+    ]
     if given and not bank:
         return [f"{', '.join(given)} map a bank's columns: they need {flag} FILE"]
     if columns.option_cols is not None and columns.options_col is not None:

@@ -38,8 +38,13 @@ class Bank:
         return bool(self.rows) and all(r.get("cop") is not None for r in self.rows)
 
     def describe(self) -> dict:
-        return {"source": self.source, "format": self.format, "mapping": self.mapping, "rows": len(self.rows),
-                "skipped": self.skipped}
+        return {
+            "source": self.source,
+            "format": self.format,
+            "mapping": self.mapping,
+            "rows": len(self.rows),
+            "skipped": self.skipped,
+        }
 
 
 def _text(v) -> str | None:  # a cell as stripped text; None, NaN and blanks are missing
@@ -71,19 +76,26 @@ def _detect(pairs: list, column: str) -> str:
     """How a column names answers, from (answer, options) pairs: the form all of them fit, else one that at
     least 3 in 4 fit (the others name no option and are skipped); refused when it cannot be told."""
     ints = [_as_int(v) for v, _ in pairs]
-    fits = {"letter": sum(bool(_LETTER.match(str(v).strip())) for v, _ in pairs), "index": len(ints) - ints.count(None),
-            "text": sum(_index(v, "text", o) is not None for v, o in pairs)}
+    fits = {
+        "letter": sum(bool(_LETTER.match(str(v).strip())) for v, _ in pairs),
+        "index": len(ints) - ints.count(None),
+        "text": sum(_index(v, "text", o) is not None for v, o in pairs),
+    }
     form = next((k for k, n in fits.items() if n == len(pairs)), max(fits, key=fits.get))
     if 4 * fits[form] < 3 * len(pairs):
         seen = ", ".join(repr(v) for v in list(dict.fromkeys(str(v) for v, _ in pairs))[:2])
-        raise DataError(f"cannot tell how answer column {column!r} names the answer (e.g. {seen}): not all letters, "
-                        f"numbers or option texts; fix the column or pass --answer-as {'|'.join(ANSWER_FORMS)}")
+        raise DataError(
+            f"cannot tell how answer column {column!r} names the answer (e.g. {seen}): not all letters, "
+            f"numbers or option texts; fix the column or pass --answer-as {'|'.join(ANSWER_FORMS)}"
+        )
     if form != "index" or 0 in ints:
         return "index0" if form == "index" else form
     if any(i == len(opts) for i, (_, opts) in zip(ints, pairs)):
         return "index1"
-    raise DataError(f"the numbers in answer column {column!r} may count options from 0 or from 1; "
-                    "pass --answer-as index0 or --answer-as index1")
+    raise DataError(
+        f"the numbers in answer column {column!r} may count options from 0 or from 1; "
+        "pass --answer-as index0 or --answer-as index1"
+    )
 
 
 def _options(record: dict, m: ColumnMap) -> list | str:
@@ -97,16 +109,18 @@ def _options(record: dict, m: ColumnMap) -> list | str:
             return f"{m.options_col} is not a list of options"
         if opts and all(isinstance(d, dict) for d in opts):  # HEAD-QA: [{"aid": 1, "atext": ..}, ..]
             opts = sorted(opts, key=lambda d: d["aid"]) if all(isinstance(d.get("aid"), int) for d in opts) else opts
-            opts = [d.get("atext", d.get("text", ([v for v in d.values() if isinstance(v, str)] + [None])[0]))
-                    for d in opts]
+            opts = [
+                d.get("atext", d.get("text", ([v for v in d.values() if isinstance(v, str)] + [None])[0])) for d in opts
+            ]
     opts = [_text(o) for o in opts]
     while opts and opts[-1] is None:  # a 5-column file may hold 4-option rows
         opts.pop()
     return opts if len(opts) <= MAX_OPTIONS else f"{len(opts)} options (at most {MAX_OPTIONS})"
 
 
-def rows_from_records(records: list[dict], mapping: ColumnMap, source: str, fmt: str,
-                      columns: list[str] | None = None) -> Bank:
+def rows_from_records(
+    records: list[dict], mapping: ColumnMap, source: str, fmt: str, columns: list[str] | None = None
+) -> Bank:
     """Records (one dict per question) as a Bank of valid rows; the others are skipped, counted and named."""
     if not records:
         raise DataError(f"{source} holds no questions; check the file or the split")
@@ -119,14 +133,18 @@ def rows_from_records(records: list[dict], mapping: ColumnMap, source: str, fmt:
     used = [m.question, *(m.option_cols or []), m.options_col, m.answer, m.subject, m.id, m.explanation]
     missing = [c for c in used if c is not None and c not in columns]
     if missing:
-        named = ", ".join(repr(c) + "".join(f" (did you mean {x!r}?)" for x in difflib.get_close_matches(c, columns, 1))
-                          for c in missing)
+        named = ", ".join(
+            repr(c) + "".join(f" (did you mean {x!r}?)" for x in difflib.get_close_matches(c, columns, 1))
+            for c in missing
+        )
         raise DataError(f"{source} has no column {named}; the columns found are {', '.join(columns)}")
     ids = [_text(r.get(m.id)) for r in records] if m.id else [f"row-{n}" for n in range(1, len(records) + 1)]
     twice = [i for i, n in Counter(ids).items() if n > 1 and i is not None]
     if twice:
-        raise DataError(f"{source} repeats the ids {', '.join(twice[:3])}{' ...' if len(twice) > 3 else ''} in column "
-                        f"{m.id!r}: ids must be unique; fix them, or map no id column to number the rows")
+        raise DataError(
+            f"{source} repeats the ids {', '.join(twice[:3])}{' ...' if len(twice) > 3 else ''} in column "
+            f"{m.id!r}: ids must be unique; fix them, or map no id column to number the rows"
+        )
     opts = [_options(r, m) for r in records]
     pairs = [(r[m.answer], o) for r, o in zip(records, opts) if isinstance(o, list) and _text(r.get(m.answer))]
     form = (m.answer_as or _detect(pairs, m.answer)) if m.answer else None
@@ -149,16 +167,26 @@ def rows_from_records(records: list[dict], mapping: ColumnMap, source: str, fmt:
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
         warnings.warn(f"skipped {len(bad)} invalid row(s) in {source}: {shown}", InvalidRowsWarning, stacklevel=2)
-    return Bank(rows=rows, source=source, format=fmt, mapping=asdict(replace(m, answer_as=form)), columns=columns,
-                skipped=len(bad), skipped_ids=bad[:5])
+    return Bank(
+        rows=rows,
+        source=source,
+        format=fmt,
+        mapping=asdict(replace(m, answer_as=form)),
+        columns=columns,
+        skipped=len(bad),
+        skipped_ids=bad[:5],
+    )
 
 
 def load_bank(source: str, mapping: ColumnMap | None = None, *, split: str | None = None) -> Bank:
     """A named format (a NAMED_FORMATS key, read from the hub), a local file, or a hub id "org/name", as a Bank.
     Without a mapping: the named format's, else guess_mapping's."""
     named, path = NAMED_FORMATS.get(source), Path(source).expanduser()
-    if named is None and (path.exists() or path.suffix.lower() in (*FILE_FORMATS, *SPREADSHEETS)
-                          or not re.fullmatch(r"[\w.-]+/[\w.-]+", source)):
+    if named is None and (
+        path.exists()
+        or path.suffix.lower() in (*FILE_FORMATS, *SPREADSHEETS)
+        or not re.fullmatch(r"[\w.-]+/[\w.-]+", source)
+    ):
         records, fmt = read_table(path)
         return rows_from_records(records, mapping or guess_mapping(list(records[0])), str(path.resolve()), fmt)
     from ..hub import OFFLINE_HINT, hub_reachable
@@ -176,8 +204,10 @@ def load_bank(source: str, mapping: ColumnMap | None = None, *, split: str | Non
             ds = datasets.load_dataset(named.hub, config, split=split)
         except Exception as e:  # the hub raises many types: connection, missing config or split
             reason = " ".join(f"{type(e).__name__}: {e}".split())[:150]
-            raise DataError(f"could not load {named.hub} {config or ''} [{split}] from the Hugging Face hub "
-                            f"({reason}); check the name and split, or download the file and pass its path") from None
+            raise DataError(
+                f"could not load {named.hub} {config or ''} [{split}] from the Hugging Face hub "
+                f"({reason}); check the name and split, or download the file and pass its path"
+            ) from None
         tag = len(named.configs) > 1 and mapping and mapping.subject  # MMLU's configs are its subjects
         records += [{**r, tag: r.get(tag) or config} if tag else r for r in ds]
     columns = list(dict.fromkeys(k for r in records for k in r))

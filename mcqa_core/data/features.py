@@ -51,8 +51,9 @@ def completion_ids(tokenizer, row: dict, style: str = "course", completion: str 
     return _tokens(tokenizer, format_completion(row, style, completion), False) + [tokenizer.eos_token_id]
 
 
-def encode_example(tokenizer, row: dict, max_seq_length: int, style: str = "course",
-                   completion: str = "letter-text") -> dict | None:
+def encode_example(
+    tokenizer, row: dict, max_seq_length: int, style: str = "course", completion: str = "letter-text"
+) -> dict | None:
     """`input_ids` and `labels` (-100 on the prompt) for training; None when the row cannot fit."""
     answer = completion_ids(tokenizer, row, style, completion)
     prompt = encode_prompt(tokenizer, row, max_seq_length - len(answer), style)
@@ -73,8 +74,9 @@ class EncodedRows:
     skipped_too_long: int
 
 
-def encode_rows(tokenizer, rows: list[dict], max_seq_length: int, style: str = "course",
-                completion: str = "letter-text") -> EncodedRows:
+def encode_rows(
+    tokenizer, rows: list[dict], max_seq_length: int, style: str = "course", completion: str = "letter-text"
+) -> EncodedRows:
     examples, kept, shortened, skipped = [], [], 0, 0
     for row in rows:
         ex = encode_example(tokenizer, row, max_seq_length, style, completion)

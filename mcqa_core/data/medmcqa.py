@@ -51,6 +51,8 @@ def splits_overlap(a: str, b: str) -> bool:
         return True
     base_a, base_b = (DERIVED_SPLITS[s][0] if s in DERIVED_SPLITS else s for s in (a, b))
     return base_a == base_b and (a == base_a or b == base_b)
+
+
 SHARED_DATA_HINT = "../shared/data/medmcqa"
 
 
@@ -74,8 +76,10 @@ def resolve_data_dir(data_dir: str | Path | None) -> str | None:
         return None if data_dir is None else str(data_dir)
     found = default_data_dir()
     if found is None:
-        raise DataError(f"no local MedMCQA rows: set MCQA_DATA_DIR or pass --data-dir FOLDER (the documented "
-                        f"place is {SHARED_DATA_HINT} beside the repository)")
+        raise DataError(
+            f"no local MedMCQA rows: set MCQA_DATA_DIR or pass --data-dir FOLDER (the documented "
+            f"place is {SHARED_DATA_HINT} beside the repository)"
+        )
     return found
 
 
@@ -187,8 +191,10 @@ def _read_local(data_dir: Path, base_split: str) -> list:
         file = jsonl if jsonl.exists() else parquet
         raw = _read_jsonl(jsonl) if file == jsonl else _read_parquet(parquet)
         if not raw:
-            raise DataError(f"{file} is empty (no rows); put MedMCQA rows in it (Hugging Face schema) or point "
-                            f"--data-dir at another folder, e.g. {SHARED_DATA_HINT}")
+            raise DataError(
+                f"{file} is empty (no rows); put MedMCQA rows in it (Hugging Face schema) or point "
+                f"--data-dir at another folder, e.g. {SHARED_DATA_HINT}"
+            )
         return raw
     have = sorted(p.name for p in data_dir.iterdir()) if data_dir.is_dir() else []
     raise DataError(
@@ -203,8 +209,10 @@ def _read_parquet(parquet: Path) -> list:
     try:
         return pd.read_parquet(parquet).to_dict("records")
     except Exception as e:  # pyarrow raises several types for a damaged file
-        raise DataError(f"cannot read {parquet} as Parquet ({type(e).__name__}: {str(e)[:200]}); "
-                        "replace the file or convert it to JSONL") from None
+        raise DataError(
+            f"cannot read {parquet} as Parquet ({type(e).__name__}: {str(e)[:200]}); "
+            "replace the file or convert it to JSONL"
+        ) from None
 
 
 def _read_hub(base_split: str) -> list:
@@ -242,16 +250,20 @@ def load_split(split: str = "validation", data_dir: str | Path | None = None, li
         path = Path(data_dir).expanduser()
         if not path.is_dir():
             what = "is a file, not a folder" if path.exists() else "does not exist"
-            raise DataError(f"data folder {path} {what}; pass --data-dir the folder that holds validation.jsonl, "
-                            f"e.g. {SHARED_DATA_HINT}")
+            raise DataError(
+                f"data folder {path} {what}; pass --data-dir the folder that holds validation.jsonl, "
+                f"e.g. {SHARED_DATA_HINT}"
+            )
         source, raw = str(path.resolve()), _read_local(path, base)
     total = len(raw)
     if keep is not None:
         raw = [r for r in raw if isinstance(r, dict) and keep(r.get("id", ""))]
     rows, skipped, named = validate_rows(raw, source=f"{source} [{split}]")
     if not raw:  # the file has rows, but none of this derived split
-        raise DataError(f"{source} [{split}] has no rows: none of the {total} {base} rows falls in {split}; use "
-                        f"the full MedMCQA {base} file")
+        raise DataError(
+            f"{source} [{split}] has no rows: none of the {total} {base} rows falls in {split}; use "
+            f"the full MedMCQA {base} file"
+        )
     if not rows:
         raise DataError(f"no valid rows in {source} [{split}] ({skipped} invalid, e.g. {', '.join(named)})")
     if limit is not None:

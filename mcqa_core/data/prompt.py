@@ -36,11 +36,11 @@ def option_count(row: dict) -> int:
 
 
 def row_options(row: dict) -> list[str]:
-    return [row[k] for k in OPTION_KEYS[:option_count(row)]]
+    return [row[k] for k in OPTION_KEYS[: option_count(row)]]
 
 
 def row_letters(row: dict) -> tuple[str, ...]:
-    return LETTERS[:option_count(row)]
+    return LETTERS[: option_count(row)]
 
 
 def format_prompt(row: dict, style: str = "course") -> str:
@@ -55,8 +55,10 @@ def format_prompt(row: dict, style: str = "course") -> str:
         listed = "".join(f"{L}. {o}\n" for L, o in zip(LETTERS, options))
         return f"Question: {row['question']}\nChoices:\n{listed}Answer:"
     listed = " ".join(f"{L}. {o}." for L, o in zip(LETTERS, options))
-    return (f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
-            f"### Choice:\n{listed}\n\n### Answer:\n")
+    return (
+        f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
+        f"### Choice:\n{listed}\n\n### Answer:\n"
+    )
 
 
 def answer_letter(row: dict) -> str:

@@ -31,9 +31,13 @@ def bf16_pays(model) -> bool:
         return False
     params = list(model.parameters())
     floats = [p for p in params if p.is_floating_point()]  # a 4-bit weight is packed in uint8
-    return (bool(floats) and params[0].device.type == "cpu" and all(p.dtype == torch.float32 for p in floats)
-            and all(dtype in (None, torch.float32) for dtype in _4bit_compute_dtypes(model))
-            and cpu_has_native_bf16())
+    return (
+        bool(floats)
+        and params[0].device.type == "cpu"
+        and all(p.dtype == torch.float32 for p in floats)
+        and all(dtype in (None, torch.float32) for dtype in _4bit_compute_dtypes(model))
+        and cpu_has_native_bf16()
+    )
 
 
 def _4bit_compute_dtypes(model) -> list:

@@ -42,14 +42,28 @@ class OpenAIScorer:
     """Letter scores from `endpoint` (e.g. http://localhost:8000/v1) for the model the server calls `model`;
     `base_model` names the base model on the same server (for the adapter-off comparison), if it has one."""
 
-    def __init__(self, endpoint: str, model: str, *, base_model: str | None = None, tokenizer=None,
-                 max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS, style: str = "course",
-                 timeout: float = DEFAULT_TIMEOUT, concurrency: int = 8):
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        base_model: str | None = None,
+        tokenizer=None,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        style: str = "course",
+        timeout: float = DEFAULT_TIMEOUT,
+        concurrency: int = 8,
+    ):
         self.endpoint = endpoint.rstrip("/")
         if not self.endpoint.endswith("/v1"):
             self.endpoint += "/v1"
         self.model, self.base_model, self.tokenizer = model, base_model, tokenizer
-        self.max_prompt_tokens, self.style, self.timeout, self.concurrency = max_prompt_tokens, style, timeout, concurrency
+        self.max_prompt_tokens, self.style, self.timeout, self.concurrency = (
+            max_prompt_tokens,
+            style,
+            timeout,
+            concurrency,
+        )
         self._letter_ids: dict[tuple[str, int], list[int]] = {}  # (served model, options) -> letter token ids
 
     @property
@@ -57,9 +71,15 @@ class OpenAIScorer:
         return self.base_model is not None
 
     def describe(self) -> dict:
-        return {"backend": "openai", "endpoint": self.endpoint, "served_model": self.model,
-                "base_model": self.base_model, "adapter": self.model, "prompt_style": self.style,
-                "max_prompt_tokens": self.max_prompt_tokens}
+        return {
+            "backend": "openai",
+            "endpoint": self.endpoint,
+            "served_model": self.model,
+            "base_model": self.base_model,
+            "adapter": self.model,
+            "prompt_style": self.style,
+            "max_prompt_tokens": self.max_prompt_tokens,
+        }
 
     # ------------------------------------------------------------------ HTTP
 
@@ -72,18 +92,26 @@ class OpenAIScorer:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")[:300]
-            raise BackendError(f"the server at {self.endpoint} refused {path} (HTTP {e.code}: {detail}); check "
-                               "--model against the names it serves (GET /v1/models)") from None
+            raise BackendError(
+                f"the server at {self.endpoint} refused {path} (HTTP {e.code}: {detail}); check "
+                "--model against the names it serves (GET /v1/models)"
+            ) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             reason = getattr(e, "reason", None) or e
             if isinstance(reason, TimeoutError):
-                raise BackendError(f"the server at {self.endpoint} did not answer {path} within {self.timeout:g} s; "
-                                   "it may be overloaded or still loading: raise the timeout or check it") from None
-            raise BackendError(f"cannot reach the server at {self.endpoint} ({reason}, timeout {self.timeout:g} s); "
-                               "start it (docs/serving.md) or fix the endpoint address") from None
+                raise BackendError(
+                    f"the server at {self.endpoint} did not answer {path} within {self.timeout:g} s; "
+                    "it may be overloaded or still loading: raise the timeout or check it"
+                ) from None
+            raise BackendError(
+                f"cannot reach the server at {self.endpoint} ({reason}, timeout {self.timeout:g} s); "
+                "start it (docs/serving.md) or fix the endpoint address"
+            ) from None
         except ValueError:
-            raise BackendError(f"the server at {self.endpoint} did not answer {path} with JSON; is --endpoint an "
-                               "OpenAI-compatible server?") from None
+            raise BackendError(
+                f"the server at {self.endpoint} did not answer {path} with JSON; is --endpoint an "
+                "OpenAI-compatible server?"
+            ) from None
 
     def served_models(self) -> list[str]:
         return [m.get("id") for m in self._request("/models").get("data", [])]
@@ -93,8 +121,10 @@ class OpenAIScorer:
         served = self.served_models()
         for name in filter(None, (self.model, self.base_model)):
             if name not in served:
-                raise BackendError(f"the server at {self.endpoint} does not serve {name!r} (it serves: "
-                                   f"{', '.join(map(str, served)) or 'nothing'}); pass one of those as --model")
+                raise BackendError(
+                    f"the server at {self.endpoint} does not serve {name!r} (it serves: "
+                    f"{', '.join(map(str, served)) or 'nothing'}); pass one of those as --model"
+                )
 
     # ------------------------------------------------------------------ scoring
 
@@ -103,8 +133,10 @@ class OpenAIScorer:
             return format_prompt(row, self.style), False
         enc = encode_prompt(self.tokenizer, row, self.max_prompt_tokens, self.style)
         if enc is None:
-            raise BackendError(f"row {row.get('id', '?')}: its options alone exceed {self.max_prompt_tokens} "
-                               "prompt tokens; shorten them")
+            raise BackendError(
+                f"row {row.get('id', '?')}: its options alone exceed {self.max_prompt_tokens} "
+                "prompt tokens; shorten them"
+            )
         return enc.text, enc.shortened
 
     def _top(self, model: str, text: str, bias: dict[str, float] | None = None) -> dict[str, float]:
@@ -114,8 +146,10 @@ class OpenAIScorer:
         choice = (self._request("/completions", body).get("choices") or [{}])[0]
         top = _top_logprobs(choice.get("logprobs"))
         if top is None:
-            raise BackendError(f"the server at {self.endpoint} returned no log-probabilities for {model!r}; letter "
-                               "scoring needs them (vLLM: --max-logprobs 20 or more; llama.cpp: a recent llama-server)")
+            raise BackendError(
+                f"the server at {self.endpoint} returned no log-probabilities for {model!r}; letter "
+                "scoring needs them (vLLM: --max-logprobs 20 or more; llama.cpp: a recent llama-server)"
+            )
         return top
 
     def letter_ids(self, model: str, n: int) -> list[int]:
@@ -123,8 +157,11 @@ class OpenAIScorer:
         export), else from the server's /tokenize (vLLM and llama.cpp both have it, beside /v1)."""
         key = (model, n)
         if key not in self._letter_ids:
-            self._letter_ids[key] = (letter_token_ids(self.tokenizer, self.style, n) if self.tokenizer
-                                     else [self._server_token(model, letter_prefix(L, self.style)) for L in LETTERS[:n]])
+            self._letter_ids[key] = (
+                letter_token_ids(self.tokenizer, self.style, n)
+                if self.tokenizer
+                else [self._server_token(model, letter_prefix(L, self.style)) for L in LETTERS[:n]]
+            )
         return self._letter_ids[key]
 
     def _server_token(self, model: str, text: str) -> int:
@@ -135,9 +172,11 @@ class OpenAIScorer:
         except BackendError as e:
             tokens, why = None, str(e)
         if not tokens or not isinstance(tokens[0], int):
-            raise BackendError(f"{model!r} left letters out of its top {TOP_LOGPROBS} next tokens and the server "
-                               f"could not tokenize them ({why}); pass the base model (--base-model) so its "
-                               "tokenizer names them")
+            raise BackendError(
+                f"{model!r} left letters out of its top {TOP_LOGPROBS} next tokens and the server "
+                f"could not tokenize them ({why}); pass the base model (--base-model) so its "
+                "tokenizer names them"
+            )
         return tokens[0]
 
     def _score_one(self, row: dict, index: int, model: str) -> LetterScore:
@@ -152,17 +191,27 @@ class OpenAIScorer:
             biased = self._top(model, text, {str(i): LETTER_BIAS for i in self.letter_ids(model, n)})
             logp = [biased.get(t) for t in letters]
             if None in logp:
-                raise BackendError(f"the server at {self.endpoint} ignores logit_bias in its log-probabilities, so "
-                                   f"{model!r}'s letters outside its top {TOP_LOGPROBS} get none (row "
-                                   f"{row.get('id', index)}); vLLM: start it with --logprobs-mode processed_logprobs")
+                raise BackendError(
+                    f"the server at {self.endpoint} ignores logit_bias in its log-probabilities, so "
+                    f"{model!r}'s letters outside its top {TOP_LOGPROBS} get none (row "
+                    f"{row.get('id', index)}); vLLM: start it with --logprobs-mode processed_logprobs"
+                )
             # The raw share of the letters: from the letters the first answer listed, scaled by their biased
             # share; with none listed, each letter is below the last listed token.
             listed = [i for i, v in enumerate(raw) if v is not None]
             rel = _softmax(logp)
-            mass = (sum(math.exp(raw[i]) for i in listed) / sum(rel[i] for i in listed) if listed
-                    else n * math.exp(min(top.values())))
-        return LetterScore(id=str(row.get("id", index)), probs=_softmax(logp), letter_mass=min(mass, 1.0),
-                           gold=answer_letter(row) if row.get("cop") is not None else None, shortened=shortened)
+            mass = (
+                sum(math.exp(raw[i]) for i in listed) / sum(rel[i] for i in listed)
+                if listed
+                else n * math.exp(min(top.values()))
+            )
+        return LetterScore(
+            id=str(row.get("id", index)),
+            probs=_softmax(logp),
+            letter_mass=min(mass, 1.0),
+            gold=answer_letter(row) if row.get("cop") is not None else None,
+            shortened=shortened,
+        )
 
     def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None) -> list[LetterScore]:
         """Rows in order; `concurrency` requests in flight (the server batches them)."""
@@ -178,8 +227,12 @@ class OpenAIScorer:
         return out
 
     def generate(self, prompt: str, max_new_tokens: int, adapter: bool = True) -> str:
-        body = {"model": self.model if adapter else self.base_model, "prompt": prompt, "max_tokens": max_new_tokens,
-                "temperature": 0.0}
+        body = {
+            "model": self.model if adapter else self.base_model,
+            "prompt": prompt,
+            "max_tokens": max_new_tokens,
+            "temperature": 0.0,
+        }
         return ((self._request("/completions", body).get("choices") or [{}])[0].get("text") or "").strip()
 
 

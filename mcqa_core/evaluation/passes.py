@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
@@ -52,9 +52,18 @@ def _progress_over(total: int, progress: Callable[[int, int], None] | None):
     return for_pass
 
 
-def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bool = False, style: str = "course",
-             shuffle_options: int = 0, max_prompt_tokens: int = 1024,
-             progress: Callable[[int, int], None] | None = None, scorer: Scorer | None = None) -> dict:
+def evaluate(
+    loaded,
+    rows: list[dict],
+    *,
+    batch_size: int = 16,
+    compare_base: bool = False,
+    style: str = "course",
+    shuffle_options: int = 0,
+    max_prompt_tokens: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+    scorer: Scorer | None = None,
+) -> dict:
     """Score `rows` with `loaded.model` / `loaded.tokenizer` (or with `scorer`, e.g. a server backend, when
     given; `loaded` may then be None) and return the report (`build_report`'s keys), plus `meta`; with
     `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`; with
@@ -68,8 +77,10 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
     if shuffle_options < 0:
         raise McqaError(f"shuffle_options must be 0 or more, got {shuffle_options}")
     if compare_base and not scorer.has_base:
-        raise McqaError("compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
-                        "that also serves the base model (--base-served-model)")
+        raise McqaError(
+            "compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
+            "that also serves the base model (--base-served-model)"
+        )
     n = len(rows)
     next_pass = _progress_over(n * (1 + int(compare_base) + shuffle_options), progress)
 
@@ -80,7 +91,8 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
     report["meta"] = {
         **scorer.describe(),
         "rows_shortened": sum(s.shortened for s in scores),
-        "seconds": round(seconds, 2), "seconds_per_question": round(seconds / n, 4),
+        "seconds": round(seconds, 2),
+        "seconds_per_question": round(seconds / n, 4),
     }
 
     if compare_base:
@@ -90,7 +102,8 @@ def evaluate(loaded, rows: list[dict], *, batch_size: int = 16, compare_base: bo
         report["vs_base"] = mcnemar([bool(s.correct) for s in scores], [bool(s.correct) for s in base_scores])
         report["disagreements"] = [
             {"id": a.id, "adapter_pred": a.pred, "base_pred": b.pred, "gold": a.gold}
-            for a, b in zip(scores, base_scores) if a.pred != b.pred
+            for a, b in zip(scores, base_scores)
+            if a.pred != b.pred
         ]
 
     if shuffle_options:

@@ -29,8 +29,15 @@ def _grouped_accuracy(rows, scores, key: str) -> dict:
         groups[str(row.get(key) or "unknown")].append(bool(s.correct))
     # Largest groups first: the small ones are the least trustworthy and read last.
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-    return {name: {"n": len(hits), "accuracy": sum(hits) / len(hits), "ci": wilson(sum(hits), len(hits)),
-                   "few": len(hits) < FEW} for name, hits in ordered}
+    return {
+        name: {
+            "n": len(hits),
+            "accuracy": sum(hits) / len(hits),
+            "ci": wilson(sum(hits), len(hits)),
+            "few": len(hits) < FEW,
+        }
+        for name, hits in ordered
+    }
 
 
 def expected_calibration_error(confidences: list[float], correct: list[bool], bins: int = ECE_BINS) -> float:
@@ -59,7 +66,7 @@ def build_report(rows: list[dict], scores) -> dict:
     if any(s.gold is None for s in scores):
         raise ValueError("every scored row needs its gold answer (cop) for a report")
     n = len(scores)
-    labels = LETTERS[:max((len(s.probs) for s in scores), default=4)]  # A-D for MedMCQA, up to E for a bank
+    labels = LETTERS[: max((len(s.probs) for s in scores), default=4)]  # A-D for MedMCQA, up to E for a bank
     index = {L: i for i, L in enumerate(labels)}
     matrix = [[0] * len(labels) for _ in labels]
     for s in scores:
@@ -113,8 +120,11 @@ def plot_per_subject(report: dict, png_path: str | Path) -> Path:
     height = max(2.5, 0.35 * len(subjects) * (2 if base else 1) + 1.2)
     fig, ax = plt.subplots(figsize=(10, height))
     ys = list(range(len(subjects)))
-    labels = [f"{s} (n={report['per_subject'][s]['n']}{', few' if report['per_subject'][s].get('few') else ''})"
-              for s in subjects]
+    labels = [
+        f"{s} (n={report['per_subject'][s]['n']}{', few' if report['per_subject'][s].get('few') else ''})"
+        for s in subjects
+    ]
+
     def whiskers(groups):  # distances from each bar's end to its 95 % interval, as matplotlib wants them
         accs = [groups.get(s, {}).get("accuracy", 0.0) for s in subjects]
         cis = [groups.get(s, {}).get("ci") or [a, a] for s, a in zip(subjects, accs)]
@@ -123,16 +133,34 @@ def plot_per_subject(report: dict, png_path: str | Path) -> Path:
     if base:
         w = 0.4
         accs, err = whiskers(report["per_subject"])
-        ax.barh([y - w / 2 for y in ys], accs, height=w, xerr=err, capsize=2,
-                label=f"adapter ({report['accuracy']:.1%})", color="tab:blue")
+        ax.barh(
+            [y - w / 2 for y in ys],
+            accs,
+            height=w,
+            xerr=err,
+            capsize=2,
+            label=f"adapter ({report['accuracy']:.1%})",
+            color="tab:blue",
+        )
         accs, err = whiskers(base["per_subject"])
-        ax.barh([y + w / 2 for y in ys], accs, height=w, xerr=err, capsize=2,
-                label=f"base ({base['accuracy']:.1%})", color="tab:gray")
+        ax.barh(
+            [y + w / 2 for y in ys],
+            accs,
+            height=w,
+            xerr=err,
+            capsize=2,
+            label=f"base ({base['accuracy']:.1%})",
+            color="tab:gray",
+        )
     else:
         accs, err = whiskers(report["per_subject"])
         ax.barh(ys, accs, xerr=err, capsize=2, color="tab:blue", label=f"model ({report['accuracy']:.1%})")
-    ax.axvline(report["always_a_accuracy"], color="tab:red", linestyle="--",
-               label=f'always "A" ({report["always_a_accuracy"]:.1%})')
+    ax.axvline(
+        report["always_a_accuracy"],
+        color="tab:red",
+        linestyle="--",
+        label=f'always "A" ({report["always_a_accuracy"]:.1%})',
+    )
     ax.set_yticks(ys, labels)
     ax.invert_yaxis()  # largest subject on top
     ax.set_xlim(0, 1)
@@ -178,12 +206,18 @@ def summary_table(report: dict) -> str:
             cells += f"{format(base[key], fmt):>10}" + (f" {_ci(base[ci_key])}" if ci_key else "")
         return cells
 
-    lines += [row("questions", "n", "d"), row("accuracy (95% interval)", "accuracy", ".1%", "accuracy_ci"),
-              row('always "A" accuracy', "always_a_accuracy", ".1%", "always_a_ci"),
-              row("mean confidence", "mean_confidence", ".3f"), row("ECE (10 bins)", "ece", ".3f")]
+    lines += [
+        row("questions", "n", "d"),
+        row("accuracy (95% interval)", "accuracy", ".1%", "accuracy_ci"),
+        row('always "A" accuracy', "always_a_accuracy", ".1%", "always_a_ci"),
+        row("mean confidence", "mean_confidence", ".3f"),
+        row("ECE (10 bins)", "ece", ".3f"),
+    ]
     spread = lambda r, key: " ".join(f"{L}{v:.0%}" for L, v in r[key].items())  # noqa: E731
-    lines.append(f"{'predicted letters':28}{spread(report, 'pred_spread')}"
-                 + (f"   base: {spread(base, 'pred_spread')}" if base else ""))
+    lines.append(
+        f"{'predicted letters':28}{spread(report, 'pred_spread')}"
+        + (f"   base: {spread(base, 'pred_spread')}" if base else "")
+    )
     lines.append(f"{'gold letters':28}{spread(report, 'gold_spread')}")
     if report.get("vs_always_a"):
         lines.append(f"{'vs always-A':28}{describe_difference(report['vs_always_a'], 'always-A')}")
@@ -199,6 +233,7 @@ def summary_table(report: dict) -> str:
         b = base["per_subject"].get(name) if base else None
         extra = f"{b['accuracy']:>10.1%} {_ci(b['ci']) if 'ci' in b else ''}" if b else ""
         mark = "*" if s.get("few") else " "
-        lines.append(f"  {name[:24]:26}{s['accuracy']:>10.1%} {_ci(s['ci']) if 'ci' in s else '':17}{extra}"
-                     f"   n={s['n']}{mark}")
+        lines.append(
+            f"  {name[:24]:26}{s['accuracy']:>10.1%} {_ci(s['ci']) if 'ci' in s else '':17}{extra}   n={s['n']}{mark}"
+        )
     return "\n".join(lines)

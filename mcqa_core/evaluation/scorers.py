@@ -3,8 +3,9 @@ for rows, with the adapter on or off, so evaluation, the CLI and the app do not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, score_rows
 
@@ -14,8 +15,9 @@ Progress = Callable[[int, int], None]
 class Scorer(Protocol):
     has_base: bool  # can answer with the adapter switched off (the base model's answer)
 
-    def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None
-              ) -> list[LetterScore]: ...
+    def score(
+        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None
+    ) -> list[LetterScore]: ...
 
     def describe(self) -> dict: ...
 
@@ -30,8 +32,9 @@ def adapter_switch(model, adapter: bool):
 class LocalScorer:
     """The loaded model in this process (`models.inference.LoadedModel`), scored by `score_rows`."""
 
-    def __init__(self, loaded, *, batch_size: int = 16, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-                 style: str = "course"):
+    def __init__(
+        self, loaded, *, batch_size: int = 16, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS, style: str = "course"
+    ):
         self.loaded, self.batch_size, self.max_prompt_tokens, self.style = loaded, batch_size, max_prompt_tokens, style
         self._prefixes = {True: {}, False: {}}  # adapter on/off -> score_rows' prefix_memo (the weights are fixed)
 
@@ -41,14 +44,26 @@ class LocalScorer:
 
     def score(self, rows, *, adapter=True, progress=None):
         with adapter_switch(self.loaded.model, adapter):
-            return score_rows(self.loaded.model, self.loaded.tokenizer, rows, batch_size=self.batch_size,
-                              max_prompt_tokens=self.max_prompt_tokens, style=self.style, progress=progress,
-                              prefix_memo=self._prefixes[adapter or not self.has_base])
+            return score_rows(
+                self.loaded.model,
+                self.loaded.tokenizer,
+                rows,
+                batch_size=self.batch_size,
+                max_prompt_tokens=self.max_prompt_tokens,
+                style=self.style,
+                progress=progress,
+                prefix_memo=self._prefixes[adapter or not self.has_base],
+            )
 
     def describe(self) -> dict:
-        return {"backend": "local", "base_model": getattr(self.loaded, "base_model", None),
-                "adapter": getattr(self.loaded, "adapter", None), "prompt_style": self.style,
-                "batch_size": self.batch_size, "max_prompt_tokens": self.max_prompt_tokens}
+        return {
+            "backend": "local",
+            "base_model": getattr(self.loaded, "base_model", None),
+            "adapter": getattr(self.loaded, "adapter", None),
+            "prompt_style": self.style,
+            "batch_size": self.batch_size,
+            "max_prompt_tokens": self.max_prompt_tokens,
+        }
 
 
 def agreement(a: list[LetterScore], b: list[LetterScore]) -> float:

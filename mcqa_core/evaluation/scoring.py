@@ -49,16 +49,24 @@ class LetterScore:
         return None if self.gold is None else self.pred == self.gold
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "pred": self.pred, "gold": self.gold, "probs": [round(p, 6) for p in self.probs],
-                "letter_mass": round(self.letter_mass, 6), "shortened": self.shortened}
+        return {
+            "id": self.id,
+            "pred": self.pred,
+            "gold": self.gold,
+            "probs": [round(p, 6) for p in self.probs],
+            "letter_mass": round(self.letter_mass, 6),
+            "shortened": self.shortened,
+        }
 
 
 def letter_token_ids(tokenizer, style: str = "course", letters: int = MEDMCQA_OPTIONS) -> list[int]:
     """The token each answer starts with, tokenized exactly as the training completion starts."""
     ids = [tokenizer(letter_prefix(L, style), add_special_tokens=False)["input_ids"][0] for L in LETTERS[:letters]]
     if len(set(ids)) != letters:
-        raise ModelError(f"the tokenizer does not give the letters {LETTERS[0]}-{LETTERS[letters - 1]} distinct first "
-                         f"tokens ({ids}), so letters cannot be scored; use a model whose tokenizer does")
+        raise ModelError(
+            f"the tokenizer does not give the letters {LETTERS[0]}-{LETTERS[letters - 1]} distinct first "
+            f"tokens ({ids}), so letters cannot be scored; use a model whose tokenizer does"
+        )
     return ids
 
 
@@ -104,8 +112,10 @@ def score_rows(
             items.append(_Item(i, enc.ids, enc.shortened, option_count(row)))
     letter_ids = torch.tensor(letter_token_ids(tokenizer, style, max((it.options for it in items), default=2)))
     if skipped:
-        raise DataError(f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
-                        "raise the prompt-token limit or shorten their options")
+        raise DataError(
+            f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
+            "raise the prompt-token limit or shorten their options"
+        )
     items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory peaks early, padding stays small
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -140,21 +150,32 @@ def score_rows(
                 prefix_len = 0
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
-                probs, mass = _score_batch(model, batch, letter_ids, pad_id, padding_side, device,
-                                           prefix_cache(use_bf16), prefix_len)
+                probs, mass = _score_batch(
+                    model, batch, letter_ids, pad_id, padding_side, device, prefix_cache(use_bf16), prefix_len
+                )
                 if use_bf16:
                     top2 = probs.topk(2, dim=-1).values
                     close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
                     if close:
                         with matmul_precision(model, False):
                             probs[close], mass[close] = _score_batch(
-                                model, [batch[i] for i in close], letter_ids, pad_id, padding_side, device,
-                                prefix_cache(False), prefix_len)
+                                model,
+                                [batch[i] for i in close],
+                                letter_ids,
+                                pad_id,
+                                padding_side,
+                                device,
+                                prefix_cache(False),
+                                prefix_len,
+                            )
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
                     row = rows[it.index]
                     out[it.index] = LetterScore(
-                        id=str(row.get("id", it.index)), probs=p[:it.options], letter_mass=m,
-                        gold=answer_letter(row) if row.get("cop") is not None else None, shortened=it.shortened,
+                        id=str(row.get("id", it.index)),
+                        probs=p[: it.options],
+                        letter_mass=m,
+                        gold=answer_letter(row) if row.get("cop") is not None else None,
+                        shortened=it.shortened,
                         n_tokens=len(it.ids),
                     )
                 if progress:
@@ -210,8 +231,12 @@ def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_
     # Only the positions we read get logits: one column under left padding, the distinct ends otherwise.
     keep = torch.unique(last)
     logits = model(
-        input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-        logits_to_keep=keep.to(device), use_cache=False, **extra,
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        logits_to_keep=keep.to(device),
+        use_cache=False,
+        **extra,
     ).logits.float()
     if logits.shape[1] != len(keep):  # a forward that ignores logits_to_keep (unsloth's) returns every position
         col = last.to(device)
@@ -220,8 +245,10 @@ def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_
     final = logits[torch.arange(len(batch), device=device), col]  # (B, vocab)
     logp = torch.log_softmax(final, dim=-1)[:, letter_ids.to(device)]
     # Each row reads only its own letters: a 3-option row's D and E get no probability.
-    absent = torch.arange(len(letter_ids), device=device)[None, :] >= torch.tensor(
-        [it.options for it in batch], device=device)[:, None]
+    absent = (
+        torch.arange(len(letter_ids), device=device)[None, :]
+        >= torch.tensor([it.options for it in batch], device=device)[:, None]
+    )
     logp = logp.masked_fill(absent, float("-inf"))
     mass = logp.exp().sum(-1)
     return torch.softmax(logp, dim=-1).cpu(), mass.cpu()

@@ -83,9 +83,16 @@ def mcnemar_counts(a_only: int, b_only: int, n: int, confidence: float = CONFIDE
     p_value = min(1.0, 2 * min(_upper_tail(a_only, m), _upper_tail(b_only, m)))
     # The upper limit is the lower limit of the same table read the other way round.
     ci = [_lower_bound(a_only, m, n, tail), -_lower_bound(b_only, m, n, tail)]
-    return {"difference": (a_only - b_only) / n, "ci": ci, "p_value": p_value, "a_only": a_only,
-            "b_only": b_only, "n": n, "test": "McNemar, exact (binomial on the discordant pairs)",
-            "ci_method": PAIRED_CI_METHOD}
+    return {
+        "difference": (a_only - b_only) / n,
+        "ci": ci,
+        "p_value": p_value,
+        "a_only": a_only,
+        "b_only": b_only,
+        "n": n,
+        "test": "McNemar, exact (binomial on the discordant pairs)",
+        "ci_method": PAIRED_CI_METHOD,
+    }
 
 
 def mcnemar(a: list[bool], b: list[bool], confidence: float = CONFIDENCE) -> dict:

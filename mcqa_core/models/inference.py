@@ -36,9 +36,15 @@ class LoadedModel:
         return self.adapter is not None
 
     def describe(self) -> dict:
-        return {"base_model": self.base_model, "adapter": self.adapter, "device": self.device,
-                "load_in_4bit": self.load_in_4bit, "load_seconds": round(self.load_seconds, 2),
-                "accuracy": measured_accuracy(self.run)[0], "data": self.run.get("data")}
+        return {
+            "base_model": self.base_model,
+            "adapter": self.adapter,
+            "device": self.device,
+            "load_in_4bit": self.load_in_4bit,
+            "load_seconds": round(self.load_seconds, 2),
+            "accuracy": measured_accuracy(self.run)[0],
+            "data": self.run.get("data"),
+        }
 
 
 def adapter_weights_problem(folder: Path) -> str | None:
@@ -62,38 +68,51 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
     """The adapter's run record, checked: refuses folders that are not adapters or use another prompt."""
     folder = Path(adapter_dir).expanduser()
     if not folder.is_dir():
-        raise AdapterError(f"adapter folder {folder} does not exist; train one with "
-                           f"`python train_adapter.py --output-dir {folder}`")
+        raise AdapterError(
+            f"adapter folder {folder} does not exist; train one with `python train_adapter.py --output-dir {folder}`"
+        )
     if not (folder / "adapter_config.json").exists():
-        raise AdapterError(f"adapter folder {folder} lacks adapter_config.json; train one with "
-                           f"`python train_adapter.py --output-dir {folder}`")
+        raise AdapterError(
+            f"adapter folder {folder} lacks adapter_config.json; train one with "
+            f"`python train_adapter.py --output-dir {folder}`"
+        )
     try:  # here, not in peft after the base model has loaded
         peft_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
         damage = None if isinstance(peft_config, dict) else "not a JSON object"
     except (OSError, UnicodeDecodeError, ValueError) as e:
         damage = f"{type(e).__name__}: {str(e)[:120]}"
     if damage:
-        raise AdapterError(f"adapter {folder}: adapter_config.json is damaged ({damage}); retrain it (`python "
-                           f"train_adapter.py --output-dir {folder} --overwrite`) or restore the file")
+        raise AdapterError(
+            f"adapter {folder}: adapter_config.json is damaged ({damage}); retrain it (`python "
+            f"train_adapter.py --output-dir {folder} --overwrite`) or restore the file"
+        )
     weights_problem = adapter_weights_problem(folder)
     if weights_problem:
-        raise AdapterError(f"adapter {folder}: {weights_problem}; retrain it (`python train_adapter.py --output-dir "
-                           f"{folder} --overwrite`) or restore the file")
+        raise AdapterError(
+            f"adapter {folder}: {weights_problem}; retrain it (`python train_adapter.py --output-dir "
+            f"{folder} --overwrite`) or restore the file"
+        )
     run = read_run(folder)
     if not run:  # an adapter trained elsewhere: fall back to PEFT's own record
         run = {"base_model": peft_config.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
     version = run.get("prompt_version")
     if version is not None and version != PROMPT_VERSION:
-        raise AdapterError(f"adapter {folder} was trained with prompt version {version!r}, this code uses "
-                           f"{PROMPT_VERSION!r}; its answers would not be comparable. Retrain it, or use the "
-                           "code version it was trained with.")
+        raise AdapterError(
+            f"adapter {folder} was trained with prompt version {version!r}, this code uses "
+            f"{PROMPT_VERSION!r}; its answers would not be comparable. Retrain it, or use the "
+            "code version it was trained with."
+        )
     if not run.get("base_model"):
         raise AdapterError(f"adapter {folder} does not name its base model (mcqa_run.json / adapter_config.json)")
     return run
 
 
-def load_model(adapter: str | Path | None = None, base_model: str | None = None,
-               load_in_4bit: bool | None = None, device: str | None = None) -> LoadedModel:
+def load_model(
+    adapter: str | Path | None = None,
+    base_model: str | None = None,
+    load_in_4bit: bool | None = None,
+    device: str | None = None,
+) -> LoadedModel:
     """A base model with (or without) a LoRA adapter, in eval mode, ready for `score_rows`.
 
     With an adapter, the base comes from its mcqa_run.json; `base_model`, when also given, must match.
@@ -105,8 +124,10 @@ def load_model(adapter: str | Path | None = None, base_model: str | None = None,
         run = read_adapter_info(adapter)
         trained_on = run["base_model"]
         if base_model is not None and base_model not in (trained_on, run.get("base_model_resolved")):
-            raise AdapterError(f"adapter {adapter} was trained on {trained_on!r}, not {base_model!r}; drop "
-                               f"--base-model or pass --base-model {trained_on}")
+            raise AdapterError(
+                f"adapter {adapter} was trained on {trained_on!r}, not {base_model!r}; drop "
+                f"--base-model or pass --base-model {trained_on}"
+            )
         base_model = trained_on
     elif base_model is None:
         raise ModelError("give an adapter folder or a base model name")
@@ -122,12 +143,21 @@ def load_model(adapter: str | Path | None = None, base_model: str | None = None,
         try:
             model = PeftModel.from_pretrained(model, str(adapter))
         except Exception as e:  # shape mismatches and missing keys come as several types
-            raise AdapterError(f"adapter {adapter} does not fit base model {base_model!r}: "
-                               f"{type(e).__name__}: {str(e)[:300]}") from None
+            raise AdapterError(
+                f"adapter {adapter} does not fit base model {base_model!r}: {type(e).__name__}: {str(e)[:300]}"
+            ) from None
     model.eval()
     setattr(model, BF16_SCORING_ATTR, True)
-    return LoadedModel(model, tok, base_model, str(adapter) if adapter is not None else None, load_in_4bit,
-                       device, time.perf_counter() - started, run)
+    return LoadedModel(
+        model,
+        tok,
+        base_model,
+        str(adapter) if adapter is not None else None,
+        load_in_4bit,
+        device,
+        time.perf_counter() - started,
+        run,
+    )
 
 
 def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
@@ -137,9 +167,14 @@ def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
 
     enc = tokenizer(text, return_tensors="pt").to(next(model.parameters()).device)
     with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def generate_answer(model, tokenizer, row: dict, max_new_tokens: int = 64, style: str = "course") -> str:

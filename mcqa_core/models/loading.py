@@ -47,8 +47,11 @@ def model_name_problem(name: str) -> str | None:
         return None
     path = Path(name).expanduser()
     if path.exists():
-        return None if (path / "config.json").exists() else (
-            f"model folder {path} has no config.json; is it a model (not an adapter) folder?")
+        return (
+            None
+            if (path / "config.json").exists()
+            else (f"model folder {path} has no config.json; is it a model (not an adapter) folder?")
+        )
     if name.count("/") != 1 or name.startswith((".", "/")):
         return f"unknown model {name!r}: give a hub id (org/name), a local folder, or one of {', '.join(ALIASES)}"
     return None
@@ -100,8 +103,10 @@ def cpu_has_native_bf16() -> bool:
     import torch
 
     try:
-        return bool(torch.backends.mkldnn.is_available()
-                    and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+        return bool(
+            torch.backends.mkldnn.is_available()
+            and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        )
     except AttributeError:  # a torch without these probes
         return False
 
@@ -118,8 +123,10 @@ def quantization_config(load_in_4bit: bool):
     if not load_in_4bit:
         return None
     if not has_bitsandbytes():
-        raise ModelError("4-bit loading needs bitsandbytes: pip install bitsandbytes "
-                         "(or full precision: mcqa-train --no-load-in-4bit, mcqa-eval --no-4bit)")
+        raise ModelError(
+            "4-bit loading needs bitsandbytes: pip install bitsandbytes "
+            "(or full precision: mcqa-train --no-load-in-4bit, mcqa-eval --no-4bit)"
+        )
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
@@ -162,8 +169,13 @@ def lora_config(r=16, alpha=16, dropout=0.0, use_rslora=True, target_modules=LOR
     from peft import LoraConfig
 
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, use_rslora=use_rslora,
-        target_modules=list(target_modules), bias="none", task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        use_rslora=use_rslora,
+        target_modules=list(target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -193,14 +205,21 @@ def load_for_training(model_cfg, lora_cfg):
         from unsloth import FastLanguageModel  # lazily: it only imports where CUDA is present
 
         model, tok = FastLanguageModel.from_pretrained(
-            model_name=path, max_seq_length=model_cfg.max_seq_length, dtype=None,
+            model_name=path,
+            max_seq_length=model_cfg.max_seq_length,
+            dtype=None,
             load_in_4bit=model_cfg.load_in_4bit,
         )
         model = FastLanguageModel.get_peft_model(
-            model, r=lora_cfg.lora_r, target_modules=list(lora_cfg.target_modules), lora_alpha=lora_cfg.lora_alpha,
-            lora_dropout=lora_cfg.lora_dropout, bias="none",
+            model,
+            r=lora_cfg.lora_r,
+            target_modules=list(lora_cfg.target_modules),
+            lora_alpha=lora_cfg.lora_alpha,
+            lora_dropout=lora_cfg.lora_dropout,
+            bias="none",
             use_gradient_checkpointing="unsloth" if lora_cfg.gradient_checkpointing else False,
-            random_state=lora_cfg.random_state, use_rslora=lora_cfg.use_rslora,
+            random_state=lora_cfg.random_state,
+            use_rslora=lora_cfg.use_rslora,
         )
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -210,7 +229,8 @@ def load_for_training(model_cfg, lora_cfg):
         model, tok, path = load_base_model(path, model_cfg.load_in_4bit)
         if model_cfg.load_in_4bit:
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=lora_cfg.gradient_checkpointing,
+                model,
+                use_gradient_checkpointing=lora_cfg.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         elif lora_cfg.gradient_checkpointing:
@@ -218,8 +238,14 @@ def load_for_training(model_cfg, lora_cfg):
             model.enable_input_require_grads()
         torch.manual_seed(lora_cfg.random_state)  # LoRA A init, as unsloth's random_state does
         model = get_peft_model(
-            model, lora_config(lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.use_rslora,
-                               lora_cfg.target_modules)
+            model,
+            lora_config(
+                lora_cfg.lora_r,
+                lora_cfg.lora_alpha,
+                lora_cfg.lora_dropout,
+                lora_cfg.use_rslora,
+                lora_cfg.target_modules,
+            ),
         )
     info = {"backend": backend, "resolved_model": path, "load_seconds": round(time.perf_counter() - started, 2)}
     return model, tok, info

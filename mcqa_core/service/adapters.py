@@ -36,7 +36,7 @@ class AppSettings:
     served_base_model: str | None = None
 
     @classmethod
-    def from_env(cls, env=None) -> "AppSettings":
+    def from_env(cls, env=None) -> AppSettings:
         env = os.environ if env is None else env
         four_bit = (env.get("MCQA_APP_4BIT") or "auto").strip().lower()
         if four_bit == "auto":
@@ -72,8 +72,12 @@ class ModelSpec:
 
 
 def base_spec(settings: AppSettings, backend: str | None = None) -> ModelSpec:
-    return ModelSpec(None, settings.base_model, True if settings.load_in_4bit is None else settings.load_in_4bit,
-                     backend or settings.backend)
+    return ModelSpec(
+        None,
+        settings.base_model,
+        True if settings.load_in_4bit is None else settings.load_in_4bit,
+        backend or settings.backend,
+    )
 
 
 def adapter_spec(folder: str | Path, settings: AppSettings, backend: str | None = None) -> ModelSpec:
@@ -102,16 +106,22 @@ def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
     if not root.is_dir():
         return []
     found = []
-    for folder in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True):
+    for folder in sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    ):
         ready = (folder / "adapter_config.json").exists()
         try:
             run, problem = read_run(folder), None
         except AdapterError as e:
             run, problem = {}, str(e)
         if not run and problem is None:
-            problem = ("no mcqa_run.json (trained elsewhere?)" if ready
-                       else "no adapter_config.json yet (still training, or not an adapter folder)")
+            problem = (
+                "no mcqa_run.json (trained elsewhere?)"
+                if ready
+                else "no adapter_config.json yet (still training, or not an adapter folder)"
+            )
         found.append(AdapterFolder(folder, run, ready, problem))
     return found
 
@@ -122,8 +132,10 @@ def _bank_line(bank: dict | None) -> str | None:
         return None
     m = bank.get("mapping") or {}
     options = ", ".join(m.get("option_cols") or []) or m.get("options_col")
-    return (f"{Path(str(bank.get('source'))).name} ({bank.get('format')}, {bank.get('rows')} questions; question "
-            f"{m.get('question')}, options {options}, answer {m.get('answer')} as {m.get('answer_as')})")
+    return (
+        f"{Path(str(bank.get('source'))).name} ({bank.get('format')}, {bank.get('rows')} questions; question "
+        f"{m.get('question')}, options {options}, answer {m.get('answer')} as {m.get('answer_as')})"
+    )
 
 
 def describe_run(run: dict) -> dict:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..data.prompt import OPTION_KEYS
 from ..evaluation.scorers import LocalScorer, Progress
@@ -70,8 +70,14 @@ class AnswerQueue:
     def describe(self) -> dict:
         return {**self.scorer.describe(), "batch_size": self.batch_size}
 
-    def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None,
-              interactive: bool | None = None) -> list[LetterScore]:
+    def score(
+        self,
+        rows: list[dict],
+        *,
+        adapter: bool = True,
+        progress: Progress | None = None,
+        interactive: bool | None = None,
+    ) -> list[LetterScore]:
         """Score rows in order. A request of more than one batch counts as an evaluation (it yields to
         interactive questions between batches) unless `interactive` says otherwise. `progress(done, total)`
         is called in the caller's thread (Streamlit widgets can only be updated from there)."""

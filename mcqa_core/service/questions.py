@@ -66,8 +66,10 @@ def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
             seen[key] = letter
     empty = [LETTERS[OPTION_KEYS.index(k)] for k in ALWAYS_ASKED if not texts[k]]
     if empty and len(filled) >= 2:
-        warns.append(f"Option{'s' if len(empty) > 1 else ''} {', '.join(empty)} left empty: shown to the model as "
-                     f"\"{UNFILLED_OPTION}\" and never chosen.")
+        warns.append(
+            f"Option{'s' if len(empty) > 1 else ''} {', '.join(empty)} left empty: shown to the model as "
+            f'"{UNFILLED_OPTION}" and never chosen.'
+        )
     row = {"question": question, **{k: texts[k] or UNFILLED_OPTION for k in ASK_KEYS if k in ALWAYS_ASKED or texts[k]}}
     allowed = [LETTERS[OPTION_KEYS.index(k)] for k in filled]
     return AskInput(row, allowed, errors, warns)
@@ -77,8 +79,11 @@ def restrict_probs(probs: list[float], allowed: list[str]) -> list[float]:
     """Zero the letters of unfilled options and renormalise over the rest."""
     kept = [p if L in allowed else 0.0 for L, p in zip(LETTERS, probs)]
     total = sum(kept)
-    return ([p / total for p in kept] if total > 0
-            else [1.0 / len(allowed) if L in allowed else 0.0 for L, _ in zip(LETTERS, probs)])
+    return (
+        [p / total for p in kept]
+        if total > 0
+        else [1.0 / len(allowed) if L in allowed else 0.0 for L, _ in zip(LETTERS, probs)]
+    )
 
 
 # --------------------------------------------------------------------------- answering
@@ -113,9 +118,11 @@ def prepare_prompt(tokenizer, row: dict, max_tokens: int = APP_MAX_PROMPT_TOKENS
     if enc.shortened:
         full = len(tokenizer(format_prompt(row))["input_ids"])
         q_tokens = len(tokenizer(row["question"], add_special_tokens=False)["input_ids"])
-        message = (f"The question was too long for the model: the prompt would be {full} tokens and the app reads "
-                   f"at most {max_tokens}, so the question ({q_tokens} tokens) was cut at the end and marked "
-                   "with \" ...\". The options were kept whole.")
+        message = (
+            f"The question was too long for the model: the prompt would be {full} tokens and the app reads "
+            f"at most {max_tokens}, so the question ({q_tokens} tokens) was cut at the end and marked "
+            'with " ...". The options were kept whole.'
+        )
     return PromptInfo(enc.text, len(enc.ids), enc.shortened, message)
 
 
@@ -143,8 +150,9 @@ def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
     return f"{prompt_text}{letter} {option}{EXPLANATION_HEADER}"
 
 
-def generate_explanation(loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96,
-                         adapter: bool = True) -> str:
+def generate_explanation(
+    loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96, adapter: bool = True
+) -> str:
     """Greedy text the model writes after its answer when asked to explain (unchecked, may be wrong)."""
     prompt = explanation_prompt(prompt_text, row, letter)
     scorer = scorer_for(loaded)

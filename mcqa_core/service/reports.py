@@ -46,8 +46,14 @@ def subject_table(report: dict) -> list[dict]:
     out = []
     for name, v in report.get("per_subject", {}).items():
         ci = v.get("ci") or wilson(round(v["accuracy"] * v["n"]), v["n"])
-        row = {"subject": name, "n": v["n"], "accuracy": v["accuracy"], "low": ci[0], "high": ci[1],
-               "few": v.get("few", v["n"] < FEW)}
+        row = {
+            "subject": name,
+            "n": v["n"],
+            "accuracy": v["accuracy"],
+            "low": ci[0],
+            "high": ci[1],
+            "few": v.get("few", v["n"] < FEW),
+        }
         if base and name in base:
             b = base[name]
             bci = b.get("ci") or wilson(round(b["accuracy"] * b["n"]), b["n"])

@@ -25,8 +25,13 @@ def subjects(rows: list[dict]) -> list[str]:
 
 
 def topics(rows: list[dict], subject: str = ALL) -> list[str]:
-    return sorted({r.get("topic_name") or "Unknown" for r in rows
-                   if subject == ALL or (r.get("subject_name") or "Unknown") == subject})
+    return sorted(
+        {
+            r.get("topic_name") or "Unknown"
+            for r in rows
+            if subject == ALL or (r.get("subject_name") or "Unknown") == subject
+        }
+    )
 
 
 def choice_types(rows: list[dict]) -> list[str]:
@@ -38,8 +43,9 @@ def _haystack(row: dict) -> str:
     return normalize(" ".join(str(p or "") for p in parts))
 
 
-def filter_rows(rows: list[dict], subject: str = ALL, topic: str = ALL, choice_type: str = ALL,
-                search: str = "") -> list[dict]:
+def filter_rows(
+    rows: list[dict], subject: str = ALL, topic: str = ALL, choice_type: str = ALL, search: str = ""
+) -> list[dict]:
     """Rows matching every filter; `search` matches all its words (any case) in the id, question or options."""
     words = normalize(search or "").split()
     out = []
@@ -65,7 +71,7 @@ def page_count(n_rows: int, page_size: int) -> int:
 def page_rows(rows: list[dict], page: int, page_size: int) -> list[dict]:
     """Rows of 1-based `page`, clamped to the pages that exist."""
     page = min(max(1, page), page_count(len(rows), page_size))
-    return rows[(page - 1) * page_size: page * page_size]
+    return rows[(page - 1) * page_size : page * page_size]
 
 
 def find_row(rows: list[dict], row_id: str) -> dict | None:

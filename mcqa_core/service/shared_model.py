@@ -65,10 +65,24 @@ def load_served(spec, settings):
         missing = "MCQA_APP_ENDPOINT" if not settings.endpoint else "MCQA_APP_SERVED_BASE_MODEL"
         raise SettingsError(f"the openai backend needs {missing} (docs/serving.md)")
     base = run.get("base_model") or spec.base_model
-    scorer = connect(settings.endpoint, name, tokenizer_of=base, max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
-                     base_model=settings.served_base_model if spec.adapter else None)
-    return inference.LoadedModel(None, scorer.tokenizer, base, spec.adapter, False, f"server {scorer.endpoint}",
-                                 time.perf_counter() - started, run, shared_scorer=scorer)
+    scorer = connect(
+        settings.endpoint,
+        name,
+        tokenizer_of=base,
+        max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
+        base_model=settings.served_base_model if spec.adapter else None,
+    )
+    return inference.LoadedModel(
+        None,
+        scorer.tokenizer,
+        base,
+        spec.adapter,
+        False,
+        f"server {scorer.endpoint}",
+        time.perf_counter() - started,
+        run,
+        shared_scorer=scorer,
+    )
 
 
 WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}

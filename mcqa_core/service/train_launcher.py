@@ -44,8 +44,9 @@ def check(argv: list[str]):
     except SystemExit:  # argparse already printed to stderr; say it in one line here
         raise SettingsError(f"the settings are not valid: {command_line(argv)}") from None
     out = Path(cfg.train.output_dir).expanduser()
-    refuse(RunError, "start training", config_problems(cfg) + output_problems(out, cfg.train.overwrite,
-                                                                               cfg.train.resume))
+    refuse(
+        RunError, "start training", config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume)
+    )
     return cfg
 
 
@@ -84,23 +85,35 @@ def start(argv: list[str], adapters_dir: Path) -> dict:
     """Check, then start `train_adapter.py argv` in the background; returns the lock it holds."""
     adapters_dir = Path(adapters_dir)
     if held := active_run(adapters_dir):
-        raise RunError(f"a run is already training into {held['output_dir']} (process {held['pid']}); wait for it "
-                       "or stop it first")
+        raise RunError(
+            f"a run is already training into {held['output_dir']} (process {held['pid']}); wait for it or stop it first"
+        )
     out = Path(check(argv).train.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / LAUNCH_FILE, {"argv": [a for a in argv if a not in ("--resume", "--overwrite")]})
     with (out / LOG_FILE).open("a") as log:
         log.write(f"{LAUNCH_MARK} {time.strftime('%Y-%m-%d %H:%M:%S')}: {command_line(argv)}\n")
         log.flush()
-        process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], cwd=SCRIPT.parent, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *argv],
+            cwd=SCRIPT.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     # This launch's own state from the first second: not the last attempt's "stopped" or "failed".
     pid_started = process_started(process.pid)
-    write_json_atomic(out / STATUS_FILE, {"state": "starting", "pid": process.pid, "pid_started": pid_started,
-                                          "time": time.time()})
-    held = {"pid": process.pid, "pid_started": pid_started, "output_dir": str(out), "argv": argv,
-            "started": time.time()}
+    write_json_atomic(
+        out / STATUS_FILE, {"state": "starting", "pid": process.pid, "pid_started": pid_started, "time": time.time()}
+    )
+    held = {
+        "pid": process.pid,
+        "pid_started": pid_started,
+        "output_dir": str(out),
+        "argv": argv,
+        "started": time.time(),
+    }
     adapters_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(adapters_dir / LOCK_FILE, held)
     return held
@@ -127,8 +140,10 @@ def resume(out: Path, adapters_dir: Path) -> dict:
     try:
         argv = json.loads((Path(out) / LAUNCH_FILE).read_text())["argv"]
     except (OSError, ValueError, KeyError):
-        raise RunError(f"{out} was not started from the app ({LAUNCH_FILE} is missing); resume it with "
-                       f"`python train_adapter.py ... --output-dir {out} --resume`") from None
+        raise RunError(
+            f"{out} was not started from the app ({LAUNCH_FILE} is missing); resume it with "
+            f"`python train_adapter.py ... --output-dir {out} --resume`"
+        ) from None
     return start([*argv, "--resume"], adapters_dir)
 
 
@@ -182,21 +197,27 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
     log = _log_tail(out / LOG_FILE)
     error = status.get("error")
     starts = [i for i, ln in enumerate(log) if ln.startswith(LAUNCH_MARK)]
-    log = log[starts[-1]:] if starts else log  # this launch's lines only
+    log = log[starts[-1] :] if starts else log  # this launch's lines only
     if state in ("running", "starting") and not running_here:
         # Refused before it wrote a status (bad data, say): the command's own one-line error is in the log.
-        said = next((ln[len("error: "):] for ln in reversed(log) if ln.startswith("error: ")), None)
+        said = next((ln[len("error: ") :] for ln in reversed(log) if ln.startswith("error: ")), None)
         state, error = "failed", error or said or "the training process ended without finishing; see its log"
     begin = next((r for r in records if r.get("event") == "begin"), {})
     last = records[-1] if records else {}
     log_tail = log[-tail:]
-    return RunView(out, state, error, step=int(last.get("step", 0)), max_steps=int(last.get("max_steps", 0)),
-                   elapsed=float(last.get("time", 0.0)),
-                   losses=[(r["step"], r["loss"]) for r in records if r.get("event") == "log"],
-                   evals=[(r["step"], r.get("eval_loss"), r.get("accuracy")) for r in records
-                          if r.get("event") == "eval"],
-                   always_a=begin.get("always_a"), log_tail=[ln for ln in log_tail if ln.strip()],
-                   checkpoint=next((c.name for c in reversed(checkpoints(out)[0])), None))
+    return RunView(
+        out,
+        state,
+        error,
+        step=int(last.get("step", 0)),
+        max_steps=int(last.get("max_steps", 0)),
+        elapsed=float(last.get("time", 0.0)),
+        losses=[(r["step"], r["loss"]) for r in records if r.get("event") == "log"],
+        evals=[(r["step"], r.get("eval_loss"), r.get("accuracy")) for r in records if r.get("event") == "eval"],
+        always_a=begin.get("always_a"),
+        log_tail=[ln for ln in log_tail if ln.strip()],
+        checkpoint=next((c.name for c in reversed(checkpoints(out)[0])), None),
+    )
 
 
 def recent_runs(adapters_dir: Path) -> list[Path]:
@@ -204,4 +225,3 @@ def recent_runs(adapters_dir: Path) -> list[Path]:
     root = Path(adapters_dir)
     found = [p for p in root.iterdir() if (p / LAUNCH_FILE).exists()] if root.is_dir() else []
     return sorted(found, key=lambda p: (p / LAUNCH_FILE).stat().st_mtime, reverse=True)
-

@@ -16,8 +16,10 @@ from ..errors import DataError
 def read_upload(name: str, data: bytes) -> tuple[list[dict], list[str], str]:
     """(records, columns, file format) of an uploaded file; bad input is one DataError line."""
     if len(data) > MAX_UPLOAD_MB * 2**20:
-        raise DataError(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB: upload a part of "
-                        "the bank, or evaluate it with `mcqa-eval --bank FILE`")
+        raise DataError(
+            f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB: upload a part of "
+            "the bank, or evaluate it with `mcqa-eval --bank FILE`"
+        )
     with tempfile.TemporaryDirectory(prefix="mcqa-upload-") as folder:
         path = Path(folder) / Path(name).name  # the extension tells datasets how to read it
         path.write_bytes(data)
@@ -32,12 +34,19 @@ def results_csv(report: dict, rows: list[dict]) -> str:
     width = max((len(p.get("probs") or []) for p in report.get("predictions", [])), default=4)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "question", "options", "gold", "predicted", *(f"p_{L}" for L in LETTERS[:width]),
-                     "correct"])
+    writer.writerow(["id", "question", "options", "gold", "predicted", *(f"p_{L}" for L in LETTERS[:width]), "correct"])
     for p in report.get("predictions", []):
         row = by_id.get(str(p["id"]), {})
         probs = list(p.get("probs") or []) + [""] * (width - len(p.get("probs") or []))
-        writer.writerow([p["id"], row.get("question", p.get("question", "")), " | ".join(row_options(row)),
-                         p.get("gold") or "", p["pred"], *probs,
-                         "" if p.get("gold") is None else p["pred"] == p["gold"]])
+        writer.writerow(
+            [
+                p["id"],
+                row.get("question", p.get("question", "")),
+                " | ".join(row_options(row)),
+                p.get("gold") or "",
+                p["pred"],
+                *probs,
+                "" if p.get("gold") is None else p["pred"] == p["gold"],
+            ]
+        )
     return out.getvalue()

@@ -44,8 +44,10 @@ def check_push_ready(repo_id: str, flag: str = "--push-to-hub") -> list[str]:
     if bad:
         problems.append(bad)
     if not hub_token():
-        problems.append(f"{flag} needs a Hugging Face token: export HF_TOKEN=... or run `hf auth login` "
-                        "(a token is never accepted as a flag)")
+        problems.append(
+            f"{flag} needs a Hugging Face token: export HF_TOKEN=... or run `hf auth login` "
+            "(a token is never accepted as a flag)"
+        )
     return problems
 
 
@@ -60,17 +62,24 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = True, messa
     if problems:
         raise PublishError("; ".join(problems) + f"; {push_hint(folder, repo_id)}")
     if not hub_reachable():
-        raise PublishError(f"cannot push to {repo_id}: the Hugging Face hub cannot be reached from this machine; "
-                           + push_hint(folder, repo_id))
+        raise PublishError(
+            f"cannot push to {repo_id}: the Hugging Face hub cannot be reached from this machine; "
+            + push_hint(folder, repo_id)
+        )
     from huggingface_hub import HfApi
 
     api = HfApi(token=hub_token())
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=IGNORE_PATTERNS,
-                          commit_message=message or f"Upload {folder.name}")
+        api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            ignore_patterns=IGNORE_PATTERNS,
+            commit_message=message or f"Upload {folder.name}",
+        )
     except Exception as e:  # network, auth and permission errors come as many types
         # The exception text is the library's own; it does not carry the token.
-        raise PublishError(f"pushing {folder} to {repo_id} failed ({type(e).__name__}: {str(e)[:300]}); "
-                           + push_hint(folder, repo_id)) from None
+        raise PublishError(
+            f"pushing {folder} to {repo_id} failed ({type(e).__name__}: {str(e)[:300]}); " + push_hint(folder, repo_id)
+        ) from None
     return str(url)

@@ -58,8 +58,10 @@ def architecture_problem(config: dict) -> str | None:
     archs = config.get("architectures") or []
     supported = supported_architectures()
     if archs and supported and not set(archs) & supported:
-        return (f"llama.cpp's converter does not support the architecture {', '.join(archs)}; export the "
-                "safetensors format instead (--format safetensors) and serve it with vLLM")
+        return (
+            f"llama.cpp's converter does not support the architecture {', '.join(archs)}; export the "
+            "safetensors format instead (--format safetensors) and serve it with vLLM"
+        )
     return None
 
 
@@ -73,16 +75,22 @@ def gguf_ready_tokenizer(tok: dict) -> dict | None:
     model, pre = tok.get("model") or {}, tok.get("pre_tokenizer") or {}
     if not (model.get("type") == "BPE" and model.get("byte_fallback") and pre.get("type") == "ByteLevel"):
         return None
-    return {**tok, "model": {**model, "byte_fallback": False},
-            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True}}
+    return {
+        **tok,
+        "model": {**model, "byte_fallback": False},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+    }
 
 
 def _converter_view(hf_folder: Path, view: Path) -> None:
     """`view` holding links to `hf_folder`'s files, with a GGUF-ready tokenizer.json where it needs one: the
     converter reads a folder, and the model's own folder (the offline cache, an export) stays as it is."""
     for item in hf_folder.iterdir():
-        fixed = gguf_ready_tokenizer(json.loads(item.read_text(encoding="utf-8"))) \
-            if item.name == "tokenizer.json" else None
+        fixed = (
+            gguf_ready_tokenizer(json.loads(item.read_text(encoding="utf-8")))
+            if item.name == "tokenizer.json"
+            else None
+        )
         if fixed is None:
             (view / item.name).symlink_to(item.resolve())
         else:
@@ -102,8 +110,9 @@ def convert(hf_folder: Path, out_file: Path, gguf_type: str, log=print) -> None:
         cmd = [sys.executable, str(script), str(source), "--outtype", gguf_type, "--outfile", str(out_file)]
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or not out_file.exists():
-        tail = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line][-1:] or \
-            done.stderr.strip().splitlines()[-1:]
+        tail = [line for line in done.stderr.splitlines() if "ERROR" in line or "Error" in line][
+            -1:
+        ] or done.stderr.strip().splitlines()[-1:]
         raise ExportError(f"llama.cpp's converter failed on {Path(hf_folder).name}: {' '.join(tail)[:300]}")
 
 
@@ -113,8 +122,9 @@ def cpu_summary() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                "unknown CPU")
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU"
+    )
     flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
     return f"{name}; {' '.join(f for f in wanted if f in flags) or 'no AVX2'}"
@@ -133,8 +143,16 @@ def _free_port() -> int:
 class LlamaServer:
     """`llama-server` on a GGUF file, on a free local port, for as long as the `with` block runs."""
 
-    def __init__(self, gguf: str | Path, *, alias: str = "mcqa", parallel: int = 4, threads: int | None = None,
-                 context: int = 4096, startup_timeout: float = 120.0):
+    def __init__(
+        self,
+        gguf: str | Path,
+        *,
+        alias: str = "mcqa",
+        parallel: int = 4,
+        threads: int | None = None,
+        context: int = 4096,
+        startup_timeout: float = 120.0,
+    ):
         self.gguf, self.alias, self.parallel, self.threads = Path(gguf), alias, parallel, threads
         self.context, self.startup_timeout = context, startup_timeout
         self.port = _free_port()
@@ -146,7 +164,7 @@ class LlamaServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def __enter__(self) -> "LlamaServer":
+    def __enter__(self) -> LlamaServer:
         try:
             return self._start(repack=True)
         except _Crashed:
@@ -155,17 +173,33 @@ class LlamaServer:
             try:
                 return self._start(repack=False)
             except _Crashed as crash:
-                raise ExportError(f"llama-server crashed ({crash}) loading {self.gguf.name} on this CPU "
-                                  f"({cpu_summary()}), with and without weight repacking; rebuild it with "
-                                  f"`make setup-serving` or serve the f16 file; its log: {self.log}") from None
+                raise ExportError(
+                    f"llama-server crashed ({crash}) loading {self.gguf.name} on this CPU "
+                    f"({cpu_summary()}), with and without weight repacking; rebuild it with "
+                    f"`make setup-serving` or serve the f16 file; its log: {self.log}"
+                ) from None
 
-    def _start(self, repack: bool) -> "LlamaServer":
+    def _start(self, repack: bool) -> LlamaServer:
         binary = server_binary()
         if binary is None:
             raise ExportError(f"llama-server is not installed; {INSTALL_HINT}")
         # --parallel slots share the context: each gets context/parallel tokens, enough for a question.
-        cmd = [binary, "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port), "--alias", self.alias,
-               "-c", str(self.context), "--parallel", str(self.parallel), "--no-webui"]
+        cmd = [
+            binary,
+            "-m",
+            str(self.gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--alias",
+            self.alias,
+            "-c",
+            str(self.context),
+            "--parallel",
+            str(self.parallel),
+            "--no-webui",
+        ]
         if self.threads:
             cmd += ["-t", str(self.threads)]
         if not repack:
@@ -177,8 +211,11 @@ class LlamaServer:
         while time.time() < deadline:
             code = self.process.poll()
             if code is not None and code < 0:
-                raise _Crashed(f"signal {-code}, {signal.Signals(-code).name}" if -code in signal.valid_signals()
-                               else f"signal {-code}")
+                raise _Crashed(
+                    f"signal {-code}, {signal.Signals(-code).name}"
+                    if -code in signal.valid_signals()
+                    else f"signal {-code}"
+                )
             if code is not None:
                 raise ExportError(f"llama-server exited at start (code {code}); its log: {self.log}")
             try:

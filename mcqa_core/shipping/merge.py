@@ -40,22 +40,32 @@ FORMATS = ("safetensors", "gguf")
 
 @dataclass
 class ExportArgs:
-    adapter: str = setting(help="Adapter folder written by train_adapter.py (holds adapter_config.json).",
-                           metavar="DIR")
+    adapter: str = setting(
+        help="Adapter folder written by train_adapter.py (holds adapter_config.json).", metavar="DIR"
+    )
     out: str = setting(help="Folder to write the merged model to; must not exist (or see --overwrite).", metavar="DIR")
-    check_rows: int = setting(64, "Rows of the adapter's eval split on which merged and adapter answers are compared "
-                                  "(0: skip).", min=0)
-    data_dir: str | None = setting(None, "MedMCQA folder for the check rows (default: the folder the adapter was "
-                                         "trained from, else $MCQA_DATA_DIR or ../shared/data/medmcqa).")
-    dtype: str = setting("auto", "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), bfloat16, float16, float32.",
-                        choices=DTYPES)
-    format: str = setting("safetensors", "safetensors (a transformers folder, for vLLM and transformers) or gguf "
-                                         "(llama.cpp / Ollama files, written by llama.cpp's own converter).",
-                         choices=FORMATS)
+    check_rows: int = setting(
+        64, "Rows of the adapter's eval split on which merged and adapter answers are compared (0: skip).", min=0
+    )
+    data_dir: str | None = setting(
+        None,
+        "MedMCQA folder for the check rows (default: the folder the adapter was "
+        "trained from, else $MCQA_DATA_DIR or ../shared/data/medmcqa).",
+    )
+    dtype: str = setting(
+        "auto", "Weights dtype: auto (bf16/fp16 on GPU, fp32 on CPU), bfloat16, float16, float32.", choices=DTYPES
+    )
+    format: str = setting(
+        "safetensors",
+        "safetensors (a transformers folder, for vLLM and transformers) or gguf "
+        "(llama.cpp / Ollama files, written by llama.cpp's own converter).",
+        choices=FORMATS,
+    )
     gguf_types: str = setting("f16", "With --format gguf: comma-separated GGUF types, of f16, q8_0, bf16, f32.")
     overwrite: bool = setting(False, "Replace --out if it holds an earlier export.")
-    push_to_hub: str | None = setting(None, "Upload the merged folder to this hub repo (owner/name); token from "
-                                            "HF_TOKEN or `hf auth login`.")
+    push_to_hub: str | None = setting(
+        None, "Upload the merged folder to this hub repo (owner/name); token from HF_TOKEN or `hf auth login`."
+    )
 
 
 def _is_export(folder: Path) -> bool:
@@ -87,11 +97,14 @@ def validate_args(args: ExportArgs) -> dict:
         problems.append(f"--out {out} is the adapter folder or one above it; choose a new folder")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not args.overwrite:
-            problems.append(f"--out {out} already exists; choose another --out or pass --overwrite to replace "
-                            "an earlier export")
+            problems.append(
+                f"--out {out} already exists; choose another --out or pass --overwrite to replace an earlier export"
+            )
         elif not _is_export(out):
-            problems.append(f"--out {out} is not an earlier export (no {RUN_FILE} of format {MERGED_FORMAT}); "
-                            "--overwrite only replaces exports, so choose another --out")
+            problems.append(
+                f"--out {out} is not an earlier export (no {RUN_FILE} of format {MERGED_FORMAT}); "
+                "--overwrite only replaces exports, so choose another --out"
+            )
     if unwritable := unwritable_problem(out.parent, f"--out {out}"):  # /proc, /sys, under a file: before the merge
         problems.append(unwritable)
     problems += field_problems(args, lambda f: f"--{flag_name(f)}")
@@ -157,9 +170,18 @@ def export_merged(args: ExportArgs, log=print) -> dict:
         log(_check_line(check, dtype))
 
     record = _merged_record(run, adapter, args.format, dtype, check, started)
-    _write_export(out, log, record, model, tok, lambda tmp: write_gguf(
-        tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok, max_prompt, log=log)
-        if args.format == "gguf" else None)
+    _write_export(
+        out,
+        log,
+        record,
+        model,
+        tok,
+        lambda tmp: (
+            write_gguf(tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok, max_prompt, log=log)
+            if args.format == "gguf"
+            else None
+        ),
+    )
     log(f"[export] merged model saved to {out}")
     return record
 
@@ -174,8 +196,10 @@ def _check_rows(args: ExportArgs, run: dict) -> tuple[list[dict], dict]:
     try:
         loaded = load_split(split, _check_rows_source(args, run), args.check_rows)
     except DataError as e:
-        raise DataError(f"--check-rows {args.check_rows} needs MedMCQA rows: {e} (or pass --check-rows 0 "
-                        "to export without the agreement check)") from None
+        raise DataError(
+            f"--check-rows {args.check_rows} needs MedMCQA rows: {e} (or pass --check-rows 0 "
+            "to export without the agreement check)"
+        ) from None
     return loaded.rows, {"rows": len(loaded.rows), "split": split, "source": loaded.source}
 
 
@@ -207,30 +231,34 @@ def _agreements(run: dict, merged, unmerged, trained) -> dict:
 
 
 def _check_line(check: dict, dtype) -> str:
-    return (f"[check] {check['rows']} {check['split']} rows: merged vs adapter on the same "
-            f"{str(dtype).removeprefix('torch.')} base agree on {check['merge_fidelity']:.1%} "
-            f"(largest probability difference {check['merge_fidelity_max_prob_diff']:.2g}); merged vs the adapter "
-            f"as trained ({'4-bit' if check['trained_adapter_4bit'] else 'full-precision'} base) agree on "
-            f"{check['agreement_with_trained_adapter']:.1%}")
+    return (
+        f"[check] {check['rows']} {check['split']} rows: merged vs adapter on the same "
+        f"{str(dtype).removeprefix('torch.')} base agree on {check['merge_fidelity']:.1%} "
+        f"(largest probability difference {check['merge_fidelity_max_prob_diff']:.2g}); merged vs the adapter "
+        f"as trained ({'4-bit' if check['trained_adapter_4bit'] else 'full-precision'} base) agree on "
+        f"{check['agreement_with_trained_adapter']:.1%}"
+    )
 
 
 def _merged_record(run: dict, adapter: Path, fmt: str, dtype, check: dict, started: float) -> dict:
     """The adapter's run record, marked as a merged export with what the check found."""
     record = dict(run)
-    record.update({
-        "format": MERGED_FORMAT,
-        "artifact": "gguf" if fmt == "gguf" else "merged",
-        "load_in_4bit": False,
-        "merged": {
-            "from_adapter": str(adapter.resolve()),
-            "adapter_format": run.get("format"),
-            "base_model": run["base_model"],
-            "dtype": str(dtype).removeprefix("torch."),
-            "check": check,
-            "seconds": round(time.time() - started, 1),
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    })
+    record.update(
+        {
+            "format": MERGED_FORMAT,
+            "artifact": "gguf" if fmt == "gguf" else "merged",
+            "load_in_4bit": False,
+            "merged": {
+                "from_adapter": str(adapter.resolve()),
+                "adapter_format": run.get("format"),
+                "base_model": run["base_model"],
+                "dtype": str(dtype).removeprefix("torch."),
+                "check": check,
+                "seconds": round(time.time() - started, 1),
+                "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        }
+    )
     return record
 
 

@@ -8,37 +8,41 @@ from ..models.run_record import measured_accuracy
 def merged_card(run: dict) -> str:
     m, c = run["merged"], run["merged"]["check"]
     if c.get("rows"):
-        check = (f"| merged vs adapter, same {m['dtype']} base ({c['rows']} {c['split']} rows) | "
-                 f"{c['merge_fidelity']:.1%} same letter |\n"
-                 f"| merged vs adapter as trained ({'4-bit' if c['trained_adapter_4bit'] else 'full'} base) | "
-                 f"{c['agreement_with_trained_adapter']:.1%} same letter |")
+        check = (
+            f"| merged vs adapter, same {m['dtype']} base ({c['rows']} {c['split']} rows) | "
+            f"{c['merge_fidelity']:.1%} same letter |\n"
+            f"| merged vs adapter as trained ({'4-bit' if c['trained_adapter_4bit'] else 'full'} base) | "
+            f"{c['agreement_with_trained_adapter']:.1%} same letter |"
+        )
     else:
         check = "| agreement check | skipped (--check-rows 0) |"
     for g in (m.get("gguf") or {}).values():
         if "agreement_with_merged" in g:
-            check += (f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
-                      f"{g['agreement_with_merged']:.1%} same letter |")
+            check += (
+                f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
+                f"{g['agreement_with_merged']:.1%} same letter |"
+            )
     acc = measured_accuracy(run)[0]
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
     return f"""---
-base_model: {run['base_model']}
+base_model: {run["base_model"]}
 library_name: {"gguf" if m.get("gguf") else "transformers"}
 tags: [medmcqa, lora, merged, multiple-choice, medical]
 ---
 # MedMCQA model (LoRA merged into the base)
 
-`{run['base_model']}` with a MedMCQA LoRA adapter merged into its weights ({m['dtype']}; the base was
-loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m['from_adapter']}`.
+`{run["base_model"]}` with a MedMCQA LoRA adapter merged into its weights ({m["dtype"]}; the base was
+loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m["from_adapter"]}`.
 
 | | |
 |---|---|
 | adapter's letter accuracy at training time | {acc_text} |
 {check}
-| prompt version | `{run.get('prompt_version')}` |
+| prompt version | `{run.get("prompt_version")}` |
 
 ## Use
 {_gguf_use(m) or _TRANSFORMERS_USE}
-The prompt (version `{run.get('prompt_version')}`) is in `mcqa_run.json` (`prompt_template`).
+The prompt (version `{run.get("prompt_version")}`) is in `mcqa_run.json` (`prompt_template`).
 """
 
 
@@ -55,6 +59,8 @@ def _gguf_use(merged: dict) -> str:
     files = [g["file"] for g in (merged.get("gguf") or {}).values()]
     if not files:
         return ""
-    return (f"\nWith llama.cpp (an OpenAI-compatible server; the app and `mcqa-eval --backend openai` use it):\n\n"
-            f"```bash\nllama-server -m {files[-1]} --alias mcqa --port 8080\n```\n\n"
-            "The transformers folder it was converted from is not kept (export without --format gguf for it).\n")
+    return (
+        f"\nWith llama.cpp (an OpenAI-compatible server; the app and `mcqa-eval --backend openai` use it):\n\n"
+        f"```bash\nllama-server -m {files[-1]} --alias mcqa --port 8080\n```\n\n"
+        "The transformers folder it was converted from is not kept (export without --format gguf for it).\n"
+    )

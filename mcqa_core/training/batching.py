@@ -23,14 +23,14 @@ import functools
 import math
 from dataclasses import dataclass
 
-
 # Windows up to this many rows are cut by exact dynamic programming (O(rows^2 x groups));
 # larger ones (the course recipe's 1,024-row steps) by bisection on the costliest micro-batch.
 EXACT_SPLIT_MAX_ROWS = 128
 
 
-def split_window(lengths: list[int], indices: list[int], groups: int, max_rows_per_group: int | None = None
-                 ) -> list[list[int]]:
+def split_window(
+    lengths: list[int], indices: list[int], groups: int, max_rows_per_group: int | None = None
+) -> list[list[int]]:
     """Cut a window of rows into exactly `groups` micro-batches of rows of similar length.
 
     Rows are sorted longest first and cut into contiguous runs. No run may cost more padded tokens
@@ -94,10 +94,12 @@ def _minmax_runs(lens: list[int], groups: int, cap: int) -> list[tuple[int, int]
             hi = mid
     runs = fill(lo)
     while len(runs) < groups:  # fewer runs than micro-batches promised: halve the costliest splittable run
-        k = max((r for r in range(len(runs)) if runs[r][1] - runs[r][0] > 1),
-                key=lambda r: (runs[r][1] - runs[r][0]) * lens[runs[r][0]])
+        k = max(
+            (r for r in range(len(runs)) if runs[r][1] - runs[r][0] > 1),
+            key=lambda r: (runs[r][1] - runs[r][0]) * lens[runs[r][0]],
+        )
         a, b = runs[k]
-        runs[k:k + 1] = [(a, (a + b + 1) // 2), ((a + b + 1) // 2, b)]
+        runs[k : k + 1] = [(a, (a + b + 1) // 2), ((a + b + 1) // 2, b)]
     return runs
 
 
@@ -117,8 +119,10 @@ class BatchPlan:
         return self.batch_size * self.grad_accum
 
     def describe(self) -> str:
-        text = (f"{self.rows} rows, {self.batch_size} rows x {self.grad_accum} accumulation = "
-                f"{self.rows_per_step} rows per optimizer step, {self.steps_per_epoch} steps per epoch")
+        text = (
+            f"{self.rows} rows, {self.batch_size} rows x {self.grad_accum} accumulation = "
+            f"{self.rows_per_step} rows per optimizer step, {self.steps_per_epoch} steps per epoch"
+        )
         if self.last_step_rows != self.rows_per_step:
             text += f" (the last one on {self.last_step_rows} rows)"
         return text + "".join(f"; {n}" for n in self.notes)
@@ -132,21 +136,26 @@ def plan_batches(rows: int, batch_size: int, grad_accum: int) -> BatchPlan:
     fill the last step: that step is smaller, as in a plain loop (nothing dropped or repeated).
     """
     if rows < 1 or batch_size < 1 or grad_accum < 1:
-        raise ValueError(f"need at least one row, batch size and accumulation step (got {rows}, {batch_size}, "
-                         f"{grad_accum})")
+        raise ValueError(
+            f"need at least one row, batch size and accumulation step (got {rows}, {batch_size}, {grad_accum})"
+        )
     notes = []
     if batch_size * grad_accum > rows:
         used_bs = min(batch_size, rows)
         used_accum = math.ceil(rows / used_bs)
-        notes.append(f"asked for {batch_size} x {grad_accum} = {batch_size * grad_accum} rows per step but there are "
-                     f"only {rows}: using {used_bs} x {used_accum}, one step over all rows per epoch")
+        notes.append(
+            f"asked for {batch_size} x {grad_accum} = {batch_size * grad_accum} rows per step but there are "
+            f"only {rows}: using {used_bs} x {used_accum}, one step over all rows per epoch"
+        )
         batch_size, grad_accum = used_bs, used_accum
     window = batch_size * grad_accum
     steps = math.ceil(rows / window)
     last = rows - (steps - 1) * window
     if last != window:
-        notes.append(f"{rows} rows are not a multiple of {window}: the last step of each epoch uses {last} rows "
-                     "(its loss is still averaged over its own label tokens)")
+        notes.append(
+            f"{rows} rows are not a multiple of {window}: the last step of each epoch uses {last} rows "
+            "(its loss is still averaged over its own label tokens)"
+        )
     return BatchPlan(rows, batch_size, grad_accum, steps, last, notes)
 
 
@@ -169,7 +178,12 @@ def _sampler_class():
             self.window = batch_size * grad_accum
             # What the base class's own methods read:
             self.effective_batch_size, self.dp_size, self.rank, self.shuffle, self.drop_last = (
-                self.window, 1, 0, True, False)
+                self.window,
+                1,
+                0,
+                True,
+                False,
+            )
             self.num_full_batches, self.remainder = divmod(len(self.lengths), self.window)
             self.tail_groups = math.ceil(self.remainder / batch_size)  # as many micro-batches as a plain loop
             self.has_tail = self.remainder > 0
@@ -188,7 +202,7 @@ def _sampler_class():
             g = torch.Generator()
             g.manual_seed(self.seed + self.epoch)
             order = torch.randperm(len(self.lengths), generator=g).tolist()
-            return [order[i:i + self.window] for i in range(0, len(order), self.window)]
+            return [order[i : i + self.window] for i in range(0, len(order), self.window)]
 
         def __iter__(self):
             for rows in self.windows():

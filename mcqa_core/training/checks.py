@@ -26,12 +26,17 @@ def start_problems(cfg: RunConfig) -> list[str]:
 
 def config_problems(cfg: RunConfig) -> list[str]:
     """Every problem with the settings alone (no file is read): bounds, combinations, ReLoRA, processes."""
-    problems = [p for group in CONFIG_CLASSES
-                for p in field_problems(getattr(cfg, group), lambda f, g=group: flag_of(g, f.name))]
+    problems = [
+        p
+        for group in CONFIG_CLASSES
+        for p in field_problems(getattr(cfg, group), lambda f, g=group: flag_of(g, f.name))
+    ]
     t = cfg.train
     if t.save_steps % max(t.eval_steps, 1):
-        problems.append(f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
-                        "(the best checkpoint is chosen at evaluations)")
+        problems.append(
+            f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
+            "(the best checkpoint is chosen at evaluations)"
+        )
     if bad_model := model_name_problem(cfg.model.model_name):
         problems.append(bad_model)
     if cfg.model.use_unsloth == "yes":  # asks torch for a GPU (a second), still before any model loads
@@ -66,8 +71,10 @@ def selection(d) -> str:
     if d.bank:
         return "the bank's dev part" if not d.eval_bank else "--eval-bank (also the reported rows)"
     if splits_overlap(d.eval_split, d.report_split):
-        return (f"the seed's protocol: checkpoints chosen on {d.eval_split}, which is also the reported split "
-                f"{d.report_split}")
+        return (
+            f"the seed's protocol: checkpoints chosen on {d.eval_split}, which is also the reported split "
+            f"{d.report_split}"
+        )
     return f"dev slice {d.eval_split}, disjoint from the reported split {d.report_split}"
 
 
@@ -77,12 +84,15 @@ def _step_problems(cfg: RunConfig) -> list[str]:
     if t.max_steps == 0 or t.max_steps < -1:
         return [f"--max-steps must be at least 1 (or -1 to train by --num-train-epochs), got {t.max_steps}"]
     if t.max_steps < 0 and not t.num_train_epochs > 0:
-        return [f"--num-train-epochs {t.num_train_epochs} trains no step; give --num-train-epochs above 0 or "
-                "--max-steps N"]
+        return [
+            f"--num-train-epochs {t.num_train_epochs} trains no step; give --num-train-epochs above 0 or --max-steps N"
+        ]
     if t.max_steps > 0 and "train.num_train_epochs" in cfg.explicit:
         source = "--max-steps" if "train.max_steps" in cfg.explicit else f"the {cfg.preset} preset"
-        return [f"--num-train-epochs {t.num_train_epochs} has no effect: {source} sets max_steps {t.max_steps}; "
-                "pass --max-steps -1 to train by epochs, or drop --num-train-epochs"]
+        return [
+            f"--num-train-epochs {t.num_train_epochs} has no effect: {source} sets max_steps {t.max_steps}; "
+            "pass --max-steps -1 to train by epochs, or drop --num-train-epochs"
+        ]
     return []
 
 
@@ -92,19 +102,27 @@ def relora_problems(cfg) -> list[str]:
     if t.relora_steps is None or t.relora_steps < 1:  # below 1: named with the bounds
         return problems
     if t.relora_steps < t.warmup_steps:
-        problems.append(f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
-                        "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps")
+        problems.append(
+            f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "
+            "restart would come before the warm-up ends; raise --relora-steps or lower --warmup-steps"
+        )
     if t.relora_warmup_steps is not None and t.relora_warmup_steps >= t.relora_steps:
         problems.append(f"--relora-warmup-steps {t.relora_warmup_steps} must be between 0 and --relora-steps - 1")
     if t.resume:
-        problems.append("--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
-                        "the updates merged at earlier restarts; start a new run")
+        problems.append(
+            "--resume with --relora-steps is not supported: checkpoints hold the live LoRA only, not "
+            "the updates merged at earlier restarts; start a new run"
+        )
     if t.lr_scheduler_type == "reduce_lr_on_plateau":
-        problems.append("--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
-                        "not reduce_lr_on_plateau")
+        problems.append(
+            "--relora-steps needs a step-based --lr-scheduler-type (linear, cosine, constant...), "
+            "not reduce_lr_on_plateau"
+        )
     if cfg.model.use_unsloth == "yes":
-        problems.append("--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
-                        "merged factors); pass --use-unsloth no")
+        problems.append(
+            "--relora-steps runs on the transformers+peft path (unsloth's fused LoRA kernels bypass the "
+            "merged factors); pass --use-unsloth no"
+        )
     return problems
 
 
@@ -112,16 +130,23 @@ def fit_problems(cfg: RunConfig, encoded: dict, total_steps: int, world_size: in
     """What the encoded rows must hold for the run: a row of each part that fits, a full micro-batch for every
     process, and a ReLoRA restart before the run ends. encoded: {"training": EncodedRows, "evaluation": ...}."""
     max_len, t = cfg.model.max_seq_length, cfg.train
-    problems = [f"no {what} row fits in --max-seq-length {max_len} tokens; raise it (512 fits all MedMCQA rows)"
-                for what, enc in encoded.items() if not enc.examples]
+    problems = [
+        f"no {what} row fits in --max-seq-length {max_len} tokens; raise it (512 fits all MedMCQA rows)"
+        for what, enc in encoded.items()
+        if not enc.examples
+    ]
     n_train = len(encoded["training"].examples)
     if world_size > 1 and n_train < world_size * batch_size:
-        problems.append(f"{world_size} processes x --per-device-train-batch-size {batch_size} need at least "
-                        f"{world_size * batch_size} training rows, only {n_train} are usable: launch fewer processes "
-                        "(--num_processes / --nproc_per_node), lower --per-device-train-batch-size, or raise "
-                        "--train-limit")
+        problems.append(
+            f"{world_size} processes x --per-device-train-batch-size {batch_size} need at least "
+            f"{world_size * batch_size} training rows, only {n_train} are usable: launch fewer processes "
+            "(--num_processes / --nproc_per_node), lower --per-device-train-batch-size, or raise "
+            "--train-limit"
+        )
     if t.relora_steps is not None and n_train and t.relora_steps >= total_steps:
-        problems.append(f"--relora-steps {t.relora_steps} is not smaller than the run ({total_steps} optimizer "
-                        "steps): no restart would happen; lower --relora-steps or train longer (--max-steps / "
-                        "--num-train-epochs)")
+        problems.append(
+            f"--relora-steps {t.relora_steps} is not smaller than the run ({total_steps} optimizer "
+            "steps): no restart would happen; lower --relora-steps or train longer (--max-steps / "
+            "--num-train-epochs)"
+        )
     return problems

@@ -45,12 +45,16 @@ def parallel_problems(cfg) -> list[str]:
     problems = []
     use = cfg.model.use_unsloth
     if use == "yes" or use == "auto" and _unsloth_would_run():
-        problems.append(f"unsloth with {n} processes: this project trains multi-process on transformers+peft only "
-                        "(unsloth's multi-GPU path is not verified here); pass --use-unsloth no, or launch one process")
+        problems.append(
+            f"unsloth with {n} processes: this project trains multi-process on transformers+peft only "
+            "(unsloth's multi-GPU path is not verified here); pass --use-unsloth no, or launch one process"
+        )
     if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true") and cfg.model.load_in_4bit:
-        problems.append("FSDP with a 4-bit base is not supported here (bitsandbytes weights need a quant_storage "
-                        "dtype FSDP can shard); pass --no-load-in-4bit, or use configs/accelerate_ddp.yaml / "
-                        "configs/accelerate_deepspeed_zero2.yaml for QLoRA")
+        problems.append(
+            "FSDP with a 4-bit base is not supported here (bitsandbytes weights need a quant_storage "
+            "dtype FSDP can shard); pass --no-load-in-4bit, or use configs/accelerate_ddp.yaml / "
+            "configs/accelerate_deepspeed_zero2.yaml for QLoRA"
+        )
     return problems
 
 

@@ -17,15 +17,23 @@ from .status_files import CURVES_FILE, write_status
 def validate(plan, trainer, result) -> dict:
     """The metrics of the run, with the dev loss and accuracy of the model training ended with."""
     final, state = _final_metrics(trainer), trainer.state
-    print(f"[final] model of step {final.get('step')}: eval_loss {final.get('eval_loss', float('nan')):.4f}  "
-          f"accuracy {final.get('eval_accuracy', float('nan')):.4f} on {plan.dev_rows}", flush=True)
+    print(
+        f"[final] model of step {final.get('step')}: eval_loss {final.get('eval_loss', float('nan')):.4f}  "
+        f"accuracy {final.get('eval_accuracy', float('nan')):.4f} on {plan.dev_rows}",
+        flush=True,
+    )
     return {
-        "history": state.log_history, "best_checkpoint": state.best_model_checkpoint,
+        "history": state.log_history,
+        "best_checkpoint": state.best_model_checkpoint,
         "best_accuracy": state.best_metric,
-        "final_eval_loss": final.get("eval_loss"), "final_accuracy": final.get("eval_accuracy"),
+        "final_eval_loss": final.get("eval_loss"),
+        "final_accuracy": final.get("eval_accuracy"),
         # where final_* and the in-training accuracies were measured (report_* is on data.report_split)
-        "final_split": plan.dev.split, "final_rows": len(plan.eval_enc.rows), "final_step": final.get("step"),
-        "train_loss": result.training_loss, "global_steps": state.global_step,
+        "final_split": plan.dev.split,
+        "final_rows": len(plan.eval_enc.rows),
+        "final_step": final.get("step"),
+        "train_loss": result.training_loss,
+        "global_steps": state.global_step,
     }
 
 
@@ -48,12 +56,27 @@ def record_run(plan, trainer, metrics: dict) -> dict:
 
     save_atomically(plan.out, save_adapter)
     cfg, b, world = plan.cfg, plan.batches, plan.args.world_size
-    data = {"source": plan.train.source, "train_split": plan.train.split, "eval_split": plan.dev.split,
-            "report_split": plan.reported.split, "selection": selection(cfg.data), **plan.banks, **plan.counts,
-            **rows_seen(b.rows, b.rows_per_step, trainer.state.global_step, world)}
-    record = build_record(cfg, model_info=plan.model_info, world_size=world, relora=plan.relora, data=data,
-                          metrics=metrics, device="cuda" if torch.cuda.is_available() else "cpu",
-                          started=plan.started, phases={**plan.phases, "save": time.time() - saving})
+    data = {
+        "source": plan.train.source,
+        "train_split": plan.train.split,
+        "eval_split": plan.dev.split,
+        "report_split": plan.reported.split,
+        "selection": selection(cfg.data),
+        **plan.banks,
+        **plan.counts,
+        **rows_seen(b.rows, b.rows_per_step, trainer.state.global_step, world),
+    }
+    record = build_record(
+        cfg,
+        model_info=plan.model_info,
+        world_size=world,
+        relora=plan.relora,
+        data=data,
+        metrics=metrics,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        started=plan.started,
+        phases={**plan.phases, "save": time.time() - saving},
+    )
     _write_record(plan.out, record)
     return record
 
@@ -66,16 +89,31 @@ def report(plan, trainer, record: dict) -> dict:
     from ..models.inference import LoadedModel
 
     cfg, out, scoring = plan.cfg, plan.out, time.time()
-    rows = plan.reported.rows[:cfg.data.report_limit] if cfg.data.report_limit else plan.reported.rows
-    loaded = LoadedModel(trainer.model, plan.tok, cfg.model.model_name, str(out), cfg.model.load_in_4bit,
-                         str(next(trainer.model.parameters()).device), 0.0)
-    scores = evaluate(loaded, rows, batch_size=cfg.train.per_device_eval_batch_size,
-                      max_prompt_tokens=cfg.model.max_seq_length)
+    rows = plan.reported.rows[: cfg.data.report_limit] if cfg.data.report_limit else plan.reported.rows
+    loaded = LoadedModel(
+        trainer.model,
+        plan.tok,
+        cfg.model.model_name,
+        str(out),
+        cfg.model.load_in_4bit,
+        str(next(trainer.model.parameters()).device),
+        0.0,
+    )
+    scores = evaluate(
+        loaded, rows, batch_size=cfg.train.per_device_eval_batch_size, max_prompt_tokens=cfg.model.max_seq_length
+    )
     write_report(scores, out / REPORT_FILE)
-    record["metrics"].update(report_accuracy=scores["accuracy"], report_rows=scores["n"],
-                             report_ci=scores["accuracy_ci"], report_vs_always_a=scores["vs_always_a"])
-    print(f"[report] accuracy {scores['accuracy']:.4f} on {scores['n']} {plan.reported.split} rows "
-          f"-> {out / REPORT_FILE}", flush=True)
+    record["metrics"].update(
+        report_accuracy=scores["accuracy"],
+        report_rows=scores["n"],
+        report_ci=scores["accuracy_ci"],
+        report_vs_always_a=scores["vs_always_a"],
+    )
+    print(
+        f"[report] accuracy {scores['accuracy']:.4f} on {scores['n']} {plan.reported.split} rows "
+        f"-> {out / REPORT_FILE}",
+        flush=True,
+    )
     record.update(timing(plan.started, {**record["phase_seconds"], "final_evaluation": time.time() - scoring}))
     print(f"[time] {record['wall_seconds']} s in all: {phase_times(record['phase_seconds'])}", flush=True)
     _write_record(out, record)

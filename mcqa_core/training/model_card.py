@@ -18,9 +18,11 @@ def limitations(run: dict) -> str:
         acc, rows, (lo, hi) = claim
         lines.append(f"Measured letter accuracy: {acc:.1%} (95 % interval {lo:.1%} to {hi:.1%}) on {rows} questions.")
     if m.get("report_vs_always_a"):
-        lines.append(f"Against always answering \"A\": {describe_difference(m['report_vs_always_a'], 'always-A')}.")
-    lines.append("A small model fine-tuned on exam questions learns the answer-letter prior and some wording; its "
-                 "answers are not checked facts and its explanations are unchecked text.")
+        lines.append(f'Against always answering "A": {describe_difference(m["report_vs_always_a"], "always-A")}.')
+    lines.append(
+        "A small model fine-tuned on exam questions learns the answer-letter prior and some wording; its "
+        "answers are not checked facts and its explanations are unchecked text."
+    )
     return " ".join(lines)
 
 
@@ -32,28 +34,33 @@ def model_card(run: dict) -> str:
     loss = m.get("final_eval_loss")
     loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) else loss
     phases = f" ({phase_times(run['phase_seconds'])})" if run.get("phase_seconds") else ""
+    stand_in = (
+        "Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only."
+        if d.get("report_split", d["eval_split"]) == "heldout"
+        else ""
+    )
     return f"""---
-base_model: {run['base_model']}
+base_model: {run["base_model"]}
 library_name: peft
 tags: [medmcqa, lora, multiple-choice, medical]
 ---
 # MedMCQA LoRA adapter
 
-LoRA adapter for `{run['base_model']}` trained on MedMCQA ({rows_seen_text(run)}; from `{d['source']}`) with the
-`{run['preset']}` preset.
+LoRA adapter for `{run["base_model"]}` trained on MedMCQA ({rows_seen_text(run)}; from `{d["source"]}`) with the
+`{run["preset"]}` preset.
 
 | | |
 |---|---|
 | letter accuracy on {measured_split(run)} ({acc_rows} rows) | {acc_text} |
-| eval loss on {d['eval_split']} ({m.get('final_rows', d.get('eval_rows_used'))} rows){loss_at} | {loss_text} |
-| optimizer steps | {m.get('global_steps')} |
-| prompt version | `{run['prompt_version']}` |
-| 4-bit base | {run['load_in_4bit']} |
-| wall time | {run['wall_seconds']} s on {run['device']}{phases} |
+| eval loss on {d["eval_split"]} ({m.get("final_rows", d.get("eval_rows_used"))} rows){loss_at} | {loss_text} |
+| optimizer steps | {m.get("global_steps")} |
+| prompt version | `{run["prompt_version"]}` |
+| 4-bit base | {run["load_in_4bit"]} |
+| wall time | {run["wall_seconds"]} s on {run["device"]}{phases} |
 
 Letter accuracy: the argmax of the next-token probabilities of the answer letters after the prompt.
-Checkpoint chosen on: {d.get('selection') or d['eval_split']}.
-{"Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only." if d.get('report_split', d['eval_split']) == 'heldout' else ""}
+Checkpoint chosen on: {d.get("selection") or d["eval_split"]}.
+{stand_in}
 
 ## Limitations
 
@@ -73,7 +80,7 @@ model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")
 ```
 or, in this project, `mcqa-eval --adapter THIS_FOLDER` and `streamlit run app.py`.
 
-The prompt (version `{run['prompt_version']}`):
+The prompt (version `{run["prompt_version"]}`):
 ```
-{run['prompt_template']}```
+{run["prompt_template"]}```
 """

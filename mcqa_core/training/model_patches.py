@@ -24,8 +24,10 @@ def keep_4bit_layers_differentiable(model) -> int:
         return 0
     layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
     if any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers):
-        raise RunError("the 4-bit model was already run for inference (bitsandbytes repacked its weights for "
-                       "a kernel that cannot train); load it again before training")
+        raise RunError(
+            "the 4-bit model was already run for inference (bitsandbytes repacked its weights for "
+            "a kernel that cannot train); load it again before training"
+        )
     for m in layers:
         m.support_avx512bf16_for_cpu = False
     return len(layers)
@@ -57,13 +59,13 @@ def lm_head_on_label_tokens_only(model) -> None:
             entropy = -(log_p.exp() * log_p).sum()
         return loss, correct, entropy
 
-    def forward(input_ids=None, attention_mask=None, labels=None, num_items_in_batch=None, shift_labels=None,
-                **kwargs):
+    def forward(input_ids=None, attention_mask=None, labels=None, num_items_in_batch=None, shift_labels=None, **kwargs):
         if labels is None and shift_labels is None:
             return own_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         kwargs.pop("use_cache", None)
-        hidden = target.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
-                                   **kwargs).last_hidden_state
+        hidden = target.base_model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs
+        ).last_hidden_state
         if shift_labels is None:
             hidden, shift_labels = hidden[:, :-1], labels[:, 1:]
         keep = shift_labels != -100
@@ -72,13 +74,22 @@ def lm_head_on_label_tokens_only(model) -> None:
         if n <= _CHUNK:
             loss, correct, entropy = _label_loss(hidden, targets)
         else:
-            parts = [torch.utils.checkpoint.checkpoint(_label_loss, hidden[i:i + _CHUNK], targets[i:i + _CHUNK],
-                                                       use_reentrant=False) for i in range(0, n, _CHUNK)]
+            parts = [
+                torch.utils.checkpoint.checkpoint(
+                    _label_loss, hidden[i : i + _CHUNK], targets[i : i + _CHUNK], use_reentrant=False
+                )
+                for i in range(0, n, _CHUNK)
+            ]
             loss, correct, entropy = (sum(p[k] for p in parts) for k in range(3))
         denominator = num_items_in_batch if num_items_in_batch is not None else max(n, 1)
         if isinstance(denominator, torch.Tensor):
             denominator = denominator.to(loss.device)
-        return _ChunkedCELMHeadOutput(loss=loss / denominator, logits=None, num_correct_tokens=correct,
-                                      entropy_sum=entropy, num_valid_tokens=keep.sum())
+        return _ChunkedCELMHeadOutput(
+            loss=loss / denominator,
+            logits=None,
+            num_correct_tokens=correct,
+            entropy_sum=entropy,
+            num_valid_tokens=keep.sum(),
+        )
 
     target.forward = forward

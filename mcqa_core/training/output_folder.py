@@ -55,27 +55,46 @@ def output_problems(out: Path, overwrite: bool, resume: bool) -> list[str]:
     """What stops a run from writing to `out`; nothing is changed on disk here."""
     bad = _writable_problem(out)
     if bad or not out.exists():
-        return [bad] if bad else ([] if not resume else
-                                  [f"--resume: {out} does not exist; drop --resume to start a new run"])
+        return (
+            [bad]
+            if bad
+            else ([] if not resume else [f"--resume: {out} does not exist; drop --resume to start a new run"])
+        )
     complete, _ = checkpoints(out)
     if resume:
         if not complete:
-            return [f"--resume: {out / CHECKPOINT_DIR} holds no complete checkpoint to continue from; drop --resume "
-                    "to start again in the same folder"]
+            return [
+                f"--resume: {out / CHECKPOINT_DIR} holds no complete checkpoint to continue from; drop --resume "
+                "to start again in the same folder"
+            ]
         return []
     finished = [name for name in (RUN_FILE, *ADAPTER_FILES) if (out / name).exists()]
     if finished and not overwrite:
-        return [f"{out} already holds a run ({', '.join(finished)}); choose another --output-dir, continue it with "
-                "--resume, or pass --overwrite to replace its files"]
+        return [
+            f"{out} already holds a run ({', '.join(finished)}); choose another --output-dir, continue it with "
+            "--resume, or pass --overwrite to replace its files"
+        ]
     if complete and not overwrite:
-        return [f"{out} holds an unfinished run (newest complete checkpoint: {complete[-1].name}); continue it with "
-                "--resume, or pass --overwrite to start again"]
+        return [
+            f"{out} holds an unfinished run (newest complete checkpoint: {complete[-1].name}); continue it with "
+            "--resume, or pass --overwrite to start again"
+        ]
     return []
 
 
 # What a run leaves in its folder; --overwrite sets an earlier run's copies aside before a new one starts.
-RUN_OUTPUTS = (RUN_FILE, *ADAPTER_FILES, CHECKPOINT_DIR, REPORT_FILE, "eval_report.png", "README.md", CURVES_FILE,
-               PROGRESS_FILE, STATUS_FILE, "tensorboard")
+RUN_OUTPUTS = (
+    RUN_FILE,
+    *ADAPTER_FILES,
+    CHECKPOINT_DIR,
+    REPORT_FILE,
+    "eval_report.png",
+    "README.md",
+    CURVES_FILE,
+    PROGRESS_FILE,
+    STATUS_FILE,
+    "tensorboard",
+)
 
 
 def prepare_output_dir(out: Path, resume: bool, overwrite: bool = False) -> Path | None:
@@ -96,8 +115,7 @@ def prepare_output_dir(out: Path, resume: bool, overwrite: bool = False) -> Path
     for folder in incomplete:
         aside = folder.with_name(f".incomplete-{folder.name}-{int(time.time())}")
         folder.rename(aside)
-        print(f"[output] {folder} was never completed (a crash or a full disk); set aside as {aside.name}",
-              flush=True)
+        print(f"[output] {folder} was never completed (a crash or a full disk); set aside as {aside.name}", flush=True)
     if not resume and out.exists() and not complete and any(out.iterdir()):
         print(f"[output] {out} holds only an unfinished attempt with no complete checkpoint; reusing it", flush=True)
     return complete[-1] if resume else None
@@ -113,4 +131,3 @@ def save_atomically(out: Path, save) -> None:
             os.replace(item, out / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-

@@ -51,8 +51,13 @@ class ProgressLog(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         if state.is_world_process_zero and metrics:
-            self._write(event="eval", step=state.global_step, max_steps=state.max_steps,
-                        eval_loss=metrics.get("eval_loss"), accuracy=metrics.get("eval_accuracy"))
+            self._write(
+                event="eval",
+                step=state.global_step,
+                max_steps=state.max_steps,
+                eval_loss=metrics.get("eval_loss"),
+                accuracy=metrics.get("eval_accuracy"),
+            )
 
     def on_save(self, args, state, control, **kw):
         if state.is_world_process_zero:

@@ -27,8 +27,18 @@ def phase_times(phases: dict) -> str:
     return ", ".join(f"{name.replace('_', ' ')} {seconds:.1f} s" for name, seconds in phases.items())
 
 
-def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, metrics: dict, device: str,
-                 started: float, phases: dict) -> dict:
+def build_record(
+    cfg,
+    *,
+    model_info: dict,
+    world_size: int,
+    relora,
+    data: dict,
+    metrics: dict,
+    device: str,
+    started: float,
+    phases: dict,
+) -> dict:
     """The run record written to mcqa_run.json: enough to reproduce the run and to load it for inference.
     `phases`: seconds per phase so far (load, train, save, final_evaluation); run.py adds the last one."""
     return {
@@ -54,7 +64,9 @@ def build_record(cfg, *, model_info: dict, world_size: int, relora, data: dict, 
 def timing(started: float, phases: dict) -> dict:
     """The record's times: wall time from the command's start to now (run.py rewrites it after the final
     scoring, so that counts), and the seconds of each phase."""
-    return {"wall_seconds": round(time.time() - started, 1), "train_seconds": round(phases.get("train", 0.0), 1),
-            "phase_seconds": {name: round(seconds, 1) for name, seconds in phases.items()},
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-
+    return {
+        "wall_seconds": round(time.time() - started, 1),
+        "train_seconds": round(phases.get("train", 0.0), 1),
+        "phase_seconds": {name: round(seconds, 1) for name, seconds in phases.items()},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -120,9 +120,13 @@ class ReLoRACallback(TrainerCallback):
         self.restarts.append(step if step is not None else -1)
 
     def record(self) -> dict:
-        return {"every": self.every, "restart_warmup_steps": self.warmup, "restarts": list(self.restarts),
-                "merge": "4-bit base: frozen low-rank factors beside the NF4 weights; full precision: into W",
-                "optimizer_state": "reset for LoRA parameters at each restart"}
+        return {
+            "every": self.every,
+            "restart_warmup_steps": self.warmup,
+            "restarts": list(self.restarts),
+            "merge": "4-bit base: frozen low-rank factors beside the NF4 weights; full precision: into W",
+            "optimizer_state": "reset for LoRA parameters at each restart",
+        }
 
     def save_adapter(self, model, out: str | Path) -> int:
         """Save the whole update (merged restarts + live LoRA) as one PEFT adapter; returns its rank."""

@@ -38,34 +38,36 @@ def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan):
 
     t = cfg.train
     shared = {f.name for f in dataclasses.fields(SFTConfig)} - set(OWN_MEANING)
-    return SFTConfig(**{
-        **{name: value for name, value in dataclasses.asdict(t).items() if name in shared},
-        "output_dir": str(out / CHECKPOINT_DIR),
-        "per_device_train_batch_size": batches.batch_size,
-        "gradient_accumulation_steps": batches.grad_accum,
-        "data_seed": t.seed,
-        "eval_strategy": "steps",
-        "save_strategy": "steps",
-        "logging_nan_inf_filter": False,  # a non-finite loss is logged as such, and NonFiniteGuard stops the run
-        # ReLoRA keeps its final state: a checkpoint's LoRA belongs to its own cycle (training/relora.py).
-        "load_best_model_at_end": t.relora_steps is None,
-        "metric_for_best_model": "accuracy",
-        "greater_is_better": True,
-        # The step-0 evaluation is the base model itself (LoRA starts as a no-op): the reference line of the
-        # accuracy curve. A resumed run was measured there already.
-        "eval_on_start": not t.resume,
-        "max_length": cfg.model.max_seq_length,
-        # group_by_length: each step's rows split by length within the step (see training/batching.py).
-        "train_sampling_strategy": "batch_rebalance" if t.group_by_length else "random",
-        "length_column_name": "length",
-        "gradient_checkpointing": False,  # already set up by load_for_training (unsloth or peft's way)
-        "dataset_num_proc": None,
-        "remove_unused_columns": False,
-        "disable_tqdm": False,
-        "save_only_model": False,
-        "dataloader_pin_memory": torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
-        **precision_flags(),
-    })
+    return SFTConfig(
+        **{
+            **{name: value for name, value in dataclasses.asdict(t).items() if name in shared},
+            "output_dir": str(out / CHECKPOINT_DIR),
+            "per_device_train_batch_size": batches.batch_size,
+            "gradient_accumulation_steps": batches.grad_accum,
+            "data_seed": t.seed,
+            "eval_strategy": "steps",
+            "save_strategy": "steps",
+            "logging_nan_inf_filter": False,  # a non-finite loss is logged as such, and NonFiniteGuard stops the run
+            # ReLoRA keeps its final state: a checkpoint's LoRA belongs to its own cycle (training/relora.py).
+            "load_best_model_at_end": t.relora_steps is None,
+            "metric_for_best_model": "accuracy",
+            "greater_is_better": True,
+            # The step-0 evaluation is the base model itself (LoRA starts as a no-op): the reference line of the
+            # accuracy curve. A resumed run was measured there already.
+            "eval_on_start": not t.resume,
+            "max_length": cfg.model.max_seq_length,
+            # group_by_length: each step's rows split by length within the step (see training/batching.py).
+            "train_sampling_strategy": "batch_rebalance" if t.group_by_length else "random",
+            "length_column_name": "length",
+            "gradient_checkpointing": False,  # already set up by load_for_training (unsloth or peft's way)
+            "dataset_num_proc": None,
+            "remove_unused_columns": False,
+            "disable_tqdm": False,
+            "save_only_model": False,
+            "dataloader_pin_memory": torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
+            **precision_flags(),
+        }
+    )
 
 
 def plan_for(cfg: RunConfig, n_train: int) -> BatchPlan:
@@ -161,9 +163,11 @@ def load(plan: RunPlan) -> None:
     cfg, max_len = plan.cfg, plan.cfg.model.max_seq_length
     transformers.set_seed(cfg.train.seed)
     plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora)
-    dev_rows = plan.dev.rows[:cfg.data.eval_limit] if cfg.data.eval_limit else plan.dev.rows
-    encoded = {what: encode_rows(plan.tok, rows, max_len, completion=cfg.data.completion)
-               for what, rows in (("training", plan.train.rows), ("evaluation", dev_rows))}
+    dev_rows = plan.dev.rows[: cfg.data.eval_limit] if cfg.data.eval_limit else plan.dev.rows
+    encoded = {
+        what: encode_rows(plan.tok, rows, max_len, completion=cfg.data.completion)
+        for what, rows in (("training", plan.train.rows), ("evaluation", dev_rows))
+    }
     plan.train_enc, plan.eval_enc = encoded["training"], encoded["evaluation"]
     n_train = len(plan.train_enc.examples)
     plan.batches = plan_for(cfg, n_train) if n_train else None
@@ -171,14 +175,23 @@ def load(plan: RunPlan) -> None:
     batch = plan.batches.batch_size if n_train else cfg.train.per_device_train_batch_size
     refuse(RunError, "start training", fit_problems(cfg, encoded, steps, world_size(), batch))
     for (part, split), enc in zip((("train", plan.train), ("eval", plan.dev)), encoded.values()):
-        plan.counts.update({f"{part}_rows_used": len(enc.examples), f"{part}_rows_invalid": split.skipped,
-                            f"{part}_rows_too_long": enc.skipped_too_long, f"{part}_rows_shortened": enc.shortened})
+        plan.counts.update(
+            {
+                f"{part}_rows_used": len(enc.examples),
+                f"{part}_rows_invalid": split.skipped,
+                f"{part}_rows_too_long": enc.skipped_too_long,
+                f"{part}_rows_shortened": enc.shortened,
+            }
+        )
     plan.counts.update(batch_size_used=plan.batches.batch_size, grad_accum_used=plan.batches.grad_accum)
     c, t, e = plan.counts, plan.train_enc, plan.eval_enc
-    print(f"[data] train {c['train_rows_used']} rows from {plan.train.source} [{plan.train.split}]"
-          f" ({plan.train.skipped} invalid, {t.skipped_too_long} too long, {t.shortened} shortened); "
-          f"eval {c['eval_rows_used']} rows [{plan.dev.split}] ({plan.dev.skipped} invalid, "
-          f"{e.skipped_too_long} too long, {e.shortened} shortened; --max-seq-length {max_len})", flush=True)
+    print(
+        f"[data] train {c['train_rows_used']} rows from {plan.train.source} [{plan.train.split}]"
+        f" ({plan.train.skipped} invalid, {t.skipped_too_long} too long, {t.shortened} shortened); "
+        f"eval {c['eval_rows_used']} rows [{plan.dev.split}] ({plan.dev.skipped} invalid, "
+        f"{e.skipped_too_long} too long, {e.shortened} shortened; --max-seq-length {max_len})",
+        flush=True,
+    )
 
 
 def build_trainer(plan: RunPlan):
@@ -191,18 +204,30 @@ def build_trainer(plan: RunPlan):
     cfg = plan.cfg
     plan.args = sft_config(cfg, plan.out, plan.batches)
     plan.relora = make_relora(cfg.train, seed=cfg.lora.random_state)
-    print(f"[batch] {plan.batches.describe()}; micro-batches "
-          f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}", flush=True)
+    print(
+        f"[batch] {plan.batches.describe()}; micro-batches "
+        f"{'split by length within each step' if cfg.train.group_by_length else 'in random order'}",
+        flush=True,
+    )
     plan.reference = {"always_a": sum(r["cop"] == 0 for r in plan.eval_enc.rows) / len(plan.eval_enc.rows)}
     progress = ProgressLog(plan.out, plan.reference)  # always answering "A": the curves' reference line
     plan.stop, plan.guard = StopOnSignal(), NonFiniteGuard()
     return MCQATrainer(
-        model=plan.model, args=plan.args, train_dataset=to_dataset(plan.train_enc),
-        eval_dataset=to_dataset(plan.eval_enc), processing_class=plan.tok, score_rows_for_eval=plan.eval_enc.rows,
+        model=plan.model,
+        args=plan.args,
+        train_dataset=to_dataset(plan.train_enc),
+        eval_dataset=to_dataset(plan.eval_enc),
+        processing_class=plan.tok,
+        score_rows_for_eval=plan.eval_enc.rows,
         max_prompt_tokens=cfg.model.max_seq_length,
         # the guard last: it overrides a save or evaluation the callbacks before it asked for
-        callbacks=[EvalSummary(plan.dev_rows), progress, plan.stop, *([plan.relora] if plan.relora else []),
-                   plan.guard],
+        callbacks=[
+            EvalSummary(plan.dev_rows),
+            progress,
+            plan.stop,
+            *([plan.relora] if plan.relora else []),
+            plan.guard,
+        ],
     )
 
 
@@ -217,12 +242,16 @@ def fit(plan: RunPlan, trainer):
             raise
         complete, _ = checkpoints(plan.out)
         nxt = f"rerun with --resume to continue from {complete[-1].name}" if complete else "rerun the same command"
-        raise RunError(f"training stopped at step {trainer.state.global_step}: {type(e).__name__}: {e}; free the "
-                       f"space or fix the folder, then {nxt} (the unfinished checkpoint will be set aside)") from None
+        raise RunError(
+            f"training stopped at step {trainer.state.global_step}: {type(e).__name__}: {e}; free the "
+            f"space or fix the folder, then {nxt} (the unfinished checkpoint will be set aside)"
+        ) from None
     plan.phases["train"] = time.time() - train_started
     if plan.guard.found:  # no adapter is written: the folder's top keeps no weights that look trained
-        reason = (f"training stopped: {plan.guard.found}; no adapter was written. Lower --learning-rate (now "
-                  f"{plan.cfg.train.learning_rate:g}) and start again with --overwrite")
+        reason = (
+            f"training stopped: {plan.guard.found}; no adapter was written. Lower --learning-rate (now "
+            f"{plan.cfg.train.learning_rate:g}) and start again with --overwrite"
+        )
         write_status(plan.out, "failed", error=reason, step=trainer.state.global_step)
         raise RunError(reason)
     return result

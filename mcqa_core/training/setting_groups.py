@@ -23,14 +23,21 @@ DEFAULT_PRESET = "course"
 
 @dataclass
 class ModelConfig:
-    model_name: str = setting(DEFAULT_MODEL, f"Base model: hub id, local folder, or offline alias ({OFFLINE_MODEL}, "
-                                             f"{TINY_MODEL}).")
-    load_in_4bit: bool = setting(True, "Load the base in 4-bit NF4 with double quantization (bitsandbytes); "
-                                       "--no-load-in-4bit for full precision.")
-    max_seq_length: int = setting(512, "Longest prompt+answer in tokens; longer questions are shortened, never "
-                                       "options or answers.", min=32)
-    use_unsloth: str = setting("auto", "auto: unsloth on a CUDA GPU when installed, else transformers+peft; yes; no.",
-                               choices=("auto", "yes", "no"))
+    model_name: str = setting(
+        DEFAULT_MODEL, f"Base model: hub id, local folder, or offline alias ({OFFLINE_MODEL}, {TINY_MODEL})."
+    )
+    load_in_4bit: bool = setting(
+        True,
+        "Load the base in 4-bit NF4 with double quantization (bitsandbytes); --no-load-in-4bit for full precision.",
+    )
+    max_seq_length: int = setting(
+        512, "Longest prompt+answer in tokens; longer questions are shortened, never options or answers.", min=32
+    )
+    use_unsloth: str = setting(
+        "auto",
+        "auto: unsloth on a CUDA GPU when installed, else transformers+peft; yes; no.",
+        choices=("auto", "yes", "no"),
+    )
 
 
 @dataclass
@@ -39,31 +46,48 @@ class LoraArgs:
     lora_alpha: int = setting(16, "LoRA alpha (with rsLoRA the scale is alpha/sqrt(r)).", min=1)
     lora_dropout: float = setting(0.0, "LoRA dropout.", min=0, below=1)
     use_rslora: bool = setting(True, "Rank-stabilised LoRA scaling.")
-    target_modules: list = setting(list(LORA_TARGETS), "Projections that get LoRA (comma-separated on the command "
-                                                       "line).")
+    target_modules: list = setting(
+        list(LORA_TARGETS), "Projections that get LoRA (comma-separated on the command line)."
+    )
     gradient_checkpointing: bool = setting(True, "Recompute activations in the backward pass to save memory.")
     random_state: int = setting(42, "Seed for the LoRA initialisation.")
 
 
 @dataclass
 class DataArgs(BankColumns):
-    eval_bank: str | None = setting(None, "A second bank to evaluate on (the same column flags apply).",
-                                    metavar="PATH_OR_NAME")
-    data_dir: str | None = setting(None, "Folder with train.jsonl / validation.jsonl (HF schema); 'local': "
-                                         "$MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: "
-                                         "the hub (openlifescienceai/medmcqa).")
-    train_split: str = setting("train-rest", "Split to train on: train-rest (train minus its dev slice), train, "
-                                             "demo-train (offline stand-in: validation minus held-out and demo-dev).",
-                               choices=SPLITS)
-    eval_split: str = setting("train-dev", "Split for eval loss, letter accuracy and the best checkpoint: a dev "
-                                           "slice (train-dev, demo-dev), never the reported rows; validation or "
-                                           "heldout is the seed's protocol (recorded as such).",
-                              choices=CHECKPOINT_SPLITS)
-    completion: str = setting("letter-text", "What the model learns to write after the prompt: letter-text (the "
-                                             "course's \"B Aspirin\") or letter (the answer letter alone).",
-                              choices=COMPLETIONS)
-    report_split: str = setting("validation", "Split of the final report, scored once at the end: validation "
-                                              "(the official protocol) or heldout (offline).", choices=REPORT_SPLITS)
+    eval_bank: str | None = setting(
+        None, "A second bank to evaluate on (the same column flags apply).", metavar="PATH_OR_NAME"
+    )
+    data_dir: str | None = setting(
+        None,
+        "Folder with train.jsonl / validation.jsonl (HF schema); 'local': "
+        "$MCQA_DATA_DIR, else ../shared/data/medmcqa beside the repository; unset: "
+        "the hub (openlifescienceai/medmcqa).",
+    )
+    train_split: str = setting(
+        "train-rest",
+        "Split to train on: train-rest (train minus its dev slice), train, "
+        "demo-train (offline stand-in: validation minus held-out and demo-dev).",
+        choices=SPLITS,
+    )
+    eval_split: str = setting(
+        "train-dev",
+        "Split for eval loss, letter accuracy and the best checkpoint: a dev "
+        "slice (train-dev, demo-dev), never the reported rows; validation or "
+        "heldout is the seed's protocol (recorded as such).",
+        choices=CHECKPOINT_SPLITS,
+    )
+    completion: str = setting(
+        "letter-text",
+        "What the model learns to write after the prompt: letter-text (the "
+        'course\'s "B Aspirin") or letter (the answer letter alone).',
+        choices=COMPLETIONS,
+    )
+    report_split: str = setting(
+        "validation",
+        "Split of the final report, scored once at the end: validation (the official protocol) or heldout (offline).",
+        choices=REPORT_SPLITS,
+    )
     train_limit: int | None = setting(None, "Use at most this many training rows (after validation).", min=1)
     eval_limit: int | None = setting(None, "Use at most this many evaluation rows during training.", min=1)
     report_limit: int | None = setting(None, "Rows of the eval split scored for the final report (unset: all).", min=1)
@@ -74,8 +98,9 @@ class TrainArgs:
     """Fields named as TRL's SFTConfig's mean what they mean there and reach it as they are; OWN_MEANING lists
     the shared names that mean more here."""
 
-    output_dir: str = setting("adapters/medmcqa-lora", "Where the adapter folder is written (checkpoints under "
-                                                       "checkpoints/).")
+    output_dir: str = setting(
+        "adapters/medmcqa-lora", "Where the adapter folder is written (checkpoints under checkpoints/)."
+    )
     overwrite: bool = setting(False, "Allow writing into an output folder that already holds a different run.")
     resume: bool = setting(False, "Continue from the newest checkpoint in output_dir/checkpoints.")
     learning_rate: float = setting(3e-4, "Peak learning rate.", above=0)
@@ -87,25 +112,39 @@ class TrainArgs:
     num_train_epochs: float = setting(2.0, "Passes over the training rows.")
     max_steps: int = setting(-1, "Stop after this many optimizer steps (-1: run the epochs).")
     eval_steps: int = setting(50, "Evaluate (eval loss + letter accuracy) every N steps.", min=1)
-    save_steps: int = setting(50, "Checkpoint every N steps (a multiple of eval_steps, for best-model tracking).",
-                              min=1)
+    save_steps: int = setting(
+        50, "Checkpoint every N steps (a multiple of eval_steps, for best-model tracking).", min=1
+    )
     logging_steps: int = setting(50, "Log the training loss every N steps.", min=1)
     save_total_limit: int = setting(1, "Checkpoints kept (the best is always kept too).", min=1)
-    optim: str = setting("adamw_8bit", "Optimizer (adamw_8bit is bitsandbytes' 8-bit AdamW; adamw_torch without "
-                                       "bitsandbytes).")
+    optim: str = setting(
+        "adamw_8bit", "Optimizer (adamw_8bit is bitsandbytes' 8-bit AdamW; adamw_torch without bitsandbytes)."
+    )
     weight_decay: float = setting(0.01, "Weight decay.", min=0)
     seed: int = setting(0, "Training seed (data order).")
-    group_by_length: bool = setting(True, "Batch rows of similar length together to cut padding (same loss, less "
-                                          "compute).")
-    report_to: str = setting("tensorboard", "Trainer integrations to log to: tensorboard (event files in the adapter "
-                                            "folder's tensorboard/), none, wandb...")
-    relora_steps: int | None = setting(None, "ReLoRA: every N optimizer steps merge the LoRA into the model, "
-                                             "re-initialise it, reset its optimizer state and re-warm the LR (unset: "
-                                             "plain LoRA).", min=1)
-    relora_warmup_steps: int | None = setting(None, "LR warm-up steps after each ReLoRA restart (unset: "
-                                                    "--warmup-steps).", min=0)
-    push_to_hub: str | None = setting(None, "Upload the finished adapter folder to this hub repo (owner/name); the "
-                                            "token comes from HF_TOKEN or `hf auth login`, never a flag.")
+    group_by_length: bool = setting(
+        True, "Batch rows of similar length together to cut padding (same loss, less compute)."
+    )
+    report_to: str = setting(
+        "tensorboard",
+        "Trainer integrations to log to: tensorboard (event files in the adapter "
+        "folder's tensorboard/), none, wandb...",
+    )
+    relora_steps: int | None = setting(
+        None,
+        "ReLoRA: every N optimizer steps merge the LoRA into the model, "
+        "re-initialise it, reset its optimizer state and re-warm the LR (unset: "
+        "plain LoRA).",
+        min=1,
+    )
+    relora_warmup_steps: int | None = setting(
+        None, "LR warm-up steps after each ReLoRA restart (unset: --warmup-steps).", min=0
+    )
+    push_to_hub: str | None = setting(
+        None,
+        "Upload the finished adapter folder to this hub repo (owner/name); the "
+        "token comes from HF_TOKEN or `hf auth login`, never a flag.",
+    )
 
 
 # SFTConfig fields that TrainArgs shares by name but means more by: the adapter folder (checkpoints go below it),

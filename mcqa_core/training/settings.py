@@ -51,8 +51,11 @@ def _field_group(key: str) -> tuple[str | None, str, bool]:
     (None, key, False) when it names no setting or several."""
     group, _, name = key.rpartition(".")
     field_name = name.replace("-", "_")
-    found = [g for g, cls in CONFIG_CLASSES.items() if group in ("", g)
-             and field_name in {f.name for f in dataclasses.fields(cls)}]
+    found = [
+        g
+        for g, cls in CONFIG_CLASSES.items()
+        if group in ("", g) and field_name in {f.name for f in dataclasses.fields(cls)}
+    ]
     if len(found) == 1:
         return found[0], field_name, field_name != name
     if not found and (old := old_name(group or None, name)):
@@ -66,8 +69,10 @@ def _settings_problems(cfg: RunConfig, settings: dict, origin: str) -> tuple[lis
     problems, refused, seen, renamed = [], [], {}, {}
     unknown = [k for k in _flatten(settings) if _field_group(k)[0] is None]
     if unknown:
-        problems.append(f"unknown setting{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(repr(k) for k in unknown)} (`--help` lists them)")
+        problems.append(
+            f"unknown setting{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)} (`--help` lists them)"
+        )
     for key, value in _flatten(settings).items():
         group, name, old = _field_group(key)
         if group is None:
@@ -89,7 +94,7 @@ def _settings_problems(cfg: RunConfig, settings: dict, origin: str) -> tuple[lis
 
 
 def _problems_line(found: dict[str, list[str]]) -> str:
-    """"ORIGIN: 3 problems: a; b; c" (problems under "" are the whole settings', named last)."""
+    """ "ORIGIN: 3 problems: a; b; c" (problems under "" are the whole settings', named last)."""
     named, bare = {o: ps for o, ps in found.items() if o and ps}, found.get("", [])
     count = sum(map(len, named.values())) + len(bare)
     head = f"{count} problems: " if count > 1 else ""
@@ -110,12 +115,20 @@ def apply_settings(cfg: RunConfig, settings: dict, origin: str) -> None:
 def build_parser(description: str = "") -> Parser:
     """Every field is a flag; only the flags typed appear in the result (defaults come from the layers)."""
     p = Parser(description=description)
-    p.add_argument("--preset", default=argparse.SUPPRESS, choices=preset_names(),
-                   help="Named recipe, a file in mcqa_core/training/presets/: course (default, the course's GPU "
-                        f"recipe), cpu-demo (offline SmolLM2, {CPU_DEMO_TIME}), smoke (tiny random "
-                        "Llama, seconds).")
-    p.add_argument("--config", default=argparse.SUPPRESS, metavar="RUN.YAML",
-                   help="YAML file of settings (flat field names or grouped under model/lora/data/train); flags win.")
+    p.add_argument(
+        "--preset",
+        default=argparse.SUPPRESS,
+        choices=preset_names(),
+        help="Named recipe, a file in mcqa_core/training/presets/: course (default, the course's GPU "
+        f"recipe), cpu-demo (offline SmolLM2, {CPU_DEMO_TIME}), smoke (tiny random "
+        "Llama, seconds).",
+    )
+    p.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="RUN.YAML",
+        help="YAML file of settings (flat field names or grouped under model/lora/data/train); flags win.",
+    )
     for group, cls in CONFIG_CLASSES.items():
         add_fields(p.add_argument_group(group), cls, prefix=f"{group}.", given_only=True, default_label="course")
     for old in OLD_FLAGS:  # not in --help; read like the new flag, then named in a notice
@@ -147,8 +160,11 @@ def load_config(argv: list[str] | None = None, description: str = "", check=None
         preset, check = DEFAULT_PRESET, None
     cfg = RunConfig(preset=preset)
     preset_file = PRESETS_DIR / f"{preset}.yaml"
-    layers = ((f"preset {preset} ({preset_file.name})", read_settings_file(preset_file, f"preset {preset}")),
-              (file_origin, file_settings), ("command line", args))
+    layers = (
+        (f"preset {preset} ({preset_file.name})", read_settings_file(preset_file, f"preset {preset}")),
+        (file_origin, file_settings),
+        ("command line", args),
+    )
     for origin, settings in layers:
         problems, flags, renamed = _settings_problems(cfg, settings, origin)
         found.setdefault(origin, []).extend(problems)
@@ -159,8 +175,9 @@ def load_config(argv: list[str] | None = None, description: str = "", check=None
     cfg.explicit = sorted({f"{g[0]}.{g[1]}" for k in [*_flatten(file_settings), *args] if (g := _field_group(k))[0]})
     if any(found.values()):
         # a refused value left its earlier one in place: a check problem naming it would mislead
-        found[""] = [p for p in (check(cfg) if check else []) if not any(re.search(rf"{re.escape(f)}\b", p)
-                                                                          for f in refused)]
+        found[""] = [
+            p for p in (check(cfg) if check else []) if not any(re.search(rf"{re.escape(f)}\b", p) for f in refused)
+        ]
         raise SettingsError(_problems_line(found))
     return cfg
 

@@ -15,8 +15,9 @@ def _yaml_loader():
         keys = [k for k, _ in node.value if isinstance(k.value, str)]  # scalar keys
         twice = next((k for n, k in enumerate(keys) if k.value in [j.value for j in keys[:n]]), None)
         if twice is not None:
-            raise yaml.MarkedYAMLError(problem=f"{twice.value!r} is given twice; keep one",
-                                       problem_mark=twice.start_mark)
+            raise yaml.MarkedYAMLError(
+                problem=f"{twice.value!r} is given twice; keep one", problem_mark=twice.start_mark
+            )
         return loader.construct_mapping(node)
 
     loader = type("UniqueKeyLoader", (yaml.SafeLoader,), {})

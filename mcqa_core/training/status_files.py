@@ -52,8 +52,16 @@ def write_status(out: Path, state: str, **fields) -> None:
     """running | done | stopped | failed, with the process id and start time and, for failed, the one-line
     reason."""
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STATUS_FILE, {"state": state, "pid": os.getpid(), "pid_started": process_started(
-        os.getpid()), "time": time.time(), **fields})
+    write_json_atomic(
+        out / STATUS_FILE,
+        {
+            "state": state,
+            "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "time": time.time(),
+            **fields,
+        },
+    )
 
 
 def read_status(out: Path) -> dict | None:

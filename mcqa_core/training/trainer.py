@@ -60,15 +60,17 @@ class MCQATrainer(SFTTrainer):
         folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
         if self.args.should_save:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / LOSS_FILE).write_text(json.dumps({"step": self.state.global_step,
-                                                        "loss_sum": float(self.loss_sum)}))
+            (folder / LOSS_FILE).write_text(
+                json.dumps({"step": self.state.global_step, "loss_sum": float(self.loss_sum)})
+            )
         super()._save_checkpoint(model, trial)
 
     def _finalize_training(self, trial, num_train_samples, start_time):
         # After a Stop, the Trainer would load the best checkpoint and, with save_total_limit 1, delete every
         # other one, the stop checkpoint included; hiding the best one for this call keeps it for --resume.
-        if not any(getattr(cb, "requested", False) for cb in self.callback_handler.callbacks
-                   if isinstance(cb, StopOnSignal)):
+        if not any(
+            getattr(cb, "requested", False) for cb in self.callback_handler.callbacks if isinstance(cb, StopOnSignal)
+        ):
             return super()._finalize_training(trial, num_train_samples, start_time)
         best, self.state.best_model_checkpoint = self.state.best_model_checkpoint, None
         try:
@@ -88,14 +90,18 @@ class MCQATrainer(SFTTrainer):
                 last = entry["step"]
         return total
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                         metric_key_prefix)
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         if self.score_rows_for_eval:
-            scores = score_rows(self.model, self.processing_class, self.score_rows_for_eval,
-                                batch_size=self.args.per_device_eval_batch_size,
-                                max_prompt_tokens=self.max_prompt_tokens)
+            scores = score_rows(
+                self.model,
+                self.processing_class,
+                self.score_rows_for_eval,
+                batch_size=self.args.per_device_eval_batch_size,
+                max_prompt_tokens=self.max_prompt_tokens,
+            )
             output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
         return output
 
@@ -106,8 +112,12 @@ class MCQATrainer(SFTTrainer):
             return super()._get_train_sampler(train_dataset)
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return step_window_sampler(row_lengths(dataset), self.args.per_device_train_batch_size,
-                                   self.args.gradient_accumulation_steps, seed=seed)
+        return step_window_sampler(
+            row_lengths(dataset),
+            self.args.per_device_train_batch_size,
+            self.args.gradient_accumulation_steps,
+            seed=seed,
+        )
 
     def _get_eval_sampler(self, eval_dataset):
         # Longest first: evaluation order changes nothing but padding (and memory peaks early).
@@ -127,11 +137,13 @@ def to_dataset(encoded):
     """EncodedRows as the Trainer's dataset: input_ids, labels and each row's length (for batching)."""
     from datasets import Dataset
 
-    return Dataset.from_dict({
-        "input_ids": [e["input_ids"] for e in encoded.examples],
-        "labels": [e["labels"] for e in encoded.examples],
-        "length": [len(e["input_ids"]) for e in encoded.examples],
-    })
+    return Dataset.from_dict(
+        {
+            "input_ids": [e["input_ids"] for e in encoded.examples],
+            "labels": [e["labels"] for e in encoded.examples],
+            "length": [len(e["input_ids"]) for e in encoded.examples],
+        }
+    )
 
 
 class EvalSummary(TrainerCallback):
@@ -149,9 +161,12 @@ class EvalSummary(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         if state.is_world_process_zero and metrics:
             loss = f"{self.last_loss:.4f}" if self.last_loss is not None else "-"
-            print(f"[eval] step {state.global_step}/{state.max_steps}  loss {loss}  "
-                  f"eval_loss {metrics.get('eval_loss', float('nan')):.4f}  "
-                  f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f} on {self.rows}", flush=True)
+            print(
+                f"[eval] step {state.global_step}/{state.max_steps}  loss {loss}  "
+                f"eval_loss {metrics.get('eval_loss', float('nan')):.4f}  "
+                f"accuracy {metrics.get('eval_accuracy', float('nan')):.4f} on {self.rows}",
+                flush=True,
+            )
 
 
 class NonFiniteGuard(TrainerCallback):
@@ -175,8 +190,9 @@ class NonFiniteGuard(TrainerCallback):
         return control
 
     def on_log(self, args, state, control, logs=None, **kw):
-        bad = [k for k in ("loss", "eval_loss") if isinstance((logs or {}).get(k), float) and not
-               math.isfinite(logs[k])]
+        bad = [
+            k for k in ("loss", "eval_loss") if isinstance((logs or {}).get(k), float) and not math.isfinite(logs[k])
+        ]
         return self._stop(state, control, f"{bad[0]} {logs[bad[0]]}") if bad else control
 
     def on_epoch_end(self, args, state, control, **kw):  # the Trainer's last save/evaluate after the loop

@@ -23,17 +23,26 @@ def training_rows(d) -> tuple[LoadedSplit, LoadedSplit, LoadedSplit, dict]:
     other = open_bank(d.eval_bank, d) if d.eval_bank else None
     for b in (bank, other):
         if b is not None and not b.has_answers:
-            raise DataError(f"{b.source} has no answers (no answer column was found or given), so it cannot be "
-                            "trained or evaluated on; pass --answer-col NAME")
+            raise DataError(
+                f"{b.source} has no answers (no answer column was found or given), so it cannot be "
+                "trained or evaluated on; pass --answer-col NAME"
+            )
     rest = bank.rows if other else select_part(bank, "rest").rows
     fit = [r for r in rest if not is_dev(r["id"], DEMO_DEV_PERCENT)]
     dev_rows = [r for r in rest if is_dev(r["id"], DEMO_DEV_PERCENT)]
     if not fit or not dev_rows:
-        raise DataError(f"{bank.source} is too small to carve a training part and a dev slice ({len(rest)} rows); "
-                        "give it more questions")
+        raise DataError(
+            f"{bank.source} is too small to carve a training part and a dev slice ({len(rest)} rows); "
+            "give it more questions"
+        )
     report = other or select_part(bank, "heldout")
-    split = lambda rows, part, b=bank: LoadedSplit(rows, f"{Path(b.source).name} ({part})", b.source,  # noqa: E731
-                                                    b.skipped, b.skipped_ids)
-    return (split(fit[:d.train_limit] if d.train_limit else fit, "train"), split(dev_rows, "dev"),
-            split(report.rows, "all" if other else "heldout", report),
-            {"bank": bank.describe(), "eval_bank": other.describe() if other else None})
+
+    def split(rows, part, b=bank):
+        return LoadedSplit(rows, f"{Path(b.source).name} ({part})", b.source, b.skipped, b.skipped_ids)
+
+    return (
+        split(fit[: d.train_limit] if d.train_limit else fit, "train"),
+        split(dev_rows, "dev"),
+        split(report.rows, "all" if other else "heldout", report),
+        {"bank": bank.describe(), "eval_bank": other.describe() if other else None},
+    )
