@@ -7,15 +7,16 @@ import torch
 
 from mcqa_core.data.features import encode_prompt
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt, option_count
-from mcqa_core.evaluation import cpu_precision, scoring
+from mcqa_core.evaluation import scoring
 from mcqa_core.evaluation.scoring import CLOSE_CALL, accuracy, bf16_pays, letter_token_ids, pad_batch, score_rows
+from mcqa_core.models import precision_rule
 
 
 @pytest.fixture(autouse=True)
 def fp32_by_default(monkeypatch):
     """The batching machinery is checked against an fp32 reference to 1e-5, so by default these tests score in
     fp32 on every CPU; the bf16 tests at the end ask for bf16 themselves."""
-    monkeypatch.setenv(cpu_precision.CPU_BF16_ENV, "0")
+    monkeypatch.setenv(precision_rule.CPU_BF16_ENV, "0")
 
 
 def reference_probs(model, tokenizer, row, style="course", max_tokens=1024):
@@ -197,26 +198,26 @@ def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(
 
 
 def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tokenizer, validation_rows, monkeypatch):
-    from mcqa_core.models import loading
     from mcqa_core.models.inference import load_model
 
     rows = validation_rows[:8]
-    monkeypatch.delenv(cpu_precision.CPU_BF16_ENV)
-    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
-    assert not bf16_pays(tiny_model)  # built elsewhere (training, export's merge check): exact comparisons stay exact
+    monkeypatch.delenv(precision_rule.CPU_BF16_ENV)
+    monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: True)
+    # built elsewhere (fp32 training, export's merge check): exact comparisons stay exact
+    assert not bf16_pays(tiny_model)
     model = load_model(None, tiny_model_path, load_in_4bit=False, device="cpu").model
     assert bf16_pays(model)
     by_default = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)]
     assert by_default == [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=True)]
     fp32 = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=False)]
     assert by_default != fp32
-    monkeypatch.setenv(cpu_precision.CPU_BF16_ENV, "0")  # the opt-out
+    monkeypatch.setenv(precision_rule.CPU_BF16_ENV, "0")  # the opt-out
     assert not bf16_pays(model)
     assert [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)] == fp32
-    monkeypatch.delenv(cpu_precision.CPU_BF16_ENV)
-    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)  # emulated bf16 gains nothing
+    monkeypatch.delenv(precision_rule.CPU_BF16_ENV)
+    monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: False)  # emulated bf16 gains nothing
     assert not bf16_pays(model)
-    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: True)
     assert not bf16_pays(model.to(torch.bfloat16))  # already half precision
     four_bit = load_model(None, tiny_model_path, load_in_4bit=True, device="cpu").model
     assert bf16_pays(four_bit)  # NF4 weights with fp32 compute: dequantized to bf16 per call

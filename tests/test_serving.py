@@ -324,7 +324,7 @@ def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_sm
 ):
     """A random model ranks no letter in its top 20 next tokens: the letters come through logit_bias, sum to 1,
     and match in-process scoring; exporting the smoke adapter (on that model) to GGUF then works."""
-    from mcqa_core.evaluation.cpu_precision import CPU_BF16_ENV
+    from mcqa_core.models.precision_rule import CPU_BF16_ENV
 
     # In-process scoring in fp32: bf16 matmuls alone move a random model's near-uniform letters by ~0.03.
     monkeypatch.setenv(CPU_BF16_ENV, "0")

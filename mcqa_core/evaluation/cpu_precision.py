@@ -9,25 +9,23 @@ residual stream stay fp32 and no bf16 copy of the weights is kept.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 # Twice the largest probability shift bf16 was measured to cause (docs/speed.md): a letter can differ from fp32's
 # only where bf16's top two are closer than this, and those rows are scored again in fp32.
 CLOSE_CALL = 0.15
-CPU_BF16_ENV = "MCQA_CPU_BF16"  # 0: never bf16 by default (score_rows(bf16=None)), e.g. to reproduce fp32 runs
 
 
 def bf16_pays(model) -> bool:
-    """Whether `score_rows` runs this model in bf16 by default: loaded by `load_model` (which marks it; a model
-    being trained or checked against another stays exact), its floating-point weights fp32 (full precision or
-    4-bit with fp32 compute, not already half precision), on a CPU with native bf16 matmuls; never when
+    """Whether `score_rows` runs this model in bf16 by default: marked for it (by `load_model`, or by a training
+    run in bf16; a model in an fp32 run or checked against another stays exact), its floating-point weights fp32
+    (full precision or 4-bit, not already half precision), on a CPU with native bf16 matmuls; never when
     $MCQA_CPU_BF16=0."""
     import torch
 
-    from ..models.loading import BF16_SCORING_ATTR, cpu_has_native_bf16
+    from ..models import precision_rule
 
-    if os.environ.get(CPU_BF16_ENV, "1") == "0" or not getattr(model, BF16_SCORING_ATTR, False):
+    if not getattr(model, precision_rule.BF16_SCORING_ATTR, False):
         return False
     params = list(model.parameters())
     floats = [p for p in params if p.is_floating_point()]  # a 4-bit weight is packed in uint8
@@ -35,8 +33,8 @@ def bf16_pays(model) -> bool:
         bool(floats)
         and params[0].device.type == "cpu"
         and all(p.dtype == torch.float32 for p in floats)
-        and all(dtype in (None, torch.float32) for dtype in _4bit_compute_dtypes(model))
-        and cpu_has_native_bf16()
+        and all(dtype in (None, torch.float32, torch.bfloat16) for dtype in _4bit_compute_dtypes(model))
+        and precision_rule.cpu_bf16_allowed()
     )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..data.prompt import PROMPT_VERSION, format_prompt
 from ..errors import AdapterError, ModelError
-from .loading import BF16_SCORING_ATTR, has_bitsandbytes, has_cuda, load_base_model
+from .loading import has_bitsandbytes, has_cuda, load_base_model
+from .precision_rule import BF16_SCORING_ATTR
 from .run_record import measured_accuracy, read_run
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .offline import OFFLINE_MODEL, ensure_smollm2, ensure_tiny_llama
+from .precision_rule import compute_dtype, training_compute_dtype, training_precision
 
 DEFAULT_MODEL = "unsloth/Llama-3.2-1B-bnb-4bit"
 TINY_MODEL = "tiny-random-llama"
@@ -82,44 +83,8 @@ def _in_hf_cache(repo_id: str) -> bool:
         return False
 
 
-def compute_dtype():
-    """bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-# Set on a model `inference.load_model` loads: `score_rows` may run it in bf16 (where `bf16_pays`). Models built
-# elsewhere (training, export's merge check) score in their own precision unless asked, so exact comparisons stay exact.
-BF16_SCORING_ATTR = "mcqa_bf16_scoring"
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX), where oneDNN's bf16 matmul
-    runs ~3x its fp32 one. (`torch.ops.mkldnn._is_mkldnn_bf16_supported()` also says yes to plain AVX512, where
-    bf16 is emulated and gains nothing.)"""
-    import torch
-
-    try:
-        return bool(
-            torch.backends.mkldnn.is_available()
-            and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-        )
-    except AttributeError:  # a torch without these probes
-        return False
-
-
-def precision_flags() -> dict:
-    """compute_dtype() as the Trainer's bf16/fp16 flags (both off: fp32)."""
-    import torch
-
-    dtype = compute_dtype()
-    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
-
-
-def quantization_config(load_in_4bit: bool):
+def quantization_config(load_in_4bit: bool, compute=None):
+    """NF4 with double quantization, computing in `compute` (default: `compute_dtype()`)."""
     if not load_in_4bit:
         return None
     if not has_bitsandbytes():
@@ -133,7 +98,7 @@ def quantization_config(load_in_4bit: bool):
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype(),
+        bnb_4bit_compute_dtype=compute or compute_dtype(),
     )
 
 
@@ -146,13 +111,14 @@ def load_tokenizer(path: str):
     return tok
 
 
-def load_base_model(name: str, load_in_4bit: bool = True, device: str | None = None):
-    """(model, tokenizer, resolved path) with transformers; 4-bit NF4 + double quantization by default."""
+def load_base_model(name: str, load_in_4bit: bool = True, device: str | None = None, compute=None):
+    """(model, tokenizer, resolved path) with transformers; 4-bit NF4 + double quantization by default, its
+    layers computing in `compute` (default: `compute_dtype()`)."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(name)
     device = device or ("cuda" if has_cuda() else "cpu")
-    quant = quantization_config(load_in_4bit)
+    quant = quantization_config(load_in_4bit, compute)
     kwargs = {"dtype": compute_dtype() if device != "cpu" else None}
     if quant is not None:
         # One whole copy per process: under DDP each rank's 4-bit model sits on its own GPU (LOCAL_RANK).
@@ -194,8 +160,9 @@ def choose_backend(use_unsloth: str) -> str:
     return "unsloth" if has_cuda() and has_unsloth() else "transformers"
 
 
-def load_for_training(model_cfg, lora_cfg):
-    """Base model + fresh LoRA adapter, ready to train. Returns (model, tokenizer, info dict)."""
+def load_for_training(model_cfg, lora_cfg, precision: str | None = None):
+    """Base model + fresh LoRA adapter, ready to train in `precision` (default: `training_precision()`).
+    Returns (model, tokenizer, info dict)."""
     import torch
 
     backend = choose_backend(model_cfg.use_unsloth)
@@ -226,7 +193,8 @@ def load_for_training(model_cfg, lora_cfg):
     else:
         from peft import get_peft_model, prepare_model_for_kbit_training
 
-        model, tok, path = load_base_model(path, model_cfg.load_in_4bit)
+        compute = training_compute_dtype(precision or training_precision()[0])
+        model, tok, path = load_base_model(path, model_cfg.load_in_4bit, compute=compute)
         if model_cfg.load_in_4bit:
             model = prepare_model_for_kbit_training(
                 model,

@@ -134,7 +134,7 @@ def _base_config(run: dict) -> dict | None:
 def merge_dtype(name: str):
     import torch
 
-    from ..models.loading import compute_dtype
+    from ..models.precision_rule import compute_dtype
 
     return compute_dtype() if name == "auto" else getattr(torch, name)
 

@@ -74,6 +74,7 @@ def record_run(plan, trainer, metrics: dict) -> dict:
         data=data,
         metrics=metrics,
         device="cuda" if torch.cuda.is_available() else "cpu",
+        precision=plan.precision,
         started=plan.started,
         phases={**plan.phases, "save": time.time() - saving},
     )
@@ -115,7 +116,11 @@ def report(plan, trainer, record: dict) -> dict:
         flush=True,
     )
     record.update(timing(plan.started, {**record["phase_seconds"], "final_evaluation": time.time() - scoring}))
-    print(f"[time] {record['wall_seconds']} s in all: {phase_times(record['phase_seconds'])}", flush=True)
+    print(
+        f"[time] {record['wall_seconds']} s in all ({record['precision']} on {record['device']}): "
+        f"{phase_times(record['phase_seconds'])}",
+        flush=True,
+    )
     _write_record(out, record)
     write_status(out, "done", step=trainer.state.global_step)
     return record

@@ -33,6 +33,7 @@ def model_card(run: dict) -> str:
     loss_at = f", model of step {m['final_step']}" if m.get("final_step") is not None else ""
     loss = m.get("final_eval_loss")
     loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) else loss
+    precision = f" in {run['precision']}" if run.get("precision") else ""  # older records did not say
     phases = f" ({phase_times(run['phase_seconds'])})" if run.get("phase_seconds") else ""
     stand_in = (
         "Offline stand-in: trained on validation rows outside the held-out set, scored on held-out rows only."
@@ -56,7 +57,7 @@ LoRA adapter for `{run["base_model"]}` trained on MedMCQA ({rows_seen_text(run)}
 | optimizer steps | {m.get("global_steps")} |
 | prompt version | `{run["prompt_version"]}` |
 | 4-bit base | {run["load_in_4bit"]} |
-| wall time | {run["wall_seconds"]} s on {run["device"]}{phases} |
+| wall time | {run["wall_seconds"]} s on {run["device"]}{precision}{phases} |
 
 Letter accuracy: the argmax of the next-token probabilities of the answer letters after the prompt.
 Checkpoint chosen on: {d.get("selection") or d["eval_split"]}.

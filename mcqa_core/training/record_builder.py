@@ -36,6 +36,7 @@ def build_record(
     data: dict,
     metrics: dict,
     device: str,
+    precision: tuple[str, str],
     started: float,
     phases: dict,
 ) -> dict:
@@ -57,6 +58,8 @@ def build_record(
         "metrics": metrics,
         "versions": library_versions(),
         "device": device,
+        "precision": precision[0],  # bf16 | fp16 | fp32: models/precision_rule.py
+        "precision_reason": precision[1],
         **timing(started, phases),
     }
 

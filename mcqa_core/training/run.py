@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..data.medmcqa import LOCAL, LoadedSplit, resolve_data_dir
 from ..errors import RunError, disk_full, refuse
-from ..models.loading import precision_flags
+from ..models.precision_rule import BF16_SCORING_ATTR, CPU_BF16_ENV, precision_flags, training_precision
 from ..models.run_record import CHECKPOINT_DIR
 from .batching import BatchPlan, plan_batches
 from .checks import fit_problems, start_problems
@@ -30,9 +30,10 @@ from .status_files import install_stop_handler, stop_requested, write_status
 from .training_rows import training_rows
 
 
-def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan):
+def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan, precision: str | None = None):
     """TRL's SFTConfig: TrainArgs' fields that SFTConfig shares by name, as they are; then the batch plan's
-    sizes (training/batching.py) and what this project's trainer needs, each with its reason."""
+    sizes (training/batching.py), the precision (default: `training_precision()`) and what this project's
+    trainer needs, each with its reason."""
     import torch
     from trl import SFTConfig
 
@@ -65,7 +66,7 @@ def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan):
             "disable_tqdm": False,
             "save_only_model": False,
             "dataloader_pin_memory": torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
-            **precision_flags(),
+            **precision_flags(precision or training_precision()[0]),
         }
     )
 
@@ -95,6 +96,7 @@ class RunPlan:
     reported: LoadedSplit
     banks: dict
     resume_from: Path | None
+    precision: tuple[str, str]  # (bf16 | fp16 | fp32, why): models/precision_rule.py
     phases: dict = field(default_factory=dict)  # seconds per stage, for the record
     # load
     model: object = None
@@ -150,7 +152,7 @@ def prepare(cfg: RunConfig) -> RunPlan:
     write_status(out, "running")
     install_stop_handler()  # from here on, a Stop is a clean exit, even while the model is still loading
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # read by the Trainer's TensorBoard callback
-    return RunPlan(cfg, out, started, train, dev, reported, banks, resume_from)
+    return RunPlan(cfg, out, started, train, dev, reported, banks, resume_from, training_precision())
 
 
 def load(plan: RunPlan) -> None:
@@ -162,7 +164,12 @@ def load(plan: RunPlan) -> None:
 
     cfg, max_len = plan.cfg, plan.cfg.model.max_seq_length
     transformers.set_seed(cfg.train.seed)
-    plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora)
+    precision, why = plan.precision
+    plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora, precision)
+    cpu_bf16 = precision == "bf16" and next(plan.model.parameters()).device.type == "cpu"
+    if cpu_bf16:  # its evaluations and the report score in bf16 too, close calls again in fp32 (as mcqa-eval)
+        setattr(plan.model, BF16_SCORING_ATTR, True)
+    print(f"[precision] {precision}: {why}{f'; {CPU_BF16_ENV}=0 for fp32' if cpu_bf16 else ''}", flush=True)
     dev_rows = plan.dev.rows[: cfg.data.eval_limit] if cfg.data.eval_limit else plan.dev.rows
     encoded = {
         what: encode_rows(plan.tok, rows, max_len, completion=cfg.data.completion)
@@ -202,7 +209,7 @@ def build_trainer(plan: RunPlan):
     from .trainer import EvalSummary, MCQATrainer, NonFiniteGuard, to_dataset
 
     cfg = plan.cfg
-    plan.args = sft_config(cfg, plan.out, plan.batches)
+    plan.args = sft_config(cfg, plan.out, plan.batches, plan.precision[0])
     plan.relora = make_relora(cfg.train, seed=cfg.lora.random_state)
     print(
         f"[batch] {plan.batches.describe()}; micro-batches "

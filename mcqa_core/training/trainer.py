@@ -26,9 +26,10 @@ class MCQATrainer(SFTTrainer):
         keep_4bit_layers_differentiable(self.model)
         if self.args.loss_type == "chunked_nll" and not self.args.use_liger_kernel:
             lm_head_on_label_tokens_only(self.model)  # replaces TRL's chunked loss: same math, less work
-        if not (self.args.bf16 or self.args.fp16):
-            # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); in an fp32 run that only rounds
-            # the adapter and its updates (lr x grad is often below bf16's resolution), so keep fp32.
+        if not (self.args.bf16 or self.args.fp16) or self.args.device.type == "cpu":
+            # TRL casts QLoRA adapters to bf16 (the paper's GPU recipe); in an fp32 run, or a CPU bf16 run
+            # (autocast matmuls over fp32 weights), that only rounds the adapter and its updates (lr x grad
+            # is often below bf16's resolution), so keep fp32 master weights.
             for param in self.model.parameters():
                 if param.requires_grad and param.dtype == torch.bfloat16:
                     param.data = param.data.float()
