@@ -15,7 +15,9 @@
     # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 8 rows, 4 new tokens, seconds
     python bench/scoring.py --quick
 
-Targets (2 CPU cores): a at least 20x faster per question than b; a at least 85% of c's throughput.
+Targets (2 CPU cores): a at least 20x faster per question than b; a at least 85% of c's throughput; a and c
+at least 50% of the machine's matmul peak in their precision (the roofline lines: linear-layer FLOPs over the
+measured peak of `F.linear` at the model's MLP shape; (a) and (c) run in bf16 where `bf16_pays`).
 (a) and (c) run --repeats times, alternating, and the best time counts (the machine may be shared).
 """
 
@@ -28,7 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench.machine import cpu_line  # noqa: E402
+from bench.machine import (  # noqa: E402
+    cpu_line,
+    linear_macs_per_token,
+    matmul_peak,
+    mlp_shape,
+    peak_line,
+    roofline_line,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,14 +78,54 @@ def fill_defaults(args) -> None:
 
 
 def bare_forward(model, batches):
-    """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped."""
+    """Full logits for every position of every padded batch: no slicing, no softmax, nothing skipped; in the
+    precision the scorer runs this model in."""
     import torch
 
-    from mcqa_core.evaluation.cpu_precision import prompt_kernels_for_4bit_cpu
+    from mcqa_core.evaluation.cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 
-    with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
+    with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), matmul_precision(model, bf16_pays(model)):
         for ids, mask in batches:
             model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # noqa: B018
+
+
+def dequantize_seconds(model) -> float:
+    """Seconds to dequantize every 4-bit layer once, what each scoring batch pays (0 for a full-precision model)."""
+    from mcqa_core.evaluation.cpu_precision import cpu_4bit_layers
+
+    layers = cpu_4bit_layers(model)
+    if not layers:
+        return 0.0
+    import bitsandbytes.functional as bnbf
+
+    t = time.perf_counter()
+    for m in layers:
+        bnbf.dequantize_4bit(m.weight.data, m.weight.quant_state)
+    return time.perf_counter() - t
+
+
+def print_roofline(model, args, times_a, times_c, real_tokens, padded_tokens, n_batches) -> None:
+    """(a) and (c) against the matmul peak of their precision, and where (a)'s time goes when it falls short."""
+    from mcqa_core.evaluation.cpu_precision import bf16_pays
+
+    precision = "bf16" if bf16_pays(model) else "fp32"
+    k, n = mlp_shape(model)
+    rows = (64, 256) if args.quick else (256, 1024, 4096)
+    peaks = matmul_peak(k, n, rows=rows, seconds=0.05 if args.quick else 0.3)
+    head = model.get_output_embeddings()
+    macs, head_macs = linear_macs_per_token(model), head.in_features * head.out_features
+    flops_a = 2 * (macs * real_tokens + head_macs * args.rows)  # the output layer at the last position only
+    flops_c = 2 * (macs + head_macs) * padded_tokens
+    ta, tc = min(times_a), min(times_c)
+    print(peak_line(peaks, k, n, rows))
+    print(roofline_line("(a)", flops_a / ta / 1e9, precision, peaks, "linear layers over the real prompt tokens"))
+    print(roofline_line("(c)", flops_c / tc / 1e9, precision, peaks, "linear layers over the padded tokens"))
+    at_peak, dequant = flops_a / (peaks[precision] * 1e9), dequantize_seconds(model) * n_batches
+    print(
+        f"(a)'s {ta:.2f} s: {at_peak:.2f} s of matmuls at the peak, {dequant:.2f} s dequantizing the 4-bit weights "
+        f"once per batch, {max(ta - at_peak - dequant, 0):.2f} s the rest (attention, norms, smaller matmuls, "
+        "close calls scored again)"
+    )
 
 
 def course_generate(model, tok, rows, new_tokens):
@@ -138,6 +187,7 @@ def main(args) -> int:
     a, c = min(times_a) / n, min(times_c) / n
     print(f"(a) score_rows      {a:8.4f} s/question  ({real_tokens / min(times_a):.0f} prompt tokens/s)", flush=True)
     print(f"(c) bare forward    {c:8.4f} s/question  ({padded_tokens} padded tokens, {real_tokens} real)", flush=True)
+    print_roofline(model, args, times_a, times_c, real_tokens, padded_tokens, len(batches))
 
     t = time.perf_counter()
     answers = course_generate(model, tok, rows, args.new_tokens)

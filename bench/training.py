@@ -25,7 +25,12 @@ conversion from GGUF is cached (~/.cache/mcqa) before either starts, and not cou
     # checkpointing on and off: one optimizer step on the longest rows
     python bench/training.py --memory --batch-size 64
 
-Target (2 CPU cores): real (non-pad) tokens per second of a at least 1.3x b.
+Both train in the precision a real run chooses (`training_precision`: bf16 on a CPU with native bf16, else fp32;
+MCQA_CPU_BF16=0 for fp32).
+
+Targets (2 CPU cores): real (non-pad) tokens per second of a at least 1.3x b; a at least 50% of the machine's
+matmul peak in its precision (the roofline lines: the decoder's linear-layer FLOPs over computed tokens, against
+the measured peak of `F.linear` at the model's MLP shape).
 """
 
 from __future__ import annotations
@@ -43,7 +48,15 @@ STARTED = time.time()
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-from bench.machine import cpu_line, load_line  # noqa: E402
+from bench.machine import (  # noqa: E402
+    cpu_line,
+    linear_macs_per_token,
+    load_line,
+    matmul_peak,
+    mlp_shape,
+    peak_line,
+    roofline_line,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,13 +205,22 @@ def _timing_callback():
 
 
 def _measure(trainer, counter, load_seconds: float, extra: dict) -> dict:
+    from mcqa_core.models.precision_rule import training_precision
+
     times = _timing_callback()
     trainer.add_callback(times)
     trainer.train()
+    shape = {  # after training: the Trainer turns gradient checkpointing on when it starts
+        "precision": training_precision()[0],
+        "mlp_shape": mlp_shape(trainer.model),
+        "linear_macs_per_token": linear_macs_per_token(trainer.model),
+        "gradient_checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
+    }
     steps = len(times.steps)
     wall = times.steps[-1] - times.begin
     return {
         **extra,
+        **shape,
         "steps": steps,
         "micro_batches": counter.batches,
         "real_tokens": counter.real,
@@ -272,6 +294,8 @@ def run_plain(args) -> dict:
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
+    from mcqa_core.models.precision_rule import precision_flags, training_precision
+
     cfg, model, tok, load_seconds, enc = _load(args)
     data = Dataset.from_dict(
         {"input_ids": [e["input_ids"] for e in enc.examples], "labels": [e["labels"] for e in enc.examples]}
@@ -293,6 +317,7 @@ def run_plain(args) -> dict:
         logging_steps=10**6,
         disable_tqdm=True,
         remove_unused_columns=False,
+        **precision_flags(training_precision()[0]),
     )
     collator = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
     trainer = Trainer(model=model, args=targs, train_dataset=data, data_collator=collator)
@@ -413,6 +438,28 @@ def _print_speed(a: dict, b: dict) -> None:
     )
 
 
+def _print_roofline(a: dict, b: dict, quick: bool) -> None:
+    """Each path's FLOP/s in its precision against the matmul peak measured here at the model's MLP shape."""
+    k, n = a["mlp_shape"]
+    rows = (64, 256) if quick else (256, 1024, 4096)
+    peaks = matmul_peak(k, n, rows=rows, seconds=0.05 if quick else 0.3)
+    print(peak_line(peaks, k, n, rows))
+    for label, r in (("a", a), ("b", b)):
+        # The base is frozen: forward, the input gradients (no weight gradients), and a second forward under
+        # gradient checkpointing; LoRA's few weight gradients and the output layer are left out.
+        passes = 3 if r["gradient_checkpointing"] else 2
+        flops = 2 * passes * r["linear_macs_per_token"] * r["computed_tokens"]
+        what = f"decoder linear layers, {passes} passes over the computed tokens"
+        print(roofline_line(label, flops / r["train_seconds"] / 1e9, r["precision"], peaks, what))
+        if label == "a":
+            at_peak = flops / (peaks[r["precision"]] * 1e9)
+            print(
+                f"a's {r['train_seconds']:.1f} s: {at_peak:.1f} s of matmuls at the peak, "
+                f"{r['train_seconds'] - at_peak:.1f} s the rest (4-bit dequantization forward and backward, "
+                "attention, norms, casts, the output layer, the optimizer step)"
+            )
+
+
 def main(args) -> int:
     from mcqa_core.data.medmcqa import default_data_dir
 
@@ -479,6 +526,7 @@ def main(args) -> int:
                 f"--max-seq-length {args.max_seq_length}"
             )
         _print_speed(a, b)
+        _print_roofline(a, b, args.quick)
     print(f"load average {os.getloadavg()[0]:.1f} at the end; total {time.time() - STARTED:.0f} s")
     return 0
 

@@ -44,6 +44,24 @@ def machine_line(out: str) -> None:
     assert re.search(r"^cpu: .+, \d+ cores, \d+ torch threads", out, re.M), f"no machine line:\n{out}"
 
 
+def roofline(out: str, *paths: str) -> None:
+    """The measured matmul peaks, and each path's FLOP/s as a share of its precision's peak that adds up."""
+    lines = {"peak": rf"^matmul peak at the model's shapes .*: fp32 {NUMBER} GFLOP/s, bf16 {NUMBER} GFLOP/s"}
+    lines |= {
+        path: rf"^roofline {re.escape(path)}: {NUMBER} GFLOP/s in (fp32|bf16) \(.+\) = (\d+)% of the \2 matmul peak "
+        r"\(target >= 50%\) (OK|MISSED)"
+        for path in paths
+    }
+    got = figures(out, lines)
+    peaks = dict(zip(("fp32", "bf16"), map(float, got["peak"])))
+    assert all(v > 0 for v in peaks.values())
+    for path in paths:
+        gflops, precision, share, verdict = got[path]
+        g, p = float(gflops), peaks[precision]  # both printed to 0.1: the share can be off by that rounding
+        assert 100 * (g - 0.05) / (p + 0.05) - 1 <= int(share) <= 100 * (g + 0.05) / max(p - 0.05, 1e-9) + 1
+        assert verdict == ("OK" if int(share) >= 50 else "MISSED")
+
+
 def test_figures_finds_each_figure_and_names_the_missing_ones():
     out = "speed 12.5 tokens/s\nratio nan x\n"
     assert figures(out, {"speed": rf"speed {NUMBER} tokens/s"}) == {"speed": ("12.5",)}
@@ -72,6 +90,8 @@ def test_training_benchmark_quick_compares_a_and_b_on_the_same_work(data_dir):
         },
     )
     assert all(float(v) > 0 for v in got["tokens per second"] + got["peak memory"] + got["ratio"])
+    roofline(out, "a", "b")
+    figures(out, {"where the time goes": rf"^a's {NUMBER} s: {NUMBER} s of matmuls at the peak, {NUMBER} s the rest"})
     steps_a, steps_b, real_a, real_b = map(int, got["same work"])
     assert steps_a == steps_b == 2 and real_a == real_b > 0  # a fair comparison: the same rows and steps
     real_a, computed_a, real_b, computed_b = map(int, got["real / computed"])
@@ -122,6 +142,8 @@ def test_scoring_benchmark_quick(data_dir):
         },
     )
     assert all(float(got[k][0]) > 0 for k in ("a", "b", "c"))
+    roofline(out, "(a)", "(c)")
+    figures(out, {"where the time goes": rf"^\(a\)'s {NUMBER} s: {NUMBER} s of matmuls at the peak, {NUMBER} s"})
 
 
 @pytest.fixture(scope="module")
