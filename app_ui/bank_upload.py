@@ -5,9 +5,6 @@ into the repository); Evaluate scores it and Browse shows it."""
 from __future__ import annotations
 
 import hashlib
-import json
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
@@ -124,14 +121,3 @@ def bank_ui():
         st.code(format_prompt(bank.rows[0]), language=None)
     st.session_state[BANK_STATE] = {"name": upload.name, "rows": bank.rows, "describe": bank.describe()}
     return bank
-
-
-def bank_file(bank: dict) -> str:
-    """The session's uploaded bank as JSONL in a temporary folder outside the repository, for the trainer."""
-    folder = Path(tempfile.gettempdir()) / "mcqa-banks"
-    folder.mkdir(exist_ok=True)
-    digest = hashlib.sha256(json.dumps(bank["rows"], sort_keys=True).encode()).hexdigest()[:12]
-    path = folder / f"{Path(bank['name']).stem}-{digest}.jsonl"
-    if not path.exists():
-        path.write_text("".join(json.dumps(r) + "\n" for r in bank["rows"]))
-    return str(path)

@@ -114,7 +114,7 @@ def train_worker(args) -> dict:
     from mcqa_core.data.features import encode_rows
     from mcqa_core.data.medmcqa import is_heldout
     from mcqa_core.models.loading import load_for_training
-    from mcqa_core.training.settings import LoraArgs, ModelConfig
+    from mcqa_core.training.setting_groups import LoraArgs, ModelConfig
 
     cuda = torch.cuda.is_available()
     started = time.perf_counter()
@@ -287,7 +287,16 @@ def run_trainer(args, model_dir: Path, backend: str) -> dict:
         "yes" if backend == "unsloth" else "no",
     ]
     if args.tiny:
-        cmd += ["--batch-size", "64", "--grad-accum", "16", "--max-seq-length", "512", "--optim", "adamw_torch"]
+        cmd += [
+            "--per-device-train-batch-size",
+            "64",
+            "--gradient-accumulation-steps",
+            "16",
+            "--max-seq-length",
+            "512",
+            "--optim",
+            "adamw_torch",
+        ]
     started = time.perf_counter()
     try:
         r = subprocess.run(

@@ -41,7 +41,7 @@ def cases(tmp: Path) -> list[tuple[str, list[str]]]:
     evaluate = [sys.executable, "-m", "mcqa_core.cli.eval_command"]
     return [
         ("train: --learning-rate -1", [*train, "--learning-rate", "-1"]),
-        ("train: --epochs 0 under a max_steps preset", [*train, "--epochs", "0"]),
+        ("train: --num-train-epochs 0 under a max_steps preset", [*train, "--num-train-epochs", "0"]),
         ("train: malformed --config YAML", [*train, "--config", str(bad_yaml)]),
         ("train: --output-dir is a file", [*train[:-1], str(a_file)]),
         ("train: unknown model", [*train, "--model-name", "no-such-model"]),

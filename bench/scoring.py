@@ -104,21 +104,29 @@ def dequantize_seconds(model) -> float:
     return time.perf_counter() - t
 
 
-def print_roofline(model, args, times_a, times_c, real_tokens, padded_tokens, n_batches) -> None:
-    """(a) and (c) against the matmul peak of their precision, and where (a)'s time goes when it falls short."""
+def print_roofline(model, times_a, times_c, seqs, padded_tokens, n_batches, quick) -> None:
+    """(a) and (c) against the CPU's matmul peak in their precision, and where (a)'s time goes."""
     from mcqa_core.evaluation.cpu_precision import bf16_pays
+    from mcqa_core.evaluation.scoring import MIN_SHARED_PREFIX, shared_prefix_length
 
+    if next(model.parameters()).device.type != "cpu":
+        print("roofline: measured on CPU only")
+        return
+    prefix = shared_prefix_length(seqs)
+    prefix = prefix if prefix >= MIN_SHARED_PREFIX else 0
+    computed_a = sum(map(len, seqs)) - (len(seqs) - 1) * prefix  # (a) runs the prompts' shared start once
     precision = "bf16" if bf16_pays(model) else "fp32"
     k, n = mlp_shape(model)
-    rows = (64, 256) if args.quick else (256, 1024, 4096)
-    peaks = matmul_peak(k, n, rows=rows, seconds=0.05 if args.quick else 0.3)
+    rows = (64, 256) if quick else (256, 1024, 4096)
+    peaks = matmul_peak(k, n, rows=rows, seconds=0.05 if quick else 0.3)
     head = model.get_output_embeddings()
     macs, head_macs = linear_macs_per_token(model), head.in_features * head.out_features
-    flops_a = 2 * (macs * real_tokens + head_macs * args.rows)  # the output layer at the last position only
+    flops_a = 2 * (macs * computed_a + head_macs * len(seqs))  # the output layer at the last position only
     flops_c = 2 * (macs + head_macs) * padded_tokens
     ta, tc = min(times_a), min(times_c)
     print(peak_line(peaks, k, n, rows))
-    print(roofline_line("(a)", flops_a / ta / 1e9, precision, peaks, "linear layers over the real prompt tokens"))
+    what_a = f"linear layers over {computed_a} computed tokens"
+    print(roofline_line("(a)", flops_a / ta / 1e9, precision, peaks, what_a))
     print(roofline_line("(c)", flops_c / tc / 1e9, precision, peaks, "linear layers over the padded tokens"))
     at_peak, dequant = flops_a / (peaks[precision] * 1e9), dequantize_seconds(model) * n_batches
     print(
@@ -187,7 +195,7 @@ def main(args) -> int:
     a, c = min(times_a) / n, min(times_c) / n
     print(f"(a) score_rows      {a:8.4f} s/question  ({real_tokens / min(times_a):.0f} prompt tokens/s)", flush=True)
     print(f"(c) bare forward    {c:8.4f} s/question  ({padded_tokens} padded tokens, {real_tokens} real)", flush=True)
-    print_roofline(model, args, times_a, times_c, real_tokens, padded_tokens, len(batches))
+    print_roofline(model, times_a, times_c, seqs, padded_tokens, len(batches), args.quick)
 
     t = time.perf_counter()
     answers = course_generate(model, tok, rows, args.new_tokens)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import McqaError, SettingsError, one_line
-from .setting_fields import base_type, converter, setting  # noqa: F401 (setting: still imported from here)
+from .setting_fields import base_type, converter
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_ui.bank_upload import bank_file, current_bank
+from app_ui.bank_upload import current_bank
 from app_ui.caches import settings
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
-from app_ui.train_presets import flag, offered_presets, preset_config, preset_label
 from mcqa_core.errors import McqaError
 from mcqa_core.service import train_launcher as runs
+from mcqa_core.service.preset_catalog import flag, offered_presets, preset_config, preset_label
+from mcqa_core.service.uploads import bank_for_training
 
 
 def form_ui(adapters_dir: Path) -> list[str] | None:
@@ -42,7 +43,8 @@ def form_ui(adapters_dir: Path) -> list[str] | None:
         return None
     argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name), *numbers]
     if bank and source != sources[0]:
-        bank_columns = {"bank": bank_file(bank), "answer_col": "cop", "answer_as": "index0"}
+        saved = bank_for_training(bank["name"], bank["rows"])
+        bank_columns = {"bank": saved, "answer_col": "cop", "answer_as": "index0"}
         argv += [part for key, value in bank_columns.items() for part in flag("data", key, value)]
     st.caption("The same run from a terminal:")
     st.code(runs.command_line(argv), language="bash", wrap_lines=True)

@@ -52,8 +52,6 @@ def serve_app(env: dict[str, str], log: Path, timeout: float = 90):
                 "true",
                 "--server.port",
                 str(port),
-                "--server.address",
-                "127.0.0.1",
             ],
             cwd=REPO,
             env={**os.environ, **env},

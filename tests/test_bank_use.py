@@ -166,3 +166,15 @@ def test_an_upload_over_the_limit_is_refused(monkeypatch):
     monkeypatch.setattr(uploads, "MAX_UPLOAD_MB", 0.001)
     with pytest.raises(DataError, match="the limit is"):
         read_upload("big.csv", b"x" * 5000)
+
+
+def test_the_app_serves_this_machine_only_and_caps_uploads_at_the_bank_limit():
+    """`streamlit run app.py` reads .streamlit/config.toml: Streamlit's defaults (every interface, 200 MB) would
+    let any visitor start training runs, and accept files the page then refuses."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from mcqa_core.data.bank_files import MAX_UPLOAD_MB
+
+    server = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]
+    assert server["address"] == "127.0.0.1"
+    assert server["maxUploadSize"] == MAX_UPLOAD_MB

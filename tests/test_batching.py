@@ -97,9 +97,9 @@ def tiny_trainer(tmp_path_factory, data_dir, tiny_model_path, tokenizer, validat
             str(data_dir),
             "--output-dir",
             str(out),
-            "--batch-size",
+            "--per-device-train-batch-size",
             "4",
-            "--grad-accum",
+            "--gradient-accumulation-steps",
             "3",
         ]
     )

@@ -217,8 +217,8 @@ def test_compare_base_needs_an_adapter(tiny_model, tokenizer, validation_rows):
 # ---------------------------------------------------------------------------------------------- generation
 
 
-def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter, validation_rows, monkeypatch):
-    from mcqa_core.models.inference import generate_answer
+def test_generate_text_respects_max_new_tokens_and_stops_at_eos(loaded_adapter, validation_rows, monkeypatch):
+    from mcqa_core.models.inference import generate_text
     from mcqa_core.models.loading import load_tokenizer
 
     model, row = loaded_adapter.model, validation_rows[0]
@@ -231,7 +231,7 @@ def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter
         return out
 
     monkeypatch.setattr(model, "generate", spy)
-    generate_answer(model, loaded_adapter.tokenizer, row, max_new_tokens=7)
+    generate_text(model, loaded_adapter.tokenizer, format_prompt(row), max_new_tokens=7)
     greedy = produced[-1]
     assert len(greedy) == 7  # a random model never says eos: the limit is what stops it
     # Make the third new token the end-of-sequence token: generation must stop right after it.
@@ -239,7 +239,7 @@ def test_generate_answer_respects_max_new_tokens_and_stops_at_eos(loaded_adapter
     tok = load_tokenizer(str(loaded_adapter.tokenizer.name_or_path))
     tok.eos_token = tok.convert_ids_to_tokens(greedy[k])
     assert tok.eos_token_id == greedy[k]
-    generate_answer(model, tok, row, max_new_tokens=40)
+    generate_text(model, tok, format_prompt(row), max_new_tokens=40)
     assert produced[-1] == greedy[: k + 1]
 
 
@@ -248,7 +248,7 @@ def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter
     from peft import AutoPeftModelForCausalLM
     from transformers import pipeline
 
-    from mcqa_core.models.inference import generate_answer
+    from mcqa_core.models.inference import generate_text
 
     model = AutoPeftModelForCausalLM.from_pretrained(str(answer_changing_adapter)).eval()
     tok = loaded_adapter.tokenizer
@@ -257,7 +257,7 @@ def test_adapter_folder_works_with_transformers_pipeline(answer_changing_adapter
     out = pipe(format_prompt(row), max_new_tokens=6, do_sample=False, return_full_text=False)
     text = out[0]["generated_text"]
     assert isinstance(text, str) and text.strip()
-    assert text.strip() == generate_answer(model, tok, row, max_new_tokens=6)
+    assert text.strip() == generate_text(model, tok, format_prompt(row), max_new_tokens=6)
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -199,7 +199,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
         "smoke",
         "--data-dir",
         str(data_dir),
-        "--no-4bit",
+        "--no-load-in-4bit",
         "--optim",
         "adamw_torch",
         "--max-steps",
@@ -215,7 +215,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
         # plain random order: the length-window sampler is per process (docs/scale-out.md)
         "--no-group-by-length",
     ]
-    single = run_training(load_config(common + ["--batch-size", "8", "--output-dir", str(tmp_path / "one")]))
+    single = run_training(
+        load_config(common + ["--per-device-train-batch-size", "8", "--output-dir", str(tmp_path / "one")])
+    )
 
     two = tmp_path / "two"
     env = _hub_env(hf_home=str(tmp_path / "hf"), OMP_NUM_THREADS="1")
@@ -230,7 +232,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
             "29517",
             "train_adapter.py",
             *common,
-            "--batch-size",
+            "--per-device-train-batch-size",
             "4",
             "--output-dir",
             str(two),

@@ -263,6 +263,60 @@ def test_the_fp32_second_look_catches_a_near_tie_that_bf16_flips(
     assert seen == [(True, {torch.bfloat16}, 2), (False, {torch.float32}, 1)]  # only the tie ran again, in fp32
 
 
+def test_bf16_gives_way_to_fp32_when_a_model_is_mostly_close_calls(
+    tiny_model_path, tokenizer, validation_rows, monkeypatch
+):
+    """A barely trained adapter can leave most rows within CLOSE_CALL: a bf16 pass that every row repeats in fp32
+    costs more than fp32 alone, so after the trial rows the call goes on in fp32, with fp32's letters."""
+    from mcqa_core.models.inference import load_model
+
+    model = load_model(None, tiny_model_path, load_in_4bit=True, device="cpu").model
+    passes = []
+
+    def all_near_ties(model_, batch, *args):
+        in_bf16 = torch.is_autocast_enabled("cpu")
+        passes.append(("bf16" if in_bf16 else "fp32", len(batch)))
+        tie = [0.44, 0.46, 0.05, 0.05] if in_bf16 else [0.46, 0.44, 0.05, 0.05]
+        return torch.tensor([tie] * len(batch)), torch.ones(len(batch))
+
+    monkeypatch.setattr(scoring, "_score_batch", all_near_ties)
+    rows = (validation_rows * 4)[:64]
+    out = score_rows(model, tokenizer, rows, batch_size=8, bf16=True)
+    assert {s.pred for s in out} == {"A"}  # fp32's letter, on every row
+    trial = scoring.BF16_TRIAL_ROWS // 8
+    assert passes == [("bf16", 8), ("fp32", 8)] * trial + [("fp32", 8)] * (8 - trial)
+
+
+def test_the_fp32_second_look_unwraps_the_autocast_a_bf16_training_run_puts_on_forward(tiny_model):
+    """A bf16 Trainer's accelerate wraps `forward` in its own autocast (accelerate's `prepare_model`, built here
+    the same way): the close calls of a training run's evaluation must still run in fp32."""
+    import copy
+    from types import MethodType
+
+    from accelerate.utils import convert_outputs_to_fp32
+
+    from mcqa_core.evaluation.cpu_precision import matmul_precision
+
+    model = copy.deepcopy(tiny_model)
+    model._original_forward = model.forward
+    model.forward = MethodType(
+        convert_outputs_to_fp32(torch.autocast("cpu", dtype=torch.bfloat16)(model.forward.__func__)), model
+    )
+    dtypes = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.inference_mode():
+        wrapped = model.forward
+        model(input_ids=ids)
+        with matmul_precision(model, False):
+            model(input_ids=ids)
+        with matmul_precision(model, True):
+            model(input_ids=ids)
+    assert dtypes == [torch.bfloat16, torch.float32, torch.bfloat16]
+    assert model.forward == wrapped  # the Trainer's wrapper is back
+
+
 def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answers(tiny_model, tokenizer, mixed_rows):
     from mcqa_core.evaluation import scoring
 

@@ -12,8 +12,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..command_line import Parser, add_fields, command, setting
+from ..command_line import Parser, add_fields, command
 from ..errors import SettingsError, refuse
+from ..setting_fields import setting
 
 
 @dataclass

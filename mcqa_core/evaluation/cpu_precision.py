@@ -59,6 +59,11 @@ def matmul_precision(model, bf16: bool):
     device = next(model.parameters()).device
     layers = cpu_4bit_layers(model) if device.type == "cpu" else []
     saved = [(m.compute_dtype, m.compute_type_is_set) for m in layers]
+    # In a bf16 training run the Trainer's accelerate wraps the model's forward in its own autocast, which would
+    # undo the fp32 second look: run the forward it wrapped while bf16 is off.
+    wrapped = vars(model).get("forward") if not bf16 and hasattr(model, "_original_forward") else None
+    if wrapped is not None:
+        model.forward = model._original_forward
     for m in layers:
         # Linear4bit casts its input to compute_dtype, and bitsandbytes dequantizes to the input's dtype.
         m.compute_dtype, m.compute_type_is_set = (torch.bfloat16 if bf16 else torch.float32), True
@@ -68,6 +73,8 @@ def matmul_precision(model, bf16: bool):
     finally:
         for m, (dtype, is_set) in zip(layers, saved):
             m.compute_dtype, m.compute_type_is_set = dtype, is_set
+        if wrapped is not None:
+            model.forward = wrapped
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from .cpu_precision import CLOSE_CALL, bf16_pays, matmul_precision, prompt_kerne
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MEMO_MAX_PREFIX, MEMO_ENTRIES = 64, 8  # what a prefix_memo keeps: template starts, for both precisions
 MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
+BF16_TRIAL_ROWS = 32  # rows scored in bf16 before a call measures whether bf16 still pays for this model
 
 
 @dataclass
@@ -103,86 +105,124 @@ def score_rows(
 
     if padding_side not in ("left", "right"):
         raise ValueError("padding_side must be 'left' or 'right'")
-    items, skipped = [], []
-    for i, row in enumerate(rows):
-        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style)
-        if enc is None:
-            skipped.append(i)
-        else:
-            items.append(_Item(i, enc.ids, enc.shortened, option_count(row)))
+    items, skipped = _encode_items(tokenizer, rows, max_prompt_tokens, style)
     letter_ids = torch.tensor(letter_token_ids(tokenizer, style, max((it.options for it in items), default=2)))
     if skipped:
         raise DataError(
-            f"{len(skipped)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
+            f"{skipped} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
             "raise the prompt-token limit or shorten their options"
         )
-    items.sort(key=lambda it: len(it.ids), reverse=True)  # longest first: memory peaks early, padding stays small
-    device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out: list[LetterScore | None] = [None] * len(rows)
     prefix_len = shared_prefix_length([it.ids for it in items]) if reuse_prefix and items else 0
-    if prefix_len < MIN_SHARED_PREFIX:
-        prefix_len = 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     use_bf16 = bf16_pays(model) if bf16 is None else bf16
+    out: list[LetterScore | None] = [None] * len(rows)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model), matmul_precision(model, use_bf16):
-            caches = {}  # precision -> the shared start's key/value cache, for this call
-
-            def prefix_cache(precision):
-                if not prefix_len:
-                    return None
-                if precision not in caches:
-                    key = (tuple(items[0].ids[:prefix_len]), precision)
-                    if prefix_memo is not None and key in prefix_memo:
-                        caches[precision] = prefix_memo[key]
-                    else:
-                        caches[precision] = _prefix_cache(model, items[0].ids[:prefix_len], device)
-                        # a template's start is kept across calls, not one question's whole prompt
-                        if prefix_memo is not None and prefix_len <= MEMO_MAX_PREFIX:
-                            if len(prefix_memo) >= MEMO_ENTRIES:
-                                prefix_memo.clear()
-                            prefix_memo[key] = caches[precision]
-                return caches[precision]
-
-            if prefix_len and prefix_cache(use_bf16) is None:  # legacy tuples (unsloth's Llama): whole prompts
-                prefix_len = 0
+            prefix = items[0].ids[:prefix_len] if prefix_len >= MIN_SHARED_PREFIX else []
+            shared = _SharedBatchInputs(model, letter_ids, pad_id, padding_side, prefix, prefix_memo)
+            if prefix and shared.prefix_cache(use_bf16) is None:  # legacy tuples (unsloth's Llama): whole prompts
+                shared.prefix = []
             for start in range(0, len(items), batch_size):
                 batch = items[start : start + batch_size]
-                probs, mass = _score_batch(
-                    model, batch, letter_ids, pad_id, padding_side, device, prefix_cache(use_bf16), prefix_len
-                )
-                if use_bf16:
-                    top2 = probs.topk(2, dim=-1).values
-                    close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
-                    if close:
-                        with matmul_precision(model, False):
-                            probs[close], mass[close] = _score_batch(
-                                model,
-                                [batch[i] for i in close],
-                                letter_ids,
-                                pad_id,
-                                padding_side,
-                                device,
-                                prefix_cache(False),
-                                prefix_len,
-                            )
+                probs, mass = shared.score(batch, use_bf16)
                 for it, p, m in zip(batch, probs.tolist(), mass.tolist()):
-                    row = rows[it.index]
-                    out[it.index] = LetterScore(
-                        id=str(row.get("id", it.index)),
-                        probs=p[: it.options],
-                        letter_mass=m,
-                        gold=answer_letter(row) if row.get("cop") is not None else None,
-                        shortened=it.shortened,
-                        n_tokens=len(it.ids),
-                    )
+                    out[it.index] = _letter_score(rows[it.index], it, p, m)
                 if progress:
                     progress(min(start + batch_size, len(items)), len(items))
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def _encode_items(tokenizer, rows: list[dict], max_prompt_tokens: int, style: str) -> tuple[list[_Item], int]:
+    """Each row's prompt tokens, longest first (memory peaks early, padding stays small), and how many rows
+    cannot fit even shortened."""
+    items, skipped = [], 0
+    for i, row in enumerate(rows):
+        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style)
+        if enc is None:
+            skipped += 1
+        else:
+            items.append(_Item(i, enc.ids, enc.shortened, option_count(row)))
+    items.sort(key=lambda it: len(it.ids), reverse=True)
+    return items, skipped
+
+
+def _letter_score(row: dict, item: _Item, probs: list[float], mass: float) -> LetterScore:
+    return LetterScore(
+        id=str(row.get("id", item.index)),
+        probs=probs[: item.options],
+        letter_mass=mass,
+        gold=answer_letter(row) if row.get("cop") is not None else None,
+        shortened=item.shortened,
+        n_tokens=len(item.ids),
+    )
+
+
+@dataclass
+class _SharedBatchInputs:
+    """What every batch of one `score_rows` call shares: the model, the letters, the padding, and the key/value
+    cache of the tokens all prompts start with (one per precision, from `prefix_memo` when a caller keeps one)."""
+
+    model: object
+    letter_ids: object
+    pad_id: int
+    padding_side: str
+    prefix: list[int]
+    prefix_memo: dict | None
+    caches: dict = field(default_factory=dict)
+    # [seconds, rows] of this call's bf16 passes and of its fp32 second looks
+    spent: dict = field(default_factory=lambda: {True: [0.0, 0], False: [0.0, 0]})
+
+    def bf16_still_pays(self) -> bool:
+        """Whether a bf16 pass and its fp32 second looks cost less per row than fp32 alone, on this call's batches
+        (not with a model whose letters are mostly close calls: a barely trained adapter)."""
+        (t16, n16), (t32, n32) = self.spent[True], self.spent[False]
+        if n16 < BF16_TRIAL_ROWS or not n32:
+            return True
+        return t16 / n16 + (n32 / n16) * (t32 / n32) < t32 / n32
+
+    def prefix_cache(self, bf16: bool):
+        if not self.prefix:
+            return None
+        if bf16 not in self.caches:
+            key, memo = (tuple(self.prefix), bf16), self.prefix_memo
+            if memo is not None and key in memo:
+                self.caches[bf16] = memo[key]
+            else:
+                self.caches[bf16] = _prefix_cache(self.model, self.prefix, next(self.model.parameters()).device)
+                # a template's start is kept across calls, not one question's whole prompt
+                if memo is not None and len(self.prefix) <= MEMO_MAX_PREFIX:
+                    if len(memo) >= MEMO_ENTRIES:
+                        memo.clear()
+                    memo[key] = self.caches[bf16]
+        return self.caches[bf16]
+
+    def score(self, batch: list[_Item], bf16: bool):
+        """(letter probabilities, letter mass); in bf16 close calls again in fp32, fp32 alone once bf16 stops paying."""
+        if bf16 and not self.bf16_still_pays():
+            with matmul_precision(self.model, False):
+                return self._forward(batch, False)
+        probs, mass = self._forward(batch, bf16)
+        if bf16:
+            top2 = probs.topk(2, dim=-1).values
+            close = ((top2[:, 0] - top2[:, 1]) < CLOSE_CALL).nonzero().flatten().tolist()
+            if close:
+                with matmul_precision(self.model, False):
+                    probs[close], mass[close] = self._forward([batch[i] for i in close], False)
+        return probs, mass
+
+    def _forward(self, batch: list[_Item], bf16: bool):
+        device = next(self.model.parameters()).device
+        cache, started = self.prefix_cache(bf16), time.perf_counter()
+        out = _score_batch(
+            self.model, batch, self.letter_ids, self.pad_id, self.padding_side, device, cache, len(self.prefix)
+        )
+        self.spent[bf16][0] += time.perf_counter() - started
+        self.spent[bf16][1] += len(batch)
+        return out
 
 
 def _prefix_cache(model, ids, device):

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.prompt import PROMPT_VERSION, format_prompt
+from ..data.prompt import PROMPT_VERSION
 from ..errors import AdapterError, ModelError
 from .loading import has_bitsandbytes, has_cuda, load_base_model
 from .precision_rule import BF16_SCORING_ATTR
@@ -176,8 +176,3 @@ def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
             pad_token_id=tokenizer.pad_token_id,
         )
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-
-
-def generate_answer(model, tokenizer, row: dict, max_new_tokens: int = 64, style: str = "course") -> str:
-    """The model's written answer after the row's prompt."""
-    return generate_text(model, tokenizer, format_prompt(row, style), max_new_tokens)

@@ -35,18 +35,14 @@ def command_line(argv: list[str]) -> str:
 def check(argv: list[str]):
     """The RunConfig of a command line, or every problem with it in one RunError/SettingsError, in well under a
     second (no torch)."""
-    from ..training.checks import config_problems
-    from ..training.output_folder import output_problems
+    from ..training.checks import start_problems
     from ..training.settings import load_config
 
     try:
         cfg = load_config(argv)
     except SystemExit:  # argparse already printed to stderr; say it in one line here
         raise SettingsError(f"the settings are not valid: {command_line(argv)}") from None
-    out = Path(cfg.train.output_dir).expanduser()
-    refuse(
-        RunError, "start training", config_problems(cfg) + output_problems(out, cfg.train.overwrite, cfg.train.resume)
-    )
+    refuse(RunError, "start training", start_problems(cfg))
     return cfg
 
 

@@ -1,10 +1,14 @@
 """A user's own question bank in the app: read from the uploaded bytes (in a temporary folder outside the
-repository, deleted at once), and its scored questions as a CSV a user can download."""
+repository, deleted at once), saved as JSONL for a training run, and its scored questions as a CSV a user can
+download."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,6 +30,21 @@ def read_upload(name: str, data: bytes) -> tuple[list[dict], list[str], str]:
         records, fmt = read_table(path)
     columns = list(records[0]) if records else []
     return records, columns, fmt
+
+
+def bank_for_training(name: str, rows: list[dict]) -> str:
+    """The bank's rows as JSONL in a temporary folder outside the repository, for the trainer: one file per
+    content, written whole or not at all (a run may already be reading an earlier one)."""
+    folder = Path(tempfile.gettempdir()) / "mcqa-banks"
+    folder.mkdir(exist_ok=True)
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:12]
+    path = folder / f"{Path(name).stem}-{digest}.jsonl"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")  # sessions are threads of one process
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, path)
+    return str(path)
 
 
 def results_csv(report: dict, rows: list[dict]) -> str:

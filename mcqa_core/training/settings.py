@@ -18,14 +18,7 @@ from ..command_line import Parser, add_fields, argparse_type, check_value, flag_
 from ..errors import SettingsError, one_line
 from ..setting_fields import converter
 from .old_spellings import OLD_FLAGS, OLD_NAMES, old_name, tell
-from .setting_groups import (  # LoraArgs, ModelConfig: imported from here by bench/gpu_check.py
-    CONFIG_CLASSES,
-    CPU_DEMO_TIME,
-    DEFAULT_PRESET,
-    LoraArgs,  # noqa: F401
-    ModelConfig,  # noqa: F401
-    RunConfig,
-)
+from .setting_groups import CONFIG_CLASSES, CPU_DEMO_TIME, DEFAULT_PRESET, RunConfig
 from .settings_file import read_settings_file
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"

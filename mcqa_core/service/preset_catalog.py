@@ -1,19 +1,26 @@
-"""The Train form's presets and starting values, read from the preset files: what `--preset NAME` alone would run."""
+"""The presets a Train form offers and their starting values, read from the preset files: what `--preset NAME`
+alone would run."""
 
 from __future__ import annotations
 
-import streamlit as st
+import copy
+import functools
 
-from mcqa_core.models.loading import OFFLINE_MODEL, TINY_MODEL
-from mcqa_core.training.settings import PRESETS_DIR, RunConfig, flag_of, load_config, preset_names
+from ..models.loading import OFFLINE_MODEL, TINY_MODEL
+from ..training.settings import PRESETS_DIR, RunConfig, flag_of, load_config, preset_names
 
 QUICKEST_FIRST = ("smoke", "cpu-demo", "course")  # the order of the form's choices; the first is preselected
 
 
-@st.cache_data(show_spinner=False)
-def preset_config(name: str) -> RunConfig:
-    """The preset file over the field defaults, as a run started with `--preset NAME` and nothing else gets it."""
+@functools.cache
+def _read_preset(name: str) -> RunConfig:
     return load_config(["--preset", name])
+
+
+def preset_config(name: str) -> RunConfig:
+    """The preset file over the field defaults, as a run started with `--preset NAME` and nothing else gets it
+    (a copy: the caller may change it)."""
+    return copy.deepcopy(_read_preset(name))
 
 
 def offered_presets() -> list[str]:
