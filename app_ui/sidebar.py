@@ -10,7 +10,15 @@ import streamlit as st
 from mcqa_core.errors import McqaError
 from mcqa_core.evaluation.report import describe_interval, measured_interval
 from mcqa_core.models.run_record import DISCLAIMER
-from mcqa_core.service.adapters import AppSettings, ModelSpec, adapter_spec, base_spec, describe_run, find_adapters
+from mcqa_core.service.adapters import (
+    AppSettings,
+    ModelSpec,
+    adapter_spec,
+    base_spec,
+    describe_run,
+    find_adapters,
+    first_choice,
+)
 
 from .caches import get_model, settings
 from .markdown_text import md_escape
@@ -38,7 +46,8 @@ def _choice_label(choice: str, adapters: dict, cfg: AppSettings) -> str:
         return "Another adapter folder…"
     a = adapters[choice]
     acc = f" · {c[0]:.1%} ({describe_interval(c[2], 0)})" if (c := measured_interval(a.run)) else ""
-    return f"{a.name}{acc}"
+    other_base = f" (on {a.base_model or 'an unknown base'})" if a.base_model != cfg.base_model else ""
+    return f"{a.name}{other_base}{acc}"
 
 
 def model_picker_ui(cfg: AppSettings) -> ModelSpec:
@@ -48,6 +57,9 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
     if (pick := st.session_state.pop("sidebar_pick", None)) in choices:  # e.g. "Ask this adapter" on Train
         st.session_state["sidebar_model"] = pick
+    elif "sidebar_model" not in st.session_state:  # a first visit: an adapter on the app's base, else the base
+        first = first_choice(found, cfg.base_model)
+        st.session_state["sidebar_model"] = str(first.path) if first else BASE_CHOICE
     choice = st.sidebar.selectbox(
         "Model",
         choices,

@@ -222,6 +222,26 @@ def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
     assert len(lines) == 2 and lines[0] != lines[1]  # the random LoRA changes the probabilities
 
 
+def test_a_first_visit_shows_an_adapter_on_the_apps_base_never_the_newest_on_another(app_env, tiny_adapter):
+    """The newest folder here is an adapter on another base (a smoke run next to a real one): a first visit must
+    not show it, and its label names its base."""
+    import json
+    import os
+    import shutil
+
+    shutil.copytree(tiny_adapter, app_env / "on-this-base")
+    other = shutil.copytree(tiny_adapter, app_env / "on-another-base")
+    record = json.loads((other / "mcqa_run.json").read_text())
+    (other / "mcqa_run.json").write_text(json.dumps({**record, "base_model": "smollm2-135m"}))
+    os.utime(other, (os.path.getmtime(other) + 60,) * 2)  # the newest folder
+    at = open_app("ask")
+    picker = at.sidebar.selectbox(key="sidebar_model")
+    assert picker.value == str(app_env / "on-this-base")
+    assert any(label.startswith("on-another-base (on smollm2-135m)") for label in picker.options)
+    shutil.rmtree(app_env / "on-this-base")
+    assert open_app("ask").sidebar.selectbox(key="sidebar_model").value == "__base__"
+
+
 def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app_env, tiny_adapter):
     import shutil
 

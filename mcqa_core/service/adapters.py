@@ -99,6 +99,16 @@ class AdapterFolder:
     def accuracy(self) -> float | None:
         return measured_accuracy(self.run)[0]
 
+    @property
+    def base_model(self) -> str | None:
+        return self.run.get("base_model")
+
+
+def first_choice(adapters: list[AdapterFolder], base_model: str) -> AdapterFolder | None:
+    """What a first visit shows: the newest ready adapter trained on the app's own base model, else None (the base
+    alone). An adapter on another base (the smoke preset's tiny random Llama) is never the default."""
+    return next((a for a in adapters if a.ready and a.base_model == base_model), None)
+
 
 def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
     """The adapter folders directly under `adapters_dir`, newest first; unfinished ones marked not ready."""
