@@ -7,46 +7,49 @@ import pandas as pd
 import streamlit as st
 
 from mcqa_core.evaluation.report import describe_interval
-from mcqa_core.evaluation.stats import FEW, describe_difference
-from mcqa_core.service.reports import subject_table, with_statistics, wrong_answers
+from mcqa_core.evaluation.stats import FEW, describe_difference, significant
+from mcqa_core.service.reports import changed_answers, letter_spreads, subject_table, with_statistics, wrong_answers
 from mcqa_core.service.row_filters import short
 
 from .navigation import BROWSE
 
 
-def headline_ui(report: dict) -> None:
-    """The accuracies, each with its interval beneath it, and in words what is and is not a real difference."""
-    acc, always_a = report["accuracy"], report["always_a_accuracy"]
+def _delta_color(test: dict | None) -> str:
+    """Green or red only for a difference the paired test can tell from chance; grey otherwise."""
+    return "normal" if test and significant(test) else "off"
+
+
+def headline_ui(report: dict, adapter: bool = True) -> None:
+    """Base and adapter side by side, each accuracy with its interval beneath it, the delta under the adapter's
+    number (coloured only when significant), and in words what is and is not a real difference."""
+    acc, always_a, n = report["accuracy"], report["always_a_accuracy"], report["n"]
     base = report.get("base")
     cols = st.columns(4)
-    cols[0].metric(
-        "Accuracy",
-        f"{acc:.1%}",
-        f"{(acc - always_a) * 100:+.1f} pts vs always-A",
-        help=f"Letter accuracy on {report['n']} questions",
-    )
-    cols[0].caption(f"{describe_interval(report['accuracy_ci'])}, {report['n']} questions")
-    cols[1].metric('Always answer "A"', f"{always_a:.1%}", help="The commonest letter, answered every time")
-    cols[1].caption(describe_interval(report["always_a_ci"]))
     if base:
-        cols[2].metric(
-            "Base model",
-            f"{base['accuracy']:.1%}",
-            f"{(acc - base['accuracy']) * 100:+.1f} pts from the adapter",
-            delta_color="normal",
-            help="The same questions with the adapter switched off",
-        )
-        cols[2].caption(describe_interval(base["accuracy_ci"]))
+        cols[0].metric("Base model", f"{base['accuracy']:.1%}", help="The same questions with the adapter off")
+        cols[0].caption(f"{describe_interval(base['accuracy_ci'])}, {n} questions")
+        test, versus = report.get("vs_base"), "base"
     else:
+        test, versus = report.get("vs_always_a"), "always-A"
+    mine = cols[1 if base else 0]
+    mine.metric(
+        "Adapter" if adapter else "Base model",
+        f"{acc:.1%}",
+        f"{(acc - (base['accuracy'] if base else always_a)) * 100:+.1f} pts vs {versus}",
+        delta_color=_delta_color(test),
+        help=f"Letter accuracy on {n} questions; the delta is coloured only when the paired test says p < 0.05",
+    )
+    mine.caption(f"{describe_interval(report['accuracy_ci'])}, {n} questions")
+    cols[2 if base else 1].metric('Always answer "A"', f"{always_a:.1%}", help="The letter A, answered every time")
+    cols[2 if base else 1].caption(describe_interval(report["always_a_ci"]))
+    if adapter and not base:
         cols[2].metric("Base model", "—", help="Not in this report: run one here with the comparison on")
     cols[3].metric("Mean confidence", f"{report['mean_confidence']:.0%}", help=f"ECE {report['ece']:.3f}")
-    lines = (
-        [f'Against always-"A": {describe_difference(report["vs_always_a"], "always-A")}.']
-        if report.get("vs_always_a")
-        else []
-    )
+    lines = []
     if report.get("vs_base"):
         lines.append(f"Against the base model: {describe_difference(report['vs_base'], 'the base model')}.")
+    if report.get("vs_always_a"):
+        lines.append(f'Against always-"A": {describe_difference(report["vs_always_a"], "always-A")}.')
     st.markdown("  \n".join(lines))
     st.caption('Exact McNemar tests on the same questions; "not distinguishable" means p ≥ 0.05.')
 
@@ -130,8 +133,46 @@ def confusion_ui(report: dict) -> None:
         "Rows: the correct answer; columns: the model's. The diagonal is correct. Below: how often each "
         "letter is the model's answer and the correct one."
     )
-    spread = pd.DataFrame({"model answers": report["pred_spread"], "correct answers": report["gold_spread"]}).T
+    spread = pd.DataFrame(letter_spreads(report)).T
     st.dataframe(spread.reindex(columns=list(labels)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+
+
+def changed_ui(report: dict) -> None:
+    """The questions whose answer the adapter changed: fixed, broken, and wrong both ways."""
+    changed = changed_answers(report)
+    total = sum(len(v) for v in changed.values())
+    st.subheader(f"Answers the adapter changed ({total} of {report['n']})")
+    if not total:
+        st.caption("The adapter and its base give the same letter on every question.")
+        return
+    tabs = st.tabs(
+        [
+            f"Fixed ({len(changed['fixed'])})",
+            f"Broken ({len(changed['broken'])})",
+            f"Wrong both ways ({len(changed['other'])})",
+        ]
+    )
+    for tab, kind in zip(tabs, ("fixed", "broken", "other")):
+        with tab:
+            rows = [
+                {
+                    "id": p["id"],
+                    "subject": p.get("subject"),
+                    "base": p["base_pred"],
+                    "adapter": p["pred"],
+                    "correct": p["gold"],
+                    "question": short(p.get("question", ""), 100),
+                }
+                for p in changed[kind]
+            ]
+            if rows:
+                st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 280))
+            else:
+                st.caption("None.")
+    st.caption(
+        "Fixed: the base was wrong and the adapter is right; broken: the reverse. These two counts are the "
+        "discordant pairs of the McNemar test above."
+    )
 
 
 def wrong_ui(report: dict) -> None:
@@ -173,10 +214,10 @@ def wrong_ui(report: dict) -> None:
         st.switch_page(BROWSE)
 
 
-def report_ui(report: dict, where: str) -> None:
+def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     report = with_statistics(report)
     st.caption(where)
-    headline_ui(report)
+    headline_ui(report, adapter)
     left, right = st.columns([3, 2])
     with left:
         st.subheader("Per subject")
@@ -184,7 +225,7 @@ def report_ui(report: dict, where: str) -> None:
     with right:
         st.subheader("Confusion matrix")
         confusion_ui(report)
-    if report.get("disagreements") is not None:
-        st.caption(f"The adapter and its base disagree on {len(report['disagreements'])} of {report['n']} questions.")
+    if report.get("base"):
+        changed_ui(report)
     st.subheader(f"Wrong answers ({len(wrong_answers(report))})")
     wrong_ui(report)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from mcqa_core.errors import McqaError
 from mcqa_core.evaluation.report import describe_interval, measured_interval
-from mcqa_core.models.run_record import DISCLAIMER
+from mcqa_core.models.run_record import DISCLAIMER, measured_split
 from mcqa_core.service.adapters import (
     AppSettings,
     ModelSpec,
@@ -18,6 +18,7 @@ from mcqa_core.service.adapters import (
     describe_run,
     find_adapters,
     first_choice,
+    picker_order,
 )
 
 from .caches import get_model, settings
@@ -45,14 +46,22 @@ def _choice_label(choice: str, adapters: dict, cfg: AppSettings) -> str:
     if choice == PATH_CHOICE:
         return "Another adapter folder…"
     a = adapters[choice]
-    acc = f" · {c[0]:.1%} ({describe_interval(c[2], 0)})" if (c := measured_interval(a.run)) else ""
-    other_base = f" (on {a.base_model or 'an unknown base'})" if a.base_model != cfg.base_model else ""
-    return f"{a.name}{other_base}{acc}"
+    if claim := measured_interval(a.run):  # the number, how sure it is, and what it was measured on
+        acc, rows, (lo, hi) = claim
+        split = f" {measured_split(a.run)}" if measured_split(a.run) else ""
+        measured = f" · {acc:.1%} (95 % CI {lo:.0%}-{hi:.0%}) · {rows:,}{split} rows"
+    else:
+        measured = " · not measured"
+    base = a.base_model or "an unknown base"
+    if a.machinery_check:
+        return f"{a.name} (smoke run on {base}: a machinery check){measured}"
+    other_base = f" (on {base})" if a.base_model != cfg.base_model else ""
+    return f"{a.name}{other_base}{measured}"
 
 
 def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     """The sidebar's adapter choice as a spec to load."""
-    found = find_adapters(cfg.adapters_dir)
+    found = picker_order(find_adapters(cfg.adapters_dir), cfg.base_model)
     ready = {str(a.path): a for a in found if a.ready}
     choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
     if (pick := st.session_state.pop("sidebar_pick", None)) in choices:  # e.g. "Ask this adapter" on Train
@@ -163,6 +172,8 @@ def loaded_info_ui(loaded) -> None:
             on = f" on {run['eval_split']} ({run['eval_rows']} rows)" if run.get("eval_split") else ""
             ci = f" ({describe_interval(c[2])})" if (c := measured_interval(loaded.run)) else ""
             lines.append(f"**Measured accuracy:** {acc:.1%}{ci}{md_escape(on)}")
+            if isinstance(base := (loaded.run.get("metrics") or {}).get("report_base_accuracy"), (int, float)):
+                lines.append(f"**The base on the same rows:** {base:.1%}")
         else:
             lines.append("**Measured accuracy:** not recorded")
     else:

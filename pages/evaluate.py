@@ -21,12 +21,11 @@ from mcqa_core.training.status_files import CURVES_FILE
 
 
 def compare_toggle(column, loaded, key: str) -> bool:
+    if not loaded.has_adapter:  # never a switch drawn "on" that cannot be used
+        column.caption("The base model alone is loaded: there is no adapter to compare it with.")
+        return False
     return column.toggle(
-        "Compare with the base model",
-        value=loaded.has_adapter,
-        key=key,
-        disabled=not loaded.has_adapter,
-        help="Score again with the adapter switched off",
+        "Compare with the base model", value=True, key=key, help="Score again with the adapter switched off"
     )
 
 
@@ -66,7 +65,7 @@ def run_ui(loaded) -> None:
         st.info(f"No {split} rows to evaluate on: {e}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
         return
     if (report := scored_ui(loaded, rows, compare)) is not None:
-        st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split}
+        st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split, "rows": rows}
 
 
 def scored_ui(loaded, rows: list[dict], compare: bool) -> dict | None:
@@ -109,7 +108,7 @@ def bank_run_ui(loaded) -> None:
         st.session_state["evaluate_bank_result"] = result
     ran = st.session_state.get("evaluate_bank_result")
     if ran is not None and ran["spec"] == current_spec() and ran["name"] == bank.source:
-        bank_report_ui(ran)
+        bank_report_ui(ran, loaded.has_adapter)
 
 
 def bank_choice_ui(loaded, bank):
@@ -146,23 +145,27 @@ def bank_choice_ui(loaded, bank):
     return bank, bank.rows[: int(n)], compare
 
 
-def bank_report_ui(ran: dict) -> None:
-    report_ui(ran["report"], f"Run here on {ran['report']['n']} questions of {md_escape(ran['name'])}.")
-    stem = ran["name"].rsplit(".", 1)[0]
+def bank_report_ui(ran: dict, adapter: bool) -> None:
+    report_ui(ran["report"], f"Run here on {ran['report']['n']} questions of {md_escape(ran['name'])}.", adapter)
+    downloads_ui(ran, ran["name"].rsplit(".", 1)[0], "bank")
+
+
+def downloads_ui(ran: dict, stem: str, key: str) -> None:
+    """The scored questions as CSV (with the base's letters when compared) and the report as JSON."""
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download results (CSV)",
         results_csv(ran["report"], ran["rows"]),
         file_name=f"{stem}-results.csv",
         mime="text/csv",
-        key="bank_download_csv",
+        key=f"{key}_download_csv",
     )
     d2.download_button(
         "Download the report (JSON)",
         json.dumps(ran["report"], indent=2),
         file_name=f"{stem}-report.json",
         mime="application/json",
-        key="bank_download_json",
+        key=f"{key}_download_json",
     )
 
 
@@ -187,9 +190,17 @@ with st.expander("Run an evaluation here", expanded=saved is None and this_model
 ran = this_models_run()
 
 if ran is not None:
-    report_ui(ran["report"], f"Run here on the first {ran['report']['n']} {ran['split']} questions.")
+    report_ui(
+        ran["report"], f"Run here on the first {ran['report']['n']} {ran['split']} questions.", loaded.has_adapter
+    )
+    downloads_ui(ran, f"medmcqa-{ran['split']}", "evaluate")
 elif saved is not None:
-    report_ui(saved, f"Report written at training end: {saved_path}")
+    report_ui(saved, f"Report written at training end: {saved_path}", loaded.has_adapter)
+    if not saved.get("base"):
+        st.info(
+            "This report was written before training reports scored the base model too: run an evaluation "
+            "above with the comparison on to see the two side by side."
+        )
     if saved_path.with_suffix(".png").exists():
         with st.expander("The report's figure (eval_report.png)"):
             st.image(str(saved_path.with_suffix(".png")))

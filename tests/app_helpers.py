@@ -7,9 +7,11 @@ from pathlib import Path
 
 
 def make_tiny_adapter(
-    folder: Path, tiny_model_path: str, accuracy: float = 0.3125, rows: list[dict] | None = None
+    folder: Path, tiny_model_path: str, accuracy: float = 0.3125, rows: list[dict] | None = None, preset="cpu-demo"
 ) -> Path:
-    """An adapter folder like training writes (adapter weights, mcqa_run.json; with `rows`, eval_report.json).
+    """An adapter folder like training writes (adapter weights, mcqa_run.json; with `rows`, eval_report.json with
+    the base on the same rows, as training writes it). It stands in for a real run unless `preset` is "smoke"
+    (a machinery check, which the app never shows first).
 
     The LoRA weights are random (not zero-initialised) so the adapter visibly changes the answers.
     """
@@ -36,7 +38,7 @@ def make_tiny_adapter(
         "base_model": "tiny-random-llama",
         "load_in_4bit": False,
         "prompt_version": PROMPT_VERSION,
-        "preset": "smoke",
+        "preset": preset,
         "data": {
             "source": "tests",
             "train_split": "demo-train",
@@ -53,5 +55,5 @@ def make_tiny_adapter(
         from mcqa_core.models.inference import load_model
 
         loaded = load_model(adapter=folder, load_in_4bit=False)
-        (folder / "eval_report.json").write_text(json.dumps(evaluate(loaded, rows)))
+        (folder / "eval_report.json").write_text(json.dumps(evaluate(loaded, rows, compare_base=True)))
     return folder

@@ -4,10 +4,12 @@ real tiny random Llama behind it (no mocked scorer), plus the pure logic of `mcq
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from streamlit.proto.Metric_pb2 import Metric as MetricProto
 
 from app_ui import caches
 from app_ui.markdown_text import md_escape
@@ -222,23 +224,38 @@ def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):
     assert len(lines) == 2 and lines[0] != lines[1]  # the random LoRA changes the probabilities
 
 
-def test_a_first_visit_shows_an_adapter_on_the_apps_base_never_the_newest_on_another(app_env, tiny_adapter):
-    """The newest folder here is an adapter on another base (a smoke run next to a real one): a first visit must
-    not show it, and its label names its base."""
+def test_a_first_visit_shows_the_best_measured_real_adapter_never_a_smoke_run_or_another_base(app_env, tiny_adapter):
+    """The newest folders here are a smoke run and an adapter on another base: a first visit shows the best-measured
+    adapter on the app's base, the picker lists the others after it and names what they are."""
     import json
     import os
     import shutil
 
-    shutil.copytree(tiny_adapter, app_env / "on-this-base")
-    other = shutil.copytree(tiny_adapter, app_env / "on-another-base")
-    record = json.loads((other / "mcqa_run.json").read_text())
-    (other / "mcqa_run.json").write_text(json.dumps({**record, "base_model": "smollm2-135m"}))
-    os.utime(other, (os.path.getmtime(other) + 60,) * 2)  # the newest folder
+    made: list[Path] = []
+
+    def copy(name: str, **changes) -> Path:  # each one newer than the last (copytree keeps the source's mtime)
+        folder = shutil.copytree(tiny_adapter, app_env / name)
+        record = json.loads((folder / "mcqa_run.json").read_text())
+        (folder / "mcqa_run.json").write_text(json.dumps({**record, **changes}))
+        os.utime(folder, (os.path.getmtime(tiny_adapter) + 60 * len(made),) * 2)
+        made.append(folder)
+        return folder
+
+    copy("measured-on-16", metrics={"final_accuracy": 0.5})  # higher, but on 16 rows: 28 % at the interval's low end
+    copy("measured-on-1074", metrics={"report_accuracy": 0.304, "report_rows": 1074})
+    best = copy("measured-better", metrics={"report_accuracy": 0.35, "report_rows": 1074})
+    copy("smoke", preset="smoke")  # the newest two
+    copy("on-another-base", base_model="smollm2-135m")
     at = open_app("ask")
     picker = at.sidebar.selectbox(key="sidebar_model")
-    assert picker.value == str(app_env / "on-this-base")
-    assert any(label.startswith("on-another-base (on smollm2-135m)") for label in picker.options)
-    shutil.rmtree(app_env / "on-this-base")
+    assert picker.value == str(best)
+    labels = picker.options
+    assert re.fullmatch(r"measured-better · 35\.0% \(95 % CI \d+%-\d+%\) · 1,074 heldout rows", labels[0])
+    assert [x.split(" ")[0] for x in labels[-4:-2]] == ["on-another-base", "smoke"]  # then the base, another folder
+    assert labels[-4].startswith("on-another-base (on smollm2-135m) · ")
+    assert labels[-3].startswith("smoke (smoke run on tiny-random-llama: a machinery check) · ")
+    for name in ("measured-better", "measured-on-16", "measured-on-1074"):
+        shutil.rmtree(app_env / name)
     assert open_app("ask").sidebar.selectbox(key="sidebar_model").value == "__base__"
 
 
@@ -320,7 +337,9 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
     at.button(key="evaluate_run").click().run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
-    assert re.fullmatch(r"\d+\.\d%", metrics["Accuracy"]) and re.fullmatch(r"\d+\.\d%", metrics['Always answer "A"'])
+    assert re.fullmatch(r"\d+\.\d%", metrics["Base model"]) and re.fullmatch(r"\d+\.\d%", metrics['Always answer "A"'])
+    assert "Adapter" not in metrics and not at.toggle  # the base alone: no switch that cannot be used
+    assert "no adapter to compare it with" in shown(at)
     text = shown(at)
     assert "Run here on the first 16 heldout questions." in text and 'always-"A"' in text
     # each accuracy with its interval as text beneath it, always-"A"'s too (no base model here)
@@ -334,27 +353,38 @@ def test_evaluate_runs_here_with_progress_and_opens_a_wrong_answer_in_browse():
         assert "correct answer" in shown(at)
 
 
-def test_evaluate_shows_the_adapters_saved_report_against_base(app_env, tiny_adapter):
+def test_evaluate_shows_base_and_adapter_side_by_side_without_clicking_run(app_env, tiny_adapter):
     import shutil
 
     shutil.copytree(tiny_adapter, app_env / tiny_adapter.name)
     at = open_app("evaluate")
     text = shown(at)
     assert "Report written at training end" in text and "eval_report.json" in text
-    assert {m.label for m in at.metric} >= {"Accuracy", 'Always answer "A"', "Base model"}
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Base model", "Adapter", 'Always answer "A"']  # the base first, the adapter beside it
+    report = json.loads((tiny_adapter / "eval_report.json").read_text())
+    adapter = at.metric[1]
+    assert adapter.value == f"{report['accuracy']:.1%}" and at.metric[0].value == f"{report['base']['accuracy']:.1%}"
+    # the delta sits under the adapter's number, in colour only when the paired test says it is real
+    assert adapter.proto.delta.endswith("pts vs base")
+    significant = report["vs_base"]["p_value"] < 0.05
+    assert (adapter.proto.color == MetricProto.MetricColor.GRAY) != significant
+    assert re.search(r"Against the base model: .*p [=<] ", text)
+    # the answers that changed, as fixed and broken, whose counts are the test's discordant pairs
+    tabs = [t.label for t in at.tabs]
+    assert tabs[:2] == [f"Fixed ({report['vs_base']['a_only']})", f"Broken ({report['vs_base']['b_only']})"]
+    spreads = [list(df.value.index) for df in at.dataframe if "base answers" in list(df.value.index)]
+    assert spreads == [["adapter answers", "base answers", "correct answers"]]  # the letter spreads side by side
     at.number_input(key="evaluate_n").set_value(8)
     at.button(key="evaluate_run").click().run()  # compare with base is on by default with an adapter
     assert not at.exception
-    base = next(m for m in at.metric if m.label == "Base model")
-    assert re.fullmatch(r"\d+\.\d%", base.value)
     text = shown(at)
-    assert "disagree on" in text
-    # every accuracy with its interval as text beneath it (the model's, always-"A"'s, the base model's), and
-    # the paired tests in words
     intervals = [c.value for c in at.caption if c.value.startswith("95 % interval")]
-    assert re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 8 questions", intervals[0])
-    assert len(intervals) == 3 and all(re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%", c) for c in intervals[1:])
+    assert len(intervals) == 3
+    assert all(re.fullmatch(r"95 % interval \d+\.\d% to \d+\.\d%, 8 questions", c) for c in intervals[:2])
     assert re.search(r"Against always-\"A\": .*p [=<] ", text) and re.search(r"Against the base model: .*p [=<] ", text)
+    csv_button = at.get("download_button")
+    assert csv_button, "a run here offers its results"
 
 
 def test_pages_holds_exactly_the_four_pages_the_router_lists():

@@ -351,3 +351,48 @@ def test_training_writes_the_eval_report_into_the_adapter_folder(smoke_adapter):
     saved = json.loads((out / "mcqa_run.json").read_text())["metrics"]
     assert saved["report_rows"] == 32 and saved["report_accuracy"] == rep["accuracy"]
     assert record["metrics"]["report_accuracy"] == rep["accuracy"]
+    # the base on the same rows, with the paired test, without anyone asking (--report-base is on by default)
+    assert set(rep["base"]) >= REPORT_KEYS and rep["base"]["n"] == 32
+    assert [p["id"] for p in rep["base"]["predictions"]] == [p["id"] for p in rep["predictions"]]
+    assert saved["report_base_accuracy"] == rep["base"]["accuracy"] and saved["report_vs_base"] == rep["vs_base"]
+    card = (out / "README.md").read_text()
+    assert f"The base model alone, on the same questions: {rep['base']['accuracy']:.1%}" in card
+
+
+def _pred(i, pred, gold, probs=(0.7, 0.1, 0.1, 0.1)):
+    return {"id": f"q{i}", "pred": pred, "gold": gold, "probs": list(probs), "subject": "Anatomy"}
+
+
+def test_changed_answers_split_into_fixed_and_broken_and_the_csv_carries_the_base():
+    import csv
+
+    from mcqa_core.evaluation.stats import mcnemar
+    from mcqa_core.service.reports import changed_answers, letter_spreads
+    from mcqa_core.service.uploads import results_csv
+
+    adapter = [_pred(0, "A", "A"), _pred(1, "B", "A"), _pred(2, "C", "D"), _pred(3, "D", "D")]
+    base = [_pred(0, "B", "A"), _pred(1, "A", "A"), _pred(2, "B", "D"), _pred(3, "D", "D", (0.1, 0.1, 0.1, 0.7))]
+    spread = {L: 0.25 for L in "ABCD"}
+    report = {
+        "predictions": adapter,
+        "pred_spread": spread,
+        "gold_spread": spread,
+        "base": {"predictions": base, "pred_spread": {**spread, "A": 0.5}},
+        "vs_base": mcnemar([p["pred"] == p["gold"] for p in adapter], [p["pred"] == p["gold"] for p in base]),
+    }
+    changed = changed_answers(report)
+    assert [p["id"] for p in changed["fixed"]] == ["q0"] and changed["fixed"][0]["base_pred"] == "B"
+    assert [p["id"] for p in changed["broken"]] == ["q1"] and [p["id"] for p in changed["other"]] == ["q2"]
+    # the counts agree with the paired test beside them
+    assert (len(changed["fixed"]), len(changed["broken"])) == (report["vs_base"]["a_only"], report["vs_base"]["b_only"])
+    assert list(letter_spreads(report)) == ["adapter answers", "base answers", "correct answers"]
+    assert changed_answers({"predictions": adapter}) == {"fixed": [], "broken": [], "other": []}
+
+    rows = [{"id": f"q{i}", "question": f"Q{i}?", "opa": "w", "opb": "x", "opc": "y", "opd": "z"} for i in range(4)]
+    lines = list(csv.DictReader(results_csv(report, rows).splitlines()))
+    assert [ln["subject"] for ln in lines] == ["Anatomy"] * 4
+    assert [ln["base_predicted"] for ln in lines] == ["B", "A", "B", "D"]
+    assert [ln["base_correct"] for ln in lines] == ["False", "True", "False", "True"]
+    assert [ln["changed"] for ln in lines] == ["True", "True", "True", "False"]
+    assert lines[3]["base_p_D"] == "0.7" and lines[3]["p_A"] == "0.7"
+    assert "base_predicted" not in results_csv({"predictions": adapter}, rows).splitlines()[0]

@@ -39,6 +39,33 @@ def wrong_answers(report: dict) -> list[dict]:
     return sorted(wrong, key=lambda p: -max(p.get("probs") or [0]))
 
 
+def changed_answers(report: dict) -> dict[str, list[dict]]:
+    """The questions whose answer the adapter changed, against the base on the same rows: `fixed` (the base was
+    wrong, the adapter right), `broken` (the reverse) and `other` (both wrong, differently); each prediction
+    carries `base_pred` and `base_probs`. Empty lists when the report has no base."""
+    base = {p.get("id"): p for p in (report.get("base") or {}).get("predictions", [])}
+    out: dict[str, list[dict]] = {"fixed": [], "broken": [], "other": []}
+    for p in report.get("predictions", []):
+        b = base.get(p.get("id"))
+        if b is None or b.get("pred") == p.get("pred"):
+            continue
+        kind = "fixed" if p.get("pred") == p.get("gold") else "broken" if b.get("pred") == p.get("gold") else "other"
+        out[kind].append({**p, "base_pred": b.get("pred"), "base_probs": b.get("probs")})
+    return out
+
+
+def letter_spreads(report: dict) -> dict[str, dict]:
+    """How often each letter is answered, by this model and (when the report has it) the base, and how often it
+    is correct: rows of the table the Evaluate page shows side by side."""
+    base = report.get("base")
+    name = "adapter answers" if base else "model answers"
+    rows = {name: report["pred_spread"]}
+    if base:
+        rows["base answers"] = base["pred_spread"]
+    rows["correct answers"] = report["gold_spread"]
+    return rows
+
+
 def subject_table(report: dict) -> list[dict]:
     """Per-subject accuracy rows with 95 % intervals (and the base model's where the report has it), largest
     subjects first; `few` marks subjects with too few questions to rank."""

@@ -48,24 +48,41 @@ def bank_for_training(name: str, rows: list[dict]) -> str:
 
 
 def results_csv(report: dict, rows: list[dict]) -> str:
-    """One line per scored question: id, question, gold, predicted, P(A..E), correct."""
+    """One line per scored question: id, subject, question, options, gold, predicted, P(A..E), correct; and
+    with a base comparison in the report, the base model's letter, P(A..E) and correctness beside them."""
     by_id = {str(r.get("id")): r for r in rows}
-    width = max((len(p.get("probs") or []) for p in report.get("predictions", [])), default=4)
+    preds = report.get("predictions", [])
+    base = {str(p.get("id")): p for p in (report.get("base") or {}).get("predictions", [])}
+    width = max((len(p.get("probs") or []) for p in preds), default=4)
+    letters = LETTERS[:width]
+
+    def probs(p: dict | None) -> list:
+        values = list((p or {}).get("probs") or [])
+        return values + [""] * (width - len(values))
+
+    def correct(p: dict | None) -> object:
+        return "" if p is None or p.get("gold") is None else p["pred"] == p["gold"]
+
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "question", "options", "gold", "predicted", *(f"p_{L}" for L in LETTERS[:width]), "correct"])
-    for p in report.get("predictions", []):
+    head = ["id", "subject", "question", "options", "gold", "predicted", *(f"p_{L}" for L in letters), "correct"]
+    if base:
+        head += ["base_predicted", *(f"base_p_{L}" for L in letters), "base_correct", "changed"]
+    writer.writerow(head)
+    for p in preds:
         row = by_id.get(str(p["id"]), {})
-        probs = list(p.get("probs") or []) + [""] * (width - len(p.get("probs") or []))
-        writer.writerow(
-            [
-                p["id"],
-                row.get("question", p.get("question", "")),
-                " | ".join(row_options(row)),
-                p.get("gold") or "",
-                p["pred"],
-                *probs,
-                "" if p.get("gold") is None else p["pred"] == p["gold"],
-            ]
-        )
+        line = [
+            p["id"],
+            p.get("subject") or row.get("subject_name") or "",
+            row.get("question", p.get("question", "")),
+            " | ".join(row_options(row)),
+            p.get("gold") or "",
+            p["pred"],
+            *probs(p),
+            correct(p),
+        ]
+        if base:
+            b = base.get(str(p["id"]))
+            line += [(b or {}).get("pred", ""), *probs(b), correct(b), b is not None and b.get("pred") != p["pred"]]
+        writer.writerow(line)
     return out.getvalue()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..evaluation.stats import describe_difference
 from ..models.run_record import REPORT_FILE, rows_seen, write_run
 from .checks import selection
 from .model_card import model_card
@@ -83,8 +84,8 @@ def record_run(plan, trainer, metrics: dict) -> dict:
 
 
 def report(plan, trainer, record: dict) -> dict:
-    """The report on the report split (up to --report-limit rows), scored by the model training ended with;
-    no base comparison here, to keep training time bounded."""
+    """The report on the report split (up to --report-limit rows), scored by the model training ended with and,
+    with --report-base, by its base on the same rows (the adapter switched off), with the paired test."""
     from ..evaluation.passes import evaluate
     from ..evaluation.report import write_report
     from ..models.inference import LoadedModel
@@ -100,8 +101,14 @@ def report(plan, trainer, record: dict) -> dict:
         str(next(trainer.model.parameters()).device),
         0.0,
     )
+    # ReLoRA merged its restarts into the base weights: switching the adapter off no longer gives the base
+    compare_base = cfg.data.report_base and not plan.relora
     scores = evaluate(
-        loaded, rows, batch_size=cfg.train.per_device_eval_batch_size, max_prompt_tokens=cfg.model.max_seq_length
+        loaded,
+        rows,
+        batch_size=cfg.train.per_device_eval_batch_size,
+        max_prompt_tokens=cfg.model.max_seq_length,
+        compare_base=compare_base,
     )
     write_report(scores, out / REPORT_FILE)
     record["metrics"].update(
@@ -115,6 +122,17 @@ def report(plan, trainer, record: dict) -> dict:
         f"-> {out / REPORT_FILE}",
         flush=True,
     )
+    if base := scores.get("base"):
+        record["metrics"].update(
+            report_base_accuracy=base["accuracy"], report_base_ci=base["accuracy_ci"], report_vs_base=scores["vs_base"]
+        )
+        print(
+            f"[report] base model {base['accuracy']:.4f} on the same rows; the adapter against it: "
+            f"{describe_difference(scores['vs_base'], 'the base model')}",
+            flush=True,
+        )
+    elif cfg.data.report_base:
+        print("[report] no base comparison: ReLoRA merged its restarts into the base weights", flush=True)
     record.update(timing(plan.started, {**record["phase_seconds"], "final_evaluation": time.time() - scoring}))
     print(
         f"[time] {record['wall_seconds']} s in all ({record['precision']} on {record['device']}): "

@@ -19,6 +19,12 @@ def limitations(run: dict) -> str:
         lines.append(f"Measured letter accuracy: {acc:.1%} (95 % interval {lo:.1%} to {hi:.1%}) on {rows} questions.")
     if m.get("report_vs_always_a"):
         lines.append(f'Against always answering "A": {describe_difference(m["report_vs_always_a"], "always-A")}.')
+    if m.get("report_vs_base"):
+        lo, hi = m["report_base_ci"]
+        lines.append(
+            f"The base model alone, on the same questions: {m['report_base_accuracy']:.1%} (95 % interval {lo:.1%} "
+            f"to {hi:.1%}); the adapter against it: {describe_difference(m['report_vs_base'], 'the base model')}."
+        )
     lines.append(
         "A small model fine-tuned on exam questions learns the answer-letter prior and some wording; its "
         "answers are not checked facts and its explanations are unchecked text."

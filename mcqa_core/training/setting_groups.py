@@ -91,6 +91,9 @@ class DataArgs(BankColumns):
     train_limit: int | None = setting(None, "Use at most this many training rows (after validation).", min=1)
     eval_limit: int | None = setting(None, "Use at most this many evaluation rows during training.", min=1)
     report_limit: int | None = setting(None, "Rows of the eval split scored for the final report (unset: all).", min=1)
+    report_base: bool = setting(
+        True, "Score the base model (adapter off) on the final report's rows too, with the paired test."
+    )
 
 
 @dataclass
