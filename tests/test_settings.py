@@ -334,3 +334,34 @@ def test_bounds_and_choices_are_declared_once_and_checked_together():
     cfg = RunConfig()
     cfg.data.eval_split = "nope"  # built in code: the declared choices still apply
     assert config_problems(cfg)[0].startswith("--eval-split must be one of train-dev, demo-dev, validation, heldout")
+
+
+def test_report_to_takes_the_trackers_transformers_knows_and_keeps_them_in_the_adapter_folder(tmp_path, monkeypatch):
+    import importlib.util
+
+    from mcqa_core.training import trackers
+    from mcqa_core.training.checks import config_problems
+    from mcqa_core.training.settings import load_config
+
+    def problems(value: str) -> list[str]:
+        cfg = load_config(["--preset", "smoke", "--output-dir", str(tmp_path / "o"), "--report-to", value])
+        return [p for p in config_problems(cfg) if "--report-to" in p]
+
+    assert problems("tensorboard") == [] and problems("none") == []
+    assert "must be none or a comma-separated list" in problems("tensorbord")[0]
+    assert problems("none,tensorboard")  # none means none
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
+    assert problems("tensorboard,wandb") == [
+        "--report-to wandb needs the wandb package: pip install wandb (or --report-to tensorboard)"
+    ]
+    # each tracker writes into the adapter folder; W&B without a login stays offline; a user's own setting wins
+    monkeypatch.setattr(trackers.Path, "home", lambda: tmp_path)  # no ~/.netrc
+    env = {"MLFLOW_TRACKING_URI": "http://mine:5000"}
+    said = trackers.tracker_environment("tensorboard,wandb,mlflow", tmp_path / "o", env)
+    assert env["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "o" / "tensorboard")
+    assert env["WANDB_MODE"] == "offline" and env["WANDB_DIR"] == str(tmp_path / "o")
+    assert env["MLFLOW_TRACKING_URI"] == "http://mine:5000" and len(said) == 3
+    env = {"WANDB_API_KEY": "k"}
+    trackers.tracker_environment("wandb,mlflow", tmp_path / "o", env)
+    assert "WANDB_MODE" not in env and env["MLFLOW_TRACKING_URI"] == (tmp_path / "o" / "mlruns").resolve().as_uri()

@@ -16,6 +16,7 @@ from .distributed import parallel_problems
 from .output_folder import output_problems
 from .setting_groups import CONFIG_CLASSES, RunConfig
 from .settings import flag_of
+from .trackers import tracker_problems
 
 
 def start_problems(cfg: RunConfig) -> list[str]:
@@ -51,6 +52,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
         problems += _split_problems(cfg.data)
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
+    problems += tracker_problems(t.report_to)
     if not cfg.lora.target_modules:
         problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
     return problems + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)

@@ -94,6 +94,8 @@ RUN_OUTPUTS = (
     PROGRESS_FILE,
     STATUS_FILE,
     "tensorboard",
+    "mlruns",
+    "wandb",
 )
 
 

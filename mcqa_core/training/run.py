@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from .finished_run import record_run, report, validate
 from .output_folder import checkpoints, prepare_output_dir
 from .setting_groups import OWN_MEANING, RunConfig
 from .status_files import install_stop_handler, stop_requested, write_status
+from .trackers import tracker_environment
 from .training_rows import training_rows
 
 
@@ -151,7 +151,8 @@ def prepare(cfg: RunConfig) -> RunPlan:
     resume_from = prepare_output_dir(out, cfg.train.resume, cfg.train.overwrite)
     write_status(out, "running")
     install_stop_handler()  # from here on, a Stop is a clean exit, even while the model is still loading
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # read by the Trainer's TensorBoard callback
+    for line in tracker_environment(cfg.train.report_to, out):
+        print(f"[trackers] {line}", flush=True)
     return RunPlan(cfg, out, started, train, dev, reported, banks, resume_from, training_precision())
 
 

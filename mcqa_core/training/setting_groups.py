@@ -130,8 +130,8 @@ class TrainArgs:
     )
     report_to: str = setting(
         "tensorboard",
-        "Trainer integrations to log to: tensorboard (event files in the adapter "
-        "folder's tensorboard/), none, wandb...",
+        "Experiment trackers, comma-separated: tensorboard (event files in the adapter folder's tensorboard/), "
+        "wandb (offline without a login), mlflow (mlruns/ in the adapter folder), or none.",
     )
     relora_steps: int | None = setting(
         None,
