@@ -105,6 +105,9 @@ def test_gguf_export_writes_checked_files_for_llama_cpp(smollm2_adapter, tmp_pat
     assert files["q8_0"]["agreement_with_merged"] >= 0.8  # 8-bit weights: near-ties may flip
     assert json.loads((out / "mcqa_run.json").read_text())["artifact"] == "gguf"
     assert "llama-server -m model-q8_0.gguf" in (out / "README.md").read_text()
+    modelfile = (out / "Modelfile").read_text()  # for Ollama: the same file, the raw prompt, greedy
+    assert "\nFROM ./model-q8_0.gguf\n" in modelfile and 'TEMPLATE """{{ .Prompt }}"""' in modelfile
+    assert "#   ### Answer:" in modelfile and "PARAMETER temperature 0" in modelfile
 
 
 def test_gguf_export_refuses_an_architecture_the_converter_does_not_know(monkeypatch):

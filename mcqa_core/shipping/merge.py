@@ -32,7 +32,7 @@ from ..models.run_record import MERGED_FORMAT, RUN_FILE, read_run, write_run
 from ..setting_fields import field_problems, setting
 from .gguf import gguf_problems, gguf_types, write_gguf
 from .hub_upload import check_push_ready
-from .merged_card import merged_card
+from .merged_card import merged_card, ollama_modelfile
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 FORMATS = ("safetensors", "gguf")
@@ -274,6 +274,7 @@ def _write_export(out: Path, log, record: dict, model, tok, write_gguf_files) ->
         tok.save_pretrained(tmp / "hf" if gguf else tmp)
         if gguf:
             record["merged"]["gguf"] = write_gguf_files(tmp)
+            (tmp / "Modelfile").write_text(ollama_modelfile(record["merged"]))
         write_run(tmp, record)
         (tmp / "README.md").write_text(merged_card(record))
         if out.exists():  # validated above: empty, or an earlier export with --overwrite

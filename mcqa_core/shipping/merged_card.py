@@ -62,5 +62,23 @@ def _gguf_use(merged: dict) -> str:
     return (
         f"\nWith llama.cpp (an OpenAI-compatible server; the app and `mcqa-eval --backend openai` use it):\n\n"
         f"```bash\nllama-server -m {files[-1]} --alias mcqa --port 8080\n```\n\n"
+        "With Ollama, from this folder (its `Modelfile` passes the course prompt through as it is):\n\n"
+        "```bash\nollama create medmcqa -f Modelfile && ollama run medmcqa\n```\n\n"
         "The transformers folder it was converted from is not kept (export without --format gguf for it).\n"
+    )
+
+
+def ollama_modelfile(merged: dict) -> str:
+    """An Ollama Modelfile for the export's last GGUF (the one the card's llama-server line names): the raw course
+    prompt, no chat template (the adapter learned the prompt as plain text), greedy answers."""
+    from ..data.prompt import PROMPT_TEMPLATE
+
+    file = [g["file"] for g in merged["gguf"].values()][-1]
+    prompt = "".join(f"#   {line}\n" for line in PROMPT_TEMPLATE.splitlines())
+    return (
+        f"# ollama create medmcqa -f Modelfile; then send the course prompt, filled in, as the whole prompt:\n{prompt}"
+        f"FROM ./{file}\n"
+        'TEMPLATE """{{ .Prompt }}"""\n'
+        "PARAMETER temperature 0\n"
+        "PARAMETER num_predict 64\n"
     )
