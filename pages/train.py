@@ -14,7 +14,7 @@ from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from mcqa_core.errors import McqaError
 from mcqa_core.service import train_launcher as runs
-from mcqa_core.service.preset_catalog import flag, offered_presets, preset_config, preset_label
+from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
 from mcqa_core.service.uploads import bank_for_training
 
 
@@ -67,8 +67,13 @@ def numbers_ui(preset: str) -> list[str]:
         key=f"train_epochs_{preset}",
         disabled=steps > 0,
     )
-    lr = c[2].number_input(
-        "Learning rate", min_value=1e-6, value=cfg.train.learning_rate, format="%.0e", key=f"train_lr_{preset}"
+    rates = sorted({*LEARNING_RATES, cfg.train.learning_rate})
+    lr = c[2].select_slider(  # halves and decades, both ways (a number input's "+" jumped a decade)
+        "Learning rate",
+        rates,
+        value=cfg.train.learning_rate,
+        format_func=lambda r: f"{r:.0e}".replace("e-0", "e-"),
+        key=f"train_lr_{preset}",
     )
     rank = c[3].number_input("LoRA rank", min_value=1, value=cfg.lora.lora_r, key=f"train_rank_{preset}")
     batch = c[4].number_input(
@@ -109,13 +114,22 @@ def charts_ui(v: runs.RunView) -> None:
 def live_ui(out: Path, adapters_dir: Path) -> None:
     """Re-read the run's files every second: a new point shows within about a second of being logged."""
     v = runs.view(out, adapters_dir)
-    done = v.step / v.max_steps if v.max_steps else 0.0
-    eta = f", about {v.remaining:.0f} s left" if v.remaining else ""
-    st.progress(
-        min(done, 1.0),
-        text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
-        f"{v.elapsed:.0f} s of training{eta}",
-    )
+    if v.phase == "report":  # after the last step: its own bar, not a full one that sits still for minutes
+        st.progress(
+            min(v.phase_done / max(v.phase_total, 1), 1.0),
+            text=f"{md_escape(out.name)}: trained {v.step} steps; scoring the report's questions, "
+            f"{v.phase_done} of {v.phase_total} (the adapter, then the base on the same rows)",
+        )
+    else:
+        done = v.step / v.max_steps if v.max_steps else 0.0
+        eta = f", about {v.remaining:.0f} s left" if v.remaining else ""  # only while training
+        st.progress(
+            min(done, 1.0),
+            text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
+            f"{v.elapsed:.0f} s of training{eta}",
+        )
+    if v.state in ("done", "stopped", "failed") and st.session_state.pop("train_form_hidden", False):
+        st.rerun(scope="app")  # the run ended: the start form comes back
     if v.state == "failed":
         st.error(f"The run failed: {v.error}")
     elif v.state == "stopped" and v.checkpoint:
@@ -154,6 +168,7 @@ through_router()  # the sidebar even where Streamlit runs this file without app.
 st.title("Train an adapter")
 adapters_dir = settings().adapters_dir
 held = runs.active_run(adapters_dir)
+st.session_state["train_form_hidden"] = held is not None  # no second start form while a run is live
 if held is None:
     argv = form_ui(adapters_dir)
     if argv is not None:

@@ -144,3 +144,41 @@ def test_settings_that_cannot_run_are_refused_before_a_process_starts(app_env):
     with pytest.raises(Exception, match="--learning-rate must be above 0"):
         runs.start(["--preset", "smoke", "--output-dir", str(app_env / "x"), "--learning-rate", "-1"], app_env)
     assert not (app_env / "x").exists() and runs.active_run(app_env) is None
+
+
+def test_the_log_panel_shows_clean_text():
+    text = "loading\n\x1b[32mok\x1b[0m\r\n 10%|█   | 1/10\r 50%|█████ | 5/10\r100%|██████████| 10/10\n"
+    assert runs.clean_log(text) == ["loading", "ok", "100%|██████████| 10/10", ""]
+
+
+def test_after_the_last_step_the_page_shows_the_report_phase_with_its_own_bar_and_no_start_form(app_env):
+    """A live run (this test's own process stands in for the trainer) that is scoring its report's rows."""
+    import os
+
+    from mcqa_core.models.run_record import write_json_atomic
+    from mcqa_core.training.status_files import process_started, write_status
+
+    out = app_env / "reporting"
+    out.mkdir()
+    (out / runs.LAUNCH_FILE).write_text(json.dumps({"argv": []}))
+    (out / "progress.jsonl").write_text(json.dumps({"event": "log", "step": 8, "max_steps": 8, "loss": 1.0}) + "\n")
+    write_status(out, "running", phase="report", done=312, total=2148, step=8)
+    held = {"pid": os.getpid(), "pid_started": process_started(os.getpid()), "output_dir": str(out)}
+    write_json_atomic(app_env / runs.LOCK_FILE, held)
+    at = open_app("train")
+    bars = [p.proto.text for p in at.get("progress")]
+    assert any("scoring the report's questions, 312 of 2148" in b for b in bars), bars
+    assert not any("left" in b or "step 8 of 8" in b for b in bars)  # not a full bar that sits still
+    assert "train_start" not in [b.key for b in at.button]  # no second start form while a run is live
+    (app_env / runs.LOCK_FILE).unlink()
+    write_status(out, "done", step=8)
+    assert "train_start" in [b.key for b in open_app("train").button]  # ended: the form is back
+
+
+def test_the_learning_rate_steps_both_ways_in_halves_and_decades(app_env):
+    at = open_app("train")
+    lr = at.select_slider(key="train_lr_smoke")
+    rates = list(lr.options)
+    at_index = rates.index(f"{lr.value:.0e}".replace("e-0", "e-"))
+    assert 0 < at_index < len(rates) - 1  # a step down and a step up
+    assert {"1e-4", "2e-4", "5e-4", "1e-3"} <= set(rates)

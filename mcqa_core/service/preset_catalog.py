@@ -45,3 +45,7 @@ def preset_label(name: str) -> str:
 def flag(group: str, name: str, value) -> list[str]:
     """A setting as the command line spells it: ["--learning-rate", "0.0003"]."""
     return [flag_of(group, name), f"{value:g}" if isinstance(value, float) else str(value)]
+
+
+# The Train form's learning rates: a 1-2-5 ladder (about halves and decades) around the recipe's 3e-4
+LEARNING_RATES = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2)

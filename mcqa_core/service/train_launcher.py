@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -158,6 +159,9 @@ class RunView:
     always_a: float | None = None
     log_tail: list = field(default_factory=list)
     checkpoint: str | None = None  # the newest complete checkpoint, which Resume continues from
+    phase: str = "train"  # train, then report: the held-out rows scored after the last step
+    phase_done: int = 0
+    phase_total: int = 0
 
     @property
     def base_accuracy(self) -> float | None:
@@ -180,7 +184,16 @@ def _log_tail(path: Path, size: int = 64 * 1024) -> list[str]:
             text = f.read().decode(errors="replace")
     except OSError:
         return []
-    return text.replace("\r", "\n").splitlines()
+    return clean_log(text)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def clean_log(text: str) -> list[str]:
+    """Log text as a terminal would show it: escape codes gone, and a line that progress bars rewrote with "\\r"
+    reduced to its last state."""
+    return [ANSI.sub("", line.rstrip("\r").rsplit("\r", 1)[-1]) for line in text.split("\n")]
 
 
 def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
@@ -213,6 +226,9 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
         always_a=begin.get("always_a"),
         log_tail=[ln for ln in log_tail if ln.strip()],
         checkpoint=next((c.name for c in reversed(checkpoints(out)[0])), None),
+        phase=status.get("phase", "train") if state == "running" else "train",
+        phase_done=int(status.get("done", 0)),
+        phase_total=int(status.get("total", 0)),
     )
 
 

@@ -103,12 +103,19 @@ def report(plan, trainer, record: dict) -> dict:
     )
     # ReLoRA merged its restarts into the base weights: switching the adapter off no longer gives the base
     compare_base = cfg.data.report_base and not plan.relora
+    step = trainer.state.global_step
+
+    def progress(done: int, total: int) -> None:  # the Train page shows this phase with its own bar
+        write_status(out, "running", phase="report", done=done, total=total, step=step)
+
+    progress(0, len(rows) * (1 + compare_base))
     scores = evaluate(
         loaded,
         rows,
         batch_size=cfg.train.per_device_eval_batch_size,
         max_prompt_tokens=cfg.model.max_seq_length,
         compare_base=compare_base,
+        progress=progress,
     )
     write_report(scores, out / REPORT_FILE)
     record["metrics"].update(
