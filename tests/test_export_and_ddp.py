@@ -247,7 +247,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_dir):
     )
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "cannot be reached" in r.stderr, out[-3000:]  # trained, then the push failed
-    assert out.count("adapter saved to") == 1 and out.count("[report]") == 1  # rank 0 alone
+    assert out.count("adapter saved to") == 1 and out.count("[report] accuracy") == 1  # rank 0 alone
     run = json.loads((two / "mcqa_run.json").read_text())
     assert run["world_size"] == 2 and run["metrics"]["global_steps"] == 3
     assert run["metrics"]["history"][-1]["epoch"] == pytest.approx(3 * 8 / 32)  # 8 rows per step: both ranks
