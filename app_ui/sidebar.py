@@ -23,6 +23,7 @@ from mcqa_core.service.adapters import (
 
 from .caches import get_model, settings
 from .markdown_text import md_escape
+from .operator_gate import is_operator, operator_key_ui
 
 TRAIN_HINT = ".venv/bin/python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo
 BASE_CHOICE = "__base__"
@@ -63,7 +64,8 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     """The sidebar's adapter choice as a spec to load."""
     found = picker_order(find_adapters(cfg.adapters_dir), cfg.base_model)
     ready = {str(a.path): a for a in found if a.ready}
-    choices = list(ready) + [BASE_CHOICE, PATH_CHOICE]
+    # Any folder on the server, typed by whoever reaches the page: the operator's alone.
+    choices = list(ready) + [BASE_CHOICE] + ([PATH_CHOICE] if is_operator() else [])
     if (pick := st.session_state.pop("sidebar_pick", None)) in choices:  # e.g. "Ask this adapter" on Train
         st.session_state["sidebar_model"] = pick
     elif "sidebar_model" not in st.session_state:  # a first visit: an adapter on the app's base, else the base
@@ -110,6 +112,7 @@ def sidebar_ui():
     (or the base model) stays in use, and the failing folder is not retried on every click.
     """
     cfg = settings()
+    operator_key_ui()
     wanted = model_picker_ui(cfg)
     failed: dict = st.session_state.setdefault("app_failed", {})
     fallback = st.session_state.get("app_good_spec") or base_spec(cfg, "local")

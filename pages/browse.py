@@ -10,6 +10,7 @@ from app_ui.bank_upload import current_bank
 from app_ui.caches import current_model, data_dir, validation_rows_or_none
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
+from app_ui.operator_gate import is_operator
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.data.prompt import OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
@@ -43,13 +44,17 @@ def rows_ui() -> tuple[list[dict], str]:
         why = f"the folder {md_escape(where)} does not exist"
     else:
         why = f"the folder {md_escape(where)} holds no usable validation.jsonl"
+    operator = is_operator()
     st.info(
         f"No MedMCQA validation rows are available here ({why}).\n\n"
-        "Point the app at a folder holding `validation.jsonl` (Hugging Face schema) in one of three ways: type "
-        f"it below, start the app with `MCQA_DATA_DIR={SHARED_DATA_HINT} streamlit run app.py`, or "
+        "Point the app at a folder holding `validation.jsonl` (Hugging Face schema): "
+        + ("type it below, or " if operator else "the app's operator can ")
+        + f"start the app with `MCQA_DATA_DIR={SHARED_DATA_HINT} streamlit run app.py`, or "
         f"`streamlit run app.py -- --data-dir {SHARED_DATA_HINT}`."
     )
     st.caption(f"What went wrong: {source}")
+    if not operator:  # a folder on the server, typed by whoever reaches the page
+        st.stop()
     folder = st.text_input("MedMCQA data folder", key="browse_data_dir", placeholder=SHARED_DATA_HINT).strip()
     if folder and folder != st.session_state.get("app_data_dir"):  # rerun once per new folder, never in a loop
         st.session_state["app_data_dir"] = folder

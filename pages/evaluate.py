@@ -9,6 +9,7 @@ from app_ui.bank_upload import bank_ui
 from app_ui.caches import current_spec, data_dir, load_rows, require_model
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
+from app_ui.operator_gate import is_operator, policy
 from app_ui.report_view import report_ui
 from app_ui.sidebar import TRAIN_HINT
 from mcqa_core.data.banks import select_part
@@ -29,6 +30,16 @@ def compare_toggle(column, loaded, key: str) -> bool:
     )
 
 
+def row_cap() -> int | None:
+    """A visitor's evaluations share one answer queue with every session: at most this many questions each."""
+    return None if is_operator() else policy().visitor_max_rows
+
+
+def cap_caption(cap: int | None) -> None:
+    if cap is not None:
+        st.caption(f"Up to {cap:,} questions per evaluation for visitors; the operator may score every row.")
+
+
 def default_split(loaded) -> str:
     data = (loaded.run or {}).get("data") or {}
     split = data.get("report_split") or data.get("eval_split")
@@ -45,16 +56,19 @@ def run_ui(loaded) -> None:
         key="evaluate_split",
         help="heldout: the offline rows no adapter trains on; validation: all of MedMCQA's",
     )
+    cap = row_cap()
     n = c2.number_input(
         "Questions",
         min_value=1,
-        value=50,
+        max_value=cap,
+        value=min(50, cap or 50),
         step=10,
         key="evaluate_n",
         help="The first N rows of the split (always the same ones, so runs compare); more than "
         "the split holds: all of them",
     )
     compare = compare_toggle(c3, loaded, "evaluate_compare")
+    cap_caption(cap)
     if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
         st.warning(overlap)
     if not st.button("Run evaluation", key="evaluate_run", type="primary"):
@@ -132,16 +146,18 @@ def bank_choice_ui(loaded, bank):
     except DataError as e:
         st.error(str(e))
         return None
+    most = min(len(bank.rows), cap) if (cap := row_cap()) else len(bank.rows)
     n = c1.number_input(
         "Questions",
         min_value=1,
-        max_value=len(bank.rows),
-        value=len(bank.rows),
+        max_value=most,
+        value=most,
         step=50,
         key=f"bank_n_{part}",
         help="The first N questions of the part, in file order",
     )
     compare = compare_toggle(c2, loaded, "bank_compare")
+    cap_caption(cap if cap and cap < len(bank.rows) else None)
     return bank, bank.rows[: int(n)], compare
 
 

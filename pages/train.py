@@ -12,6 +12,7 @@ from app_ui.bank_upload import current_bank
 from app_ui.caches import settings
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
+from app_ui.operator_gate import is_operator, policy
 from mcqa_core.errors import McqaError
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
@@ -143,11 +144,18 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
             st.rerun(scope="app")
     charts_ui(v)
     c1, c2, c3 = st.columns(3)
-    if v.state in ("running", "starting") and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit"):
+    operator = is_operator()  # a visitor watches; only the operator stops or resumes
+    if (
+        operator
+        and v.state in ("running", "starting")
+        and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit")
+    ):
         runs.stop(adapters_dir)
         st.rerun(scope="app")
-    if v.state in ("stopped", "failed") and c2.button(
-        "Resume", key="train_resume", help="Continue from the newest complete checkpoint"
+    if (
+        operator
+        and v.state in ("stopped", "failed")
+        and c2.button("Resume", key="train_resume", help="Continue from the newest complete checkpoint")
     ):
         try:
             runs.resume(out, adapters_dir)
@@ -169,7 +177,9 @@ st.title("Train an adapter")
 adapters_dir = settings().adapters_dir
 held = runs.active_run(adapters_dir)
 st.session_state["train_form_hidden"] = held is not None  # no second start form while a run is live
-if held is None:
+if not is_operator():
+    st.info(policy().visitor_reason("Starting, stopping or resuming training"))
+elif held is None:
     argv = form_ui(adapters_dir)
     if argv is not None:
         try:

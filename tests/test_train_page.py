@@ -45,7 +45,9 @@ def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_en
     bars = [p.proto.text for p in at.get("progress")]
     assert any(b.startswith("from\\-the\\-page: done, step 6 of 6") for b in bars), bars
     assert any("Done: the adapter is in the sidebar" in s.value for s in at.success), shown(at)
-    assert any(o.startswith("from-the-page (smoke run on ") for o in at.selectbox(key="sidebar_model").options)  # ready to ask
+    assert any(
+        o.startswith("from-the-page (smoke run on ") for o in at.selectbox(key="sidebar_model").options
+    )  # ready to ask
 
 
 def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):
