@@ -16,8 +16,9 @@ from mcqa_core.service.questions import (
     AskInput,
     answer_question,
     check_input,
-    generate_explanation,
+    other_letters,
     prepare_prompt,
+    stream_explanation,
 )
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
@@ -129,20 +130,41 @@ def run_ask(loaded, checked: AskInput, compare: bool) -> dict:
     }
 
 
+EXPLANATION_CAPTION = "Written by the model after its answer {letter}; not checked. Small models often ramble."
+
+
 def explanation_ui(loaded, result: dict) -> None:
     ans = result["answers"]["adapter"]
     if st.button(
         "Explain this answer",
         icon=":material/edit_note:",
         key="ask_explain",
-        help="The model writes a short explanation after its answer (greedy, up to 96 tokens)",
+        help=f"The model explains its answer, {ans.pred}, starting from that letter and option (greedy, up "
+        "to 96 tokens)",
     ):
-        with st.spinner("Writing…"):
-            result["explanation"] = generate_explanation(loaded, result["prompt"].text, result["inputs"], ans.pred)
-    if result["explanation"] is not None:
+        written: list[str] = []
+
+        def pieces():  # shown as they come; kept as written for later reruns
+            for piece in stream_explanation(loaded, result["prompt"].text, result["inputs"], ans.pred):
+                written.append(piece)
+                yield md_escape(piece)
+
         with st.container(border=True):
-            st.caption("Written by the model after its answer; not checked. Small models often ramble.")
+            st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
+            try:
+                st.write_stream(pieces())
+                result["explanation"] = "".join(written).strip()
+            except McqaError as e:  # a server that stopped answering
+                st.error(str(e))
+    elif result["explanation"] is not None:
+        with st.container(border=True):
+            st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
             st.markdown(md_escape(result["explanation"] or "(the model wrote nothing)"))
+    if result["explanation"] and (others := other_letters(result["explanation"], ans.pred, result["allowed"])):
+        st.warning(
+            f"The explanation names {' and '.join(others)}, but the model's answer is {ans.pred}: it does not "
+            "agree with the answer, so do not trust it."
+        )
     sample = result["sample"]
     if sample and sample.get("exp"):
         with st.expander(f"{md_escape(sample['bank']) if sample.get('bank') else 'MedMCQA'}'s own explanation"):

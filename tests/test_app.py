@@ -13,7 +13,7 @@ from streamlit.proto.Metric_pb2 import Metric as MetricProto
 
 from app_ui import caches
 from app_ui.markdown_text import md_escape
-from mcqa_core.data.prompt import format_prompt
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt
 from mcqa_core.models import run_record
 from mcqa_core.service import adapters, questions
 from mcqa_core.service import row_filters as service_rows
@@ -102,7 +102,27 @@ def test_ask_answers_with_probabilities_time_and_prompt(data_dir):
     assert format_prompt(row).rstrip("\n") in [c.value.rstrip("\n") for c in at.code]
     at.button(key="ask_explain").click().run()
     assert not at.exception
-    assert "Written by the model after its answer" in shown(at)
+    letter = headline[0][5]
+    assert f"Written by the model after its answer {letter}" in shown(at)
+    chosen = row[OPTION_KEYS[LETTERS.index(letter)]]
+    assert at.session_state["ask_result"]["explanation"].startswith(f"{letter}. {chosen} is correct because")
+    at.run()  # a rerun shows the explanation kept, once
+    assert [m.value for m in at.markdown].count(md_escape(at.session_state["ask_result"]["explanation"])) == 1
+
+
+def test_an_explanation_streams_from_the_chosen_answer_and_a_contradiction_is_named(tiny_model_path):
+    from mcqa_core.models.inference import load_model
+    from mcqa_core.service.questions import other_letters, prepare_prompt, stream_explanation
+
+    loaded = load_model(base_model=tiny_model_path, load_in_4bit=False)
+    row = {"question": "Antidote for warfarin?", "opa": "Vitamin K", "opb": "Protamine", "opc": "Naloxone", "opd": "?"}
+    pieces = list(stream_explanation(loaded, prepare_prompt(loaded.tokenizer, row).text, row, "A", max_new_tokens=24))
+    assert pieces[0] == "A. Vitamin K is correct because" and len(pieces) > 2  # then the model's words, in turn
+    letters = list("ABCD")
+    assert other_letters("A. Vitamin K is correct because the answer is C. Naloxone", "A", letters) == ["C"]
+    assert other_letters("The correct answer is C Flumazenil; option D is right", "A", letters) == ["C", "D"]
+    assert other_letters("A. Vitamin K is correct because a vitamin answers it. Option B was wrong", "A", letters) == []
+    assert other_letters("Answer: (E)", "A", letters) == []  # not a letter of this question
 
 
 def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_is_gone(monkeypatch):

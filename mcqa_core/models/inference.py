@@ -161,9 +161,9 @@ def load_model(
     )
 
 
-def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
+def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64, streamer=None) -> str:
     """Greedy continuation of `text`, stopping at end-of-sequence (max_new_tokens, never max_length: real
-    prompts are often longer than 128 tokens)."""
+    prompts are often longer than 128 tokens). `streamer` (transformers' TextIteratorStreamer) gets each word."""
     import torch
 
     enc = tokenizer(text, return_tensors="pt").to(next(model.parameters()).device)
@@ -174,5 +174,6 @@ def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64) -> str:
             do_sample=False,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            streamer=streamer,
         )
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()

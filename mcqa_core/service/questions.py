@@ -9,7 +9,10 @@ is set to zero and the others are renormalised. A question needs at least two fi
 from __future__ import annotations
 
 import dataclasses
+import re
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
@@ -144,23 +147,66 @@ def answer_question(loaded, row: dict, *, adapter: bool = True, allowed: list[st
     return answer_rows(loaded, [row], adapter=adapter, allowed=allowed)[0]
 
 
+def explanation_opening(row: dict, letter: str) -> str:
+    """The explanation's first words, written for the model: it explains the answer it chose, not another."""
+    return f"{letter}. {row[OPTION_KEYS[LETTERS.index(letter)]]} is correct because"
+
+
 def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
-    """The scored prompt, the chosen answer as the model was trained to write it, then a request to explain."""
+    """The scored prompt, the chosen answer as the model was trained to write it, a request to explain, and the
+    explanation's opening."""
     option = row[OPTION_KEYS[LETTERS.index(letter)]]
-    return f"{prompt_text}{letter} {option}{EXPLANATION_HEADER}"
+    return f"{prompt_text}{letter} {option}{EXPLANATION_HEADER}{explanation_opening(row, letter)}"
 
 
-def generate_explanation(
+def stream_explanation(
     loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96, adapter: bool = True
-) -> str:
-    """Greedy text the model writes after its answer when asked to explain (unchecked, may be wrong)."""
+) -> Iterator[str]:
+    """The explanation piece by piece: its opening, then the model's greedy words as they are written (a server
+    backend sends its text at once). Unchecked, and small models ramble: `other_letters` flags the worst case."""
+    yield explanation_opening(row, letter)
     prompt = explanation_prompt(prompt_text, row, letter)
     scorer = scorer_for(loaded)
-    if getattr(scorer, "generate", None):  # a server backend writes the text itself
-        return scorer.generate(prompt, max_new_tokens, adapter=adapter)
+    if getattr(scorer, "generate", None):
+        yield _spaced(scorer.generate(prompt, max_new_tokens, adapter=adapter))
+        return
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    failed: list[BaseException] = []
 
     def write():
         with adapter_switch(loaded.model, adapter):
-            return inference.generate_text(loaded.model, loaded.tokenizer, prompt, max_new_tokens)
+            inference.generate_text(loaded.model, loaded.tokenizer, prompt, max_new_tokens, streamer=streamer)
 
-    return scorer.run(write)
+    def in_turn():  # in the answer queue's turn, alone with the model; the page reads the words meanwhile
+        try:
+            scorer.run(write)
+        except BaseException as e:  # noqa: BLE001 - raised below, in the page's thread
+            failed.append(e)
+        finally:
+            streamer.end()
+
+    worker = threading.Thread(target=in_turn, name="explanation", daemon=True)
+    worker.start()
+    yield from streamer
+    worker.join()
+    if failed:
+        raise failed[0]
+
+
+def _spaced(text: str) -> str:
+    return text if not text or text[0].isspace() else f" {text}"
+
+
+# "the answer is C", "correct answer: (C)", "option C is correct": claims about which letter is right.
+_NAMED_LETTER = re.compile(
+    r"(?i:answer)\s*(?i:is|:)?\s*\(?([A-E])\b|(?i:option|choice)\s*\(?([A-E])\)?\s*(?i:is|was)\s*(?i:the\s+)?"
+    r"(?i:correct|right|answer)"
+)
+
+
+def other_letters(explanation: str, letter: str, allowed: list[str]) -> list[str]:
+    """The letters in play that the explanation calls the answer, other than the chosen one."""
+    named = {m.group(1) or m.group(2) for m in _NAMED_LETTER.finditer(explanation)}
+    return sorted(named & set(allowed) - {letter})
