@@ -226,12 +226,13 @@ class OpenAIScorer:
                     progress(len(out), len(rows))
         return out
 
-    def generate(self, prompt: str, max_new_tokens: int, adapter: bool = True) -> str:
+    def generate(self, prompt: str, max_new_tokens: int, adapter: bool = True, stop: list[str] | None = None) -> str:
         body = {
             "model": self.model if adapter else self.base_model,
             "prompt": prompt,
             "max_tokens": max_new_tokens,
             "temperature": 0.0,
+            **({"stop": stop} if stop else {}),
         }
         return ((self._request("/completions", body).get("choices") or [{}])[0].get("text") or "").strip()
 

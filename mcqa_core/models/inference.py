@@ -161,9 +161,12 @@ def load_model(
     )
 
 
-def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64, streamer=None) -> str:
+def generate_text(
+    model, tokenizer, text: str, max_new_tokens: int = 64, streamer=None, stop: list[str] | None = None
+) -> str:
     """Greedy continuation of `text`, stopping at end-of-sequence (max_new_tokens, never max_length: real
-    prompts are often longer than 128 tokens). `streamer` (transformers' TextIteratorStreamer) gets each word."""
+    prompts are often longer than 128 tokens), or at a string of `stop`. `streamer` (transformers'
+    TextIteratorStreamer) gets each word as it is written."""
     import torch
 
     enc = tokenizer(text, return_tensors="pt").to(next(model.parameters()).device)
@@ -175,5 +178,6 @@ def generate_text(model, tokenizer, text: str, max_new_tokens: int = 64, streame
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
+            **({"stop_strings": stop, "tokenizer": tokenizer} if stop else {}),
         )
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()

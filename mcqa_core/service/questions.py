@@ -30,6 +30,7 @@ ASK_KEYS = OPTION_KEYS
 ALWAYS_ASKED = OPTION_KEYS[:MEDMCQA_OPTIONS]
 UNFILLED_OPTION = "(no option)"
 EXPLANATION_HEADER = "\n\n### Explanation:\n"
+EXPLANATION_END = ["\n\n"]  # one paragraph: small models go on to repeat "The answer is C" after it
 
 
 @dataclass
@@ -168,7 +169,7 @@ def stream_explanation(
     prompt = explanation_prompt(prompt_text, row, letter)
     scorer = scorer_for(loaded)
     if getattr(scorer, "generate", None):
-        yield _spaced(scorer.generate(prompt, max_new_tokens, adapter=adapter))
+        yield _spaced(scorer.generate(prompt, max_new_tokens, adapter=adapter, stop=EXPLANATION_END))
         return
     from transformers import TextIteratorStreamer
 
@@ -177,7 +178,9 @@ def stream_explanation(
 
     def write():
         with adapter_switch(loaded.model, adapter):
-            inference.generate_text(loaded.model, loaded.tokenizer, prompt, max_new_tokens, streamer=streamer)
+            inference.generate_text(
+                loaded.model, loaded.tokenizer, prompt, max_new_tokens, streamer=streamer, stop=EXPLANATION_END
+            )
 
     def in_turn():  # in the answer queue's turn, alone with the model; the page reads the words meanwhile
         try:
