@@ -51,8 +51,15 @@ def probs_chart_ui(probs: list[float], row: dict, pred: str, gold: str | None = 
     st.altair_chart(chart, width="stretch", key=f"chart_{key}" if key else None)
 
 
-def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = "") -> None:
-    """One answer: the letter and option text, how sure, how long it took, the probability bars."""
+def letter_span(letters) -> str:
+    """The letters in play as a caption names them: "A and B", "A–C", "A–E"."""
+    letters = list(letters)
+    return " and ".join(letters) if len(letters) <= 2 else f"{letters[0]}–{letters[-1]}"
+
+
+def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = "", source: str = "MedMCQA") -> None:
+    """One answer: the letter and option text, how sure, how long it took, the probability bars. `source`
+    names where the correct answer comes from (MedMCQA or the bank's file)."""
     if title:
         st.markdown(f"**{title}**")
     option = row[OPTION_KEYS[LETTERS.index(answer.pred)]]
@@ -63,11 +70,12 @@ def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = ""
         verdict = (
             " · :green[:material/check_circle: **correct**]"
             if answer.correct
-            else f" · :red[:material/cancel: **wrong**]: MedMCQA says **{answer.gold}** ({gold_text})"
+            else f" · :red[:material/cancel: **wrong**]: {md_escape(source)} says **{answer.gold}** ({gold_text})"
         )
     st.markdown(f"Confidence **{answer.confidence:.0%}** · answered in **{answer.seconds:.2f} s**{verdict}")
     probs_chart_ui(answer.probs, row, answer.pred, answer.gold, key=key)
     st.caption(
-        f"P(answer): {probs_line(answer.probs)} — the letters A–D held {answer.letter_mass:.0%} of the "
+        f"P(answer): {probs_line(answer.probs)} — the letters {letter_span(LETTERS[: len(answer.probs)])} held "
+        f"{answer.letter_mass:.0%} of the "
         "model's next-token probability"
     )

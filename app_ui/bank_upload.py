@@ -58,7 +58,6 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
             columns,
             default=[c for c in guess.option_cols or [] if c in columns],
             key="bank_option_cols",
-            max_selections=5,
         )
         options_col = None
     else:
@@ -109,6 +108,9 @@ def bank_ui():
     st.caption(f"{md_escape(upload.name)}: {len(records):,} rows, columns: {md_escape(', '.join(columns))}")
     st.dataframe(records[:5], hide_index=True, width="stretch")
     mapping = mapping_ui(columns)
+    if missing := mapping.unmapped():  # nothing is wrong yet: the user has not chosen
+        st.info(f"Choose {' and '.join(missing)} above to read the questions.")
+        return None
     try:
         bank = rows_from_records(records, mapping, source=upload.name, fmt=fmt, columns=columns)
     except DataError as e:

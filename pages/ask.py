@@ -2,16 +2,17 @@
 
 import streamlit as st
 
-from app_ui.answer_view import answer_ui
+from app_ui.answer_view import answer_ui, letter_span
 from app_ui.bank_upload import current_bank
 from app_ui.caches import current_spec, require_model, validation_rows_or_none
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
 from app_ui.sidebar import TRAIN_HINT
-from mcqa_core.data.prompt import LETTERS, OPTION_KEYS
+from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import (
+    ALWAYS_ASKED,
     ASK_KEYS,
     AskInput,
     answer_question,
@@ -43,10 +44,22 @@ def _save_inputs() -> None:
     st.session_state["ask_saved"] = {k: st.session_state.get(k, "") for k in INPUT_KEYS}
 
 
+def _question_changed() -> None:
+    """A new question typed over a sample: the options only that sample had (E) go, and it is no longer the
+    sample (its answer no longer grades it)."""
+    src = st.session_state.get("ask_source")
+    if src and (src.get("question") or "").strip() != (st.session_state.get("ask_question") or "").strip():
+        for k in ASK_KEYS[len(ALWAYS_ASKED) :]:
+            if src.get(k) and st.session_state.get(f"ask_{k}") == src.get(k):
+                st.session_state[f"ask_{k}"] = ""
+        st.session_state.pop("ask_source", None)
+    _save_inputs()
+
+
 def restore_inputs() -> None:
     prefill = st.session_state.pop("ask_prefill", None)
     if prefill is not None:  # "Open in Ask" from Browse
-        _set_inputs(prefill)
+        _set_inputs(prefill, bank=st.session_state.pop("ask_prefill_bank", None))
         return
     for k, v in st.session_state.get("ask_saved", {}).items():
         if k not in st.session_state:
@@ -90,7 +103,7 @@ def inputs_ui() -> tuple[str, dict]:
         "Question",
         key="ask_question",
         height=110,
-        on_change=_save_inputs,
+        on_change=_question_changed,
         placeholder="e.g. Which vitamin deficiency causes scurvy?",
     )
     options = {}
@@ -178,6 +191,7 @@ def result_ui(loaded, result: dict) -> None:
         st.warning(result["prompt"].message)
     row = result["inputs"]
     answers = result["answers"]
+    origin = (result["sample"] or {}).get("bank") or "MedMCQA"  # where a sample's correct answer comes from
     if "base" in answers:
         base, tuned = answers["base"], answers["adapter"]
         if base.pred == tuned.pred:
@@ -186,12 +200,12 @@ def result_ui(loaded, result: dict) -> None:
             st.markdown(f"Base and fine-tuned disagree: the adapter changed **{base.pred}** to **{tuned.pred}**.")
         left, right = st.columns(2)
         with left:
-            answer_ui(base, row, "Base model (adapter off)", key="ask_base")
+            answer_ui(base, row, "Base model (adapter off)", key="ask_base", source=origin)
         with right:
-            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned")
+            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned", source=origin)
     else:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
-        answer_ui(answers["adapter"], row, title, key="ask_main")
+        answer_ui(answers["adapter"], row, title, key="ask_main", source=origin)
     sample = result["sample"]
     if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
@@ -201,8 +215,8 @@ def result_ui(loaded, result: dict) -> None:
         st.code(info.text, language=None)
         st.caption(
             f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
-            'break after "### Answer:". The model\'s next-token probabilities for A, B, C and D after this '
-            "text are the answer."
+            f'break after "### Answer:". The model\'s next-token probabilities for the letters '
+            f"{letter_span(row_letters(result['inputs']))} after this text are the answer."
         )
 
 

@@ -101,8 +101,15 @@ def table_ui(rows: list[dict]) -> None:
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
 
 
+def source_name() -> str | None:
+    """The bank's file name while Browse shows the uploaded bank; None for MedMCQA."""
+    bank = current_bank()
+    return bank["name"] if bank and (st.session_state.get("browse_source") or "").startswith("Your questions") else None
+
+
 def detail_ui(row: dict, where: str) -> None:
-    gold = gold_letter(row)
+    gold, bank = gold_letter(row), source_name()
+    origin = md_escape(bank) if bank else "MedMCQA"
     with st.container(border=True):
         st.caption(
             " · ".join(
@@ -121,8 +128,8 @@ def detail_ui(row: dict, where: str) -> None:
             text = f"**{letter}.** {md_escape(row[key])}"
             st.markdown(f"{mark} {text}{'  — **correct answer**' if letter == gold else ''}")
         exp = row.get("exp")
-        with st.expander("Explanation (MedMCQA)", expanded=bool(exp)):
-            st.markdown(md_escape(exp) if exp else "_MedMCQA has no explanation for this question._")
+        with st.expander(f"Explanation ({origin})", expanded=bool(exp)):
+            st.markdown(md_escape(exp) if exp else f"_{origin} has no explanation for this question._")
         c1, c2 = st.columns(2)
         if c1.button("Ask the model", icon=":material/smart_toy:", key=f"browse_ask_{where}", type="primary"):
             loaded = current_model()
@@ -136,17 +143,15 @@ def detail_ui(row: dict, where: str) -> None:
                     st.error(str(e))
         if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
+            st.session_state["ask_prefill_bank"] = bank
             st.switch_page(ASK)
         shown = st.session_state.get("browse_answer")
         if shown and shown["id"] == row["id"]:
-            answer_ui(shown["answer"], row, "The model's answer against the correct one", key="browse_answer")
+            answer_ui(
+                shown["answer"], row, "The model's answer against the correct one", key="browse_answer", source=origin
+            )
             loaded = current_model()
-            if (
-                loaded is not None
-                and loaded.has_adapter
-                and not (st.session_state.get("browse_source") or "").startswith("Your questions")
-                and trained_on_row(loaded.run, row["id"])
-            ):
+            if loaded is not None and loaded.has_adapter and bank is None and trained_on_row(loaded.run, row["id"]):
                 st.caption(
                     "The adapter was trained on this question (demo-train), so this answer is not a test "
                     "of generalisation; held-out questions are."

@@ -339,6 +339,38 @@ def test_browse_filters_searches_asks_and_opens_in_ask(validation_rows):
     assert at.text_input(key="ask_opd").value == row["opd"]
 
 
+ORGANS = {
+    "name": "organs.csv",
+    "rows": [
+        {
+            "id": "b1",
+            "question": "Which organ exchanges gas?",
+            **dict(zip(("opa", "opb", "opc", "opd", "ope"), ("Liver", "Spleen", "Kidney", "Heart", "Lung"))),
+            "cop": 4,
+            "exp": "Alveoli are in the lung.",
+        }
+    ],
+    "describe": {},
+}
+
+
+def test_a_bank_question_in_ask_and_browse_names_the_bank_its_letters_and_leaves_with_a_new_question(app_env):
+    at = open_app("ask", app_bank=ORGANS)
+    at.button(key="ask_random_bank").click().run()
+    assert at.text_input(key="ask_ope").value == "Lung"
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    assert "the letters A–E held" in shown(at) and "probabilities for the letters A–E after this text" in shown(at)
+    assert md_escape("organs.csv") + "'s own explanation" in [e.label for e in at.expander]
+    assert "MedMCQA says" not in shown(at)
+    at.text_area(key="ask_question").set_value("Which vitamin prevents scurvy?").run()
+    assert at.text_input(key="ask_ope").value == "" and at.text_input(key="ask_opa").value == "Liver"
+
+    browse = open_app("browse", app_bank=ORGANS, browse_source="Your questions (organs.csv)")
+    assert f"Explanation ({md_escape('organs.csv')})" in [e.label for e in browse.expander]
+    assert "Explanation (MedMCQA)" in [e.label for e in open_app("browse").expander]
+
+
 def test_browse_without_data_says_how_to_point_at_it(monkeypatch, tmp_path):
     monkeypatch.setenv("MCQA_DATA_DIR", str(tmp_path))
     at = open_app("browse")

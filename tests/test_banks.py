@@ -236,6 +236,22 @@ def test_guess_mapping_finds_the_usual_names():
         "qtext", options_col="answers", answer="ra", subject="category", id="qid"
     )
     assert guess_mapping(["stem", "choices"]) == ColumnMap("stem", options_col="choices")
+    assert guess_mapping(["Question", *(f"Choice{n}" for n in range(1, 6)), "Key", "Area"]) == ColumnMap(
+        "Question", [f"Choice{n}" for n in range(1, 6)], answer="Key", subject="Area"
+    )
+    assert guess_mapping(["Stem", "Option A", "Option B", "Option C", "Answer", "Topic"]) == ColumnMap(
+        "Stem", ["Option A", "Option B", "Option C"], answer="Answer", subject="Topic"
+    )
+    assert ColumnMap("q", ["only one"]).unmapped() and not ColumnMap("q", options_col="choices").unmapped()
+
+
+@pytest.mark.parametrize("cell", ['["Liver", "Spleen", "Kidney"]', "['Liver', 'Spleen', 'Kidney']"])
+def test_a_list_of_options_kept_as_text_in_a_csv_cell_is_read(tmp_path, cell):
+    records = [{"question": "Largest solid organ?", "choices": cell, "answer": "A"}]
+    bank = load_bank(str(write_csv(tmp_path / "bank.csv", ["question", "choices", "answer"], records)))
+    assert [bank.rows[0][k] for k in ("opa", "opb", "opc")] == ["Liver", "Spleen", "Kidney"] and "opd" not in bank.rows[
+        0
+    ]
 
 
 # --- option counts and the prompt -----------------------------------------------------------------------------

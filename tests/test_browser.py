@@ -169,6 +169,16 @@ def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp
     # loss and accuracy; the charts draw a moment after the text on a busy machine
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2)
     assert re.search(r"done, step 6 of 6", main.text)
+    # "Ask this adapter": the Ask page with the new adapter loaded, never a blank page while it loads
+    click(browser, By.CSS_SELECTOR, ".st-key-train_ask button")
+    wait.until(
+        lambda d: "Ask the model" in [h.text for h in d.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] h1")]
+    )
+    sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]")
+    wait.until(lambda d: "Adapter: smoke-" in sidebar.text)
+    time.sleep(3)  # past the Train page's one-second refresh: the page must stay
+    main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
+    assert "Ask the model" in main.text and browser.find_elements(By.CSS_SELECTOR, ".st-key-ask_submit button")
 
 
 # Ask is the default page: its link is the app's root (Streamlit gives the default page no path of its own).

@@ -24,6 +24,13 @@ class ColumnMap:
     id: str | None = None  # None: ids are row-1, row-2, ... in file order
     explanation: str | None = None
 
+    def unmapped(self) -> list[str]:
+        """What a user still has to choose before the file can be read as questions."""
+        missing = [] if self.question else ["the question column"]
+        if not self.options_col and len(self.option_cols or []) < MIN_OPTIONS:
+            missing.append(f"at least {MIN_OPTIONS} option columns (or the one column that lists them)")
+        return missing
+
 
 @dataclass
 class NamedFormat:
@@ -72,21 +79,39 @@ NAMED_FORMATS = {
 
 # guess_mapping's candidates, best first, compared without case.
 _GUESS = {
-    "question": ("question", "qtext", "stem"),
+    "question": ("question", "qtext", "stem", "question_text", "prompt"),
     "options_col": ("options", "choices"),
-    "answer": ("answer_idx", "answer", "cop", "label", "correct", "correct_answer", "ra"),
-    "subject": ("subject", "subject_name", "category", "topic"),
+    "answer": (
+        "answer_idx",
+        "answer",
+        "cop",
+        "key",
+        "answer_key",
+        "label",
+        "correct",
+        "correct_answer",
+        "correct_option",
+        "gold",
+        "ra",
+    ),
+    "subject": ("subject", "subject_name", "category", "area", "specialty", "topic", "topic_name", "domain"),
     "id": ("id", "qid", "question_id"),
     "explanation": ("exp", "explanation", "rationale"),
 }
-_OPTION_PATTERNS = ("op{}", "{}", "option_{}", "option{}", "option {}", "choice_{}", "choice{}")
+# op{a}, Option A, choice_b, Choice1, option 2, ...: letters a-j, or numbers 1-10
+_OPTION_PATTERNS = ("op{}", "{}", "option_{}", "option{}", "option {}", "choice_{}", "choice{}", "choice {}", "opt{}")
+_OPTION_NUMBERS = [str(n) for n in range(1, len(_OPTION_LETTERS) + 1)]
 
 
 def guess_mapping(columns: list[str]) -> ColumnMap:
     """Sensible defaults for a file's columns, for a UI to show and the user to correct."""
     lower = {c.lower(): c for c in reversed(columns)}  # of two names differing only in case, the first wins
     found = {key: next((lower[n] for n in names if n in lower), None) for key, names in _GUESS.items()}
-    runs = ([lower.get(p.format(letter)) for letter in _OPTION_LETTERS] + [None] for p in _OPTION_PATTERNS)
+    runs = (
+        [lower.get(p.format(mark)) for mark in marks] + [None]
+        for marks in (_OPTION_LETTERS, _OPTION_NUMBERS)
+        for p in _OPTION_PATTERNS
+    )
     option_cols = next((r[: r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
     options_col = found.pop("options_col") or lower.get("answers")  # "answers": HEAD-QA's list of {"aid", "atext"}
     return ColumnMap(option_cols=option_cols, options_col=None if option_cols else options_col, **found)

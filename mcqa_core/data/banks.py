@@ -4,7 +4,9 @@ Bad input is refused with one DataError line; rows that cannot be used are skipp
 
 from __future__ import annotations
 
+import ast
 import difflib
+import json
 import math
 import re
 import warnings
@@ -98,12 +100,25 @@ def _detect(pairs: list, column: str) -> str:
     )
 
 
+def _listed(value):
+    """A list or dict kept as text in a CSV cell: JSON (`["a", "b"]`) or Python's repr (pandas: `['a', 'b']`)."""
+    if not isinstance(value, str) or value.strip()[:1] not in ("[", "{"):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        try:
+            return ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            return value
+
+
 def _options(record: dict, m: ColumnMap) -> list | str:
     """The row's options (None marks a gap), or why it has none."""
     if m.option_cols:
         opts = [record.get(c) for c in m.option_cols]
     else:
-        opts = record.get(m.options_col)
+        opts = _listed(record.get(m.options_col))
         opts = [opts[k] for k in sorted(opts)] if isinstance(opts, dict) else opts
         if not isinstance(opts, (list, tuple)):
             return f"{m.options_col} is not a list of options"
