@@ -166,13 +166,18 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     if error := st.session_state.get("train_error"):
         st.error(error)
     if v.state == "done" and c3.button("Ask this adapter", key="train_ask"):
-        st.session_state["sidebar_pick"] = str(out)  # the sidebar's picker takes it on the next run
-        st.switch_page(ASK)
+        # Switched from the full run, not from this fragment: a switch made here left Ask blank (the page's own
+        # run never came).
+        st.session_state["train_go_ask"] = str(out)
+        st.rerun(scope="app")
     with st.expander("Log (last lines)"):
         st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
+if go := st.session_state.pop("train_go_ask", None):  # "Ask this adapter"
+    st.session_state["sidebar_pick"] = go  # the sidebar's picker takes it on the Ask page's run
+    st.switch_page(ASK)
 st.title("Train an adapter")
 adapters_dir = settings().adapters_dir
 held = runs.active_run(adapters_dir)

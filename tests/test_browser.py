@@ -170,12 +170,12 @@ def test_train_page_starts_a_smoke_run_and_draws_its_chart(app_url, browser, tmp
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2)
     assert re.search(r"done, step 6 of 6", main.text)
     # "Ask this adapter": the Ask page with the new adapter loaded, never a blank page while it loads
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-train_ask button"))  # after the page's rerun
     click(browser, By.CSS_SELECTOR, ".st-key-train_ask button")
     wait.until(
         lambda d: "Ask the model" in [h.text for h in d.find_elements(By.CSS_SELECTOR, "[data-testid=stMain] h1")]
     )
-    sidebar = browser.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]")
-    wait.until(lambda d: "Adapter: smoke-" in sidebar.text)
+    wait.until(lambda d: "Adapter: smoke-" in d.find_element(By.CSS_SELECTOR, "[data-testid=stSidebar]").text)
     time.sleep(3)  # past the Train page's one-second refresh: the page must stay
     main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
     assert "Ask the model" in main.text and browser.find_elements(By.CSS_SELECTOR, ".st-key-ask_submit button")
