@@ -19,12 +19,18 @@ def _delta_color(test: dict | None) -> str:
     return "normal" if test and significant(test) else "off"
 
 
+METRIC_WIDTH = 190  # px: 'Always answer "A"' and its interval on one line each
+PANEL_WIDTH = 420  # px: the confusion matrix, the letter table; two fit beside each other from about 1100 px
+
+
 def headline_ui(report: dict, adapter: bool = True) -> None:
     """Base and adapter side by side, each accuracy with its interval beneath it, the delta under the adapter's
     number (coloured only when significant), and in words what is and is not a real difference."""
     acc, always_a, n = report["accuracy"], report["always_a_accuracy"], report["n"]
     base = report.get("base")
-    cols = st.columns(4)
+    # Four blocks that keep their labels whole: side by side where they fit, two rows on a narrow screen.
+    row = st.container(horizontal=True, gap="medium")
+    cols = [row.container(width=METRIC_WIDTH) for _ in range(4)]
     if base:
         cols[0].metric("Base model", f"{base['accuracy']:.1%}", help="The same questions with the adapter off")
         cols[0].caption(f"{describe_interval(base['accuracy_ci'])}, {n} questions")
@@ -128,13 +134,14 @@ def confusion_ui(report: dict) -> None:
         color=alt.Color("count:Q", scale=alt.Scale(scheme="oranges"), legend=None), tooltip=["gold", "pred", "count"]
     )
     text = base.mark_text(fontSize=15).encode(text="count:Q")
-    st.altair_chart((heat + text).properties(height=240), width="stretch")
-    st.caption(
-        "Rows: the correct answer; columns: the model's. The diagonal is correct. Below: how often each "
-        "letter is the model's answer and the correct one."
-    )
-    spread = pd.DataFrame(letter_spreads(report)).T
-    st.dataframe(spread.reindex(columns=list(labels)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+    row = st.container(horizontal=True, gap="large")  # side by side where they fit, else one under the other
+    with row.container(width=PANEL_WIDTH):
+        st.altair_chart((heat + text).properties(height=240), width="stretch")
+        st.caption("Rows: the correct answer; columns: the model's. The diagonal is correct.")
+    with row.container(width=PANEL_WIDTH):
+        spread = pd.DataFrame(letter_spreads(report)).T
+        st.dataframe(spread.reindex(columns=list(labels)).map(lambda v: f"{v:.0%}" if pd.notna(v) else "—"))
+        st.caption("How often each letter is the model's answer and the correct one.")
 
 
 def changed_ui(report: dict) -> None:
@@ -218,13 +225,10 @@ def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     report = with_statistics(report)
     st.caption(where)
     headline_ui(report, adapter)
-    left, right = st.columns([3, 2])
-    with left:
-        st.subheader("Per subject")
-        subjects_ui(report)
-    with right:
-        st.subheader("Confusion matrix")
-        confusion_ui(report)
+    st.subheader("Per subject")
+    subjects_ui(report)
+    st.subheader("Confusion matrix and letter spreads")
+    confusion_ui(report)
     if report.get("base"):
         changed_ui(report)
     st.subheader(f"Wrong answers ({len(wrong_answers(report))})")

@@ -81,8 +81,8 @@ def fill_random_bank_question() -> None:
 
 
 def inputs_ui() -> tuple[str, dict]:
-    c1, c2 = st.columns([1, 3])
-    c1.button(
+    row = st.container(horizontal=True)  # buttons as wide as their labels, wrapping on a narrow screen
+    row.button(
         "Random validation sample",
         icon=":material/casino:",
         key="ask_random",
@@ -90,7 +90,7 @@ def inputs_ui() -> tuple[str, dict]:
         help="Fill the boxes with a random MedMCQA validation question",
     )
     if bank := current_bank():
-        c2.button(
+        row.button(
             f"Random question from {bank['name']}",
             icon=":material/quiz:",
             key="ask_random_bank",

@@ -93,9 +93,9 @@ def table_ui(rows: list[dict]) -> None:
             "id": [r["id"] for r in rows],
             "subject": [r.get("subject_name") or "" for r in rows],
             "topic": [r.get("topic_name") or "" for r in rows],
-            "question": [short(r["question"], 110) for r in rows],
             "answer": [gold_letter(r) for r in rows],
             "explained": [bool(r.get("exp")) for r in rows],
+            "question": [short(r["question"], 110) for r in rows],  # last: a narrow table cuts only its end
         }
     )
     st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
@@ -130,8 +130,8 @@ def detail_ui(row: dict, where: str) -> None:
         exp = row.get("exp")
         with st.expander(f"Explanation ({origin})", expanded=bool(exp)):
             st.markdown(md_escape(exp) if exp else f"_{origin} has no explanation for this question._")
-        c1, c2 = st.columns(2)
-        if c1.button("Ask the model", icon=":material/smart_toy:", key=f"browse_ask_{where}", type="primary"):
+        buttons = st.container(horizontal=True)  # as wide as their labels, wrapping on a narrow screen
+        if buttons.button("Ask the model", icon=":material/smart_toy:", key=f"browse_ask_{where}", type="primary"):
             loaded = current_model()
             if loaded is None:
                 st.info("No model is loaded: pick one in the sidebar.")
@@ -141,7 +141,7 @@ def detail_ui(row: dict, where: str) -> None:
                         st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
                 except McqaError as e:  # a question too long, a server that stopped answering
                     st.error(str(e))
-        if c2.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
+        if buttons.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
             st.session_state["ask_prefill_bank"] = bank
             st.switch_page(ASK)

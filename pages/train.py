@@ -16,6 +16,7 @@ from app_ui.operator_gate import is_operator, policy
 from mcqa_core.errors import McqaError
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
+from mcqa_core.service.run_history import curves_image, past_runs, tensorboard_command
 from mcqa_core.service.uploads import bank_for_training
 
 
@@ -94,8 +95,12 @@ def numbers_ui(preset: str) -> list[str]:
     return [part for (group, key), value in chosen.items() for part in flag(group, key, value)]
 
 
+CHART_WIDTH = 460  # px: a chart with its legend beside it
+
+
 def charts_ui(v: runs.RunView) -> None:
-    left, right = st.columns(2)
+    row = st.container(horizontal=True, gap="large")  # side by side where they fit, else one under the other
+    left, right = row.container(width=CHART_WIDTH), row.container(width=CHART_WIDTH)
     with left:
         st.markdown("**Training loss**")
         if v.losses:
@@ -200,3 +205,19 @@ if watch is None and recent:
 if watch is not None:
     st.subheader("Training run" if held else "Last run")
     live_ui(Path(watch), adapters_dir)
+
+history = past_runs(adapters_dir)
+if history:
+    st.subheader(f"Past runs ({len(history)})")
+    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch", height=min(38 + 35 * len(history), 320))
+    st.caption(
+        "Accuracy: the run's report at training end, with its 95 % interval, on the rows named beside it; the "
+        "base model on the same rows when the report scored it. Settings as each run's mcqa_run.json records them."
+    )
+    pick = st.selectbox("Look at a run", [r["name"] for r in history], key="train_history_pick")
+    folder = adapters_dir / pick
+    if command := tensorboard_command(folder):
+        st.caption("Its TensorBoard logs, from a terminal in the repository:")
+        st.code(command, language="bash", wrap_lines=True)
+    if image := curves_image(folder):
+        st.image(str(image), caption=f"{md_escape(pick)}: training loss and letter accuracy per step")

@@ -63,6 +63,25 @@ def app_url(tmp_path, data_dir, tiny_model_path):
 
 
 @pytest.fixture()
+def adapter_app_url(tmp_path, data_dir, tiny_model_path, validation_rows):
+    """The app as a demo opens: one adapter on the app's base, with its report of 16 held-out rows."""
+    from mcqa_core.data.medmcqa import is_heldout
+
+    from .app_helpers import make_tiny_adapter
+
+    rows = [r for r in validation_rows if is_heldout(r["id"])][:16]
+    make_tiny_adapter(tmp_path / "adapters" / "demo-adapter", tiny_model_path, rows=rows)
+    env = {
+        "MCQA_APP_BASE_MODEL": "tiny-random-llama",
+        "MCQA_APP_4BIT": "0",
+        "MCQA_ADAPTERS_DIR": str(tmp_path / "adapters"),
+        "MCQA_DATA_DIR": str(data_dir),
+    }
+    with serve_app(env, tmp_path / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture()
 def browser():
     profile = tempfile.mkdtemp(prefix="mcqa-chromium-")
     driver = chrome(profile, "--window-size=1400,1600")
@@ -206,3 +225,62 @@ def test_a_direct_link_on_a_fresh_server_shows_the_page_with_its_sidebar(app_url
     links = [a.text.splitlines()[-1] for a in nav.find_elements(By.TAG_NAME, "a")]  # after each link's icon
     assert links == ["Ask", "Browse", "Evaluate", "Train"]
     assert "Page not found" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+# Text that an ellipsis or a clipping box cuts, and charts or tables wider than the box that holds them.
+_CUT = """
+const out = [];
+const main = document.querySelector('[data-testid=stMain]');
+for (const e of main.querySelectorAll('p, span, label, div[data-testid=stMetricLabel] *, button *')) {
+  if (!e.offsetParent || !e.innerText || !e.innerText.trim() || e.children.length) continue;
+  const cs = getComputedStyle(e);
+  const clips = cs.textOverflow === 'ellipsis' || cs.overflowX === 'hidden' || cs.overflow === 'hidden';
+  if (clips && e.scrollWidth > e.clientWidth + 1) out.push('cut text: ' + e.innerText.slice(0, 60));
+}
+for (const c of main.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stDataFrame]')) {
+  const box = c.getBoundingClientRect();
+  for (const inner of c.querySelectorAll('canvas, svg, .dvn-scroller')) {
+    const r = inner.getBoundingClientRect();
+    if (r.width > 0 && (r.right > box.right + 1 || inner.scrollWidth > inner.clientWidth + 1))
+      out.push(c.dataset.testid + ' overflows: ' + Math.round(inner.scrollWidth) + ' > ' + Math.round(box.width));
+  }
+}
+return [...new Set(out)];
+"""
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_no_label_is_cut_and_no_chart_overflows(adapter_app_url, tmp_path, width):
+    """Every page at a laptop's half screen and at a full one, with an adapter whose report shows base and
+    adapter side by side; screenshots of each page land in the test's folder."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    profile = tempfile.mkdtemp(prefix="mcqa-chromium-")
+    browser = chrome(profile, f"--window-size={width},1400")
+    try:
+        wait = WebDriverWait(browser, 120)
+        problems = {}
+        for page, ready in (
+            ("", ".st-key-ask_submit button"),
+            ("browse", ".st-key-browse_open_in_ask_list button"),
+            ("evaluate", "[data-testid=stMetric]"),
+            ("train", ".st-key-train_start button"),
+        ):
+            browser.get(f"{adapter_app_url}/{page}")
+            wait.until(lambda d, ready=ready: d.find_elements(By.CSS_SELECTOR, ready))
+            if page == "":
+                click(browser, By.CSS_SELECTOR, ".st-key-ask_random button")
+                time.sleep(1)
+                click(browser, By.CSS_SELECTOR, ".st-key-ask_submit button")
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]"))
+            if page == "evaluate":
+                wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2)
+            time.sleep(2)  # charts size themselves after they draw
+            browser.save_screenshot(str(tmp_path / f"{page or 'ask'}-{width}.png"))
+            if found := browser.execute_script(_CUT):
+                problems[page or "ask"] = found
+        assert not problems, problems
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)

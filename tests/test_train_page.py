@@ -48,6 +48,11 @@ def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_en
     assert any(
         o.startswith("from-the-page (smoke run on ") for o in at.selectbox(key="sidebar_model").options
     )  # ready to ask
+    assert "Past runs (1)" in [h.value for h in at.subheader]  # the history: settings, accuracy with its interval, TensorBoard
+    past = next(d.value for d in at.dataframe if "wall time" in d.value.columns).iloc[0]
+    assert past["name"] == "from-the-page" and past["preset"] == "smoke" and past["learning_rate"] > 0
+    assert "95 % interval" in past["accuracy"] and past["measured on"].endswith("heldout rows")
+    assert any("tensorboard --logdir" in c.value and "from-the-page" in c.value for c in at.code)
 
 
 def test_stop_saves_a_checkpoint_and_resume_loses_no_step(app_env, data_dir):

@@ -8,6 +8,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+TENSORBOARD_DIR = "tensorboard"  # inside the adapter folder: `tensorboard --logdir FOLDER/tensorboard`
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "none": None}  # name: package
 
 
@@ -35,8 +36,8 @@ def tracker_environment(text: str, out: Path, env=os.environ) -> list[str]:
     """Point each tracker at the adapter folder (a user's own settings win), and say where each one writes."""
     names, said = trackers(text), []
     if "tensorboard" in names:
-        env["TENSORBOARD_LOGGING_DIR"] = str(out / "tensorboard")  # read by the Trainer's TensorBoard callback
-        said.append(f"tensorboard: tensorboard --logdir {out / 'tensorboard'}")
+        env["TENSORBOARD_LOGGING_DIR"] = str(out / TENSORBOARD_DIR)  # read by the Trainer's TensorBoard callback
+        said.append(f"tensorboard: tensorboard --logdir {out / TENSORBOARD_DIR}")
     if "mlflow" in names:
         env.setdefault("MLFLOW_TRACKING_URI", (out / "mlruns").resolve().as_uri())
         said.append(f"mlflow: {env['MLFLOW_TRACKING_URI']}")
