@@ -14,6 +14,7 @@ from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator, policy
 from mcqa_core.errors import McqaError
+from mcqa_core.service import export_launcher as exports
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
 from mcqa_core.service.run_history import curves_image, past_runs, tensorboard_command
@@ -120,7 +121,14 @@ def charts_ui(v: runs.RunView) -> None:
 def live_ui(out: Path, adapters_dir: Path) -> None:
     """Re-read the run's files every second: a new point shows within about a second of being logged."""
     v = runs.view(out, adapters_dir)
-    if v.phase == "report":  # after the last step: its own bar, not a full one that sits still for minutes
+    if v.phase in ("loading", "step-0 check"):  # before the first step: say which wait this is
+        doing = (
+            "loading the model and the rows"
+            if v.phase == "loading"
+            else "scoring the dev rows before the first step (the base model: the chart's reference line)"
+        )
+        st.progress(0.0, text=f"{md_escape(out.name)}: {doing}…")
+    elif v.phase == "report":  # after the last step: its own bar, not a full one that sits still for minutes
         st.progress(
             min(v.phase_done / max(v.phase_total, 1), 1.0),
             text=f"{md_escape(out.name)}: trained {v.step} steps; scoring the report's questions, "
@@ -179,6 +187,44 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
         st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
 
 
+def export_ui(adapter: Path, adapters_dir: Path) -> None:
+    """Merged 16-bit or GGUF (checked against the adapter, with an Ollama Modelfile), optionally published: the
+    `mcqa-export` command in its own process, followed here like a run."""
+    st.markdown(f"**Export {md_escape(adapter.name)}**")
+    if not is_operator():
+        st.caption(policy().visitor_reason("Exporting and publishing"))
+        return
+    folder = exports.exports_dir(adapters_dir)
+    c1, c2 = st.columns(2)
+    fmt = c1.radio("Format", list(exports.EXPORT_FORMATS), key="export_format")
+    repo = None
+    if exports.can_publish():
+        repo = c2.text_input("Also publish to the hub as (optional)", key="export_repo", placeholder="owner/name")
+    else:
+        c2.caption("Publishing needs a hub token on the server (HF_TOKEN or `hf auth login`); files are written here.")
+    argv = exports.export_argv(adapter, folder / exports.export_folder_name(adapter, fmt), fmt, repo=repo or None)
+    st.code(exports.command_line(argv), language="bash", wrap_lines=True)
+    if st.button("Export", key="export_start", disabled=exports.active_export(folder) is not None):
+        try:
+            exports.start_export(argv, folder)
+        except McqaError as e:
+            st.error(str(e))
+    if exports.export_view(folder) is not None:
+        export_progress_ui(folder)
+
+
+@st.fragment(run_every=1.0)
+def export_progress_ui(folder: Path) -> None:
+    v = exports.export_view(folder)
+    if v.state == "running":
+        st.info(f"Exporting into {md_escape(str(v.out))}: {v.seconds:.0f} s so far (merge, agreement check, write).")
+    elif v.state == "done":
+        st.success(f"Exported into {md_escape(str(v.out))} in {v.seconds:.0f} s: the same files as `mcqa-export`.")
+    else:
+        st.error(f"The export into {md_escape(str(v.out))} failed; the log's last lines say why.")
+    st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
+
+
 through_router()  # the sidebar even where Streamlit runs this file without app.py
 if go := st.session_state.pop("train_go_ask", None):  # "Ask this adapter"
     st.session_state["sidebar_pick"] = go  # the sidebar's picker takes it on the Ask page's run
@@ -221,3 +267,4 @@ if history:
         st.code(command, language="bash", wrap_lines=True)
     if image := curves_image(folder):
         st.image(str(image), caption=f"{md_escape(pick)}: training loss and letter accuracy per step")
+    export_ui(folder, adapters_dir)

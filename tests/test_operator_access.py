@@ -76,6 +76,16 @@ def test_a_visitor_sees_no_start_stop_or_server_path_and_is_told_why(behind_a_pr
     assert "Another adapter folder…" in open_app(operator_key=KEY).selectbox(key="sidebar_model").options
 
 
+def test_a_visitor_may_not_export_and_the_operator_may(behind_a_proxy, tiny_model_path):
+    from .app_helpers import make_tiny_adapter
+
+    make_tiny_adapter(behind_a_proxy / "tiny-lora", tiny_model_path)
+    visitor = open_app("train")
+    assert "export_start" not in [b.key for b in visitor.button]
+    assert "Exporting and publishing is for the app's operator" in shown(visitor)
+    assert "export_start" in [b.key for b in open_app("train", operator_key=KEY).button]
+
+
 def test_a_visitor_evaluates_at_most_the_visitor_rows(behind_a_proxy):
     visitor = open_app("evaluate")
     assert visitor.number_input(key="evaluate_n").max == 30

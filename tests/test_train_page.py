@@ -48,7 +48,9 @@ def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_en
     assert any(
         o.startswith("from-the-page (smoke run on ") for o in at.selectbox(key="sidebar_model").options
     )  # ready to ask
-    assert "Past runs (1)" in [h.value for h in at.subheader]  # the history: settings, accuracy with its interval, TensorBoard
+    assert "Past runs (1)" in [
+        h.value for h in at.subheader
+    ]  # the history: settings, accuracy with its interval, TensorBoard
     past = next(d.value for d in at.dataframe if "wall time" in d.value.columns).iloc[0]
     assert past["name"] == "from-the-page" and past["preset"] == "smoke" and past["learning_rate"] > 0
     assert "95 % interval" in past["accuracy"] and past["measured on"].endswith("heldout rows")
@@ -189,3 +191,49 @@ def test_the_learning_rate_steps_both_ways_in_halves_and_decades(app_env):
     at_index = rates.index(f"{lr.value:.0e}".replace("e-0", "e-"))
     assert 0 < at_index < len(rates) - 1  # a step down and a step up
     assert {"1e-4", "2e-4", "5e-4", "1e-3"} <= set(rates)
+
+
+def test_an_export_started_from_the_page_writes_what_mcqa_export_writes(app_env, tiny_model_path):
+    from mcqa_core.cli.export_command import main as mcqa_export
+    from mcqa_core.service import export_launcher as exports
+
+    from .app_helpers import make_tiny_adapter
+
+    adapter = make_tiny_adapter(app_env / "tiny-lora", tiny_model_path)
+    at = open_app("train")
+    assert at.selectbox(key="train_history_pick").value == "tiny-lora"
+    fmt = at.radio(key="export_format").value
+    shown_command = next(c.value for c in at.code if c.value.startswith(".venv/bin/mcqa-export"))
+    at.button(key="export_start").click().run()
+    folder = exports.exports_dir(app_env)
+    deadline = time.time() + 240
+    while (v := exports.export_view(folder)) is not None and v.state == "running" and time.time() < deadline:
+        time.sleep(1)
+    assert v is not None and v.state == "done", v and v.log_tail
+    assert shown_command.split("--out")[0] in (folder / f"{v.out.name}.log").read_text()  # the command it showed
+    assert "Exported into" in shown(open_app("train"))
+    by_hand = app_env.parent / "by-hand"
+    assert mcqa_export(exports.export_argv(adapter, by_hand, fmt)) == 0
+    assert sorted(p.name for p in v.out.iterdir()) == sorted(p.name for p in by_hand.iterdir())
+    assert "model.safetensors" in {p.name for p in by_hand.iterdir()}
+
+
+def test_the_waits_before_the_first_step_are_named(tmp_path):
+    """loading, then the step-0 check, then training: what the bar says before a step's loss exists."""
+    import os
+
+    from mcqa_core.training.status_files import PROGRESS_FILE, process_started, write_status
+
+    out, adapters = tmp_path / "adapters" / "run", tmp_path / "adapters"
+    write_status(out, "running")
+    lock = {"pid": os.getpid(), "pid_started": process_started(os.getpid()), "output_dir": str(out)}
+    (adapters / runs.LOCK_FILE).write_text(json.dumps(lock))  # this test's process stands in for the trainer
+    assert runs.view(out, adapters).phase == "loading"
+    with (out / PROGRESS_FILE).open("a") as f:
+        f.write(json.dumps({"event": "begin", "step": 0, "max_steps": 6, "time": 0.1}) + "\n")
+    assert runs.view(out, adapters).phase == "step-0 check"
+    with (out / PROGRESS_FILE).open("a") as f:
+        f.write(json.dumps({"event": "eval", "step": 0, "max_steps": 6, "accuracy": 0.25, "time": 1.0}) + "\n")
+    assert runs.view(out, adapters).phase == "train"
+    write_status(out, "running", phase="report", done=3, total=32)
+    assert (runs.view(out, adapters).phase, runs.view(out, adapters).phase_done) == ("report", 3)

@@ -3,7 +3,7 @@
 # seconds, a tiny random Llama: checks the machinery end to end
 mcqa-train --preset smoke --output-dir adapters/smoke
 
-# offline, SmolLM2-135M in 4-bit on CPU (the time it takes: --help, under --preset)
+# offline, SmolLM2-135M-Instruct in 4-bit on CPU (the time it takes: --help, under --preset)
 mcqa-train --preset cpu-demo --output-dir adapters/cpu-demo
 
 # the course recipe on a CUDA GPU (unsloth when installed), data from the hub

@@ -47,7 +47,7 @@ def check(argv: list[str]):
     return cfg
 
 
-def _process(held: dict):
+def live_process(held: dict):
     """The lock's process, only while its pid still names the process the lock recorded (same start time; a pid
     is reused once its process ends) and it has not finished (a zombie the server has not reaped yet)."""
     import psutil
@@ -72,7 +72,7 @@ def active_run(adapters_dir: Path) -> dict | None:
         return None
     status = read_status(Path(held.get("output_dir", ""))) or {}
     finished = status.get("pid") == held.get("pid") and status.get("state") in ("done", "stopped", "failed")
-    if _process(held) is not None and not finished:  # a finished run's process may linger a moment
+    if live_process(held) is not None and not finished:  # a finished run's process may linger a moment
         return held
     lock.unlink(missing_ok=True)
     return None
@@ -122,7 +122,7 @@ def stop(adapters_dir: Path) -> bool:
     import psutil
 
     held = active_run(adapters_dir)
-    proc = _process(held) if held else None
+    proc = live_process(held) if held else None
     if proc is None:
         return False
     try:
@@ -159,7 +159,7 @@ class RunView:
     always_a: float | None = None
     log_tail: list = field(default_factory=list)
     checkpoint: str | None = None  # the newest complete checkpoint, which Resume continues from
-    phase: str = "train"  # train, then report: the held-out rows scored after the last step
+    phase: str = "train"  # loading, step-0 check, train, report (the held-out rows scored after the last step)
     phase_done: int = 0
     phase_total: int = 0
 
@@ -226,10 +226,25 @@ def view(out: Path, adapters_dir: Path, tail: int = 15) -> RunView:
         always_a=begin.get("always_a"),
         log_tail=[ln for ln in log_tail if ln.strip()],
         checkpoint=next((c.name for c in reversed(checkpoints(out)[0])), None),
-        phase=status.get("phase", "train") if state == "running" else "train",
+        phase=_phase(status, state, records),
         phase_done=int(status.get("done", 0)),
         phase_total=int(status.get("total", 0)),
     )
+
+
+def _phase(status: dict, state: str, records: list[dict]) -> str:
+    """loading (the model and rows), step-0 check (the dev rows scored before the first step), train, report."""
+    if state == "starting":
+        return "loading"
+    if state != "running":
+        return "train"
+    phase = status.get("phase", "train")
+    started = any(r.get("event") == "begin" for r in records)
+    if phase == "train" and not started:
+        return "loading"  # the trainer has not begun: the model and the rows are still loading
+    if phase == "train" and started and not any(r.get("event") in ("eval", "log") for r in records):
+        return "step-0 check"
+    return phase
 
 
 def recent_runs(adapters_dir: Path) -> list[Path]:
