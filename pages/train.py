@@ -10,11 +10,11 @@ import streamlit as st
 
 from app_ui.bank_upload import current_bank
 from app_ui.caches import settings
+from app_ui.export_panel import export_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator, policy
 from mcqa_core.errors import McqaError
-from mcqa_core.service import export_launcher as exports
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
 from mcqa_core.service.run_history import curves_image, past_runs, tensorboard_command
@@ -104,11 +104,18 @@ def charts_ui(v: runs.RunView) -> None:
     left, right = row.container(width=CHART_WIDTH), row.container(width=CHART_WIDTH)
     with left:
         st.markdown("**Training loss**")
-        if v.losses:
+        if len(v.losses) == 1:  # one point draws an empty chart with a "0.000000" axis
+            st.caption(f"Step {v.losses[0][0]}: loss {v.losses[0][1]:.4f}; the line draws from the next log.")
+        elif v.losses:
             st.line_chart(pd.DataFrame(v.losses, columns=["step", "loss"]).set_index("step"), height=220)
     with right:
         st.markdown("**Letter accuracy on the dev rows**")
-        if v.evals:
+        if len(v.evals) == 1:
+            step, _, acc = v.evals[0]
+            who = "the base model, before the first step" if step == 0 else f"step {step}"
+            score = f"{acc:.1%}" if isinstance(acc, (int, float)) else "—"
+            st.caption(f"{score} on the dev rows ({who}); the line draws from the next evaluation.")
+        elif v.evals:
             df = pd.DataFrame([(s, a) for s, _, a in v.evals], columns=["step", "accuracy"]).set_index("step")
             if v.base_accuracy is not None:
                 df["base model (step 0)"] = v.base_accuracy
@@ -117,21 +124,19 @@ def charts_ui(v: runs.RunView) -> None:
             st.line_chart(df, height=220)
 
 
-@st.fragment(run_every=1.0)
-def live_ui(out: Path, adapters_dir: Path) -> None:
-    """Re-read the run's files every second: a new point shows within about a second of being logged."""
-    v = runs.view(out, adapters_dir)
+def progress_ui(v: runs.RunView, name: str) -> None:
+    """One bar for what the run is doing now, each phase with its own progress."""
     if v.phase in ("loading", "step-0 check"):  # before the first step: say which wait this is
         doing = (
             "loading the model and the rows"
             if v.phase == "loading"
             else "scoring the dev rows before the first step (the base model: the chart's reference line)"
         )
-        st.progress(0.0, text=f"{md_escape(out.name)}: {doing}…")
+        st.progress(0.0, text=f"{md_escape(name)}: {doing}…")
     elif v.phase == "report":  # after the last step: its own bar, not a full one that sits still for minutes
         st.progress(
             min(v.phase_done / max(v.phase_total, 1), 1.0),
-            text=f"{md_escape(out.name)}: trained {v.step} steps; scoring the report's questions, "
+            text=f"{md_escape(name)}: trained {v.step} steps; scoring the report's questions, "
             f"{v.phase_done} of {v.phase_total} (the adapter, then the base on the same rows)",
         )
     else:
@@ -139,9 +144,16 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
         eta = f", about {v.remaining:.0f} s left" if v.remaining else ""  # only while training
         st.progress(
             min(done, 1.0),
-            text=f"{md_escape(out.name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
+            text=f"{md_escape(name)}: {v.state}, step {v.step} of {v.max_steps or '?'}, "
             f"{v.elapsed:.0f} s of training{eta}",
         )
+
+
+@st.fragment(run_every=1.0)
+def live_ui(out: Path, adapters_dir: Path) -> None:
+    """Re-read the run's files every second: a new point shows within about a second of being logged."""
+    v = runs.view(out, adapters_dir)
+    progress_ui(v, out.name)
     if v.state in ("done", "stopped", "failed") and st.session_state.pop("train_form_hidden", False):
         st.rerun(scope="app")  # the run ended: the start form comes back
     if v.state == "failed":
@@ -185,44 +197,6 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
         st.rerun(scope="app")
     with st.expander("Log (last lines)"):
         st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
-
-
-def export_ui(adapter: Path, adapters_dir: Path) -> None:
-    """Merged 16-bit or GGUF (checked against the adapter, with an Ollama Modelfile), optionally published: the
-    `mcqa-export` command in its own process, followed here like a run."""
-    st.markdown(f"**Export {md_escape(adapter.name)}**")
-    if not is_operator():
-        st.caption(policy().visitor_reason("Exporting and publishing"))
-        return
-    folder = exports.exports_dir(adapters_dir)
-    c1, c2 = st.columns(2)
-    fmt = c1.radio("Format", list(exports.EXPORT_FORMATS), key="export_format")
-    repo = None
-    if exports.can_publish():
-        repo = c2.text_input("Also publish to the hub as (optional)", key="export_repo", placeholder="owner/name")
-    else:
-        c2.caption("Publishing needs a hub token on the server (HF_TOKEN or `hf auth login`); files are written here.")
-    argv = exports.export_argv(adapter, folder / exports.export_folder_name(adapter, fmt), fmt, repo=repo or None)
-    st.code(exports.command_line(argv), language="bash", wrap_lines=True)
-    if st.button("Export", key="export_start", disabled=exports.active_export(folder) is not None):
-        try:
-            exports.start_export(argv, folder)
-        except McqaError as e:
-            st.error(str(e))
-    if exports.export_view(folder) is not None:
-        export_progress_ui(folder)
-
-
-@st.fragment(run_every=1.0)
-def export_progress_ui(folder: Path) -> None:
-    v = exports.export_view(folder)
-    if v.state == "running":
-        st.info(f"Exporting into {md_escape(str(v.out))}: {v.seconds:.0f} s so far (merge, agreement check, write).")
-    elif v.state == "done":
-        st.success(f"Exported into {md_escape(str(v.out))} in {v.seconds:.0f} s: the same files as `mcqa-export`.")
-    else:
-        st.error(f"The export into {md_escape(str(v.out))} failed; the log's last lines say why.")
-    st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py

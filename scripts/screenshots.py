@@ -6,7 +6,7 @@
     python scripts/screenshots.py --base-model tiny-random-llama --adapters-dir /tmp/none --out /tmp/shots
 
 Starts `streamlit run app.py` on a free port, drives the pages as a user would, saves
-docs/screenshots/{ask,browse,evaluate}.png and stops the server.
+docs/screenshots/{ask,browse,evaluate,train}{suffix}.png and stops the server.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapters-dir", default=None, help="MCQA_ADAPTERS_DIR for the app (default: adapters/)")
     p.add_argument("--eval-n", type=int, default=60, help="questions to evaluate when no saved report exists")
     p.add_argument("--width", type=int, default=1440)
+    p.add_argument("--suffix", default="", help='added to each file name, e.g. "-800" for a narrow set')
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for any one step")
     return p
 
@@ -79,8 +80,9 @@ def main(args) -> None:
         def shoot(name: str, height: int):
             driver.set_window_size(args.width, height)
             time.sleep(1.0)
-            driver.save_screenshot(str(out / f"{name}.png"))
-            print(f"saved {out / f'{name}.png'}")
+            path = out / f"{name}{args.suffix}.png"
+            driver.save_screenshot(str(path))
+            print(f"saved {path}")
 
         # Ask: a held-out question, base vs fine-tuned when an adapter is loaded, and an explanation.
         driver.get(base)
@@ -132,6 +134,12 @@ def main(args) -> None:
             wait.until(lambda d: "Run here on the first" in main_text())
         idle()
         shoot("evaluate", 1900)
+
+        # Train: the start form, the last run and the past runs with their settings and accuracy.
+        driver.get(f"{base}/train")
+        wait.until(lambda d: "Train an adapter" in main_text())
+        idle()
+        shoot("train", 2000)
 
 
 if __name__ == "__main__":

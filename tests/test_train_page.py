@@ -193,13 +193,16 @@ def test_the_learning_rate_steps_both_ways_in_halves_and_decades(app_env):
     assert {"1e-4", "2e-4", "5e-4", "1e-3"} <= set(rates)
 
 
-def test_an_export_started_from_the_page_writes_what_mcqa_export_writes(app_env, tiny_model_path):
+def test_an_export_started_from_the_page_writes_what_mcqa_export_writes(app_env, tiny_model_path, data_dir):
     from mcqa_core.cli.export_command import main as mcqa_export
     from mcqa_core.service import export_launcher as exports
 
     from .app_helpers import make_tiny_adapter
 
     adapter = make_tiny_adapter(app_env / "tiny-lora", tiny_model_path)
+    record = json.loads((adapter / "mcqa_run.json").read_text())
+    record["data"]["source"] = str(data_dir)  # the folder it "trained" from: the agreement check reads it
+    (adapter / "mcqa_run.json").write_text(json.dumps(record))
     at = open_app("train")
     assert at.selectbox(key="train_history_pick").value == "tiny-lora"
     fmt = at.radio(key="export_format").value
@@ -218,13 +221,13 @@ def test_an_export_started_from_the_page_writes_what_mcqa_export_writes(app_env,
     assert "model.safetensors" in {p.name for p in by_hand.iterdir()}
 
 
-def test_the_waits_before_the_first_step_are_named(tmp_path):
+def test_the_waits_before_the_first_step_are_named(app_env):
     """loading, then the step-0 check, then training: what the bar says before a step's loss exists."""
     import os
 
     from mcqa_core.training.status_files import PROGRESS_FILE, process_started, write_status
 
-    out, adapters = tmp_path / "adapters" / "run", tmp_path / "adapters"
+    out, adapters = app_env / "run", app_env
     write_status(out, "running")
     lock = {"pid": os.getpid(), "pid_started": process_started(os.getpid()), "output_dir": str(out)}
     (adapters / runs.LOCK_FILE).write_text(json.dumps(lock))  # this test's process stands in for the trainer
@@ -235,5 +238,8 @@ def test_the_waits_before_the_first_step_are_named(tmp_path):
     with (out / PROGRESS_FILE).open("a") as f:
         f.write(json.dumps({"event": "eval", "step": 0, "max_steps": 6, "accuracy": 0.25, "time": 1.0}) + "\n")
     assert runs.view(out, adapters).phase == "train"
+    at = open_app("train")  # one evaluation: said in words, not an empty chart with a "0.000000" axis
+    assert "25.0% on the dev rows (the base model, before the first step)" in shown(at)
+    assert not any(c.key == "train_start" for c in at.button)  # a run is live: no second start form
     write_status(out, "running", phase="report", done=3, total=32)
     assert (runs.view(out, adapters).phase, runs.view(out, adapters).phase_done) == ("report", 3)
