@@ -208,15 +208,14 @@ def wrong_ui(report: dict) -> None:
         column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
     )
     by_id = {p["id"]: p for p in wrong}
-    c1, c2 = st.columns([4, 1])
-    pick = c1.selectbox(
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # the button keeps its whole label
+    pick = row.selectbox(
         "Open a wrong answer in Browse",
         list(by_id),
         key="evaluate_wrong",
         format_func=lambda i: f"{by_id[i]['pred']}→{by_id[i]['gold']} · {short(by_id[i].get('question', ''), 90)}",
     )
-    c2.markdown("&nbsp;")
-    if c2.button("Open in Browse", key="evaluate_open_browse"):
+    if row.button("Open in Browse", key="evaluate_open_browse"):
         st.session_state["browse_focus_id"] = pick
         st.switch_page(BROWSE)
 
