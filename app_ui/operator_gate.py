@@ -7,6 +7,8 @@ import streamlit as st
 
 from mcqa_core.service.operator_access import AccessPolicy
 
+from .markdown_text import md_escape
+
 _KEY = "operator_key"
 
 
@@ -21,18 +23,37 @@ def remote_ip() -> str | None:
     return ip if isinstance(ip, str) else None
 
 
+def login_configured() -> bool:
+    """Whether .streamlit/secrets.toml names an identity provider for st.login."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all: Streamlit raises its own error type
+        return False
+
+
+def logged_in_email() -> str | None:
+    return st.user.get("email") if st.user.get("is_logged_in") else None
+
+
 def is_operator() -> bool:
-    return policy().is_operator(remote_ip(), st.session_state.get(_KEY))
+    return policy().is_operator(remote_ip(), st.session_state.get(_KEY), logged_in_email())
 
 
 def operator_key_ui() -> None:
     """A key field for a visitor when the server has a key; nothing for a connection from this machine."""
     p = policy()
-    if p.is_operator(remote_ip()) or not p.key:
+    login = bool(p.operator_emails) and login_configured()
+    if p.is_operator(remote_ip()) or not (p.key or login):
         return
     with st.sidebar.expander("Operator", expanded=False):
-        offered = st.text_input("Operator key", type="password", key=_KEY, help="The server's MCQA_OPERATOR_KEY")
-        if offered and is_operator():
-            st.caption("Operator: training and the adapter-folder field are open in this session.")
-        elif offered:
-            st.caption("That key does not match the server's.")
+        if p.key:
+            offered = st.text_input("Operator key", type="password", key=_KEY, help="The server's MCQA_OPERATOR_KEY")
+            if offered and is_operator():
+                st.caption("Operator: training, export and the adapter-folder field are open in this session.")
+            elif offered:
+                st.caption("That key does not match the server's.")
+        if login and (email := logged_in_email()):
+            st.caption(f"Logged in as {md_escape(email)}" + ("" if is_operator() else ": not an operator account"))
+            st.button("Log out", key="operator_logout", on_click=st.logout)
+        elif login:
+            st.button("Log in", key="operator_login", on_click=st.login)

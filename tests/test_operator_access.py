@@ -31,6 +31,11 @@ def test_the_policy_trusts_this_machine_and_the_key_only():
     assert not proxied.is_operator(None) and proxied.is_operator(None, KEY)  # behind a proxy: the key alone
     assert AccessPolicy.from_env({"MCQA_VISITOR_MAX_ROWS": "25"}).visitor_max_rows == 25
     assert AccessPolicy.from_env({"MCQA_VISITOR_MAX_ROWS": "lots"}).visitor_max_rows == 200
+    accounts = AccessPolicy.from_env({"MCQA_OPERATOR_EMAILS": "Ops@Example.org, b@example.org"})
+    assert accounts.is_operator("10.1.2.3", email="ops@example.org") and accounts.is_operator(
+        "::2", email="b@example.org"
+    )
+    assert not accounts.is_operator("10.1.2.3", email="visitor@example.org") and not accounts.is_operator("10.1.2.3")
 
 
 @pytest.fixture
@@ -92,3 +97,17 @@ def test_a_visitor_evaluates_at_most_the_visitor_rows(behind_a_proxy):
     assert "Up to 30 questions per evaluation for visitors" in shown(visitor)
     operator = open_app("evaluate", operator_key=KEY)
     assert operator.number_input(key="evaluate_n").max != 30 and "for visitors" not in shown(operator)
+
+
+def test_with_an_identity_provider_a_visitor_is_offered_the_login(behind_a_proxy, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from .conftest import REPO
+
+    monkeypatch.setenv("MCQA_OPERATOR_EMAILS", "ops@example.org")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=test_app.TIMEOUT)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x"}
+    at.run()
+    assert not at.exception and "operator_login" in [b.key for b in at.sidebar.button]
+    plain = open_app()  # no identity provider configured: no login button, the key field only
+    assert "operator_login" not in [b.key for b in plain.sidebar.button]
