@@ -36,16 +36,24 @@ def export_ui(adapter: Path, adapters_dir: Path) -> None:
             exports.start_export(argv, folder)
         except McqaError as e:
             st.error(str(e))
-    if exports.export_view(folder) is not None:
-        export_progress_ui(folder)
+    if (v := exports.export_view(folder)) is not None and v.state == "running":
+        export_live_ui(folder)
+    elif v is not None:
+        export_result_ui(v)
 
 
 @st.fragment(run_every=1.0)
-def export_progress_ui(folder: Path) -> None:
+def export_live_ui(folder: Path) -> None:
+    """Re-read the export's log every second while it runs; once it ends, the page draws the result."""
     v = exports.export_view(folder)
-    if v.state == "running":
-        st.info(f"Exporting into {md_escape(str(v.out))}: {v.seconds:.0f} s so far (merge, agreement check, write).")
-    elif v.state == "done":
+    if v.state != "running":
+        st.rerun(scope="app")
+    st.info(f"Exporting into {md_escape(str(v.out))}: {v.seconds:.0f} s so far (merge, agreement check, write).")
+    st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
+
+
+def export_result_ui(v: exports.ExportView) -> None:
+    if v.state == "done":
         st.success(f"Exported into {md_escape(str(v.out))} in {v.seconds:.0f} s: the same files as `mcqa-export`.")
     else:
         st.error(f"The export into {md_escape(str(v.out))} failed; the log's last lines say why.")
