@@ -71,11 +71,15 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
     elif "sidebar_model" not in st.session_state:  # a first visit: an adapter on the app's base, else the base
         first = first_choice(found, cfg.base_model)
         st.session_state["sidebar_model"] = str(first.path) if first else BASE_CHOICE
-    choice = st.sidebar.selectbox(
+    # A radio, not a select box: each entry's name, then its measurement on a line of its own that wraps, so
+    # nothing is cut at any sidebar width.
+    parts = {c: _choice_label(c, ready, cfg).partition(" · ") for c in choices}
+    choice = st.sidebar.radio(
         "Model",
         choices,
         key="sidebar_model",
-        format_func=lambda c: _choice_label(c, ready, cfg),
+        format_func=lambda c: md_escape(parts[c][0]),
+        captions=[md_escape(parts[c][2]) for c in choices],
         help=f"Adapter folders found in {cfg.adapters_dir}",
     )
     for a in found:

@@ -66,6 +66,14 @@ def open_app(page: str = "ask", **state):
     return at
 
 
+def picker_entries(at) -> list[str]:
+    """The sidebar picker's entries as a reader sees them: the name, then its measurement (shown as text)."""
+    r = at.sidebar.radio(key="sidebar_model")
+    plain = [re.sub(r"\\(.)", r"\1", t) for t in (*r.options, *r.proto.captions)]
+    names, captions = plain[: len(r.options)], plain[len(r.options) :]
+    return [f"{n} · {c}" if c else n for n, c in zip(names, captions)]
+
+
 def fill(at, question: str, *options: str) -> None:
     at.text_area(key="ask_question").set_value(question)
     for key, text in zip(("ask_opa", "ask_opb", "ask_opc", "ask_opd"), options):
@@ -267,16 +275,15 @@ def test_a_first_visit_shows_the_best_measured_real_adapter_never_a_smoke_run_or
     copy("smoke", preset="smoke")  # the newest two
     copy("on-another-base", base_model="smollm2-135m")
     at = open_app("ask")
-    picker = at.sidebar.selectbox(key="sidebar_model")
-    assert picker.value == str(best)
-    labels = picker.options
+    assert at.sidebar.radio(key="sidebar_model").value == str(best)
+    labels = picker_entries(at)
     assert re.fullmatch(r"measured-better · 35\.0% \(95 % CI \d+%-\d+%\) · 1,074 heldout rows", labels[0])
     assert [x.split(" ")[0] for x in labels[-4:-2]] == ["on-another-base", "smoke"]  # then the base, another folder
     assert labels[-4].startswith("on-another-base (on smollm2-135m) · ")
     assert labels[-3].startswith("smoke (smoke run on tiny-random-llama: a machinery check) · ")
     for name in ("measured-better", "measured-on-16", "measured-on-1074"):
         shutil.rmtree(app_env / name)
-    assert open_app("ask").sidebar.selectbox(key="sidebar_model").value == "__base__"
+    assert open_app("ask").sidebar.radio(key="sidebar_model").value == "__base__"
 
 
 def test_a_broken_adapter_is_reported_and_the_previous_model_stays(tmp_path, app_env, tiny_adapter):

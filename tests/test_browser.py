@@ -70,7 +70,9 @@ def adapter_app_url(tmp_path, data_dir, tiny_model_path, validation_rows):
     from .app_helpers import make_tiny_adapter
 
     rows = [r for r in validation_rows if is_heldout(r["id"])][:16]
-    make_tiny_adapter(tmp_path / "adapters" / "demo-adapter", tiny_model_path, rows=rows)
+    make_tiny_adapter(
+        tmp_path / "adapters" / "cpu-demo-1204-0137", tiny_model_path, rows=rows
+    )  # a name as the form gives
     env = {
         "MCQA_APP_BASE_MODEL": "tiny-random-llama",
         "MCQA_APP_4BIT": "0",
@@ -231,11 +233,15 @@ def test_a_direct_link_on_a_fresh_server_shows_the_page_with_its_sidebar(app_url
 _CUT = """
 const out = [];
 const main = document.querySelector('[data-testid=stMain]');
-for (const e of main.querySelectorAll('*')) {  // Streamlit cuts labels with an ellipsis on their box
+// Streamlit cuts labels with an ellipsis on their box; the sidebar's model picker included.
+for (const e of document.querySelectorAll('[data-testid=stMain] *, [data-testid=stSidebar] *')) {
   if (!e.offsetParent || !e.innerText || !e.innerText.trim()) continue;
   if (getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1)
     out.push('cut text: ' + e.innerText.slice(0, 60));
 }
+// The sidebar's choices are read whole (a select box of question texts on a page may be cut: its detail follows).
+for (const e of document.querySelectorAll('[data-testid=stSidebar] input[role=combobox]'))
+  if (e.scrollWidth > e.clientWidth + 1) out.push('cut choice: ' + e.value.slice(0, 60));
 // A chart cannot scroll: wider than its box is clipped. A table may scroll sideways (its short columns come
 // first), but its frame stays inside the page.
 for (const c of main.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stDataFrame]')) {
