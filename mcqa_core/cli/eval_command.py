@@ -78,6 +78,7 @@ class EvalArgs(BankColumns):
     shuffle_options: int = setting(
         0, "Re-ask each question with K permutations of its options (position bias).", min=0, metavar="K"
     )
+    shots: int = setting(0, "Solved examples before each question (K-shot; docs/evaluation.md).", min=0, metavar="K")
     max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
     load_in_4bit: bool | None = setting(
         None,
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     from ..data.medmcqa import InvalidRowsWarning
+    from ..evaluation.fewshot import shots_for
     from ..evaluation.report import summary_table, write_report
     from ..models.run_record import split_overlap_warning
 
@@ -211,14 +213,19 @@ def main(argv: list[str] | None = None) -> int:
         data, bank = _questions(args)
     skipped = f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
+    shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest, else dev
+    rows, fewshot = shots_for(
+        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=args.data_dir or default_data_dir()
+    )
     loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
     overlap = split_overlap_warning(run, data.split) if args.adapter else None
     if overlap:
         print(f"warning: {overlap}", file=sys.stderr)
-    report = _score(args, loaded, scorer, data.rows)
+    report = _score(args, loaded, scorer, rows)
     report["meta"].update(
         split=data.split, source=data.source, rows_invalid_skipped=data.skipped, device=device, load_in_4bit=four_bit
     )
+    report["meta"]["fewshot"] = fewshot
     if bank:
         report["meta"]["bank"] = bank
     if overlap:

@@ -45,9 +45,14 @@ def row_letters(row: dict) -> tuple[str, ...]:
 
 def format_prompt(row: dict, style: str = "course") -> str:
     """The prompt for one row (question, opa..): four options give the templates above to the byte; two,
-    three or five list the options that exist the same way."""
+    three or five list the options that exist the same way. A row carrying FEWSHOT_KEY (solved examples, from
+    `fewshot_prefix`) shows them first."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {sorted(PROMPT_STYLES)}")
+    return row.get(FEWSHOT_KEY, "") + _question_prompt(row, style)
+
+
+def _question_prompt(row: dict, style: str) -> str:
     options = row_options(row)
     if len(options) == MEDMCQA_OPTIONS:
         return PROMPT_STYLES[style].format(question=row["question"], **dict(zip(OPTION_KEYS, options)))
@@ -59,6 +64,17 @@ def format_prompt(row: dict, style: str = "course") -> str:
         f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
         f"### Choice:\n{listed}\n\n### Answer:\n"
     )
+
+
+# K-shot prompts: K solved examples, each followed by FEWSHOT_SEPARATOR (lm-evaluation-harness's
+# fewshot_delimiter), then the question. Zero examples leave the prompt as it is, to the byte.
+FEWSHOT_KEY = "fewshot"
+FEWSHOT_SEPARATOR = "\n\n"
+
+
+def fewshot_prefix(examples: list[dict], style: str = "course") -> str:
+    """The solved examples, each as its prompt and its answer the way the model was trained to write it."""
+    return "".join(_question_prompt(ex, style) + format_completion(ex, style) + FEWSHOT_SEPARATOR for ex in examples)
 
 
 def answer_letter(row: dict) -> str:

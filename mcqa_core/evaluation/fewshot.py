@@ -1,0 +1,48 @@
+"""K-shot evaluation: the solved examples shown before each question, drawn once with a fixed seed from the
+training side of the data (MedMCQA's dev slice, or a bank's part outside its held-out quarter), never from the
+rows being reported; the report records which."""
+
+from __future__ import annotations
+
+import random
+
+from ..data.prompt import FEWSHOT_KEY, fewshot_prefix
+from ..errors import DataError
+
+FEWSHOT_SEED = 1234
+MEDMCQA_SHOTS_FROM = "demo-dev"  # the dev slice: never the held-out rows, never a validation row reported
+
+
+def draw_shots(pool: list[dict], reported: list[dict], k: int, seed: int = FEWSHOT_SEED) -> list[dict]:
+    """`k` rows of `pool` with an answer and an id outside `reported`, in a fixed order for a given seed."""
+    taken = {r.get("id") for r in reported}
+    candidates = [r for r in pool if r.get("id") not in taken and r.get("cop") is not None]
+    if len(candidates) < k:
+        raise DataError(f"--shots {k} needs {k} solved examples outside the reported rows; {len(candidates)} found")
+    return random.Random(seed).sample(candidates, k)
+
+
+def with_shots(rows: list[dict], shots: list[dict], style: str) -> list[dict]:
+    """The rows to score, each carrying the same examples before its question."""
+    prefix = fewshot_prefix(shots, style)
+    return [dict(r, **{FEWSHOT_KEY: prefix}) for r in rows] if shots else rows
+
+
+def shots_record(shots: list[dict], source: str) -> dict:
+    return {"shots": len(shots), "shot_ids": [s.get("id") for s in shots], "shots_from": source, "seed": FEWSHOT_SEED}
+
+
+def shots_for(rows: list[dict], k: int, style: str, *, bank=None, data_dir=None) -> tuple[list[dict], dict]:
+    """The rows with `k` examples before each question, and the record of which; the rows as they are for 0.
+    Examples come from `bank`'s part outside its held-out quarter, else from MedMCQA's dev slice in `data_dir`."""
+    if not k:
+        return rows, {"shots": 0}
+    from ..data.banks import select_part
+    from ..data.medmcqa import load_split
+
+    if bank is not None:
+        pool, source = select_part(bank, "rest").rows, f"{bank.source} (rest)"
+    else:
+        pool, source = load_split(MEDMCQA_SHOTS_FROM, data_dir).rows, MEDMCQA_SHOTS_FROM
+    shots = draw_shots(pool, rows, k)
+    return with_shots(rows, shots, style), shots_record(shots, source)
