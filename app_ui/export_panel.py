@@ -31,12 +31,14 @@ def export_ui(adapter: Path, adapters_dir: Path) -> None:
         c2.caption("Publishing needs a hub token on the server (HF_TOKEN or `hf auth login`); files are written here.")
     argv = exports.export_argv(adapter, folder / exports.export_folder_name(adapter, fmt), fmt, repo=repo or None)
     st.code(exports.command_line(argv), language="bash", wrap_lines=True)
-    if st.button("Export", key="export_start", disabled=exports.active_export(folder) is not None):
+    v = exports.export_view(folder)
+    if st.button("Export", key="export_start", disabled=v is not None and v.state == "running"):
         try:
             exports.start_export(argv, folder)
+            v = exports.export_view(folder)
         except McqaError as e:
             st.error(str(e))
-    if (v := exports.export_view(folder)) is not None and v.state == "running":
+    if v is not None and v.state == "running":
         export_live_ui(folder)
     elif v is not None:
         export_result_ui(v)

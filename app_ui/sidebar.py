@@ -41,23 +41,24 @@ def _load_or_error(spec: ModelSpec):
         return None, f"{type(e).__name__}: {str(e)[:500]}"
 
 
-def _choice_label(choice: str, adapters: dict, cfg: AppSettings) -> str:
+def _choice_parts(choice: str, adapters: dict, cfg: AppSettings) -> tuple[str, str]:
+    """A picker entry as (its name, what it measured: accuracy, interval, rows and split)."""
     if choice == BASE_CHOICE:
-        return f"Base model only ({cfg.base_model})"
+        return f"Base model only ({cfg.base_model})", ""
     if choice == PATH_CHOICE:
-        return "Another adapter folder…"
+        return "Another adapter folder…", ""
     a = adapters[choice]
     if claim := measured_interval(a.run):  # the number, how sure it is, and what it was measured on
         acc, rows, (lo, hi) = claim
         split = f" {measured_split(a.run)}" if measured_split(a.run) else ""
-        measured = f" · {acc:.1%} (95 % CI {lo:.0%}-{hi:.0%}) · {rows:,}{split} rows"
+        measured = f"{acc:.1%} (95 % CI {lo:.0%}-{hi:.0%}) · {rows:,}{split} rows"
     else:
-        measured = " · not measured"
+        measured = "not measured"
     base = a.base_model or "an unknown base"
     if a.machinery_check:
-        return f"{a.name} (smoke run on {base}: a machinery check){measured}"
+        return f"{a.name} (smoke run on {base}: a machinery check)", measured
     other_base = f" (on {base})" if a.base_model != cfg.base_model else ""
-    return f"{a.name}{other_base}{measured}"
+    return f"{a.name}{other_base}", measured
 
 
 def model_picker_ui(cfg: AppSettings) -> ModelSpec:
@@ -73,13 +74,13 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
         st.session_state["sidebar_model"] = str(first.path) if first else BASE_CHOICE
     # A radio, not a select box: each entry's name, then its measurement on a line of its own that wraps, so
     # nothing is cut at any sidebar width.
-    parts = {c: _choice_label(c, ready, cfg).partition(" · ") for c in choices}
+    parts = {c: _choice_parts(c, ready, cfg) for c in choices}
     choice = st.sidebar.radio(
         "Model",
         choices,
         key="sidebar_model",
         format_func=lambda c: md_escape(parts[c][0]),
-        captions=[md_escape(parts[c][2]) for c in choices],
+        captions=[md_escape(parts[c][1]) for c in choices],
         help=f"Adapter folders found in {cfg.adapters_dir}",
     )
     for a in found:

@@ -52,14 +52,17 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 def app_url(tmp_path, data_dir, tiny_model_path):
     """The app on the tiny model, served by a real `streamlit run` process."""
     (tmp_path / "adapters").mkdir()
-    env = {
+    with serve_app(_tiny_app_env(tmp_path, data_dir), tmp_path / "streamlit.log") as url:
+        yield url
+
+
+def _tiny_app_env(tmp_path, data_dir) -> dict[str, str]:
+    return {
         "MCQA_APP_BASE_MODEL": "tiny-random-llama",
         "MCQA_APP_4BIT": "0",
         "MCQA_ADAPTERS_DIR": str(tmp_path / "adapters"),
         "MCQA_DATA_DIR": str(data_dir),
     }
-    with serve_app(env, tmp_path / "streamlit.log") as url:
-        yield url
 
 
 @pytest.fixture()
@@ -73,13 +76,7 @@ def adapter_app_url(tmp_path, data_dir, tiny_model_path, validation_rows):
     make_tiny_adapter(
         tmp_path / "adapters" / "cpu-demo-1204-0137", tiny_model_path, rows=rows
     )  # a name as the form gives
-    env = {
-        "MCQA_APP_BASE_MODEL": "tiny-random-llama",
-        "MCQA_APP_4BIT": "0",
-        "MCQA_ADAPTERS_DIR": str(tmp_path / "adapters"),
-        "MCQA_DATA_DIR": str(data_dir),
-    }
-    with serve_app(env, tmp_path / "streamlit.log") as url:
+    with serve_app(_tiny_app_env(tmp_path, data_dir), tmp_path / "streamlit.log") as url:
         yield url
 
 

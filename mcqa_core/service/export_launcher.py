@@ -83,13 +83,17 @@ def start_export(argv: list[str], folder: Path) -> dict:
     return held
 
 
-def active_export(folder: Path) -> dict | None:
-    """The lock of the export in progress; a lock whose process ended is left for `export_view` to read."""
+def _lock(folder: Path) -> dict | None:
     try:
-        held = json.loads((Path(folder) / EXPORT_LOCK).read_text())
+        return json.loads((Path(folder) / EXPORT_LOCK).read_text())
     except (OSError, ValueError):
         return None
-    return held if live_process(held) is not None else None
+
+
+def active_export(folder: Path) -> dict | None:
+    """The lock of the export in progress; a lock whose process ended is left for `export_view` to read."""
+    held = _lock(folder)
+    return held if held is not None and live_process(held) is not None else None
 
 
 @dataclass
@@ -103,9 +107,7 @@ class ExportView:
 def export_view(folder: Path) -> ExportView | None:
     """The newest export started from the app: running while its process lives, done once its folder holds
     the record (the export writes it last, atomically), failed otherwise (the log's end says why)."""
-    try:
-        held = json.loads((Path(folder) / EXPORT_LOCK).read_text())
-    except (OSError, ValueError):
+    if (held := _lock(folder)) is None:
         return None
     out, log = Path(held["out"]), Path(held["log"])
     lines = clean_log(log.read_text(errors="replace")) if log.exists() else []

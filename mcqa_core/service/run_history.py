@@ -41,7 +41,7 @@ def past_runs(adapters_dir: Path) -> list[dict]:
                 "preset": run.get("preset"),
                 "base model": run.get("base_model"),
                 "accuracy": f"{claim[0]:.1%} ({describe_interval(claim[2])})" if claim else "not measured",
-                "measured on": f"{claim[1]:,} {measured_split(run) or ''} rows".replace("  ", " ") if claim else "",
+                "measured on": " ".join(filter(None, (f"{claim[1]:,}", measured_split(run), "rows"))) if claim else "",
                 "base, same rows": f"{base:.1%}" if isinstance(base, (int, float)) else "",
                 "steps": metrics.get("global_steps"),
                 "wall time": f"{run['wall_seconds'] / 60:.1f} min" if run.get("wall_seconds") else "",
