@@ -321,14 +321,14 @@ def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answer
     from mcqa_core.evaluation import scoring
 
     calls = []
-    real = scoring._prefix_cache
+    real = scoring.start_cache
     memo = {}
     try:
-        scoring._prefix_cache = lambda *a: calls.append(1) or real(*a)
+        scoring.start_cache = lambda *a: calls.append(1) or real(*a)
         first = score_rows(tiny_model, tokenizer, mixed_rows[:4], prefix_memo=memo)
         again = score_rows(tiny_model, tokenizer, mixed_rows[4:8], prefix_memo=memo)
     finally:
-        scoring._prefix_cache = real
+        scoring.start_cache = real
     assert len(calls) == 1 and len(memo) == 1  # the template's start, computed once for both calls
     alone = score_rows(tiny_model, tokenizer, mixed_rows[:8])
     assert [s.pred for s in first + again] == [s.pred for s in alone]

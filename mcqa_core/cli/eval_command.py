@@ -20,91 +20,17 @@ per question).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command, flag_name, unwritable_problem
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
-from ..data.prompt import PROMPT_STYLES
 from ..errors import DataError, SettingsError, refuse
-from ..setting_fields import field_problems, setting
+from ..setting_fields import field_problems
+from .eval_settings import EvalArgs
 
-BACKENDS = ("local", "openai")
 REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
-
-
-@dataclass
-class EvalArgs(BankColumns):
-    adapter: str | None = setting(
-        None,
-        "Adapter folder written by train_adapter.py (its base model and prompt version come from its mcqa_run.json).",
-        metavar="DIR",
-    )
-    base_model: str | None = setting(
-        None,
-        "Base model: hub id, local folder or offline alias (smollm2-135m, "
-        "tiny-random-llama). With --adapter it must match the adapter's base.",
-        metavar="NAME",
-    )
-    data_dir: str | None = setting(
-        None,
-        "Folder with validation.jsonl (HF schema); unset: $MCQA_DATA_DIR, else "
-        "../shared/data/medmcqa beside the repository, else the hub.",
-    )
-    split: str | None = setting(
-        None,
-        "Rows to score: MedMCQA's heldout (default; the offline stand-in) or "
-        "validation; a bank's all (default), heldout or rest (sha256(id) % 4).",
-    )
-    limit: int | None = setting(None, "Score only the first N valid rows.", min=1, metavar="N")
-    batch_size: int = setting(16, "Questions per forward pass.", min=1)
-    output: str | None = setting(
-        None,
-        "Report path; the per-subject chart is written beside it as .png (default: reports/NAME-SPLIT.json).",
-        metavar="REPORT.json",
-    )
-    overwrite: bool = setting(False, "Replace an existing report at --output.")
-    compare_base: bool = setting(
-        False, "Also score with the adapter switched off and list the questions where they disagree."
-    )
-    prompt: str = setting(
-        "course",
-        f"Prompt template: {' or '.join(PROMPT_STYLES)} (lm-evaluation-harness's medmcqa prompt).",
-        metavar="STYLE",
-        choices=PROMPT_STYLES,
-    )
-    shuffle_options: int = setting(
-        0, "Re-ask each question with K permutations of its options (position bias).", min=0, metavar="K"
-    )
-    shots: int = setting(0, "Solved examples before each question (K-shot; docs/evaluation.md).", min=0, metavar="K")
-    max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
-    load_in_4bit: bool | None = setting(
-        None,
-        "Load the base in 4-bit (--4bit) or full precision (--no-4bit); "
-        "default: as the adapter was trained, 4-bit for a base alone.",
-        flag="4bit",
-    )
-    backend: str = setting(
-        "local",
-        "Who scores: local (the model in this process) or openai (a server speaking "
-        "the OpenAI API: vLLM, llama.cpp's llama-server; docs/serving.md).",
-        choices=BACKENDS,
-    )
-    endpoint: str | None = setting(
-        None, "With --backend openai: the server's URL, e.g. http://localhost:8000/v1.", metavar="URL"
-    )
-    model: str | None = setting(
-        None,
-        "With --backend openai: the model (or LoRA) name the server serves "
-        "(vLLM's --lora-modules NAME=..., llama-server's --alias).",
-        metavar="NAME",
-    )
-    base_served_model: str | None = setting(
-        None, "With --backend openai and --compare-base: the name the server gives the base model.", metavar="NAME"
-    )
-    timeout: float = setting(60.0, "With --backend openai: seconds to wait for one answer.", min=1)
 
 
 def parse_args(argv: list[str] | None = None) -> EvalArgs:
@@ -133,6 +59,8 @@ def check_args(args: EvalArgs) -> list[str]:
             )
             if not value
         ]
+        if args.scoring == "cloze":
+            problems.append("--scoring cloze needs --backend local: it reads each option's tokens from the model")
         if args.compare_base and not args.base_served_model:
             problems.append("--compare-base with --backend openai needs --base-served-model NAME")
     elif not args.adapter and not args.base_model:
@@ -214,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     skipped = f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest, else dev
+    data_dir = args.data_dir or default_data_dir()
     rows, fewshot = shots_for(
-        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=args.data_dir or default_data_dir()
+        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring
     )
     loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
     overlap = split_overlap_warning(run, data.split) if args.adapter else None
@@ -290,6 +219,7 @@ def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
             max_prompt_tokens=args.max_prompt_tokens,
             progress=progress,
             scorer=scorer,
+            scoring=args.scoring,
         )
     finally:
         bar.close()

@@ -26,9 +26,11 @@ def _tokens(tokenizer, text: str, special: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=special)["input_ids"]
 
 
-def encode_prompt(tokenizer, row: dict, max_tokens: int, style: str = "course") -> EncodedPrompt | None:
+def encode_prompt(
+    tokenizer, row: dict, max_tokens: int, style: str = "course", scoring: str = "letter"
+) -> EncodedPrompt | None:
     """The prompt's ids, with the question shortened until they fit in `max_tokens`; None if impossible."""
-    text = format_prompt(row, style)
+    text = format_prompt(row, style, scoring)
     ids = _tokens(tokenizer, text, True)
     if len(ids) <= max_tokens:
         return EncodedPrompt(ids, text, False)
@@ -40,7 +42,7 @@ def encode_prompt(tokenizer, row: dict, max_tokens: int, style: str = "course") 
         if keep <= 0:
             return None
         short = dict(row, question=tokenizer.decode(q_ids[:keep]).rstrip() + ELLIPSIS)
-        text = format_prompt(short, style)
+        text = format_prompt(short, style, scoring)
         ids = _tokens(tokenizer, text, True)
         if len(ids) <= max_tokens:
             return EncodedPrompt(ids, text, True)

@@ -43,27 +43,60 @@ def row_letters(row: dict) -> tuple[str, ...]:
     return LETTERS[: option_count(row)]
 
 
-def format_prompt(row: dict, style: str = "course") -> str:
+def format_prompt(row: dict, style: str = "course", scoring: str = "letter") -> str:
     """The prompt for one row (question, opa..): four options give the templates above to the byte; two,
     three or five list the options that exist the same way. A row carrying FEWSHOT_KEY (solved examples, from
-    `fewshot_prefix`) shows them first."""
+    `fewshot_prefix`) shows them first; one carrying CONTEXT_KEY shows its passage before the question.
+    `scoring="cloze"`: the question alone (CLOZE_TEMPLATES), each option's text then follows it."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {sorted(PROMPT_STYLES)}")
-    return row.get(FEWSHOT_KEY, "") + _question_prompt(row, style)
+    return row.get(FEWSHOT_KEY, "") + _question_prompt(row, style, scoring)
 
 
-def _question_prompt(row: dict, style: str) -> str:
+def _question_prompt(row: dict, style: str, scoring: str = "letter") -> str:
     options = row_options(row)
-    if len(options) == MEDMCQA_OPTIONS:
-        return PROMPT_STYLES[style].format(question=row["question"], **dict(zip(OPTION_KEYS, options)))
-    if style == "lm-eval":
+    if scoring == "cloze":
+        text = CLOZE_TEMPLATES[style].format(question=row["question"])
+    elif len(options) == MEDMCQA_OPTIONS:
+        text = PROMPT_STYLES[style].format(question=row["question"], **dict(zip(OPTION_KEYS, options)))
+    elif style == "lm-eval":
         listed = "".join(f"{L}. {o}\n" for L, o in zip(LETTERS, options))
-        return f"Question: {row['question']}\nChoices:\n{listed}Answer:"
-    listed = " ".join(f"{L}. {o}." for L, o in zip(LETTERS, options))
-    return (
-        f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
-        f"### Choice:\n{listed}\n\n### Answer:\n"
-    )
+        text = f"Question: {row['question']}\nChoices:\n{listed}Answer:"
+    else:
+        listed = " ".join(f"{L}. {o}." for L, o in zip(LETTERS, options))
+        text = (
+            f"Choose the correct option for the following question.\n\n### Question:\n{row['question']}\n\n"
+            f"### Choice:\n{listed}\n\n### Answer:\n"
+        )
+    return _with_context(text, row.get(CONTEXT_KEY), style)
+
+
+# A passage shown before the question (PubMedQA's abstract, a vignette): after the course's instruction line,
+# or as lm-evaluation-harness's pubmedqa task shows it ("Abstract: ...\n"). Rows without one are unchanged.
+CONTEXT_KEY = "context"
+_INSTRUCTION = "Choose the correct option for the following question.\n\n"
+
+
+def _with_context(prompt: str, context: str | None, style: str) -> str:
+    if not context:
+        return prompt
+    if style == "lm-eval":
+        return f"Abstract: {context}\n{prompt}"
+    return f"{_INSTRUCTION}### Context:\n{context}\n\n{prompt.removeprefix(_INSTRUCTION)}"
+
+
+# Cloze scoring (lm-eval's `acc` / `acc_norm`, OLMES' "RC" form): the question without its options, then each
+# option's text as a continuation whose log-likelihood is summed. lm-eval joins them with a space.
+CLOZE_TEMPLATES = {
+    "course": "Choose the correct option for the following question.\n\n### Question:\n{question}\n\n### Answer:\n",
+    "lm-eval": "Question: {question}\nAnswer:",
+}
+SCORINGS = ("letter", "cloze")
+
+
+def cloze_continuations(row: dict, style: str = "course") -> list[str]:
+    """What follows the cloze prompt for each option, in option order."""
+    return [(" " if style == "lm-eval" else "") + o for o in row_options(row)]
 
 
 # K-shot prompts: K solved examples, each followed by FEWSHOT_SEPARATOR (lm-evaluation-harness's
@@ -72,9 +105,15 @@ FEWSHOT_KEY = "fewshot"
 FEWSHOT_SEPARATOR = "\n\n"
 
 
-def fewshot_prefix(examples: list[dict], style: str = "course") -> str:
-    """The solved examples, each as its prompt and its answer the way the model was trained to write it."""
-    return "".join(_question_prompt(ex, style) + format_completion(ex, style) + FEWSHOT_SEPARATOR for ex in examples)
+def fewshot_prefix(examples: list[dict], style: str = "course", scoring: str = "letter") -> str:
+    """The solved examples, each as its prompt and its answer the way the model was trained to write it (for
+    cloze scoring: the correct option's text)."""
+    return "".join(
+        _question_prompt(ex, style, scoring)
+        + (cloze_continuations(ex, style)[int(ex["cop"])] if scoring == "cloze" else format_completion(ex, style))
+        + FEWSHOT_SEPARATOR
+        for ex in examples
+    )
 
 
 def answer_letter(row: dict) -> str:

@@ -22,9 +22,9 @@ def draw_shots(pool: list[dict], reported: list[dict], k: int, seed: int = FEWSH
     return random.Random(seed).sample(candidates, k)
 
 
-def with_shots(rows: list[dict], shots: list[dict], style: str) -> list[dict]:
+def with_shots(rows: list[dict], shots: list[dict], style: str, scoring: str = "letter") -> list[dict]:
     """The rows to score, each carrying the same examples before its question."""
-    prefix = fewshot_prefix(shots, style)
+    prefix = fewshot_prefix(shots, style, scoring)
     return [dict(r, **{FEWSHOT_KEY: prefix}) for r in rows] if shots else rows
 
 
@@ -32,7 +32,9 @@ def shots_record(shots: list[dict], source: str) -> dict:
     return {"shots": len(shots), "shot_ids": [s.get("id") for s in shots], "shots_from": source, "seed": FEWSHOT_SEED}
 
 
-def shots_for(rows: list[dict], k: int, style: str, *, bank=None, data_dir=None) -> tuple[list[dict], dict]:
+def shots_for(
+    rows: list[dict], k: int, style: str, *, bank=None, data_dir=None, scoring: str = "letter"
+) -> tuple[list[dict], dict]:
     """The rows with `k` examples before each question, and the record of which; the rows as they are for 0.
     Examples come from `bank`'s part outside its held-out quarter, else from MedMCQA's dev slice in `data_dir`."""
     if not k:
@@ -45,4 +47,4 @@ def shots_for(rows: list[dict], k: int, style: str, *, bank=None, data_dir=None)
     else:
         pool, source = load_split(MEDMCQA_SHOTS_FROM, data_dir).rows, MEDMCQA_SHOTS_FROM
     shots = draw_shots(pool, rows, k)
-    return with_shots(rows, shots, style), shots_record(shots, source)
+    return with_shots(rows, shots, style, scoring), shots_record(shots, source)

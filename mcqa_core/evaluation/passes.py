@@ -63,15 +63,18 @@ def evaluate(
     max_prompt_tokens: int = 1024,
     progress: Callable[[int, int], None] | None = None,
     scorer: Scorer | None = None,
+    scoring: str = "letter",
 ) -> dict:
     """Score `rows` with `loaded.model` / `loaded.tokenizer` (or with `scorer`, e.g. a server backend, when
     given; `loaded` may then be None) and return the report (`build_report`'s keys), plus `meta`; with
     `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`; with
-    `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations).
+    `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations); with
+    `scoring="cloze"`, `acc_norm` (the report by length-normalised option scores; `base` has its own).
     `progress(done, total)` counts questions over all passes.
     """
     if scorer is None:
-        scorer = LocalScorer(loaded, batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style)
+        kw = dict(batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style, scoring=scoring)
+        scorer = LocalScorer(loaded, **kw)
     if not rows:
         raise McqaError("no rows to evaluate")
     if shuffle_options < 0:
@@ -87,7 +90,7 @@ def evaluate(
     started = time.perf_counter()
     scores = scorer.score(rows, progress=next_pass(n))
     seconds = time.perf_counter() - started
-    report = build_report(rows, scores)
+    report = _with_acc_norm(build_report(rows, scores), rows, scores)
     report["meta"] = {
         **scorer.describe(),
         "rows_shortened": sum(s.shortened for s in scores),
@@ -98,8 +101,11 @@ def evaluate(
     if compare_base:
         # the same loaded weights, LoRA switched off: no second model in memory
         base_scores = scorer.score(rows, adapter=False, progress=next_pass(n))
-        report["base"] = build_report(rows, base_scores)
+        report["base"] = _with_acc_norm(build_report(rows, base_scores), rows, base_scores)
         report["vs_base"] = mcnemar([bool(s.correct) for s in scores], [bool(s.correct) for s in base_scores])
+        if "acc_norm" in report:
+            hits = [[bool(s.normed().correct) for s in side] for side in (scores, base_scores)]
+            report["acc_norm"]["vs_base"] = mcnemar(*hits)
         report["disagreements"] = [
             {"id": a.id, "adapter_pred": a.pred, "base_pred": b.pred, "gold": a.gold}
             for a, b in zip(scores, base_scores)
@@ -108,6 +114,16 @@ def evaluate(
 
     if shuffle_options:
         report["shuffle"] = _shuffle_report(scorer, rows, scores, shuffle_options, next_pass(n * shuffle_options))
+    return report
+
+
+def _with_acc_norm(report: dict, rows: list[dict], scores) -> dict:
+    """Cloze scores carry a second rule, lm-eval's acc_norm: its own report (intervals, subjects, calibration)
+    under `acc_norm`, with the exact McNemar test against acc on the same questions."""
+    if scores and hasattr(scores[0], "normed"):
+        normed = [s.normed() for s in scores]
+        report["acc_norm"] = build_report(rows, normed)
+        report["acc_norm"]["vs_acc"] = mcnemar([bool(s.correct) for s in normed], [bool(s.correct) for s in scores])
     return report
 
 

@@ -177,8 +177,10 @@ def plot_per_subject(report: dict, png_path: str | Path) -> Path:
 def write_report(report: dict, out_json: str | Path) -> tuple[Path, Path]:
     """REPORT.json and, beside it, REPORT.png (accuracy per subject)."""
     from ..models.run_record import write_json_atomic
+    from .protocol import protocol_card
 
     out_json = Path(out_json)
+    report.setdefault("meta", {})["protocol"] = protocol_card(report)
     write_json_atomic(out_json, report)
     png = plot_per_subject(report, out_json.with_suffix(".png"))
     return out_json, png
@@ -196,9 +198,11 @@ def _ci(interval) -> str:
 
 def summary_table(report: dict) -> str:
     """The short table printed at the end of a CLI run, each accuracy with its 95 % interval."""
+    from .protocol import protocol_card, protocol_line
+
     base = report.get("base")
     head = f"{'':28}{'model':>10}{'':18}" + (f"{'base':>10}" if base else "")
-    lines = [head]
+    lines = [f"protocol: {protocol_line(protocol_card(report))}", head]
 
     def row(label, key, fmt, ci_key=None):
         cells = f"{label:28}{format(report[key], fmt):>10}{(' ' + _ci(report[ci_key])) if ci_key else '':18}"
@@ -208,7 +212,16 @@ def summary_table(report: dict) -> str:
 
     lines += [
         row("questions", "n", "d"),
-        row("accuracy (95% interval)", "accuracy", ".1%", "accuracy_ci"),
+        row("accuracy (95% interval)" if "acc_norm" not in report else "acc (95% interval)", "accuracy", ".1%",
+            "accuracy_ci"),
+    ]  # fmt: skip
+    if "acc_norm" in report:
+        norm, base_norm = report["acc_norm"], (base or {}).get("acc_norm")
+        lines.append(
+            f"{'acc_norm (95% interval)':28}{norm['accuracy']:>10.1%} {_ci(norm['accuracy_ci']):17}"
+            + (f"{base_norm['accuracy']:>10.1%} {_ci(base_norm['accuracy_ci'])}" if base_norm else "")
+        )
+    lines += [
         row('always "A" accuracy', "always_a_accuracy", ".1%", "always_a_ci"),
         row("mean confidence", "mean_confidence", ".3f"),
         row("ECE (10 bins)", "ece", ".3f"),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Protocol
 
+from .cpu_precision import bf16_pays
 from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, score_rows
 
 Progress = Callable[[int, int], None]
@@ -33,9 +34,16 @@ class LocalScorer:
     """The loaded model in this process (`models.inference.LoadedModel`), scored by `score_rows`."""
 
     def __init__(
-        self, loaded, *, batch_size: int = 16, max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS, style: str = "course"
+        self,
+        loaded,
+        *,
+        batch_size: int = 16,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+        style: str = "course",
+        scoring: str = "letter",
     ):
         self.loaded, self.batch_size, self.max_prompt_tokens, self.style = loaded, batch_size, max_prompt_tokens, style
+        self.scoring = scoring  # letter, or cloze (`cloze.score_options`: each option's text)
         self._prefixes = {True: {}, False: {}}  # adapter on/off -> score_rows' prefix_memo (the weights are fixed)
 
     @property
@@ -44,6 +52,12 @@ class LocalScorer:
 
     def score(self, rows, *, adapter=True, progress=None):
         with adapter_switch(self.loaded.model, adapter):
+            if self.scoring == "cloze":
+                from .cloze import score_options
+
+                model, tok = self.loaded.model, self.loaded.tokenizer
+                kw = dict(batch_size=self.batch_size, max_prompt_tokens=self.max_prompt_tokens, style=self.style)
+                return score_options(model, tok, rows, progress=progress, **kw)
             return score_rows(
                 self.loaded.model,
                 self.loaded.tokenizer,
@@ -61,6 +75,10 @@ class LocalScorer:
             "base_model": getattr(self.loaded, "base_model", None),
             "adapter": getattr(self.loaded, "adapter", None),
             "prompt_style": self.style,
+            "scoring": self.scoring,
+            "precision": "bf16, close calls again in fp32"
+            if self.scoring == "letter" and bf16_pays(self.loaded.model)
+            else "fp32",
             "batch_size": self.batch_size,
             "max_prompt_tokens": self.max_prompt_tokens,
         }

@@ -192,7 +192,7 @@ class _SharedBatchInputs:
             if memo is not None and key in memo:
                 self.caches[bf16] = memo[key]
             else:
-                self.caches[bf16] = _prefix_cache(self.model, self.prefix, next(self.model.parameters()).device)
+                self.caches[bf16] = start_cache(self.model, self.prefix, next(self.model.parameters()).device)
                 # a template's start is kept across calls, not one question's whole prompt
                 if memo is not None and len(self.prefix) <= MEMO_MAX_PREFIX:
                     if len(memo) >= MEMO_ENTRIES:
@@ -225,7 +225,7 @@ class _SharedBatchInputs:
         return out
 
 
-def _prefix_cache(model, ids, device):
+def start_cache(model, ids, device):
     """The key/value cache of the tokens every prompt starts with, or None for a forward that returns legacy
     tuples (they cannot be repeated per row)."""
     import torch

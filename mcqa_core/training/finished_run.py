@@ -117,6 +117,7 @@ def report(plan, trainer, record: dict) -> dict:
         compare_base=compare_base,
         progress=progress,
     )
+    scores["meta"].update(split=plan.reported.split, source=plan.reported.source)
     write_report(scores, out / REPORT_FILE)
     record["metrics"].update(
         report_accuracy=scores["accuracy"],

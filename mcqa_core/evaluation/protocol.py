@@ -1,0 +1,58 @@
+"""The protocol card: how a report's numbers were obtained (prompt and its version, shots, scoring rule, split and
+rows, model and adapter, precision), stored in every report and shown beside every number, so that two reports
+measured differently are never compared without saying how they differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.prompt import PROMPT_VERSION
+
+# What must match for two accuracies to be compared as the same measurement (the model is what is compared).
+COMPARED_ON = ("prompt", "shots", "scoring", "split", "rows")
+
+
+def prompt_name(style: str, scoring: str) -> str:
+    """The prompt's name and version: the course template is versioned with the adapters that learned it."""
+    name = PROMPT_VERSION if style == "course" else "lm-eval-medmcqa"
+    return f"{name}, cloze form" if scoring == "cloze" else name
+
+
+def protocol_card(report: dict) -> dict:
+    """The card for a report (from its `meta` and size); reports written before the card get the defaults they
+    were measured with (course prompt, 0-shot, letter scoring)."""
+    meta = report.get("meta") or {}
+    if isinstance(meta.get("protocol"), dict):
+        return meta["protocol"]
+    style, scoring = meta.get("prompt_style") or "course", meta.get("scoring") or "letter"
+    fewshot = meta.get("fewshot") or {"shots": 0}
+    adapter = meta.get("adapter")
+    return {
+        "prompt": prompt_name(style, scoring),
+        "shots": fewshot.get("shots", 0),
+        "shots_from": fewshot.get("shots_from"),
+        "scoring": scoring,
+        "split": meta.get("split"),
+        "source": (meta.get("bank") or {}).get("source") or meta.get("source"),
+        "rows": report.get("n"),
+        "model": meta.get("base_model") or meta.get("model"),
+        "adapter": Path(adapter).name if adapter else None,
+        "precision": meta.get("precision"),
+        "four_bit": meta.get("load_in_4bit"),
+    }
+
+
+def protocol_line(card: dict) -> str:
+    """The card in one line, as the CLI prints it and the app shows it under a number."""
+    where = f"{card.get('rows') or '?'} {card.get('split') or ''} rows".replace("  ", " ")
+    shots = f"{card['shots']}-shot" + (f" from {card['shots_from']}" if card.get("shots_from") else "")
+    model = " + ".join(x for x in (card.get("model"), card.get("adapter")) if x) or "model unknown"
+    bits = "4-bit" if card.get("four_bit") else "full precision" if card.get("four_bit") is False else None
+    how = ", ".join(x for x in (bits, card.get("precision")) if x)
+    rule = "cloze scoring (acc and acc_norm)" if card["scoring"] == "cloze" else "letter scoring"
+    return f"{where}; prompt {card['prompt']}, {shots}, {rule}; {model}" + (f" ({how})" if how else "")
+
+
+def protocol_differences(a: dict, b: dict) -> list[str]:
+    """What two cards measure differently (empty: the accuracies are comparable), in words."""
+    return [f"{key} {a.get(key)!r} vs {b.get(key)!r}" for key in COMPARED_ON if a.get(key) != b.get(key)]
