@@ -45,14 +45,25 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
     c1, c2 = st.columns(2)
     with c1:
         question = _pick("Question column", columns, guess.question, "bank_question")
+    modes = ["separate columns", "one list or dict column", "the same for every question"]
     one_column = c2.radio(
         "Options are",
-        ["separate columns", "one list or dict column"],
+        modes,
         horizontal=True,
-        index=1 if guess.options_col and not guess.option_cols else 0,
+        index=2 if guess.options_fixed else 1 if guess.options_col and not guess.option_cols else 0,
         key="bank_options_mode",
     )
-    if one_column == "separate columns":
+    options_fixed = None
+    if one_column == modes[2]:
+        typed = st.text_input(
+            "The options, in order, separated by commas",
+            ", ".join(guess.options_fixed or ["yes", "no", "maybe"]),
+            key="bank_options_fixed",
+            help="PubMedQA's are yes, no, maybe: the answer column then holds one of them",
+        )
+        option_cols, options_col = None, None
+        options_fixed = [o.strip() for o in typed.split(",") if o.strip()] or None
+    elif one_column == modes[0]:
         option_cols = st.multiselect(
             "Option columns, in order (A, B, ...)",
             columns,
@@ -62,7 +73,7 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
         options_col = None
     else:
         option_cols, options_col = None, _pick("Options column", columns, guess.options_col, "bank_options_col")
-    c3, c4, c5 = st.columns(3)
+    c3, c4, c5, c6 = st.columns(4)
     with c3:
         answer = _pick("Answer column", columns, guess.answer, "bank_answer", optional=True)
     answer_as = c4.selectbox(
@@ -73,6 +84,8 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
     )
     with c5:
         subject = _pick("Subject column", columns, guess.subject, "bank_subject", optional=True)
+    with c6:
+        context = _pick("Passage column", columns, guess.context, "bank_context", optional=True)
     return ColumnMap(
         question=question,
         option_cols=option_cols,
@@ -82,6 +95,8 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
         subject=subject,
         id=guess.id,
         explanation=guess.explanation,
+        context=context,
+        options_fixed=options_fixed,
     )
 
 
@@ -95,8 +110,9 @@ def bank_ui():
     )
     if upload is None:
         st.caption(
-            "Columns are mapped on the next step: question, options (separate columns, or one list or dict "
-            "column), answer (letter, text or index) and an optional subject."
+            "Columns are mapped on the next step: question, options (separate columns, one list or dict "
+            "column, or the same for every question), answer (letter, text or index), an optional subject and "
+            "an optional passage shown before the question."
         )
         return None
     data = upload.getvalue()

@@ -8,7 +8,7 @@ from app_ui.caches import current_spec, require_model, validation_rows_or_none
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
 from app_ui.sidebar import TRAIN_HINT
-from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, row_letters
+from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import (
@@ -24,17 +24,18 @@ from mcqa_core.service.questions import (
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
 
-INPUT_KEYS = ("ask_question",) + tuple(f"ask_{k}" for k in ASK_KEYS)
+INPUT_KEYS = ("ask_question", "ask_context") + tuple(f"ask_{k}" for k in ASK_KEYS)
 
 
 def _set_inputs(row: dict, bank: str | None = None) -> None:
     st.session_state["ask_question"] = row.get("question", "")
+    st.session_state["ask_context"] = row.get(CONTEXT_KEY, "")
     for k in ASK_KEYS:
         st.session_state[f"ask_{k}"] = row.get(k, "")
     # Remember the sample so the answer can be checked against its answer while the text is unchanged.
     st.session_state["ask_source"] = {
         "bank": bank,
-        **{key: row.get(key) for key in ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name")},
+        **{key: row.get(key) for key in ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name", CONTEXT_KEY)},
     }
     _save_inputs()
 
@@ -49,7 +50,7 @@ def _question_changed() -> None:
     sample (its answer no longer grades it)."""
     src = st.session_state.get("ask_source")
     if src and (src.get("question") or "").strip() != (st.session_state.get("ask_question") or "").strip():
-        for k in ASK_KEYS[len(ALWAYS_ASKED) :]:
+        for k in (*ASK_KEYS[len(ALWAYS_ASKED) :], CONTEXT_KEY):
             if src.get(k) and st.session_state.get(f"ask_{k}") == src.get(k):
                 st.session_state[f"ask_{k}"] = ""
         st.session_state.pop("ask_source", None)
@@ -80,7 +81,7 @@ def fill_random_bank_question() -> None:
         _set_inputs(random_row(bank["rows"]), bank=bank["name"])
 
 
-def inputs_ui() -> tuple[str, dict]:
+def inputs_ui() -> tuple[str, dict, str]:
     row = st.container(horizontal=True)  # buttons as wide as their labels, wrapping on a narrow screen
     row.button(
         "Random validation sample",
@@ -106,12 +107,20 @@ def inputs_ui() -> tuple[str, dict]:
         on_change=_question_changed,
         placeholder="e.g. Which vitamin deficiency causes scurvy?",
     )
+    with st.expander("Passage (optional)", expanded=bool(st.session_state.get("ask_context"))):
+        context = st.text_area(
+            "Passage shown before the question",
+            key="ask_context",
+            height=110,
+            on_change=_save_inputs,
+            placeholder="An abstract or a clinical vignette (PubMedQA's questions come with one)",
+        )
     options = {}
     for pair in ((0, 1), (2, 3), (4,)):  # A B on one row, C D on the next, then E (optional)
         for col, i in zip(st.columns(2), pair):
             label = f"Option {LETTERS[i]}" + (" (optional)" if i == 4 else "")
             options[ASK_KEYS[i]] = col.text_input(label, key=f"ask_{ASK_KEYS[i]}", on_change=_save_inputs)
-    return question, options
+    return question, options, context
 
 
 def sample_for(row: dict) -> dict | None:
@@ -229,7 +238,7 @@ if not loaded.has_adapter:
         f"(`{TRAIN_HINT}`) and pick it in the sidebar."
     )
 restore_inputs()
-question, options = inputs_ui()
+question, options, context = inputs_ui()
 comparable = can_compare(loaded)
 compare = st.toggle(
     "Compare with the base model",
@@ -241,7 +250,7 @@ compare = st.toggle(
     "backend, also serve the base: docs/serving.md)",
 )
 if st.button("Ask", key="ask_submit", type="primary"):
-    checked = check_input(question, options)
+    checked = check_input(question, options, context)
     if not checked.ok:
         for e in checked.errors:
             st.error(e)
@@ -256,7 +265,7 @@ if st.button("Ask", key="ask_submit", type="primary"):
             st.session_state.pop("ask_result", None)
 
 result = st.session_state.get("ask_result")
-current = check_input(question, options).row
+current = check_input(question, options, context).row
 if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
     result_ui(loaded, result)
 elif result is not None:

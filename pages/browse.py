@@ -12,7 +12,7 @@ from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
-from mcqa_core.data.prompt import OPTION_KEYS, row_letters
+from mcqa_core.data.prompt import CONTEXT_KEY, OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
 from mcqa_core.service.questions import answer_question
@@ -122,6 +122,9 @@ def detail_ui(row: dict, where: str) -> None:
                 )
             )
         )
+        if row.get(CONTEXT_KEY):
+            with st.expander("Passage", expanded=True):
+                st.markdown(md_escape(row[CONTEXT_KEY]))
         st.markdown(f"##### {md_escape(row['question'])}")
         for letter, key in zip(row_letters(row), OPTION_KEYS):
             mark = ":green[:material/check_circle:]" if letter == gold else ":gray[:material/radio_button_unchecked:]"

@@ -3,7 +3,7 @@ and the mappings of the medical benchmarks loaded by name."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .prompt import MIN_OPTIONS, OPTION_KEYS
 
@@ -23,11 +23,13 @@ class ColumnMap:
     subject: str | None = None
     id: str | None = None  # None: ids are row-1, row-2, ... in file order
     explanation: str | None = None
+    context: str | None = None  # a passage shown before the question: text, a list of texts, PubMedQA's dict
+    options_fixed: list[str] | None = None  # the same options for every row (PubMedQA's yes / no / maybe)
 
     def unmapped(self) -> list[str]:
         """What a user still has to choose before the file can be read as questions."""
         missing = [] if self.question else ["the question column"]
-        if not self.options_col and len(self.option_cols or []) < MIN_OPTIONS:
+        if not self.options_col and not self.options_fixed and len(self.option_cols or []) < MIN_OPTIONS:
             missing.append(f"at least {MIN_OPTIONS} option columns (or the one column that lists them)")
         return missing
 
@@ -40,6 +42,16 @@ class NamedFormat:
     mapping: ColumnMap
 
 
+# PubMedQA's labelled set (PQA-L): a question on an abstract, answered yes, no or maybe.
+PUBMEDQA = ColumnMap(
+    "question",
+    options_fixed=["yes", "no", "maybe"],
+    answer="final_decision",
+    answer_as="text",
+    id="pubid",
+    explanation="long_answer",
+    context="context",
+)
 _MMLU_MEDICAL = "anatomy clinical_knowledge college_biology college_medicine medical_genetics professional_medicine"
 # HEAD-QA's qid restarts in every exam, so its rows are numbered instead.
 NAMED_FORMATS = {
@@ -69,6 +81,7 @@ NAMED_FORMATS = {
         "test",
         ColumnMap("question", options_col="choices", answer="answer", answer_as="index0", subject="subject"),
     ),
+    "pubmedqa": NamedFormat("qiaojin/PubMedQA", ["pqa_labeled"], "train", PUBMEDQA),
     "headqa": NamedFormat(
         "head_qa",
         ["en"],
@@ -97,6 +110,7 @@ _GUESS = {
     "subject": ("subject", "subject_name", "category", "area", "specialty", "topic", "topic_name", "domain"),
     "id": ("id", "qid", "question_id"),
     "explanation": ("exp", "explanation", "rationale"),
+    "context": ("context", "contexts", "abstract", "passage", "vignette"),
 }
 # op{a}, Option A, choice_b, Choice1, option 2, ...: letters a-j, or numbers 1-10
 _OPTION_PATTERNS = ("op{}", "{}", "option_{}", "option{}", "option {}", "choice_{}", "choice{}", "choice {}", "opt{}")
@@ -114,4 +128,7 @@ def guess_mapping(columns: list[str]) -> ColumnMap:
     )
     option_cols = next((r[: r.index(None)] for r in runs if r.index(None) >= MIN_OPTIONS), None)
     options_col = found.pop("options_col") or lower.get("answers")  # "answers": HEAD-QA's list of {"aid", "atext"}
+    if not option_cols and not options_col and "final_decision" in lower:  # PubMedQA's own columns
+        kept = {k: lower.get(getattr(PUBMEDQA, k)) for k in ("id", "explanation", "context")}
+        return replace(PUBMEDQA, question=found["question"] or PUBMEDQA.question, **kept)
     return ColumnMap(option_cols=option_cols, options_col=None if option_cols else options_col, **found)

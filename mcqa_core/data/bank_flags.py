@@ -26,6 +26,7 @@ FLAG_TO_MAP = {
     "answer_col": "answer",
     "answer_as": "answer_as",
     "subject_col": "subject",
+    "context_col": "context",
 }
 
 
@@ -34,7 +35,7 @@ class BankColumns:
     bank: str | None = setting(
         None,
         "Your own questions instead of MedMCQA's: a CSV/TSV/JSON/JSONL/Parquet file, a "
-        "hub id, or a named set (medmcqa, medqa, mmlu-medical, headqa). Training "
+        "hub id, or a named set (medmcqa, medqa, mmlu-medical, pubmedqa, headqa). Training "
         "reports on its held-out quarter (sha256(id) % 4 == 0) or on --eval-bank.",
         metavar="PATH_OR_NAME",
     )
@@ -57,6 +58,9 @@ class BankColumns:
         choices=ANSWER_FORMS,
     )
     subject_col: str | None = setting(None, "Bank column holding a subject, for per-subject accuracy.", metavar="NAME")
+    context_col: str | None = setting(
+        None, "Bank column holding a passage shown before the question (an abstract, a vignette).", metavar="NAME"
+    )
 
 
 def given_mapping(columns: BankColumns) -> dict:

@@ -18,7 +18,7 @@ from ..errors import DataError
 from .bank_columns import ANSWER_FORMS, NAMED_FORMATS, ColumnMap, NamedFormat, guess_mapping
 from .bank_files import FILE_FORMATS, SPREADSHEETS, read_table
 from .medmcqa import InvalidRowsWarning, is_heldout, validate_row
-from .prompt import MAX_OPTIONS, OPTION_KEYS
+from .prompt import CONTEXT_KEY, MAX_OPTIONS, OPTION_KEYS
 
 PARTS = ("all", "heldout", "rest")
 # "B", " b ", "B.", "(B)", up to J: past E, a row is skipped, never cut to five.
@@ -113,8 +113,21 @@ def _listed(value):
             return value
 
 
+def _passage(value) -> str | None:
+    """A context cell as text: a string, a list of paragraphs, or PubMedQA's {"contexts": [...]} (joined by
+    lines, as lm-evaluation-harness's pubmedqa task joins them)."""
+    value = _listed(value)
+    if isinstance(value, dict):
+        value = value.get("contexts", value.get("text"))
+    if isinstance(value, (list, tuple)):
+        value = "\n".join(t for v in value if (t := _text(v)))
+    return _text(value)
+
+
 def _options(record: dict, m: ColumnMap) -> list | str:
     """The row's options (None marks a gap), or why it has none."""
+    if m.options_fixed:
+        return list(m.options_fixed)
     if m.option_cols:
         opts = [record.get(c) for c in m.option_cols]
     else:
@@ -142,10 +155,10 @@ def rows_from_records(
     columns, m = list(columns or dict.fromkeys(k for r in records for k in r)), mapping
     if m.answer_as not in (None, *ANSWER_FORMS):
         raise DataError(f"unknown answer_as {m.answer_as!r}; choose one of {', '.join(ANSWER_FORMS)}")
-    if not m.question or bool(m.option_cols) == bool(m.options_col):
+    if not m.question or (bool(m.option_cols) + bool(m.options_col) + bool(m.options_fixed)) != 1:
         what = "the question column" if not m.question else "either option columns or one column of option lists"
         raise DataError(f"{source}: name {what} (the columns found are {', '.join(columns)})")
-    used = [m.question, *(m.option_cols or []), m.options_col, m.answer, m.subject, m.id, m.explanation]
+    used = [m.question, *(m.option_cols or []), m.options_col, m.answer, m.subject, m.id, m.explanation, m.context]
     missing = [c for c in used if c is not None and c not in columns]
     if missing:
         named = ", ".join(
@@ -176,6 +189,8 @@ def rows_from_records(
             bad.append(f"{row['id']} ({reason})")
             continue
         row |= {k: v for k, c in (("subject_name", m.subject), ("exp", m.explanation)) if (v := _text(record.get(c)))}
+        if m.context and (passage := _passage(record.get(m.context))):
+            row[CONTEXT_KEY] = passage
         rows.append(row)
     if not rows:
         raise DataError(f"no usable question in {source}: {len(bad)} rows skipped, e.g. {', '.join(bad[:3])}")

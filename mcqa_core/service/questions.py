@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
-from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
+from ..data.prompt import CONTEXT_KEY, LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
 from ..errors import DataError
 from ..evaluation.scorers import adapter_switch
 from ..evaluation.scoring import LetterScore
@@ -47,8 +47,9 @@ class AskInput:
         return not self.errors
 
 
-def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
-    """Check a question and its options (by key opa..ope, or a list in A-E order) before asking the model."""
+def check_input(question: str, options: dict[str, str] | list[str], context: str = "") -> AskInput:
+    """Check a question and its options (by key opa..ope, or a list in A-E order) before asking the model;
+    a passage (`context`) is shown to the model before the question."""
     if not isinstance(options, dict):
         options = dict(zip(ASK_KEYS, options))
     question = (question or "").strip()
@@ -75,6 +76,8 @@ def check_input(question: str, options: dict[str, str] | list[str]) -> AskInput:
             f'"{UNFILLED_OPTION}" and never chosen.'
         )
     row = {"question": question, **{k: texts[k] or UNFILLED_OPTION for k in ASK_KEYS if k in ALWAYS_ASKED or texts[k]}}
+    if (context or "").strip():
+        row[CONTEXT_KEY] = context.strip()
     allowed = [LETTERS[OPTION_KEYS.index(k)] for k in filled]
     return AskInput(row, allowed, errors, warns)
 
