@@ -27,10 +27,10 @@ from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
+from ..evaluation.report import REPORTS_DIR
 from ..setting_fields import field_problems
 from .eval_settings import EvalArgs
-
-REPORTS_DIR = "reports"  # the default home of reports (ignored by git), created on first use
+from .suite_command import run_suite, suite_problems
 
 
 def parse_args(argv: list[str] | None = None) -> EvalArgs:
@@ -67,8 +67,9 @@ def check_args(args: EvalArgs) -> list[str]:
         problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
     elif args.compare_base and not args.adapter:
         problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
-    problems += _output_problems(args)
-    return problems
+    if args.suite:
+        return problems + suite_problems(args)
+    return problems + _output_problems(args)
 
 
 def default_output(args: EvalArgs) -> Path:
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     # a missing or damaged adapter is refused before the data is read and torch is imported
     adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
 
+    if args.suite:
+        return run_suite(args, lambda a: _scorer(a, adapter_run), _score)
     # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
     import warnings
 
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest, else dev
     data_dir = args.data_dir or default_data_dir()
     rows, fewshot = shots_for(
-        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring
+        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring, split=data.split
     )
     loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
     overlap = split_overlap_warning(run, data.split) if args.adapter else None

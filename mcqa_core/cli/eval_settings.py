@@ -61,6 +61,12 @@ class EvalArgs(BankColumns):
         "lm-eval's acc and acc_norm; docs/evaluation.md).",
         choices=SCORINGS,
     )
+    suite: str | None = setting(
+        None,
+        "Score a suite of sets with one protocol: medical (MedMCQA, MedQA, PubMedQA, MMLU's six medical subjects, "
+        "HEAD-QA) or a YAML file listing sets; one report per set and summary.json in one folder.",
+        metavar="NAME_OR_FILE",
+    )
     max_prompt_tokens: int = setting(1024, "Longer prompts have their question shortened.", min=1)
     load_in_4bit: bool | None = setting(
         None,

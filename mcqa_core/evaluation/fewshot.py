@@ -10,7 +10,9 @@ from ..data.prompt import FEWSHOT_KEY, fewshot_prefix
 from ..errors import DataError
 
 FEWSHOT_SEED = 1234
-MEDMCQA_SHOTS_FROM = "demo-dev"  # the dev slice: never the held-out rows, never a validation row reported
+# Where MedMCQA's examples come from: the dev slice for the offline held-out rows, the train split when all of
+# validation (or the dev slice itself) is reported: never a reported row.
+MEDMCQA_SHOTS_FROM = {"heldout": "demo-dev", "validation": "train", "demo-dev": "train"}
 
 
 def draw_shots(pool: list[dict], reported: list[dict], k: int, seed: int = FEWSHOT_SEED) -> list[dict]:
@@ -33,10 +35,11 @@ def shots_record(shots: list[dict], source: str) -> dict:
 
 
 def shots_for(
-    rows: list[dict], k: int, style: str, *, bank=None, data_dir=None, scoring: str = "letter"
+    rows: list[dict], k: int, style: str, *, bank=None, data_dir=None, scoring: str = "letter", split: str = "heldout"
 ) -> tuple[list[dict], dict]:
     """The rows with `k` examples before each question, and the record of which; the rows as they are for 0.
-    Examples come from `bank`'s part outside its held-out quarter, else from MedMCQA's dev slice in `data_dir`."""
+    Examples come from `bank`'s part outside its held-out quarter, else from MedMCQA in `data_dir`
+    (MEDMCQA_SHOTS_FROM[split])."""
     if not k:
         return rows, {"shots": 0}
     from ..data.banks import select_part
@@ -45,6 +48,23 @@ def shots_for(
     if bank is not None:
         pool, source = select_part(bank, "rest").rows, f"{bank.source} (rest)"
     else:
-        pool, source = load_split(MEDMCQA_SHOTS_FROM, data_dir).rows, MEDMCQA_SHOTS_FROM
+        source = MEDMCQA_SHOTS_FROM.get(split, "demo-dev")
+        pool = load_split(source, data_dir).rows
     shots = draw_shots(pool, rows, k)
     return with_shots(rows, shots, style, scoring), shots_record(shots, source)
+
+
+def shots_beside(rows: list[dict], pool: list[dict], k: int, style: str, source: str, scoring: str = "letter"):
+    """(rows to score, record) with `k` examples from `pool` (a suite set's whole bank) outside `rows`; when every
+    row of the bank is reported, the examples are drawn from it and no longer reported (the record counts them)."""
+    if not k:
+        return rows, {"shots": 0}
+    taken = {r.get("id") for r in rows}
+    outside = [r for r in pool if r.get("id") not in taken]
+    shots = draw_shots(outside if len(outside) >= k else pool, [], k)
+    ids = {s.get("id") for s in shots}
+    kept = [r for r in rows if r.get("id") not in ids]
+    record = shots_record(shots, source) | (
+        {"dropped_from_reported": len(rows) - len(kept)} if len(kept) < len(rows) else {}
+    )
+    return with_shots(kept, shots, style, scoring), record

@@ -44,13 +44,13 @@ def protocol_card(report: dict) -> dict:
 
 def protocol_line(card: dict) -> str:
     """The card in one line, as the CLI prints it and the app shows it under a number."""
-    where = f"{card.get('rows') or '?'} {card.get('split') or ''} rows".replace("  ", " ")
+    where = f"{card['rows']} {card.get('split') or ''} rows; ".replace("  ", " ") if card.get("rows") else ""
     shots = f"{card['shots']}-shot" + (f" from {card['shots_from']}" if card.get("shots_from") else "")
     model = " + ".join(x for x in (card.get("model"), card.get("adapter")) if x) or "model unknown"
     bits = "4-bit" if card.get("four_bit") else "full precision" if card.get("four_bit") is False else None
     how = ", ".join(x for x in (bits, card.get("precision")) if x)
     rule = "cloze scoring (acc and acc_norm)" if card["scoring"] == "cloze" else "letter scoring"
-    return f"{where}; prompt {card['prompt']}, {shots}, {rule}; {model}" + (f" ({how})" if how else "")
+    return f"{where}prompt {card['prompt']}, {shots}, {rule}; {model}" + (f" ({how})" if how else "")
 
 
 def protocol_differences(a: dict, b: dict) -> list[str]:

@@ -15,6 +15,7 @@ from ..data.prompt import LETTERS
 from ..models.run_record import measured_accuracy
 from .stats import FEW, describe_difference, mcnemar, wilson
 
+REPORTS_DIR = "reports"  # the default home of mcqa-eval's reports (ignored by git), created on first use
 ECE_BINS = 10
 QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from ..command_line import Parser, add_fields, argparse_type, check_value, flag_name
 from ..errors import SettingsError, one_line
 from ..setting_fields import converter
+from ..settings_file import read_settings_file
 from .old_spellings import OLD_FLAGS, OLD_NAMES, old_name, tell
 from .setting_groups import CONFIG_CLASSES, CPU_DEMO_TIME, DEFAULT_PRESET, RunConfig
-from .settings_file import read_settings_file
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
