@@ -6,11 +6,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from mcqa_core.evaluation.protocol import protocol_card, protocol_line
 from mcqa_core.evaluation.report import describe_interval
 from mcqa_core.evaluation.stats import FEW, describe_difference, significant
-from mcqa_core.service.reports import changed_answers, letter_spreads, subject_table, with_statistics, wrong_answers
+from mcqa_core.service.reports import (
+    changed_answers,
+    letter_spreads,
+    rule_view,
+    subject_table,
+    with_statistics,
+    wrong_answers,
+)
 from mcqa_core.service.row_filters import short
 
+from .markdown_text import md_escape
 from .navigation import BROWSE
 
 
@@ -21,6 +30,13 @@ def _delta_color(test: dict | None) -> str:
 
 METRIC_WIDTH = 190  # px: 'Always answer "A"' and its interval on one line each
 PANEL_WIDTH = 420  # px: the confusion matrix, the letter table; two fit beside each other from about 1100 px
+
+
+def _rule_name(report: dict) -> str:
+    meta = report.get("meta") or {}
+    if meta.get("scoring") != "cloze":
+        return "Letter accuracy"
+    return "Cloze accuracy per character (acc_norm)" if meta.get("rule") == "acc_norm" else "Cloze accuracy (acc)"
 
 
 def headline_ui(report: dict, adapter: bool = True) -> None:
@@ -43,7 +59,7 @@ def headline_ui(report: dict, adapter: bool = True) -> None:
         f"{acc:.1%}",
         f"{(acc - (base['accuracy'] if base else always_a)) * 100:+.1f} pts vs {versus}",
         delta_color=_delta_color(test),
-        help=f"Letter accuracy on {n} questions; the delta is coloured only when the paired test says p < 0.05",
+        help=f"{_rule_name(report)} on {n} questions; the delta is coloured only when the paired test says p < 0.05",
     )
     mine.caption(f"{describe_interval(report['accuracy_ci'])}, {n} questions")
     cols[2 if base else 1].metric('Always answer "A"', f"{always_a:.1%}", help="The letter A, answered every time")
@@ -221,8 +237,19 @@ def wrong_ui(report: dict) -> None:
 
 
 def report_ui(report: dict, where: str, adapter: bool = True) -> None:
+    """The whole report under the line that says how it was measured; a cloze report under the rule chosen."""
+    st.caption(f"{where} Measured on {md_escape(protocol_line(protocol_card(report)))}.")
+    if "acc_norm" in report:
+        rule = st.segmented_control(
+            "Cloze rule",
+            ["acc", "acc_norm"],
+            default="acc",
+            key="report_rule",
+            help="acc: the option whose tokens are likeliest in sum; acc_norm: per character of the option "
+            "(lm-eval's two numbers; long options are not penalised under acc_norm)",
+        )
+        report = rule_view(report, rule or "acc")
     report = with_statistics(report)
-    st.caption(where)
     headline_ui(report, adapter)
     st.subheader("Per subject")
     subjects_ui(report)

@@ -12,13 +12,17 @@ from app_ui.navigation import through_router
 from app_ui.operator_gate import is_operator, policy
 from app_ui.report_view import report_ui
 from app_ui.sidebar import TRAIN_HINT
+from app_ui.suite_view import suites_ui
 from mcqa_core.data.banks import select_part
 from mcqa_core.data.medmcqa import REPORT_SPLITS, SHARED_DATA_HINT
+from mcqa_core.data.prompt import SCORINGS
 from mcqa_core.errors import DataError, McqaError
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report
 from mcqa_core.service.uploads import results_csv
 from mcqa_core.training.status_files import CURVES_FILE
+
+MAX_APP_SHOTS = 5  # MMLU's and LLaMA-Factory's; more would crowd the app's 512-token prompts
 
 
 def compare_toggle(column, loaded, key: str) -> bool:
@@ -28,6 +32,33 @@ def compare_toggle(column, loaded, key: str) -> bool:
     return column.toggle(
         "Compare with the base model", value=True, key=key, help="Score again with the adapter switched off"
     )
+
+
+def protocol_ui(loaded, key: str) -> tuple[int, str]:
+    """How the questions are asked: K solved examples first, and letter or cloze scoring."""
+    c1, c2 = st.columns([1, 3])
+    shots = c1.number_input(
+        "Solved examples first (shots)",
+        min_value=0,
+        max_value=MAX_APP_SHOTS,
+        value=0,
+        key=f"{key}_shots",
+        help="K-shot: K questions with their answers before each one, drawn with a fixed seed from rows that are "
+        "not reported (MedMCQA's dev slice or train split; the bank's other rows)",
+    )
+    local = loaded.model is not None  # a server gives letter probabilities only
+    scoring = c2.segmented_control(
+        "Scoring",
+        SCORINGS,
+        default="letter",
+        key=f"{key}_scoring",
+        disabled=not local,
+        help="letter: the probability of A-D as the next token (what the adapter learned); cloze: the likelihood "
+        "of each option's text after the question, summed (acc) and per character (acc_norm), as lm-eval reports",
+    )
+    if not local:
+        c2.caption("Cloze scoring reads each option's tokens from the model: it needs the model in this process.")
+    return int(shots), (scoring if local and scoring else "letter")
 
 
 def row_cap() -> int | None:
@@ -68,6 +99,7 @@ def run_ui(loaded) -> None:
         "the split holds: all of them",
     )
     compare = compare_toggle(c3, loaded, "evaluate_compare")
+    shots, scoring = protocol_ui(loaded, "evaluate")
     cap_caption(cap)
     if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
         st.warning(overlap)
@@ -78,19 +110,21 @@ def run_ui(loaded) -> None:
     except DataError as e:
         st.info(f"No {split} rows to evaluate on: {e}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
         return
-    if (report := scored_ui(loaded, rows, compare)) is not None:
+    if (scored := scored_ui(loaded, rows, compare, shots=shots, scoring=scoring, split=split)) is not None:
+        report, rows = scored
         st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split, "rows": rows}
 
 
-def scored_ui(loaded, rows: list[dict], compare: bool) -> dict | None:
-    """The report on `rows` with a progress bar; None (the reason shown) when scoring fails."""
+def scored_ui(loaded, rows: list[dict], compare: bool, **protocol) -> tuple[dict, list[dict]] | None:
+    """The report on `rows` (and the rows reported) with a progress bar; None (the reason shown) when scoring
+    fails. `protocol`: shots, scoring, split, bank (`evaluate_rows`)."""
     bar = st.progress(0.0, text=f"Scoring {len(rows)} questions…")
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / max(total, 1), 1.0), text=f"{done}/{total} questions scored")
 
     try:
-        return evaluate_rows(loaded, rows, compare_base=compare, progress=progress)
+        return evaluate_rows(loaded, rows, compare_base=compare, progress=progress, data_dir=data_dir(), **protocol)
     except McqaError as e:  # a question too long, a server that stopped answering
         st.error(str(e))
         return None
@@ -110,13 +144,16 @@ def bank_run_ui(loaded) -> None:
     chosen = bank_choice_ui(loaded, bank)
     if chosen is None:
         return
-    bank, rows, compare = chosen
+    bank, part, rows, compare = chosen
+    shots, scoring = protocol_ui(loaded, "bank")
     run, cancel = st.columns([1, 5])
     if cancel.button("Cancel", key="bank_cancel", help="Stops a run in progress"):
         st.info("Cancelled: no report was kept.")
     elif run.button("Run on your questions", key="bank_run", type="primary"):
-        if (report := scored_ui(loaded, rows, compare)) is None:
+        protocol = dict(shots=shots, scoring=scoring, split=part, bank=bank)
+        if (scored := scored_ui(loaded, rows, compare, **protocol)) is None:
             return
+        report, rows = scored
         report["meta"]["bank"] = bank.describe()
         result = {"spec": current_spec(), "report": report, "rows": rows, "name": bank.source}
         st.session_state["evaluate_bank_result"] = result
@@ -126,7 +163,8 @@ def bank_run_ui(loaded) -> None:
 
 
 def bank_choice_ui(loaded, bank):
-    """Which part of the bank, how many of its questions, whether to compare: (part, rows, compare) or None."""
+    """Which part of the bank, how many of its questions, whether to compare: (bank part, its name, rows, compare)
+    or None."""
     trained_on = Path(str((((loaded.run or {}).get("data") or {}).get("bank") or {}).get("source", ""))).name
     seen = loaded.has_adapter and trained_on == Path(bank.source).name
     if seen:
@@ -158,7 +196,7 @@ def bank_choice_ui(loaded, bank):
     )
     compare = compare_toggle(c2, loaded, "bank_compare")
     cap_caption(cap if cap and cap < len(bank.rows) else None)
-    return bank, bank.rows[: int(n)], compare
+    return bank, part, bank.rows[: int(n)], compare
 
 
 def bank_report_ui(ran: dict, adapter: bool) -> None:
@@ -196,9 +234,14 @@ def this_models_run() -> dict | None:
     return ran if ran is not None and ran["spec"] == current_spec() else None  # not another model's report
 
 
-source = st.segmented_control("Questions", ["MedMCQA", "Your questions"], default="MedMCQA", key="evaluate_source")
+source = st.segmented_control(
+    "Questions", ["MedMCQA", "Your questions", "Suites"], default="MedMCQA", key="evaluate_source"
+)
 if source == "Your questions":
     bank_run_ui(loaded)
+    st.stop()
+if source == "Suites":
+    suites_ui()
     st.stop()
 
 with st.expander("Run an evaluation here", expanded=saved is None and this_models_run() is None):

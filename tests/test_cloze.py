@@ -84,3 +84,43 @@ def test_cloze_through_a_server_is_refused_before_loading(capsys):
     argv = ["--backend", "openai", "--endpoint", "http://127.0.0.1:9/v1", "--model", "m", "--scoring", "cloze"]
     assert mcqa_eval(argv) == 2
     assert "--scoring cloze needs --backend local" in capsys.readouterr().err
+
+
+def test_evaluate_page_scores_k_shot_cloze_and_switches_between_the_two_rules(
+    monkeypatch, tmp_path, data_dir, tiny_model_path
+):
+    """The app's Evaluate: shots and cloze chosen on the page, acc and acc_norm each with the base beside them,
+    and the line that says how the numbers were measured."""
+    from app_ui.markdown_text import md_escape
+
+    from .app_helpers import make_tiny_adapter
+    from .test_app import open_app, shown
+
+    adapters = tmp_path / "adapters"
+    make_tiny_adapter(adapters / "tiny-lora", tiny_model_path)
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(adapters))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    at = open_app("evaluate")
+    at.number_input(key="evaluate_n").set_value(8)
+    at.number_input(key="evaluate_shots").set_value(2)
+    at.segmented_control(key="evaluate_scoring").set_value("cloze")
+    at.button(key="evaluate_run").click().run()
+    assert not at.exception
+    report = at.session_state["evaluate_result"]["report"]
+    assert report["meta"]["fewshot"]["shots"] == 2 and "acc_norm" in report and report["base"]["acc_norm"]
+    text = shown(at)
+    assert md_escape("Measured on 8 heldout rows; prompt course-v1, cloze form, 2-shot from demo-dev") in text
+    metrics = {m.label: m.value for m in at.metric}
+    assert (
+        metrics["Adapter"] == f"{report['accuracy']:.1%}"
+        and metrics["Base model"] == f"{report['base']['accuracy']:.1%}"
+    )
+    at.segmented_control(key="report_rule").set_value("acc_norm").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    norm = report["acc_norm"]["accuracy"]
+    assert (
+        metrics["Adapter"] == f"{norm:.1%}" and metrics["Base model"] == f"{report['base']['acc_norm']['accuracy']:.1%}"
+    )

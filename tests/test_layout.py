@@ -17,6 +17,7 @@ FLOORS = {
     "mcqa_core.errors": 0,
     "mcqa_core.hub": 1,
     "mcqa_core.setting_fields": 1,
+    "mcqa_core.settings_file": 1,
     "mcqa_core.command_line": 2,
     "mcqa_core.data": 2,
     "mcqa_core.models": 3,

@@ -127,3 +127,36 @@ def test_macro_average_interval_from_each_sets_variance():
     se = ((0.25 / 100 + 0.16 / 400) ** 0.5) / 2
     assert m["sets"] == 2 and m["accuracy"] == pytest.approx(0.65)
     assert m["ci"] == pytest.approx([0.65 - 1.959964 * se, 0.65 + 1.959964 * se], abs=1e-6)
+
+
+def test_the_evaluate_page_shows_a_suites_table_and_opens_each_sets_report(monkeypatch, tmp_path, data_dir):
+    from app_ui.markdown_text import md_escape
+
+    from .test_app import open_app, shown
+
+    reports = tmp_path / "reports"
+    monkeypatch.setenv("MCQA_REPORTS_DIR", str(reports))  # where mcqa-eval writes and the app looks
+    suite = tmp_path / "two.yaml"
+    suite.write_text(
+        "name: two\nsets:\n  - name: medmcqa\n    split: heldout\n"
+        f"  - name: pubmedqa\n    bank: {pubmedqa_file(tmp_path)}\n"
+        f"  - name: missing\n    bank: {tmp_path / 'gone.csv'}\n"
+    )
+    argv = ["--base-model", "tiny-random-llama", "--no-4bit", "--data-dir", str(data_dir), "--limit", "5"]
+    assert mcqa_eval([*argv, "--suite", str(suite)]) == 0
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(tmp_path))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    at = open_app("evaluate")
+    at.segmented_control(key="evaluate_source").set_value("Suites").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["set"]) == ["medmcqa", "pubmedqa", "missing", "macro average (2 sets)"]
+    assert list(table["n"])[:2] == [5, 4] and list(table["status"])[2] == NOT_HERE
+    assert md_escape("Every set measured on prompt course-v1, 0-shot, letter scoring") in shown(at)
+    at.selectbox(key="evaluate_suite_set").set_value("pubmedqa").run()
+    assert not at.exception
+    report = json.loads((reports / "suite-two-tiny-random-llama" / "pubmedqa.json").read_text())
+    assert {m.label: m.value for m in at.metric}["Base model"] == f"{report['accuracy']:.1%}"
+    assert md_escape("Measured on 4 rows of pubmedqa.jsonl (all); prompt course-v1") in shown(at)

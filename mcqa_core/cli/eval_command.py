@@ -27,7 +27,7 @@ from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
-from ..evaluation.report import REPORTS_DIR
+from ..evaluation.report import reports_dir
 from ..setting_fields import field_problems
 from .eval_settings import EvalArgs
 from .suite_command import run_suite, suite_problems
@@ -80,7 +80,7 @@ def default_output(args: EvalArgs) -> Path:
         else Path(args.base_model or args.model or "model").name
     )
     bank = f"-{Path(args.bank).stem}" if args.bank else ""
-    return Path(REPORTS_DIR) / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
+    return reports_dir() / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
 
 
 def _questions(args: EvalArgs) -> tuple[LoadedSplit, dict | None]:

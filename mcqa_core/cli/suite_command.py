@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import DataError, SettingsError
-from ..evaluation.report import REPORTS_DIR
+from ..evaluation.report import reports_dir
 from ..evaluation.suite import SUMMARY_FILE, Suite, read_suite
 
 
@@ -16,7 +16,7 @@ def suite_folder(args, suite: Suite) -> Path:
     if args.output:
         return Path(args.output).expanduser()
     model = Path(args.adapter).expanduser().resolve().name if args.adapter else Path(args.base_model or "model").name
-    return Path(REPORTS_DIR) / f"suite-{suite.name}-{model}"
+    return reports_dir() / f"suite-{suite.name}-{model}"
 
 
 def suite_problems(args) -> list[str]:

@@ -34,6 +34,7 @@ def protocol_card(report: dict) -> dict:
         "scoring": scoring,
         "split": meta.get("split"),
         "source": (meta.get("bank") or {}).get("source") or meta.get("source"),
+        "bank": Path(str(meta["bank"]["source"])).name if (meta.get("bank") or {}).get("source") else None,
         "rows": report.get("n"),
         "model": meta.get("base_model") or meta.get("model"),
         "adapter": Path(adapter).name if adapter else None,
@@ -44,7 +45,11 @@ def protocol_card(report: dict) -> dict:
 
 def protocol_line(card: dict) -> str:
     """The card in one line, as the CLI prints it and the app shows it under a number."""
-    where = f"{card['rows']} {card.get('split') or ''} rows; ".replace("  ", " ") if card.get("rows") else ""
+    where = ""
+    if card.get("rows") and card.get("bank"):
+        where = f"{card['rows']} rows of {card['bank']}" + (f" ({card['split']})" if card.get("split") else "") + "; "
+    elif card.get("rows"):
+        where = f"{card['rows']} {card.get('split') or ''} rows; ".replace("  ", " ")
     shots = f"{card['shots']}-shot" + (f" from {card['shots_from']}" if card.get("shots_from") else "")
     model = " + ".join(x for x in (card.get("model"), card.get("adapter")) if x) or "model unknown"
     bits = "4-bit" if card.get("four_bit") else "full precision" if card.get("four_bit") is False else None

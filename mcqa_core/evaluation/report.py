@@ -16,6 +16,16 @@ from ..models.run_record import measured_accuracy
 from .stats import FEW, describe_difference, mcnemar, wilson
 
 REPORTS_DIR = "reports"  # the default home of mcqa-eval's reports (ignored by git), created on first use
+REPORTS_DIR_ENV = "MCQA_REPORTS_DIR"
+
+
+def reports_dir() -> Path:
+    """Where mcqa-eval writes reports by default and the app looks for suites: $MCQA_REPORTS_DIR, else reports/."""
+    import os
+
+    return Path(os.environ.get(REPORTS_DIR_ENV) or REPORTS_DIR)
+
+
 ECE_BINS = 10
 QUESTION_CHARS = 200  # enough to recognise a question in the report without copying the data set
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.prompt import FEWSHOT_KEY
+from ..evaluation.scorers import LocalScorer
 from ..evaluation.stats import FEW, PAIRED_CI_METHOD, mcnemar, mcnemar_counts, wilson
 from ..models.run_record import REPORT_FILE
-from .shared_model import scorer_for
+from .shared_model import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS, scorer_for
 
 
 def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | None]:
@@ -24,13 +26,73 @@ def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | No
         return None, path
 
 
-def evaluate_rows(loaded, rows: list[dict], *, compare_base: bool = False, progress=None) -> dict:
-    """`mcqa_core.evaluation.passes.evaluate` through the shared scorer: its batches take turns with the
-    questions other sessions ask meanwhile."""
+def evaluate_rows(
+    loaded,
+    rows: list[dict],
+    *,
+    compare_base: bool = False,
+    progress=None,
+    shots: int = 0,
+    scoring: str = "letter",
+    split: str = "heldout",
+    bank=None,
+    data_dir=None,
+) -> tuple[dict, list[dict]]:
+    """`mcqa_core.evaluation.passes.evaluate` through the shared scorer (its batches take turns with the questions
+    other sessions ask meanwhile), with `shots` examples from `bank`'s other rows or MedMCQA's (`shots_for`), by
+    letter or cloze scoring. Returns the report and the rows reported (a bank's examples are never among them)."""
+    from ..evaluation.fewshot import shots_beside, shots_for
     from ..evaluation.passes import evaluate
 
+    if bank is not None:
+        rows, fewshot = shots_beside(rows, bank.rows, shots, "course", bank.source, scoring)
+    else:
+        rows, fewshot = shots_for(rows, shots, "course", data_dir=data_dir, scoring=scoring, split=split)
     scorer = scorer_for(loaded)
-    return evaluate(loaded, rows, compare_base=compare_base and scorer.has_base, progress=progress, scorer=scorer)
+    if scoring == "cloze":
+        scorer = QueuedCloze(scorer, loaded)
+    report = evaluate(loaded, rows, compare_base=compare_base and scorer.has_base, progress=progress, scorer=scorer)
+    report["meta"].update(fewshot=fewshot, split=split)
+    return report, [{k: v for k, v in r.items() if k != FEWSHOT_KEY} for r in rows]
+
+
+class QueuedCloze:
+    """Cloze scoring on the shared answer queue's worker, one batch per turn, so that the questions other sessions
+    ask meanwhile are answered between its batches."""
+
+    def __init__(self, queue, loaded):
+        self.queue = queue
+        self.local = LocalScorer(
+            loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS, scoring="cloze"
+        )
+
+    @property
+    def has_base(self) -> bool:
+        return self.queue.has_base
+
+    def describe(self) -> dict:
+        return self.local.describe()
+
+    def score(self, rows, *, adapter=True, progress=None):
+        out = []
+        for start in range(0, len(rows), APP_BATCH_SIZE):
+            chunk = rows[start : start + APP_BATCH_SIZE]
+            out += self.queue.run(lambda chunk=chunk: self.local.score(chunk, adapter=adapter))
+            if progress:
+                progress(len(out), len(rows))
+        return out
+
+
+def rule_view(report: dict, rule: str) -> dict:
+    """A cloze report as drawn under one rule: itself (acc), or its acc_norm part with the base's acc_norm and
+    their paired test in the places the views read."""
+    if rule != "acc_norm" or "acc_norm" not in report:
+        return report
+    view = dict(report["acc_norm"], meta=dict(report.get("meta") or {}, rule="acc_norm"))
+    if report.get("base"):
+        view |= {"base": report["base"]["acc_norm"], "vs_base": report["acc_norm"]["vs_base"]}
+        view["disagreements"] = report.get("disagreements", [])
+    return view
 
 
 def wrong_answers(report: dict) -> list[dict]:
@@ -114,3 +176,48 @@ def with_statistics(report: dict) -> dict:
         if paired:
             out["vs_base"] = mcnemar([a for a, _ in paired], [b for _, b in paired])
     return out
+
+
+def suite_summaries(folder: str | Path | None = None) -> list[tuple[Path, dict]]:
+    """The suite summaries under the reports folder (`mcqa-eval --suite`), newest first."""
+    from ..evaluation.report import reports_dir
+    from ..evaluation.suite import SUMMARY_FILE
+
+    found = []
+    for path in Path(folder or reports_dir()).glob(f"*/{SUMMARY_FILE}"):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(summary, dict) and summary.get("kind") == "suite":
+            found.append((path, summary))
+    return sorted(found, key=lambda ps: ps[0].stat().st_mtime, reverse=True)
+
+
+def suite_rows(summary: dict) -> list[dict]:
+    """The suite table as rows: each set's accuracy and interval, the base's and the paired test where scored,
+    the reason where not, then the macro average."""
+    out = []
+    for e in summary.get("sets", []):
+        row = {"set": e["name"], "n": e.get("n"), "accuracy": e.get("accuracy")}
+        row["interval"] = _interval(e.get("accuracy_ci"))
+        if "acc_norm" in e:
+            row |= {"acc_norm": e["acc_norm"], "acc_norm interval": _interval(e.get("acc_norm_ci"))}
+        if "base_accuracy" in e:
+            row |= {"base": e["base_accuracy"], "base interval": _interval(e.get("base_ci"))}
+            row |= {"difference (points)": e["vs_base"]["difference"] * 100, "p": e["vs_base"]["p_value"]}
+        row["status"] = "scored" if e.get("status") == "scored" else e.get("reason")
+        out.append(row)
+    macro, base = summary.get("macro"), summary.get("macro_base")
+    if macro:
+        row = {"set": f"macro average ({macro['sets']} sets)", "accuracy": macro["accuracy"]}
+        row["interval"] = _interval(macro["ci"])
+        if base:
+            row |= {"base": base["accuracy"], "base interval": _interval(base["ci"])}
+            row["difference (points)"] = (macro["accuracy"] - base["accuracy"]) * 100
+        out.append(row | {"status": "normal approximation over the sets"})
+    return out
+
+
+def _interval(ci) -> str | None:
+    return f"{ci[0]:.1%} to {ci[1]:.1%}" if ci else None
