@@ -19,6 +19,7 @@ from mcqa_core.service.reports import (
 )
 from mcqa_core.service.row_filters import short
 
+from .calibration_view import calibration_ui
 from .markdown_text import md_escape
 from .navigation import BROWSE
 
@@ -257,5 +258,7 @@ def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     confusion_ui(report)
     if report.get("base"):
         changed_ui(report)
+    st.subheader("Calibration and abstention")
+    calibration_ui(report, adapter)
     st.subheader(f"Wrong answers ({len(wrong_answers(report))})")
     wrong_ui(report)

@@ -33,6 +33,9 @@ REPORT_KEYS = {
     "gold_spread",
     "mean_confidence",
     "ece",
+    "brier",
+    "reliability",
+    "risk_coverage",
     "predictions",
 }
 
@@ -92,6 +95,18 @@ def test_report_arithmetic_on_known_predictions():
     # bins: [.3,.4) {.35 wrong}  [.6,.7) {.60 wrong}  [.7,.8) {.70, .75 right}  [.8,.9) {.85 right}
     by_hand = 1 / 5 * 0.35 + 1 / 5 * 0.60 + 2 / 5 * (1 - 0.725) + 1 / 5 * (1 - 0.85)
     assert rep["ece"] == pytest.approx(by_hand) and by_hand == pytest.approx(0.33)
+    # Brier: sum over options of (p - one-hot)^2, by row: .12, 1.02, .085, .03, 1.085
+    assert rep["brier"] == pytest.approx((0.12 + 1.02 + 0.085 + 0.03 + 1.085) / 5)
+    filled = [(b["n"], round(b["confidence"], 6), b["accuracy"]) for b in rep["reliability"] if b["n"]]
+    assert filled == [(1, 0.35, 0.0), (1, 0.6, 0.0), (2, 0.725, 1.0), (1, 0.85, 1.0)]
+    # most confident first: .85 R, .75 R, .70 R, .60 W, .35 W
+    rc = rep["risk_coverage"]
+    assert {c: (v["k"], v["accuracy"]) for c, v in rc["at"].items()} == {
+        "50%": (3, 1.0), "80%": (4, 0.75), "90%": (5, 0.6)
+    }  # fmt: skip
+    assert rc["at"]["80%"]["ci"] == pytest.approx(wilson(3, 4))
+    assert rc["aurc"] == pytest.approx((0 + 0 + 0 + 0.25 + 0.4) / 5)
+    assert rc["curve"][-1] == [1.0, 0.6] and rc["curve"][39] == [0.4, 1.0] and len(rc["curve"]) == 100
     p0 = rep["predictions"][0]
     assert p0["id"] == "r1" and p0["pred"] == "A" and p0["gold"] == "A" and p0["probs"] == probs[0]
     assert p0["subject"] == "X" and p0["question"] == ("long " * 100)[:200]

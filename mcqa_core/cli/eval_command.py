@@ -28,6 +28,7 @@ from ..data.banks import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
 from ..errors import DataError, SettingsError, refuse
 from ..evaluation.report import reports_dir
+from ..evaluation.selective import parse_rule
 from ..setting_fields import field_problems
 from .eval_settings import EvalArgs
 from .suite_command import run_suite, suite_problems
@@ -67,6 +68,12 @@ def check_args(args: EvalArgs) -> list[str]:
         problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
     elif args.compare_base and not args.adapter:
         problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
+    if args.abstain is not None and parse_rule(args.abstain) is None:
+        problems.append(
+            f"--abstain {args.abstain!r}: give coverage=C or accuracy=A with C, A in (0, 1], e.g. coverage=0.8"
+        )
+    elif args.abstain and args.bank and (args.split or "all") != "heldout":
+        problems.append("--abstain chooses its threshold on the bank's other rows: score --split heldout")
     if args.suite:
         return problems + suite_problems(args)
     return problems + _output_problems(args)
@@ -158,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         split=data.split, source=data.source, rows_invalid_skipped=data.skipped, device=device, load_in_4bit=four_bit
     )
     report["meta"]["fewshot"] = fewshot
+    if args.abstain:
+        report["abstain"] = _abstention(args, loaded, scorer, rows, report, shot_bank or _bank_of(args))
     if bank:
         report["meta"]["bank"] = bank
     if overlap:
@@ -168,6 +177,34 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")
     return 0
+
+
+def _bank_of(args: EvalArgs):
+    return open_bank(args.bank, args) if args.bank else None
+
+
+def _abstention(args: EvalArgs, loaded, scorer, rows: list[dict], report: dict, bank) -> dict:
+    """The --abstain threshold, chosen on rows outside the reported ones (with the same examples before each),
+    then applied to the reported scores as they are."""
+    from ..data.prompt import FEWSHOT_KEY
+    from ..evaluation.fewshot import MEDMCQA_SHOTS_FROM
+    from ..evaluation.scorers import LocalScorer
+    from ..evaluation.scoring import LetterScore
+    from ..evaluation.selective import abstention
+
+    if bank is not None:
+        dev, chosen_on = select_part(bank, "rest").rows, f"{bank.source} (rest)"
+    else:
+        chosen_on = MEDMCQA_SHOTS_FROM.get(report["meta"]["split"], "demo-dev")
+        dev = load_split(chosen_on, args.data_dir or default_data_dir()).rows
+    taken = {r.get("id") for r in rows} | set(report["meta"]["fewshot"].get("shot_ids") or [])
+    dev = [dict(r, **{FEWSHOT_KEY: rows[0].get(FEWSHOT_KEY, "")}) for r in dev if r.get("id") not in taken]
+    dev = dev[: args.limit] if args.limit else dev
+    print(f"[abstain] choosing the threshold on {len(dev)} rows of {chosen_on}", file=sys.stderr)
+    kw = dict(batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens, style=args.prompt)
+    dev_scores = (scorer or LocalScorer(loaded, scoring=args.scoring, **kw)).score(dev)
+    reported = [LetterScore(p["id"], p["probs"], 1.0, p["gold"]) for p in report["predictions"]]
+    return abstention(dev_scores, reported, args.abstain, chosen_on)
 
 
 def _scorer(args: EvalArgs, adapter_run: dict):

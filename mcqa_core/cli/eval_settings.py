@@ -61,6 +61,12 @@ class EvalArgs(BankColumns):
         "lm-eval's acc and acc_norm; docs/evaluation.md).",
         choices=SCORINGS,
     )
+    abstain: str | None = setting(
+        None,
+        "Answer only above a confidence threshold chosen on other rows (the dev slice, the train split, a bank's "
+        "rest) for a target: coverage=0.8 or accuracy=0.6; the report states coverage and accuracy at it.",
+        metavar="RULE",
+    )
     suite: str | None = setting(
         None,
         "Score a suite of sets with one protocol: medical (MedMCQA, MedQA, PubMedQA, MMLU's six medical subjects, "

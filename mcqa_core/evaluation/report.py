@@ -3,7 +3,7 @@
 `build_report(rows, scores)` turns letter scores (`mcqa_core.evaluation.scoring.score_rows`) into a plain
 dict that the CLI writes as JSON and the app draws. Its keys are fixed (the app codes against them):
 n, accuracy, accuracy_ci, always_a_accuracy, always_a_ci, vs_always_a, per_subject, per_choice_type,
-confusion, pred_spread, gold_spread, mean_confidence, ece, predictions.
+confusion, pred_spread, gold_spread, mean_confidence, ece, brier, reliability, risk_coverage, predictions.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..data.prompt import LETTERS
 from ..models.run_record import measured_accuracy
+from .selective import brier, reliability, risk_coverage
 from .stats import FEW, describe_difference, mcnemar, wilson
 
 REPORTS_DIR = "reports"  # the default home of mcqa-eval's reports (ignored by git), created on first use
@@ -105,6 +106,9 @@ def build_report(rows: list[dict], scores) -> dict:
         "gold_spread": _share(Counter(s.gold for s in scores), n, labels),
         "mean_confidence": sum(confidences) / n if n else float("nan"),
         "ece": expected_calibration_error(confidences, correct),
+        "brier": brier([s.probs for s in scores], [index[s.gold] for s in scores]),
+        "reliability": reliability(confidences, correct),
+        "risk_coverage": risk_coverage(confidences, correct),
         "predictions": predictions,
     }
 
@@ -236,6 +240,7 @@ def summary_table(report: dict) -> str:
         row('always "A" accuracy', "always_a_accuracy", ".1%", "always_a_ci"),
         row("mean confidence", "mean_confidence", ".3f"),
         row("ECE (10 bins)", "ece", ".3f"),
+        row("Brier score", "brier", ".3f"),
     ]
     spread = lambda r, key: " ".join(f"{L}{v:.0%}" for L, v in r[key].items())  # noqa: E731
     lines.append(
@@ -248,6 +253,22 @@ def summary_table(report: dict) -> str:
     if base:
         lines.append(f"{'vs the base model':28}{describe_difference(report['vs_base'], 'the base model')}")
         lines.append(f"{'answers changed by adapter':28}{len(report['disagreements']):>10}")
+    rc, base_rc = report.get("risk_coverage") or {}, (base or {}).get("risk_coverage") or {}
+    for c, v in (rc.get("at") or {}).items():
+        b = (base_rc.get("at") or {}).get(c)
+        lines.append(
+            f"{'accuracy at ' + c + ' coverage':28}{v['accuracy']:>10.1%} {_ci(v['ci']):17}"
+            + (f"{b['accuracy']:>10.1%} {_ci(b['ci'])}" if b else "")
+            + f"   (the {v['k']} most confident)"
+        )
+    if (ab := report.get("abstain")) and ab.get("reported"):
+        r = ab["reported"]
+        lines.append(
+            f"{'answering above ' + format(ab['threshold'], '.3f'):28}{r['accuracy']:>10.1%} {_ci(r['accuracy_ci']):17}"
+            f"   coverage {r['coverage']:.1%} {_ci(r['coverage_ci'])} (threshold for {ab['rule']} on {ab['chosen_on']})"
+        )
+    elif ab:
+        lines.append(f"{'abstention':28}{ab.get('reason')}")
     if "shuffle" in report:
         sh = report["shuffle"]
         lines.append(f"{'accuracy, options shuffled':28}{sh['accuracy_under_shuffle']:>10.1%}   (k={sh['k']})")
