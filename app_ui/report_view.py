@@ -22,6 +22,7 @@ from mcqa_core.service.row_filters import short
 from .calibration_view import calibration_ui
 from .markdown_text import md_escape
 from .navigation import BROWSE
+from .overlap_view import overlap_ui
 
 
 def _delta_color(test: dict | None) -> str:
@@ -258,6 +259,7 @@ def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     confusion_ui(report)
     if report.get("base"):
         changed_ui(report)
+    overlap_ui(report)
     st.subheader("Calibration and abstention")
     calibration_ui(report, adapter)
     st.subheader(f"Wrong answers ({len(wrong_answers(report))})")

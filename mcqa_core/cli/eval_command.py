@@ -31,6 +31,7 @@ from ..evaluation.report import reports_dir
 from ..evaluation.selective import parse_rule
 from ..setting_fields import field_problems
 from .eval_settings import EvalArgs
+from .overlap_check import adapter_overlap
 from .suite_command import run_suite, suite_problems
 
 
@@ -165,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         split=data.split, source=data.source, rows_invalid_skipped=data.skipped, device=device, load_in_4bit=four_bit
     )
     report["meta"]["fewshot"] = fewshot
+    if args.adapter and (overlap_found := adapter_overlap(run, data.rows, report)) is not None:
+        report["overlap"] = overlap_found
     if args.abstain:
         report["abstain"] = _abstention(args, loaded, scorer, rows, report, shot_bank or _bank_of(args))
     if bank:

@@ -86,6 +86,8 @@ def record_run(plan, trainer, metrics: dict) -> dict:
 def report(plan, trainer, record: dict) -> dict:
     """The report on the report split (up to --report-limit rows), scored by the model training ended with and,
     with --report-base, by its base on the same rows (the adapter switched off), with the paired test."""
+    from ..data.overlap import find_overlap
+    from ..evaluation.clean_subset import overlap_block
     from ..evaluation.passes import evaluate
     from ..evaluation.report import write_report
     from ..models.inference import LoadedModel
@@ -118,6 +120,8 @@ def report(plan, trainer, record: dict) -> dict:
         progress=progress,
     )
     scores["meta"].update(split=plan.reported.split, source=plan.reported.source)
+    found = find_overlap(plan.train.rows, rows)
+    scores["overlap"] = overlap_block(scores, found, f"{plan.train.split} ({len(plan.train.rows)} rows)")
     write_report(scores, out / REPORT_FILE)
     record["metrics"].update(
         report_accuracy=scores["accuracy"],
