@@ -7,7 +7,13 @@ from pathlib import Path
 
 
 def make_tiny_adapter(
-    folder: Path, tiny_model_path: str, accuracy: float = 0.3125, rows: list[dict] | None = None, preset="cpu-demo"
+    folder: Path,
+    tiny_model_path: str,
+    accuracy: float = 0.3125,
+    rows: list[dict] | None = None,
+    preset="cpu-demo",
+    seed: int = 1,
+    settings: dict | None = None,
 ) -> Path:
     """An adapter folder like training writes (adapter weights, mcqa_run.json; with `rows`, eval_report.json with
     the base on the same rows, as training writes it). It stands in for a real run unless `preset` is "smoke"
@@ -22,7 +28,7 @@ def make_tiny_adapter(
     from mcqa_core.data.prompt import PROMPT_VERSION
     from mcqa_core.models.loading import LORA_TARGETS, load_tokenizer
 
-    torch.manual_seed(1)
+    torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     model = get_peft_model(
         base,
@@ -48,6 +54,7 @@ def make_tiny_adapter(
         },
         "metrics": {"final_accuracy": accuracy},
         "finished": "2026-01-01T00:00:00",
+        **({"settings": settings} if settings else {}),
     }
     (folder / "mcqa_run.json").write_text(json.dumps(run))
     if rows:

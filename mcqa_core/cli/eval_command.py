@@ -31,6 +31,7 @@ from ..evaluation.report import reports_dir
 from ..evaluation.selective import parse_rule
 from ..setting_fields import field_problems
 from .eval_settings import EvalArgs
+from .leaderboard_command import leaderboard_problems, run_leaderboard
 from .overlap_check import adapter_overlap
 from .suite_command import run_suite, suite_problems
 
@@ -65,7 +66,7 @@ def check_args(args: EvalArgs) -> list[str]:
             problems.append("--scoring cloze needs --backend local: it reads each option's tokens from the model")
         if args.compare_base and not args.base_served_model:
             problems.append("--compare-base with --backend openai needs --base-served-model NAME")
-    elif not args.adapter and not args.base_model:
+    elif not args.adapter and not args.base_model and not args.leaderboard:
         problems.append("give --adapter DIR (a folder from train_adapter.py) or --base-model NAME (e.g. smollm2-135m)")
     elif args.compare_base and not args.adapter:
         problems.append("--compare-base needs --adapter DIR (it switches the adapter off to score the base)")
@@ -77,6 +78,8 @@ def check_args(args: EvalArgs) -> list[str]:
         problems.append("--abstain chooses its threshold on the bank's other rows: score --split heldout")
     if args.suite:
         return problems + suite_problems(args)
+    if args.leaderboard:
+        return problems + leaderboard_problems(args)
     return problems + _output_problems(args)
 
 
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.suite:
         return run_suite(args, lambda a: _scorer(a, adapter_run), _score)
+    if args.leaderboard:
+        return run_leaderboard(args, _questions, _score)
     # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
     import warnings
 
@@ -238,8 +243,8 @@ def _scorer(args: EvalArgs, adapter_run: dict):
     return loaded, None, loaded.run, loaded.device, loaded.load_in_4bit
 
 
-def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
-    """Every pass the flags ask for, behind one progress bar."""
+def _score(args: EvalArgs, loaded, scorer, rows: list[dict], compare_base: bool | None = None) -> dict:
+    """Every pass the flags ask for, behind one progress bar (`compare_base` given: instead of the flag)."""
     from tqdm.auto import tqdm
 
     from ..evaluation.passes import evaluate
@@ -256,7 +261,7 @@ def _score(args: EvalArgs, loaded, scorer, rows: list[dict]) -> dict:
             loaded,
             rows,
             batch_size=args.batch_size,
-            compare_base=args.compare_base,
+            compare_base=args.compare_base if compare_base is None else compare_base,
             style=args.prompt,
             shuffle_options=args.shuffle_options,
             max_prompt_tokens=args.max_prompt_tokens,

@@ -67,6 +67,14 @@ class EvalArgs(BankColumns):
         "rest) for a target: coverage=0.8 or accuracy=0.6; the report states coverage and accuracy at it.",
         metavar="RULE",
     )
+    leaderboard: bool = setting(
+        False,
+        "Score every adapter under --adapters-dir and each base they were trained on, on the same rows and protocol "
+        "(saved reports reused), ranked, every pair tested with Holm's correction.",
+    )
+    adapters_dir: str | None = setting(
+        None, "With --leaderboard: the adapters folder (default: $MCQA_ADAPTERS_DIR, else adapters/).", metavar="DIR"
+    )
     suite: str | None = setting(
         None,
         "Score a suite of sets with one protocol: medical (MedMCQA, MedQA, PubMedQA, MMLU's six medical subjects, "

@@ -118,3 +118,15 @@ def describe_difference(test: dict, other: str) -> str:
         return f"not distinguishable from {other} ({d:+.1f} points, 95 % interval {lo:+.1f} to {hi:+.1f}, {p_text})"
     side = "over" if d > 0 else "below"
     return f"{d:+.1f} points {side} {other} (95 % interval {lo:+.1f} to {hi:+.1f}), {p_text}"
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the given order: the i-th smallest times (m - i + 1), kept monotone and
+    at most 1. Rejecting where the adjusted p < alpha holds the family-wise error at alpha over all m tests."""
+    m = len(p_values)
+    order = sorted(range(m), key=p_values.__getitem__)
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

@@ -7,13 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AdapterError
 from ..evaluation.report import measured_interval
+from ..models.adapter_folders import SMOKE_PRESET, AdapterFolder, find_adapters  # noqa: F401 (the app's names)
 from ..models.loading import OFFLINE_MODEL
-from ..models.run_record import measured_accuracy, measured_split, read_run, rows_seen_text
+from ..models.run_record import measured_accuracy, measured_split, rows_seen_text
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE_PRESET = "smoke"  # the preset name training records in mcqa_run.json
 
 
 @dataclass(frozen=True)
@@ -86,31 +85,6 @@ def adapter_spec(folder: str | Path, settings: AppSettings, backend: str | None 
     return ModelSpec(str(Path(folder).expanduser()), None, settings.load_in_4bit, backend or settings.backend)
 
 
-@dataclass
-class AdapterFolder:
-    path: Path
-    run: dict  # mcqa_run.json, {} when absent or unreadable
-    ready: bool  # has adapter_config.json at the top (a run still training has only checkpoints/)
-    problem: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def accuracy(self) -> float | None:
-        return measured_accuracy(self.run)[0]
-
-    @property
-    def base_model(self) -> str | None:
-        return self.run.get("base_model")
-
-    @property
-    def machinery_check(self) -> bool:
-        """A smoke run: it proves the pipeline runs, and its number says nothing about medicine."""
-        return self.run.get("preset") == SMOKE_PRESET
-
-
 def _lower_bound(a: AdapterFolder) -> float:
     claim = measured_interval(a.run)
     return claim[2][0] if claim else -1.0
@@ -127,32 +101,6 @@ def first_choice(adapters: list[AdapterFolder], base_model: str) -> AdapterFolde
 def picker_order(adapters: list[AdapterFolder], base_model: str) -> list[AdapterFolder]:
     """Adapters on the app's base first, then those on another base, smoke runs last; newest first within each."""
     return sorted(adapters, key=lambda a: (a.machinery_check, a.base_model != base_model))
-
-
-def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
-    """The adapter folders directly under `adapters_dir`, newest first; unfinished ones marked not ready."""
-    root = Path(adapters_dir).expanduser()
-    if not root.is_dir():
-        return []
-    found = []
-    for folder in sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    ):
-        ready = (folder / "adapter_config.json").exists()
-        try:
-            run, problem = read_run(folder), None
-        except AdapterError as e:
-            run, problem = {}, str(e)
-        if not run and problem is None:
-            problem = (
-                "no mcqa_run.json (trained elsewhere?)"
-                if ready
-                else "no adapter_config.json yet (still training, or not an adapter folder)"
-            )
-        found.append(AdapterFolder(folder, run, ready, problem))
-    return found
 
 
 def _bank_line(bank: dict | None) -> str | None:

@@ -1,0 +1,143 @@
+"""`mcqa-eval --leaderboard`: every adapter under the adapters folder, and each base model they were trained on,
+scored on the same rows with the same protocol (a saved report is reused when its rows, protocol and weights are
+the same), ranked, with every pair tested (`mcqa_core/evaluation/leaderboard.py`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import SettingsError
+from ..evaluation.report import reports_dir
+from ..models.adapter_folders import find_adapters
+from ..models.run_record import REPORT_FILE, rows_seen_text
+
+ADAPTERS_DIR_ENV = "MCQA_ADAPTERS_DIR"  # the app's setting of the same name
+WEIGHTS = "adapter_model.safetensors"
+
+
+def adapters_root(args) -> Path:
+    return Path(args.adapters_dir or os.environ.get(ADAPTERS_DIR_ENV) or "adapters").expanduser()
+
+
+def leaderboard_problems(args) -> list[str]:
+    if not args.leaderboard:
+        return []
+    problems = [f"--leaderboard scores every adapter: drop {f}" for f, v in (("--adapter", args.adapter),) if v]
+    problems += [f"--leaderboard and {f} do not go together" for f, v in (("--suite", args.suite),) if v]
+    if args.backend != "local":
+        problems.append("--leaderboard loads each adapter in this process: use --backend local")
+    root = adapters_root(args)
+    if not any(a.ready and a.run for a in find_adapters(root)):
+        problems.append(
+            f"no trained adapter under {root}; train one (mcqa-train --preset cpu-demo) or give --adapters-dir"
+        )
+    return problems
+
+
+def board_folder(args, split: str) -> Path:
+    if args.output:
+        return Path(args.output).expanduser()
+    return reports_dir() / f"leaderboard-{split}{'-' + str(args.limit) if args.limit else ''}"
+
+
+def _signature(folder: Path) -> list:
+    """The adapter weights as they are now: a retrained adapter's saved reports are not reused."""
+    stat = (folder / WEIGHTS).stat() if (folder / WEIGHTS).exists() else None
+    return [stat.st_size, stat.st_mtime_ns] if stat else []
+
+
+def _reusable(path: Path, want: dict, ids: list[str], signature: list | None, part=None, split=None) -> dict | None:
+    """A saved report (or its `base` part) measured on exactly these rows with this protocol, else None. `split`:
+    the split a training report was written on, for reports older than the split in their meta."""
+    from ..evaluation.protocol import protocol_card, protocol_differences
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if signature is not None and report.get("meta", {}).get("weights") not in (None, signature):
+        return None
+    target = report.get(part) if part else report
+    if not isinstance(target, dict) or [str(p.get("id")) for p in target.get("predictions", [])] != ids:
+        return None
+    card = dict(protocol_card(report), rows=target.get("n"))
+    card["split"] = card.get("split") or split
+    return target if not protocol_differences(card, want) else None
+
+
+def run_leaderboard(args, questions, score) -> int:
+    """Score what has no reusable report (an adapter with its base switched off when that base is still missing),
+    then rank and test. `questions(args)` and `score(args, loaded, scorer, rows)` are mcqa-eval's."""
+    from ..data.medmcqa import default_data_dir
+    from ..evaluation.fewshot import shots_for
+    from ..evaluation.leaderboard import BOARD_FILE, board, board_table
+    from ..evaluation.protocol import prompt_name
+    from ..evaluation.report import write_report
+    from ..models.inference import load_model
+    from ..models.run_record import write_json_atomic
+
+    data, _ = questions(args)
+    data_dir = args.data_dir or default_data_dir()
+    rows, fewshot = shots_for(
+        data.rows, args.shots, args.prompt, data_dir=data_dir, scoring=args.scoring, split=data.split
+    )
+    ids = [str(r.get("id")) for r in data.rows]
+    want = {"prompt": prompt_name(args.prompt, args.scoring), "shots": fewshot["shots"], "scoring": args.scoring}
+    want |= {"split": data.split, "rows": len(ids)}
+    folder = board_folder(args, data.split)
+    folder.mkdir(parents=True, exist_ok=True)
+    adapters = [a for a in find_adapters(adapters_root(args)) if a.ready and a.run]
+    entries, bases = [], {}
+
+    def base_name(model: str) -> str:
+        return f"base {Path(model).name}"
+
+    for base in dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else [])):
+        path = folder / f"{base_name(base).replace(' ', '-')}.json"
+        if (found := _reusable(path, want, ids, None)) is not None:
+            bases[base] = (found, path, True)
+    for a in adapters:
+        sig = _signature(a.path)
+        mine = folder / f"{a.name}.json"
+        trained = ((a.run.get("data") or {}).get("report_split"),)
+        report = _reusable(mine, want, ids, sig) or _reusable(a.path / REPORT_FILE, want, ids, None, None, *trained)
+        if a.base_model not in bases and report is not None:
+            for source in (mine, a.path / REPORT_FILE):
+                if (b := _reusable(source, want, ids, None, "base", *trained)) is not None:
+                    bases[a.base_model] = (b, source, True)
+                    break
+        reused = report is not None
+        if report is None or a.base_model not in bases:
+            print(f"[leaderboard] {a.name}: scoring {len(rows)} questions", file=sys.stderr)
+            loaded = load_model(str(a.path), load_in_4bit=args.load_in_4bit)
+            full = score(args, loaded, None, rows, a.base_model not in bases)
+            full["meta"].update(split=data.split, source=data.source, fewshot=fewshot, weights=sig)
+            write_report(full, mine)
+            if a.base_model not in bases:
+                bases[a.base_model] = (full["base"], mine, False)
+            report, reused = {k: v for k, v in full.items() if k != "base"}, False
+        else:
+            print(f"[leaderboard] {a.name}: reused a saved report on the same rows and protocol", file=sys.stderr)
+        run = a.run
+        entries.append({"name": a.name, "kind": "adapter", "base_model": a.base_model, "run": run, "report": report,
+                        "trained_on": rows_seen_text(run), "reused": reused, "report_file": str(mine)})  # fmt: skip
+    for base in dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else [])):
+        if base not in bases:  # only a --base-model no adapter was trained on
+            print(f"[leaderboard] {base_name(base)}: scoring {len(rows)} questions", file=sys.stderr)
+            full = score(args, load_model(None, base, load_in_4bit=args.load_in_4bit), None, rows, False)
+            full["meta"].update(split=data.split, source=data.source, fewshot=fewshot)
+            write_report(full, folder / f"{base_name(base).replace(' ', '-')}.json")
+            bases[base] = (full, folder / f"{base_name(base).replace(' ', '-')}.json", False)
+        report, path, reused = bases[base]
+        entries.append({"name": base_name(base), "kind": "base", "base_model": base, "report": report,
+                        "reused": reused, "report_file": str(path)})  # fmt: skip
+    if len(entries) < 2:
+        raise SettingsError("a leaderboard needs two models at least; train another adapter")
+    result = board(entries, want)
+    write_json_atomic(folder / BOARD_FILE, result)
+    print(board_table(result))
+    print(f"leaderboard: {folder / BOARD_FILE}")
+    return 0

@@ -1,0 +1,80 @@
+"""Deciding between adapters: the leaderboard from one command (three adapters and their base on the same rows),
+Holm-corrected pairwise tests against values computed here, and saved reports reused."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import pytest
+from scipy.stats import binomtest
+
+from mcqa_core.cli.eval_command import main as mcqa_eval
+from mcqa_core.evaluation.leaderboard import pairwise, settings_that_differ
+from mcqa_core.evaluation.stats import holm
+
+from .app_helpers import make_tiny_adapter
+
+
+def test_holm_against_its_definition():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted: .005 x4 = .02, .01 x3 = .03, .03 x2 = .06, .04 x1 = .04 -> kept monotone: .06
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_pairwise_tests_use_the_same_questions_and_holm_over_every_pair():
+    def report(hits):
+        return {"predictions": [{"id": i, "pred": "A", "gold": "A" if h else "B"} for i, h in enumerate(hits)]}
+
+    answers = {"a": [1] * 30 + [0] * 10, "b": [1] * 18 + [0] * 22, "c": [1] * 20 + [0] * 20}
+    entries = [{"name": k, "report": report(v)} for k, v in answers.items()]
+    pairs = pairwise(entries)
+    assert [(p["a"], p["b"]) for p in pairs] == list(combinations("abc", 2))
+    raw = []
+    for (x, y), p in zip(combinations("abc", 2), pairs):
+        only_x = sum(a and not b for a, b in zip(answers[x], answers[y]))
+        only_y = sum(b and not a for a, b in zip(answers[x], answers[y]))
+        raw.append(binomtest(only_x, only_x + only_y, 0.5).pvalue if only_x + only_y else 1.0)
+        assert p["questions"] == 40 and p["test"]["p_value"] == pytest.approx(raw[-1])
+    for p, adjusted in zip(pairs, holm(raw)):
+        assert p["p_holm"] == pytest.approx(adjusted) and p["significant"] == (adjusted < 0.05)
+    assert pairs[0]["significant"] and not pairs[2]["significant"]  # a vs b: 12 against 0; b vs c: 0 against 2
+
+
+def test_settings_that_differ_leave_paths_out():
+    runs = [
+        {"settings": {"lora": {"r": 16}, "train": {"learning_rate": 3e-4, "output_dir": "a"}}},
+        {"settings": {"lora": {"r": 8}, "train": {"learning_rate": 3e-4, "output_dir": "b"}}},
+    ]
+    assert settings_that_differ(runs) == ["lora.r"]
+
+
+def test_a_leaderboard_of_three_adapters_and_their_base_from_one_command(tmp_path, tiny_model_path, data_dir, capsys):
+    adapters = tmp_path / "adapters"
+    for seed, rank in ((1, 4), (2, 8), (3, 16)):
+        settings = {"lora": {"r": rank}, "train": {"learning_rate": 1e-3, "output_dir": f"adapters/r{rank}"}}
+        make_tiny_adapter(adapters / f"r{rank}", tiny_model_path, seed=seed, settings=settings)
+    out = tmp_path / "board"
+    argv = ["--leaderboard", "--adapters-dir", str(adapters), "--data-dir", str(data_dir), "--limit", "24"]
+    assert mcqa_eval([*argv, "--no-4bit", "--output", str(out)]) == 0
+    board = json.loads((out / "leaderboard.json").read_text())
+    names = {e["name"] for e in board["entries"]}
+    assert names == {"r4", "r8", "r16", "base tiny-random-llama"} and all(e["n"] == 24 for e in board["entries"])
+    accuracies = [e["accuracy"] for e in board["entries"]]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first
+    assert board["differing_settings"] == ["lora.r"] and {e["settings"].get("lora.r") for e in board["entries"]} == {
+        4, 8, 16, None
+    }  # fmt: skip
+    assert len(board["pairs"]) == 6 and all("p_holm" in p for p in board["pairs"])
+    assert board["protocol"] == {"prompt": "course-v1", "shots": 0, "scoring": "letter", "split": "heldout", "rows": 24}
+    printed = capsys.readouterr()
+    assert printed.err.count("scoring 24 questions") == 3  # the base came with the first adapter (adapter off)
+    assert "Holm p =" in printed.out
+    # again: every report is reused, nothing is scored
+    assert mcqa_eval([*argv, "--no-4bit", "--output", str(out)]) == 0
+    again = capsys.readouterr()
+    assert "scoring" not in again.err and again.err.count("reused a saved report") == 3
+    assert json.loads((out / "leaderboard.json").read_text())["entries"] == [
+        dict(e, reused=True) for e in board["entries"]
+    ]
