@@ -7,6 +7,7 @@ import streamlit as st
 
 from app_ui.bank_upload import bank_ui
 from app_ui.caches import current_spec, data_dir, load_rows, require_model
+from app_ui.leaderboard_view import leaderboard_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
 from app_ui.operator_gate import is_operator, policy
@@ -235,13 +236,16 @@ def this_models_run() -> dict | None:
 
 
 source = st.segmented_control(
-    "Questions", ["MedMCQA", "Your questions", "Suites"], default="MedMCQA", key="evaluate_source"
+    "Questions", ["MedMCQA", "Your questions", "Suites", "Leaderboard"], default="MedMCQA", key="evaluate_source"
 )
 if source == "Your questions":
     bank_run_ui(loaded)
     st.stop()
 if source == "Suites":
     suites_ui()
+    st.stop()
+if source == "Leaderboard":
+    leaderboard_ui()
     st.stop()
 
 with st.expander("Run an evaluation here", expanded=saved is None and this_models_run() is None):

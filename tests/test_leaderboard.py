@@ -78,3 +78,41 @@ def test_a_leaderboard_of_three_adapters_and_their_base_from_one_command(tmp_pat
     assert json.loads((out / "leaderboard.json").read_text())["entries"] == [
         dict(e, reused=True) for e in board["entries"]
     ]
+
+
+def test_the_evaluate_page_shows_the_leaderboard_and_any_two_side_by_side(
+    monkeypatch, tmp_path, tiny_model_path, data_dir
+):
+    from .test_app import open_app, shown
+
+    adapters, reports = tmp_path / "adapters", tmp_path / "reports"
+    for seed in (1, 2, 3):
+        make_tiny_adapter(adapters / f"seed{seed}", tiny_model_path, seed=seed)
+    monkeypatch.setenv("MCQA_REPORTS_DIR", str(reports))
+    argv = ["--leaderboard", "--adapters-dir", str(adapters), "--data-dir", str(data_dir), "--limit", "16", "--no-4bit"]
+    assert mcqa_eval(argv) == 0
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(adapters))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    at = open_app("evaluate")
+    at.segmented_control(key="evaluate_source").set_value("Leaderboard").run()
+    assert not at.exception
+    ranking, pairs = at.dataframe[0].value, at.dataframe[1].value
+    assert len(ranking) == 4 and set(ranking["model"]) == {"seed1", "seed2", "seed3", "base tiny-random-llama"}
+    assert len(pairs) == 6 and {"Holm p", "verdict"} <= set(pairs.columns)
+    at.selectbox(key="board_first").set_value("seed1")
+    at.selectbox(key="board_second").set_value("base tiny-random-llama").run()
+    assert not at.exception
+    board = json.loads((reports / "leaderboard-heldout-16" / "leaderboard.json").read_text())
+    entry = next(e for e in board["entries"] if e["name"] == "seed1")
+    assert {m.label: m.value for m in at.metric}["seed1"] == f"{entry['accuracy']:.1%}"
+    assert "The first against the second:" in shown(at)
+    differ = at.dataframe[-1].value
+    from mcqa_core.service.leaderboards import entry_report
+
+    mine, base = (
+        entry_report(next(e for e in board["entries"] if e["name"] == n)) for n in ("seed1", "base tiny-random-llama")
+    )
+    expected = sum(a["pred"] != b["pred"] for a, b in zip(mine["predictions"], base["predictions"]))
+    assert len(differ) == expected and set(differ["right"]) <= {"the first", "the second", "neither"}
