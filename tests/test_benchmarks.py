@@ -211,15 +211,57 @@ def test_lm_eval_benchmark_quick_lm_eval_side(lm_eval_output):
     if importlib.util.find_spec("lm_eval") is None:
         assert "lm-eval skipped (lm-eval is not installed" in lm_eval_output
         pytest.skip("lm-eval is not installed: pip install -r requirements-bench.txt")
-    figures(
+    got = figures(
         lm_eval_output,
         {
             "lm-eval": rf"^lm-eval, log-likelihood requests \(float32\s*\)\s+{NUMBER} s",
             "ratio": rf"^ours, score_rows, .*lm-eval/ours {NUMBER}x",
+            "prompt": r"^prompt identical on (\d+)/8 questions",
             "same letter": r"^    same letter as lm-eval's argmax on (\d+)/8 questions",
             "accuracy": rf"^accuracy: lm-eval {NUMBER}%, ours {NUMBER}%",
         },
     )
+    assert got["prompt"] == ("8",)  # the same text on both sides, to the character
+
+
+@pytest.fixture(scope="module")
+def lm_eval_cloze_output(data_dir):
+    """Cloze scoring with two examples before each question: our side everywhere, lm-eval's where installed."""
+    return run_bench("lm_eval_compare.py", "--quick", "--scoring", "cloze", "--shots", "2", data_dir=data_dir)
+
+
+def test_lm_eval_benchmark_quick_cloze_shots_our_side(lm_eval_cloze_output):
+    machine_line(lm_eval_cloze_output)
+    got = figures(
+        lm_eval_cloze_output,
+        {
+            "header": r"^model .*, cloze scoring, 2 shots from demo-dev \(ids .+\)",
+            "ours": rf"^ours, score_options, fp32\s+{NUMBER} s",
+            "accuracy": rf"^accuracy: (?:lm-eval acc {NUMBER}%, acc_norm {NUMBER}%; )?ours acc {NUMBER}%, "
+            rf"acc_norm {NUMBER}%",
+        },
+    )
+    assert float(got["ours"][0]) > 0
+
+
+def test_lm_eval_benchmark_quick_cloze_shots_lm_eval_side(lm_eval_cloze_output):
+    if importlib.util.find_spec("lm_eval") is None:
+        assert "lm-eval skipped (lm-eval is not installed" in lm_eval_cloze_output
+        pytest.skip("lm-eval is not installed: pip install -r requirements-bench.txt")
+    got = figures(
+        lm_eval_cloze_output,
+        {
+            "lm-eval": rf"^lm-eval, log-likelihood requests \(float32\s*\)\s+{NUMBER} s",
+            "prompt": r"^prompt identical on (\d+)/8 questions",
+            "ratio": rf"^ours, score_options, fp32\s+{NUMBER} s  lm-eval/ours {NUMBER}x",
+            "same acc": rf"^    same acc answer as lm-eval on (\d+)/8 questions.*; largest log-likelihood "
+            rf"difference {NUMBER}((?:e[-+]\d+)?) nats",
+            "same acc_norm": r"^    same acc_norm answer as lm-eval on (\d+)/8 questions",
+            "accuracy": rf"^accuracy: lm-eval acc {NUMBER}%, acc_norm {NUMBER}%; ours acc {NUMBER}%",
+        },
+    )
+    assert got["prompt"] == ("8",)  # lm-eval's few-shot context is ours, to the character
+    assert float("".join(got["same acc"][1:])) < 0.01  # fp32 on both sides: the log-likelihoods agree closely
 
 
 def test_gpu_check_tiny_on_cpu(data_dir, tiny_model_path, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mcqa_core.cli.eval_command import main as mcqa_eval
-from mcqa_core.data.prompt import LETTERS, cloze_continuations, fewshot_prefix, format_prompt
+from mcqa_core.data.prompt import LETTERS, cloze_continuations, fewshot_prefix, format_prompt, row_options
 from mcqa_core.evaluation import cloze
 from mcqa_core.evaluation.cloze import score_options
 
@@ -38,7 +38,7 @@ def test_acc_and_acc_norm_equal_an_independent_computation(tiny_model, tokenizer
     for row, s in zip(rows, scores):
         ref = independent_logliks(tiny_model, tokenizer, row, style)
         assert s.logliks == pytest.approx(ref, abs=2e-3)
-        assert s.chars == [len(t) for t in cloze_continuations(row, style)]
+        assert s.chars == [len(o) for o in row_options(row)]  # lm-eval's len(choice): no leading space
         expect = [math.exp(x - max(ref)) for x in ref]
         assert s.probs == pytest.approx([e / sum(expect) for e in expect], abs=1e-4)
         assert s.pred == LETTERS[ref.index(max(ref))]

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
-from ..data.prompt import answer_letter, cloze_continuations
+from ..data.prompt import answer_letter, cloze_continuations, row_options
 from ..errors import DataError
 from .cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 from .scoring import MIN_SHARED_PREFIX, LetterScore, pad_batch, shared_prefix_length, start_cache
 
 # Twice the largest change in an option's log-likelihood that bf16 was measured to cause (docs/speed.md).
 CLOSE_NATS = 2.0
+OPTION_GROUP = 16  # options whose tokens run together after their questions' caches
 
 
 @dataclass
@@ -80,7 +81,8 @@ def _encode(tokenizer, row: dict, max_prompt_tokens: int, style: str, index: int
     if enc is None:
         return None
     pairs = [encode_pair(tokenizer, enc.text, t) for t in texts]
-    return _Question(index, pairs[0][0], [c for _, c in pairs], [len(t) for t in texts], enc.shortened)
+    # acc_norm divides by the option's own characters (lm-eval's len(choice), not its leading space)
+    return _Question(index, pairs[0][0], [c for _, c in pairs], [len(o) for o in row_options(row)], enc.shortened)
 
 
 def score_options(
@@ -175,33 +177,48 @@ def _logliks(model, batch: list[_Question], pad_id: int, device, start, start_le
         **kwargs,
     )
     cache = fwd.past_key_values
-    if not hasattr(cache, "batch_select_indices"):
+    if not hasattr(cache, "layers"):
         return [_whole_sequences(model, q, pad_id, device) for q in batch]
     first = torch.log_softmax(fwd.logits[:, -1].float(), dim=-1)  # predicts each option's first token
-    owner = torch.tensor([b for b, q in enumerate(batch) for _ in q.conts])
+    owner = [b for b, q in enumerate(batch) for _ in q.conts]
     conts = [c for q in batch for c in q.conts]
-    total = first[owner.to(device), torch.tensor([c[0] for c in conts], device=device)]
-    tails = [c[:-1] for c in conts]
-    if max(map(len, tails)):
-        cache.batch_select_indices(owner.to(device))
-        t_ids, t_mask, _ = pad_batch(tails, pad_id, "right")
-        ctx_len = mask.sum(-1)[owner]  # real tokens before each option (the shared start included)
-        t_pos = ctx_len[:, None] + torch.arange(t_ids.shape[1])[None, :]
-        logits = model(
+    total = first[torch.tensor(owner, device=device), torch.tensor([c[0] for c in conts], device=device)]
+    # The options' other tokens, in groups of similar length (little padding), after their question's cache; the
+    # output layer and its normaliser run on real tokens only (a 49k vocabulary costs more than the layers).
+    order = sorted((i for i in range(len(conts)) if len(conts[i]) > 1), key=lambda i: len(conts[i]))
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
+    ctx_len = mask.sum(-1)  # real tokens before each option (the shared start included)
+    for g in range(0, len(order), OPTION_GROUP):
+        group = order[g : g + OPTION_GROUP]
+        rows_of = torch.tensor([owner[i] for i in group])
+        t_ids, t_mask, _ = pad_batch([conts[i][:-1] for i in group], pad_id, "right")
+        hidden = decoder(
             input_ids=t_ids.to(device),
-            attention_mask=torch.cat([mask[owner], t_mask], dim=1).to(device),
-            position_ids=t_pos.to(device),
-            past_key_values=cache,
+            attention_mask=torch.cat([mask[rows_of], t_mask], dim=1).to(device),
+            position_ids=(ctx_len[rows_of][:, None] + torch.arange(t_ids.shape[1])[None, :]).to(device),
+            past_key_values=_selected(cache, rows_of.to(device)),
             use_cache=False,
-        ).logits.float()
-        targets = torch.tensor([c[1:] + [0] * (t_ids.shape[1] - len(c) + 1) for c in conts], device=device)
-        picked = logits.gather(-1, targets[..., None])[..., 0] - logits.logsumexp(-1)
-        total = total + (picked * t_mask.to(device)).sum(-1)
+        ).last_hidden_state
+        real = t_mask.bool().to(device)
+        logits = head(hidden[real]).float()  # (real tokens, vocabulary)
+        targets = torch.tensor([t for i in group for t in conts[i][1:]], device=device)
+        picked = logits.gather(-1, targets[:, None])[:, 0] - logits.logsumexp(-1)
+        which = torch.tensor([i for i in group for _ in conts[i][1:]], device=device)
+        total = total.index_add(0, which, picked)
     values, out, k = total.tolist(), [], 0
     for q in batch:
         out.append(values[k : k + len(q.conts)])
         k += len(q.conts)
     return out
+
+
+def _selected(cache, rows):
+    """The cache of `rows` (repeats allowed), leaving `cache` itself as it is for the next group: its layers are
+    copied before they are indexed, so no tensor is copied twice."""
+    picked = copy.copy(cache)
+    picked.layers = [copy.copy(layer) for layer in cache.layers]
+    picked.batch_select_indices(rows)
+    return picked
 
 
 def _whole_sequences(model, q: _Question, pad_id: int, device) -> list[float]:
