@@ -57,13 +57,23 @@ def letter_span(letters) -> str:
     return " and ".join(letters) if len(letters) <= 2 else f"{letters[0]}–{letters[-1]}"
 
 
-def answer_ui(answer: Answer, row: dict, title: str | None = None, key: str = "", source: str = "MedMCQA") -> None:
+def answer_ui(
+    answer: Answer, row: dict, title: str | None = None, key: str = "", source: str = "MedMCQA", abstain=None
+) -> None:
     """One answer: the letter and option text, how sure, how long it took, the probability bars. `source`
-    names where the correct answer comes from (MedMCQA or the bank's file)."""
+    names where the correct answer comes from (MedMCQA or the bank's file); below an `abstain` confidence the
+    model abstains, and its likeliest answer is named as that."""
     if title:
         st.markdown(f"**{title}**")
     option = row[OPTION_KEYS[LETTERS.index(answer.pred)]]
-    st.markdown(f"#### {answer.pred}. {md_escape(option)}")
+    if abstain is not None and answer.confidence < abstain:
+        st.markdown("#### The model abstains")
+        st.caption(
+            f"Its likeliest answer, {answer.pred}. {md_escape(short(option, 60))}, has confidence "
+            f"{answer.confidence:.0%}, below the threshold {abstain:.0%}."
+        )
+    else:
+        st.markdown(f"#### {answer.pred}. {md_escape(option)}")
     verdict = ""
     if answer.gold is not None:
         gold_text = md_escape(short(row[OPTION_KEYS[LETTERS.index(answer.gold)]], 60))

@@ -21,6 +21,7 @@ from mcqa_core.service.questions import (
     prepare_prompt,
     stream_explanation,
 )
+from mcqa_core.service.reports import saved_report, suggested_threshold
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
 
@@ -193,7 +194,21 @@ def explanation_ui(loaded, result: dict) -> None:
             st.markdown(md_escape(sample["exp"]))
 
 
-def result_ui(loaded, result: dict) -> None:
+def abstain_ui(loaded) -> float | None:
+    """The switch that lets the model abstain below a confidence, by default one its saved report suggests."""
+    suggested = suggested_threshold(saved_report(loaded.adapter)[0])
+    on = st.toggle("Abstain when unsure", key="ask_abstain", help="Below the threshold the model gives no answer")
+    if not on:
+        return None
+    threshold = st.slider("Abstain below confidence", 0.0, 1.0, round(suggested[0] if suggested else 0.5, 2), 0.01,
+                          key="ask_threshold")  # fmt: skip
+    st.caption(
+        f"Suggested {suggested[0]:.2f}: {suggested[1]}." if suggested else "The model has no report to suggest one."
+    )
+    return threshold
+
+
+def result_ui(loaded, result: dict, abstain: float | None = None) -> None:
     for w in result["warnings"]:
         st.warning(w)
     if result["prompt"].message:
@@ -209,12 +224,12 @@ def result_ui(loaded, result: dict) -> None:
             st.markdown(f"Base and fine-tuned disagree: the adapter changed **{base.pred}** to **{tuned.pred}**.")
         left, right = st.columns(2)
         with left:
-            answer_ui(base, row, "Base model (adapter off)", key="ask_base", source=origin)
+            answer_ui(base, row, "Base model (adapter off)", key="ask_base", source=origin, abstain=abstain)
         with right:
-            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned", source=origin)
+            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned", source=origin, abstain=abstain)
     else:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
-        answer_ui(answers["adapter"], row, title, key="ask_main", source=origin)
+        answer_ui(answers["adapter"], row, title, key="ask_main", source=origin, abstain=abstain)
     sample = result["sample"]
     if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
@@ -249,6 +264,7 @@ compare = st.toggle(
     else "Load an adapter in the sidebar to compare it with its base (on a server "
     "backend, also serve the base: docs/serving.md)",
 )
+abstain = abstain_ui(loaded)
 if st.button("Ask", key="ask_submit", type="primary"):
     checked = check_input(question, options, context)
     if not checked.ok:
@@ -267,6 +283,6 @@ if st.button("Ask", key="ask_submit", type="primary"):
 result = st.session_state.get("ask_result")
 current = check_input(question, options, context).row
 if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
-    result_ui(loaded, result)
+    result_ui(loaded, result, abstain)
 elif result is not None:
     st.caption("The question or the model changed since the last answer; press Ask again.")

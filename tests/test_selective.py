@@ -3,6 +3,8 @@ ordering is known."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mcqa_core.evaluation.scoring import LetterScore
@@ -55,3 +57,29 @@ def test_mcqa_eval_abstain_chooses_on_the_dev_slice_and_states_both(tmp_path, da
     assert "answering above" in capsys.readouterr().out
     assert mcqa_eval([*argv, "--abstain", "coverage=2", "--output", str(tmp_path / "x.json")]) == 2
     assert "--abstain 'coverage=2': give coverage=C or accuracy=A" in capsys.readouterr().err
+
+
+def test_ask_abstains_below_the_threshold_its_report_suggests(monkeypatch, tmp_path, data_dir, tiny_model_path):
+    from mcqa_core.data.medmcqa import is_heldout, load_split
+
+    from .app_helpers import make_tiny_adapter
+    from .test_app import fill, open_app, shown
+
+    rows = [r for r in load_split("validation", data_dir).rows if is_heldout(r["id"])][:12]
+    make_tiny_adapter(tmp_path / "adapters" / "tiny-lora", tiny_model_path, rows=rows)
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(tmp_path / "adapters"))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    at = open_app("ask")
+    at.toggle(key="ask_abstain").set_value(True).run()
+    report = json.loads((tmp_path / "adapters" / "tiny-lora" / "eval_report.json").read_text())
+    suggested = report["risk_coverage"]["at"]["80%"]["threshold"]
+    assert at.slider(key="ask_threshold").value == round(suggested, 2)
+    assert "the report's 80 % coverage" in shown(at)
+    fill(at, "Which vitamin deficiency causes scurvy?", "Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K")
+    at.slider(key="ask_threshold").set_value(1.0)
+    at.button(key="ask_submit").click().run()
+    assert not at.exception and "#### The model abstains" in [m.value for m in at.markdown]
+    at.slider(key="ask_threshold").set_value(0.0).run()
+    assert "#### The model abstains" not in [m.value for m in at.markdown]

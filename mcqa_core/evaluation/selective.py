@@ -25,6 +25,7 @@ def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
     if not n:
         return {"curve": [], "at": {}, "aurc": None}
     hits, running = _ranked(confidences, correct), []
+    confs = sorted(confidences, reverse=True)
     total = 0
     for h in hits:
         total += h
@@ -41,7 +42,8 @@ def risk_coverage(confidences: list[float], correct: list[bool]) -> dict:
     at = {}
     for c in COVERAGES:
         right, k = top(max(1, -(-round(c * 1000) * n // 1000)))
-        at[f"{c:.0%}"] = {"k": k, "accuracy": right / k, "ci": wilson(right, k)}
+        # threshold: the k-th answer's confidence (answering at or above it keeps at least these k)
+        at[f"{c:.0%}"] = {"k": k, "accuracy": right / k, "ci": wilson(right, k), "threshold": confs[k - 1]}
     aurc = sum(1 - running[k - 1] / k for k in range(1, n + 1)) / n
     return {"curve": curve, "at": at, "aurc": round(aurc, 4)}
 

@@ -221,3 +221,24 @@ def suite_rows(summary: dict) -> list[dict]:
 
 def _interval(ci) -> str | None:
     return f"{ci[0]:.1%} to {ci[1]:.1%}" if ci else None
+
+
+def suggested_threshold(report: dict | None) -> tuple[float, str] | None:
+    """A confidence below which Ask abstains, and where it comes from: the report's --abstain threshold (chosen
+    on the dev slice), else the confidence at which the report answered 80 % of its questions."""
+    if not report:
+        return None
+    ab = report.get("abstain") or {}
+    if ab.get("threshold") is not None and ab.get("reported"):
+        r = ab["reported"]
+        return ab["threshold"], (
+            f"chosen on {ab['chosen_on']} for {ab['rule']}: on the report's {report['n']} questions it answers "
+            f"{r['coverage']:.0%}, {r['accuracy']:.0%} of them right"
+        )
+    at = ((report.get("risk_coverage") or {}).get("at") or {}).get("80%")
+    if not at or "threshold" not in at:
+        return None
+    return at["threshold"], (
+        f"the report's 80 % coverage: its {at['k']} most confident of {report['n']} questions were "
+        f"{at['accuracy']:.0%} right"
+    )
