@@ -39,7 +39,7 @@ def _flatten(settings: dict) -> dict:
     return flat
 
 
-def _field_group(key: str) -> tuple[str | None, str, bool]:
+def field_group(key: str) -> tuple[str | None, str, bool]:
     """(group, field name, whether `key` is an older spelling) of a key, with or without its group;
     (None, key, False) when it names no setting or several."""
     group, _, name = key.rpartition(".")
@@ -60,14 +60,14 @@ def _settings_problems(cfg: RunConfig, settings: dict, origin: str) -> tuple[lis
     """Set every key of `settings` on cfg, read like its flag: (every unknown key, setting given twice and
     unreadable value, without `origin`; the flags of the settings refused; older spelling -> field name)."""
     problems, refused, seen, renamed = [], [], {}, {}
-    unknown = [k for k in _flatten(settings) if _field_group(k)[0] is None]
+    unknown = [k for k in _flatten(settings) if field_group(k)[0] is None]
     if unknown:
         problems.append(
             f"unknown setting{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(repr(k) for k in unknown)} (`--help` lists them)"
         )
     for key, value in _flatten(settings).items():
-        group, name, old = _field_group(key)
+        group, name, old = field_group(key)
         if group is None:
             continue
         if old:
@@ -165,7 +165,7 @@ def load_config(argv: list[str] | None = None, description: str = "", check=None
         if origin == "command line":
             renamed = {f"--{old.replace('_', '-')}": f"--{new.replace('_', '-')}" for old, new in renamed.items()}
         tell(origin, renamed)
-    cfg.explicit = sorted({f"{g[0]}.{g[1]}" for k in [*_flatten(file_settings), *args] if (g := _field_group(k))[0]})
+    cfg.explicit = sorted({f"{g[0]}.{g[1]}" for k in [*_flatten(file_settings), *args] if (g := field_group(k))[0]})
     if any(found.values()):
         # a refused value left its earlier one in place: a check problem naming it would mislead
         found[""] = [

@@ -1,0 +1,160 @@
+"""Sweep training settings: each trial an ordinary training run, ranked by dev-slice accuracy (`mcqa-sweep`).
+
+    # every combination of a grid, on the smoke preset (seconds per trial)
+    mcqa-sweep --preset smoke --space sweep.yaml --study-dir sweeps/smoke-lr
+
+    # interrupted? the same command continues: finished trials are kept, an unfinished one runs again
+    mcqa-sweep --preset smoke --space sweep.yaml --study-dir sweeps/smoke-lr
+
+    # one study, several workers (one per GPU or machine), any SQL database Optuna speaks
+    CUDA_VISIBLE_DEVICES=1 mcqa-sweep --preset course --space sweep.yaml --study-dir sweeps/course \\
+        --storage postgresql://user@db/sweeps --trials 24
+
+    # the leaderboard of a sweep's trials (their dev slice is not the reported rows: the board scores those)
+    mcqa-eval --leaderboard --adapters-dir sweeps/smoke-lr
+
+Flags after `--` go to every trial's mcqa-train (e.g. `-- --max-steps 4`). Each trial writes
+STUDY_DIR/trial-NNN/; the ranking is printed, and the best trial's settings are written to STUDY_DIR/best.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..command_line import Parser, add_fields, command
+from ..errors import RunError, SettingsError, refuse
+from ..setting_fields import setting
+
+STUDY_NAME = "mcqa-sweep"
+
+
+@dataclass
+class SweepArgs:
+    preset: str = setting("smoke", "The preset every trial starts from (mcqa-train --help lists them).")
+    space: str | None = setting(None, "The YAML file of the grid or search space (docs/training.md).", metavar="FILE")
+    study_dir: str | None = setting(
+        None, "Where the trials' adapter folders, the study and best.yaml go.", metavar="DIR"
+    )
+    trials: int | None = setting(None, "Trials to finish in all (default: the grid's size; a search: 8).", min=1)
+    storage: str | None = setting(
+        None, "Optuna's database URL (default: sqlite:///STUDY_DIR/study.db); one for several workers.", metavar="URL"
+    )
+    seed: int = setting(0, "The search sampler's seed (TPE).")
+
+
+def parse_args(argv: list[str] | None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    p = Parser(prog="mcqa-sweep", description=__doc__)
+    add_fields(p, SweepArgs)
+    ours = argv[: argv.index("--")] if "--" in argv else argv
+    return SweepArgs(**vars(p.parse_args(ours))), extra
+
+
+def trial_argv(args: SweepArgs, extra: list[str], params: dict, folder: Path) -> list[str]:
+    from ..training.sweep import setting_args
+
+    return ["--preset", args.preset, *extra, *setting_args(params), "--output-dir", str(folder)]
+
+
+def check(args: SweepArgs, extra: list[str]) -> tuple[str, dict, list[dict]]:
+    """The space read and every grid point's settings checked as mcqa-train would, before any trial runs."""
+    from ..training.checks import config_problems
+    from ..training.settings import load_config
+    from ..training.sweep import grid_points, read_space
+
+    needed = (("space FILE", args.space), ("study-dir DIR", args.study_dir))
+    refuse(SettingsError, "sweep", [f"--{name} is needed" for name, value in needed if not value])
+    kind, space = read_space(args.space)
+    points = grid_points(space) if kind == "grid" else []
+    for params in points or [{}]:
+        load_config(trial_argv(args, extra, params, Path(args.study_dir) / "check"), check=config_problems)
+    return kind, space, points
+
+
+def _suggest(trial, space: dict) -> dict:
+    params = {}
+    for key, values in space.items():
+        if isinstance(values, list):
+            params[key] = trial.suggest_categorical(key, values)
+        elif all(isinstance(values[k], int) for k in ("low", "high")) and not values.get("log"):
+            params[key] = trial.suggest_int(key, values["low"], values["high"])
+        else:
+            params[key] = trial.suggest_float(key, values["low"], values["high"], log=bool(values.get("log")))
+    return params
+
+
+@command
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    kind, space, points = check(args, extra)
+    import optuna
+    from optuna.trial import TrialState
+
+    from ..evaluation.stats import wilson
+    from ..models.run_record import read_run
+    from ..training.sweep import BEST_FILE, STUDY_DB, best_settings_yaml, objective_value
+
+    root = Path(args.study_dir).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=args.seed)
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=args.storage or f"sqlite:///{(root / STUDY_DB).resolve()}",
+        direction="maximize",
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not args.storage:  # a trial a killed sweep left running (a shared database's may be another worker's)
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    wanted = args.trials or (len(points) if points else 8)
+    if points:
+        seen = [t.params for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING))]
+        for params in points:
+            if params not in seen and len(seen) < wanted:
+                study.enqueue_trial(params)
+                seen.append(params)
+    todo = max(0, wanted - len(done))
+    print(f"[sweep] {len(done)} trial(s) finished, {todo} to run ({kind} over {', '.join(space)})", file=sys.stderr)
+
+    def objective(trial) -> float:
+        params = _suggest(trial, space)
+        folder = root / f"trial-{trial.number:03d}"
+        cmd = [sys.executable, "-m", "mcqa_core.cli.train_command", *trial_argv(args, extra, params, folder)]
+        print(f"[sweep] trial {trial.number}: {params} -> {folder}", file=sys.stderr, flush=True)
+        if subprocess.run(cmd).returncode:
+            raise RunError(f"trial {trial.number} failed (its log is above); fix the settings and run the sweep again")
+        acc, rows, split = objective_value(read_run(folder))
+        trial.set_user_attr("folder", str(folder))
+        trial.set_user_attr("rows", rows)
+        trial.set_user_attr("split", split)
+        return acc
+
+    if todo:
+        study.optimize(objective, n_trials=todo, catch=())
+    ranked = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
+    print(f"{'trial':>5}  {'dev accuracy (95% interval)':30}{'rows':>6}  settings")
+    for t in ranked:
+        rows = t.user_attrs.get("rows", 0)
+        ci = wilson(round(t.value * rows), rows)
+        print(f"{t.number:>5}  {t.value:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]{'':12}{rows:>6}  {t.params}")
+    best = ranked[0]
+    rows = best.user_attrs.get("rows", 0)
+    facts = {"number": best.number, "accuracy": best.value, "rows": rows, "split": best.user_attrs.get("split"),
+             "ci": wilson(round(best.value * rows), rows)}  # fmt: skip
+    (root / BEST_FILE).write_text(best_settings_yaml(args.preset, best.params, facts))
+    (root / "sweep.json").write_text(json.dumps([{"number": t.number, "params": t.params, "accuracy": t.value,
+                                                  **t.user_attrs} for t in ranked], indent=2))  # fmt: skip
+    print(f"best: trial {best.number} -> {root / BEST_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""A settings sweep: a grid (every combination) or a search space (sampled by Optuna's TPE) over training settings,
+each trial an ordinary `mcqa-train` run in its own adapter folder, ranked by its dev-slice accuracy with a Wilson
+interval (never by the reported rows), the best trial's settings written out as a settings file.
+
+The space is a YAML file whose keys are setting names, as in every settings file:
+
+    grid:                       # or search:, with {low, high, log} ranges and lists of choices
+      learning_rate: [1.0e-3, 3.0e-4]
+      lora_r: [8, 16]
+
+Optuna keeps the study in a database (SQLite beside the trials by default, any SQL server with --storage), so an
+interrupted sweep continues where it stopped and several workers (one per GPU or machine) share one study.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+from ..errors import SettingsError
+from ..settings_file import read_settings_file
+from .settings import field_group
+
+STUDY_DB = "study.db"
+BEST_FILE = "best.yaml"
+
+
+def read_space(path: str | Path) -> tuple[str, dict]:
+    """("grid", {setting: [values]}) or ("search", {setting: [choices] | {low, high, log}}), checked: every key a
+    setting, every grid a non-empty list, every range low < high. One SettingsError naming what is wrong."""
+    origin = f"--space {path}"
+    raw = read_settings_file(path, origin)
+    kinds = [k for k in ("grid", "search") if k in raw]
+    if len(kinds) != 1 or set(raw) - {"grid", "search"} or not isinstance(raw[kinds[0]], dict) or not raw[kinds[0]]:
+        raise SettingsError(f"{origin}: a space file holds one mapping, `grid:` or `search:`, of settings to values")
+    kind, space = kinds[0], raw[kinds[0]]
+    for key, values in space.items():
+        if field_group(key)[0] is None:
+            raise SettingsError(f"{origin}: {key!r} is not a training setting (mcqa-train --help lists them)")
+        if isinstance(values, list) and values:
+            continue
+        if kind == "search" and isinstance(values, dict) and set(values) <= {"low", "high", "log"}:
+            low, high = values.get("low"), values.get("high")
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low < high:
+                if not values.get("log") or low > 0:
+                    continue
+        raise SettingsError(
+            f"{origin}: {key}: give a non-empty list of values"
+            + (" or {low, high, log} with low < high (low > 0 for log)" if kind == "search" else "")
+        )
+    return kind, space
+
+
+def grid_points(space: dict) -> list[dict]:
+    """Every combination of a grid, the first key varying slowest."""
+    keys = list(space)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
+
+
+def setting_args(params: dict) -> list[str]:
+    """A trial's settings as mcqa-train flags (the setting's name is its flag)."""
+    out = []
+    for key, value in params.items():
+        flag = "--" + field_group(key)[1].replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return out
+
+
+def best_settings_yaml(preset: str, params: dict, trial: dict) -> str:
+    """The best trial as a settings file: the preset and the sweep's settings in their groups."""
+    import yaml
+
+    groups: dict = {}
+    for key, value in params.items():
+        group, name, _ = field_group(key)
+        groups.setdefault(group, {})[name] = value
+    head = (
+        f"# The best trial of a sweep: trial {trial['number']}, dev-slice accuracy {trial['accuracy']:.1%} "
+        f"(95 % interval {trial['ci'][0]:.1%} to {trial['ci'][1]:.1%}) on {trial['rows']} {trial['split']} rows.\n"
+        f"# Train with it: mcqa-train --config {BEST_FILE} --output-dir adapters/NAME\n"
+    )
+    return head + yaml.safe_dump({"preset": preset, **groups}, sort_keys=False)
+
+
+def objective_value(run: dict) -> tuple[float, int, str]:
+    """(dev-slice accuracy, rows, split) from a finished run's record: the evaluation that chose its checkpoint."""
+    metrics, data = run.get("metrics") or {}, run.get("data") or {}
+    acc = metrics.get("final_accuracy")
+    if not isinstance(acc, (int, float)) or math.isnan(acc):
+        raise SettingsError("the trial's run recorded no dev-slice accuracy (final_accuracy)")
+    return float(acc), int(metrics.get("final_rows") or data.get("eval_rows_used") or 0), str(data.get("eval_split"))
