@@ -1,27 +1,25 @@
 """Ask: type a question (or draw a validation sample), see the model's letter, how sure it is and why."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from app_ui.answer_view import answer_ui, letter_span
+from app_ui.ask_result_view import abstain_ui, result_ui
 from app_ui.bank_upload import current_bank
-from app_ui.caches import current_spec, require_model, validation_rows_or_none
-from app_ui.markdown_text import md_escape
+from app_ui.caches import current_spec, get_model, require_model, settings, validation_rows_or_none
 from app_ui.navigation import through_router
 from app_ui.sidebar import TRAIN_HINT
-from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS, row_letters
+from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS
 from mcqa_core.errors import McqaError
-from mcqa_core.models.run_record import trained_on_row
+from mcqa_core.service.adapters import adapter_spec, find_adapters
 from mcqa_core.service.questions import (
     ALWAYS_ASKED,
     ASK_KEYS,
     AskInput,
     answer_question,
     check_input,
-    other_letters,
     prepare_prompt,
-    stream_explanation,
 )
-from mcqa_core.service.reports import saved_report, suggested_threshold
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
 
@@ -135,14 +133,40 @@ def sample_for(row: dict) -> dict | None:
     return src if same else None
 
 
-def run_ask(loaded, checked: AskInput, compare: bool) -> dict:
+def partner_ui(loaded):
+    """Whom to compare with: "base" (the adapter switched off, where it can be), another ready adapter's folder,
+    or None."""
+    comparable = can_compare(loaded)
+    here = str(Path(loaded.adapter).resolve()) if loaded.adapter else None
+    others = [a for a in find_adapters(settings().adapters_dir) if a.ready and str(a.path.resolve()) != here]
+    choices = (["its base model (adapter off)"] if comparable else []) + [a.name for a in others]
+    on = st.toggle(
+        "Compare with another model",
+        key="ask_compare",
+        disabled=not choices,
+        help="The same question to two models: the adapter and its base (one loaded model, the adapter switched off), "
+        "or any other adapter"
+        if choices
+        else "Train a second adapter, or load one to compare with its base",
+    )
+    if not on or not choices:
+        return None
+    pick = st.selectbox("Compare with", choices, key="ask_compare_with") if len(choices) > 1 else choices[0]
+    return "base" if comparable and pick == choices[0] else next(a for a in others if a.name == pick)
+
+
+def run_ask(loaded, checked: AskInput, partner=None) -> dict:
     prompt = prepare_prompt(loaded.tokenizer, checked.row)
     sample = sample_for(checked.row)
     row = dict(checked.row, cop=sample["cop"]) if sample else checked.row
-    answers = {"adapter": answer_question(loaded, row, allowed=checked.allowed)}
-    if compare:
+    answers, other_name = {"adapter": answer_question(loaded, row, allowed=checked.allowed)}, None
+    if partner == "base":
         answers["base"] = answer_question(loaded, row, adapter=False, allowed=checked.allowed)
+    elif partner is not None:  # a second model, kept in the app's model cache like the first
+        other = get_model(adapter_spec(partner.path, settings(), getattr(current_spec(), "backend", None)))
+        answers["other"], other_name = answer_question(other, row, allowed=checked.allowed), partner.name
     return {
+        "other_name": other_name,
         "inputs": checked.row,
         "allowed": checked.allowed,
         "prompt": prompt,
@@ -151,97 +175,6 @@ def run_ask(loaded, checked: AskInput, compare: bool) -> dict:
         "warnings": checked.warnings,
         "explanation": None,
     }
-
-
-EXPLANATION_CAPTION = "Written by the model after its answer {letter}; not checked. Small models often ramble."
-
-
-def explanation_ui(loaded, result: dict) -> None:
-    ans = result["answers"]["adapter"]
-    if st.button(
-        "Explain this answer",
-        icon=":material/edit_note:",
-        key="ask_explain",
-        help=f"The model explains its answer, {ans.pred}, starting from that letter and option (greedy, up "
-        "to 96 tokens)",
-    ):
-        written: list[str] = []
-
-        def pieces():  # shown as they come; kept as written for later reruns
-            for piece in stream_explanation(loaded, result["prompt"].text, result["inputs"], ans.pred):
-                written.append(piece)
-                yield md_escape(piece)
-
-        with st.container(border=True):
-            st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
-            try:
-                st.write_stream(pieces())
-                result["explanation"] = "".join(written).strip()
-            except McqaError as e:  # a server that stopped answering
-                st.error(str(e))
-    elif result["explanation"] is not None:
-        with st.container(border=True):
-            st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
-            st.markdown(md_escape(result["explanation"] or "(the model wrote nothing)"))
-    if result["explanation"] and (others := other_letters(result["explanation"], ans.pred, result["allowed"])):
-        st.warning(
-            f"The explanation names {' and '.join(others)}, but the model's answer is {ans.pred}: it does not "
-            "agree with the answer, so do not trust it."
-        )
-    sample = result["sample"]
-    if sample and sample.get("exp"):
-        with st.expander(f"{md_escape(sample['bank']) if sample.get('bank') else 'MedMCQA'}'s own explanation"):
-            st.markdown(md_escape(sample["exp"]))
-
-
-def abstain_ui(loaded) -> float | None:
-    """The switch that lets the model abstain below a confidence, by default one its saved report suggests."""
-    suggested = suggested_threshold(saved_report(loaded.adapter)[0])
-    on = st.toggle("Abstain when unsure", key="ask_abstain", help="Below the threshold the model gives no answer")
-    if not on:
-        return None
-    threshold = st.slider("Abstain below confidence", 0.0, 1.0, round(suggested[0] if suggested else 0.5, 2), 0.01,
-                          key="ask_threshold")  # fmt: skip
-    st.caption(
-        f"Suggested {suggested[0]:.2f}: {suggested[1]}." if suggested else "The model has no report to suggest one."
-    )
-    return threshold
-
-
-def result_ui(loaded, result: dict, abstain: float | None = None) -> None:
-    for w in result["warnings"]:
-        st.warning(w)
-    if result["prompt"].message:
-        st.warning(result["prompt"].message)
-    row = result["inputs"]
-    answers = result["answers"]
-    origin = (result["sample"] or {}).get("bank") or "MedMCQA"  # where a sample's correct answer comes from
-    if "base" in answers:
-        base, tuned = answers["base"], answers["adapter"]
-        if base.pred == tuned.pred:
-            st.markdown(f"Base and fine-tuned agree on **{tuned.pred}**.")
-        else:
-            st.markdown(f"Base and fine-tuned disagree: the adapter changed **{base.pred}** to **{tuned.pred}**.")
-        left, right = st.columns(2)
-        with left:
-            answer_ui(base, row, "Base model (adapter off)", key="ask_base", source=origin, abstain=abstain)
-        with right:
-            answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned", source=origin, abstain=abstain)
-    else:
-        title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
-        answer_ui(answers["adapter"], row, title, key="ask_main", source=origin, abstain=abstain)
-    sample = result["sample"]
-    if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
-        st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
-    explanation_ui(loaded, result)
-    with st.expander("Exact prompt sent to the model"):
-        info = result["prompt"]
-        st.code(info.text, language=None)
-        st.caption(
-            f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
-            f'break after "### Answer:". The model\'s next-token probabilities for the letters '
-            f"{letter_span(row_letters(result['inputs']))} after this text are the answer."
-        )
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
@@ -254,16 +187,7 @@ if not loaded.has_adapter:
     )
 restore_inputs()
 question, options, context = inputs_ui()
-comparable = can_compare(loaded)
-compare = st.toggle(
-    "Compare with the base model",
-    key="ask_compare",
-    disabled=not comparable,
-    help="Answer twice from the one loaded model: adapter switched off, then on"
-    if comparable
-    else "Load an adapter in the sidebar to compare it with its base (on a server "
-    "backend, also serve the base: docs/serving.md)",
-)
+partner = partner_ui(loaded)
 abstain = abstain_ui(loaded)
 if st.button("Ask", key="ask_submit", type="primary"):
     checked = check_input(question, options, context)
@@ -274,7 +198,7 @@ if st.button("Ask", key="ask_submit", type="primary"):
     else:
         try:
             with st.spinner("Thinking…"):
-                st.session_state["ask_result"] = run_ask(loaded, checked, compare and comparable)
+                st.session_state["ask_result"] = run_ask(loaded, checked, partner)
                 st.session_state["ask_result"]["spec"] = current_spec()
         except McqaError as e:  # a question too long, a server that stopped answering
             st.error(str(e))

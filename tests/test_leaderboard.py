@@ -116,3 +116,30 @@ def test_the_evaluate_page_shows_the_leaderboard_and_any_two_side_by_side(
     )
     expected = sum(a["pred"] != b["pred"] for a, b in zip(mine["predictions"], base["predictions"]))
     assert len(differ) == expected and set(differ["right"]) <= {"the first", "the second", "neither"}
+
+
+def test_ask_compares_any_two_models_on_one_question(monkeypatch, tmp_path, tiny_model_path, data_dir):
+    from .test_app import fill, open_app
+
+    adapters = tmp_path / "adapters"
+    for seed in (1, 2):
+        make_tiny_adapter(adapters / f"seed{seed}", tiny_model_path, seed=seed)
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(adapters))
+    monkeypatch.setenv("MCQA_DATA_DIR", str(data_dir))
+    at = open_app("ask")
+    loaded = at.session_state["app_spec"].adapter
+    at.toggle(key="ask_compare").set_value(True).run()
+    choices = at.selectbox(key="ask_compare_with").options
+    other = "seed1" if loaded.endswith("seed2") else "seed2"
+    assert choices == ["its base model (adapter off)", other]
+    at.selectbox(key="ask_compare_with").set_value(other)
+    fill(at, "Which vitamin deficiency causes scurvy?", "Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K")
+    at.button(key="ask_submit").click().run()
+    assert not at.exception
+    result = at.session_state["ask_result"]
+    assert result["other_name"] == other and set(result["answers"]) == {"adapter", "other"}
+    bold = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert f"**{other}**" in bold and any(b.startswith("**This model (seed") for b in bold)
+    assert result["answers"]["adapter"].probs != result["answers"]["other"].probs  # two different adapters

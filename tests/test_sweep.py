@@ -98,3 +98,10 @@ def test_a_killed_sweep_finishes_the_other_trials_only(tmp_path, data_dir, capsy
         and {"learning_rate": best.train.learning_rate, "lora_r": best.lora.lora_r} == ranked[0]["params"]
     )
     assert "dev accuracy (95% interval)" in err.out
+
+
+def test_the_shipped_sweep_space_reads_and_every_point_is_a_valid_run():
+    kind, space = read_space(REPO / "configs" / "sweep-lr-rank.yaml")
+    assert kind == "grid" and len(grid_points(space)) == 4
+    for params in grid_points(space):
+        load_config(["--preset", "smoke", *setting_args(params)])
