@@ -83,6 +83,12 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
         captions=[md_escape(parts[c][1]) for c in choices],
         help=f"Adapter folders found in {cfg.adapters_dir}",
     )
+    measured_on = {(c[1], measured_split(a.run)) for a in ready.values() if (c := measured_interval(a.run))}
+    if len(measured_on) > 1:  # two reports measured differently are not compared without saying so
+        st.sidebar.caption(
+            "These numbers were measured on different rows: compare adapters on the same questions, with paired "
+            "tests, in Evaluate → Leaderboard (`mcqa-eval --leaderboard`)."
+        )
     for a in found:
         if not a.ready:
             st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(a.problem or 'not ready')}")

@@ -143,3 +143,21 @@ def test_ask_compares_any_two_models_on_one_question(monkeypatch, tmp_path, tiny
     bold = [m.value for m in at.markdown if m.value.startswith("**")]
     assert f"**{other}**" in bold and any(b.startswith("**This model (seed") for b in bold)
     assert result["answers"]["adapter"].probs != result["answers"]["other"].probs  # two different adapters
+
+
+def test_the_sidebar_says_when_its_numbers_were_measured_on_different_rows(monkeypatch, tmp_path, tiny_model_path):
+    from .test_app import open_app, shown
+
+    adapters = tmp_path / "adapters"
+    make_tiny_adapter(adapters / "a", tiny_model_path, seed=1)
+    make_tiny_adapter(adapters / "b", tiny_model_path, seed=2)
+    for key, value in (("MCQA_APP_BASE_MODEL", "tiny-random-llama"), ("MCQA_APP_4BIT", "0")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MCQA_ADAPTERS_DIR", str(adapters))
+    note = "These numbers were measured on different rows"
+    assert note not in shown(open_app("ask"))  # both on the same 16 rows
+    run = json.loads((adapters / "b" / "mcqa_run.json").read_text())
+    run["metrics"] |= {"report_accuracy": 0.3, "report_rows": 200}
+    run["data"]["report_split"] = "heldout"
+    (adapters / "b" / "mcqa_run.json").write_text(json.dumps(run))
+    assert note in shown(open_app("ask"))
