@@ -19,9 +19,11 @@ def flat_settings(run: dict) -> dict:
 
 
 def settings_that_differ(runs: list[dict]) -> list[str]:
-    """The settings whose values are not the same in every run (output folders and data paths aside)."""
+    """The settings whose values are not the same in every run (output folders, data paths and what the final
+    report scored aside: none of them changes the adapter)."""
     flats = [flat_settings(r) for r in runs]
-    keys = sorted({k for f in flats for k in f} - {"train.output_dir", "data.data_dir", "explicit", "preset"})
+    aside = {"train.output_dir", "data.data_dir", "data.report_base", "data.report_limit", "explicit", "preset"}
+    keys = sorted({k for f in flats for k in f} - aside)
     return [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
 
 
