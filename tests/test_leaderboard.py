@@ -161,3 +161,19 @@ def test_the_sidebar_says_when_its_numbers_were_measured_on_different_rows(monke
     run["data"]["report_split"] = "heldout"
     (adapters / "b" / "mcqa_run.json").write_text(json.dumps(run))
     assert note in shown(open_app("ask"))
+
+
+def test_a_bank_leaderboard_takes_its_examples_from_the_banks_other_rows(tmp_path, tiny_model_path):
+    adapters = tmp_path / "adapters"
+    for seed in (1, 2):
+        make_tiny_adapter(adapters / f"s{seed}", tiny_model_path, seed=seed)
+    bank = tmp_path / "exam.csv"
+    bank.write_text(
+        "question,A,B,C,D,answer\n" + "".join(f"Question {i}?,w{i},x{i},y{i},z{i},{'ABCD'[i % 4]}\n" for i in range(40))
+    )
+    out = tmp_path / "board"
+    argv = ["--leaderboard", "--adapters-dir", str(adapters), "--bank", str(bank), "--split", "heldout"]
+    assert mcqa_eval([*argv, "--shots", "1", "--no-4bit", "--output", str(out)]) == 0
+    report = json.loads((out / "s1.json").read_text())
+    assert report["meta"]["fewshot"]["shots_from"].endswith("exam.csv (rest)")
+    assert not set(report["meta"]["fewshot"]["shot_ids"]) & {p["id"] for p in report["predictions"]}

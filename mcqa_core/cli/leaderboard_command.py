@@ -71,6 +71,7 @@ def _reusable(path: Path, want: dict, ids: list[str], signature: list | None, pa
 def run_leaderboard(args, questions, score) -> int:
     """Score what has no reusable report (an adapter with its base switched off when that base is still missing),
     then rank and test. `questions(args)` and `score(args, loaded, scorer, rows)` are mcqa-eval's."""
+    from ..data.bank_flags import open_bank
     from ..data.medmcqa import default_data_dir
     from ..evaluation.fewshot import shots_for
     from ..evaluation.leaderboard import BOARD_FILE, board, board_table
@@ -81,8 +82,9 @@ def run_leaderboard(args, questions, score) -> int:
 
     data, _ = questions(args)
     data_dir = args.data_dir or default_data_dir()
+    shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest
     rows, fewshot = shots_for(
-        data.rows, args.shots, args.prompt, data_dir=data_dir, scoring=args.scoring, split=data.split
+        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring, split=data.split
     )
     ids = [str(r.get("id")) for r in data.rows]
     want = {"prompt": prompt_name(args.prompt, args.scoring), "shots": fewshot["shots"], "scoring": args.scoring}
