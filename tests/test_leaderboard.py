@@ -177,3 +177,26 @@ def test_a_bank_leaderboard_takes_its_examples_from_the_banks_other_rows(tmp_pat
     report = json.loads((out / "s1.json").read_text())
     assert report["meta"]["fewshot"]["shots_from"].endswith("exam.csv (rest)")
     assert not set(report["meta"]["fewshot"]["shot_ids"]) & {p["id"] for p in report["predictions"]}
+
+
+def test_training_reports_on_the_same_rows_are_reused_and_open_from_the_board(
+    tmp_path, tiny_model_path, data_dir, capsys
+):
+    from mcqa_core.data.medmcqa import load_split
+    from mcqa_core.service.leaderboards import entry_report
+
+    rows = load_split("heldout", data_dir, 12).rows
+    adapters = tmp_path / "adapters"
+    for seed in (1, 2):
+        folder = make_tiny_adapter(adapters / f"t{seed}", tiny_model_path, seed=seed, rows=rows)
+        report = json.loads((folder / "eval_report.json").read_text())
+        report["meta"]["split"] = "heldout"  # as training writes it
+        (folder / "eval_report.json").write_text(json.dumps(report))
+    out = tmp_path / "board"
+    argv = ["--leaderboard", "--adapters-dir", str(adapters), "--data-dir", str(data_dir), "--limit", "12"]
+    assert mcqa_eval([*argv, "--no-4bit", "--output", str(out)]) == 0
+    assert "scoring" not in capsys.readouterr().err  # both adapters and their base from the training reports
+    board = json.loads((out / "leaderboard.json").read_text())
+    assert len(board["entries"]) == 3 and all(e["reused"] for e in board["entries"])
+    for e in board["entries"]:  # each entry opens from the board (the app's side by side reads them)
+        assert e["report"].endswith("eval_report.json") and entry_report(e)["accuracy"] == e["accuracy"]

@@ -97,15 +97,20 @@ def run_leaderboard(args, questions, score) -> int:
     def base_name(model: str) -> str:
         return f"base {Path(model).name}"
 
-    for base in dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else [])):
-        path = folder / f"{base_name(base).replace(' ', '-')}.json"
-        if (found := _reusable(path, want, ids, None)) is not None:
-            bases[base] = (found, path, True)
+    def base_file(model: str) -> Path:
+        return folder / f"{base_name(model).replace(' ', '-')}.json"
+
+    all_bases = dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else []))
+    for base in all_bases:
+        if (found := _reusable(base_file(base), want, ids, None)) is not None:
+            bases[base] = (found, base_file(base), True)
     for a in adapters:
         sig = _signature(a.path)
         mine = folder / f"{a.name}.json"
         trained = ((a.run.get("data") or {}).get("report_split"),)
-        report = _reusable(mine, want, ids, sig) or _reusable(a.path / REPORT_FILE, want, ids, None, None, *trained)
+        source, report = mine, _reusable(mine, want, ids, sig)
+        if report is None and (report := _reusable(a.path / REPORT_FILE, want, ids, None, None, *trained)):
+            source = a.path / REPORT_FILE  # the report training wrote, on these very rows
         if a.base_model not in bases and report is not None:
             for source in (mine, a.path / REPORT_FILE):
                 if (b := _reusable(source, want, ids, None, "base", *trained)) is not None:
@@ -120,19 +125,19 @@ def run_leaderboard(args, questions, score) -> int:
             write_report(full, mine)
             if a.base_model not in bases:
                 bases[a.base_model] = (full["base"], mine, False)
-            report, reused = {k: v for k, v in full.items() if k != "base"}, False
+            report, reused, source = {k: v for k, v in full.items() if k != "base"}, False, mine
         else:
             print(f"[leaderboard] {a.name}: reused a saved report on the same rows and protocol", file=sys.stderr)
         run = a.run
         entries.append({"name": a.name, "kind": "adapter", "base_model": a.base_model, "run": run, "report": report,
-                        "trained_on": rows_seen_text(run), "reused": reused, "report_file": str(mine)})  # fmt: skip
-    for base in dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else [])):
+                        "trained_on": rows_seen_text(run), "reused": reused, "report_file": str(source)})  # fmt: skip
+    for base in all_bases:
         if base not in bases:  # only a --base-model no adapter was trained on
             print(f"[leaderboard] {base_name(base)}: scoring {len(rows)} questions", file=sys.stderr)
             full = score(args, load_model(None, base, load_in_4bit=args.load_in_4bit), None, rows, False)
             full["meta"].update(split=data.split, source=data.source, fewshot=fewshot)
-            write_report(full, folder / f"{base_name(base).replace(' ', '-')}.json")
-            bases[base] = (full, folder / f"{base_name(base).replace(' ', '-')}.json", False)
+            write_report(full, base_file(base))
+            bases[base] = (full, base_file(base), False)
         report, path, reused = bases[base]
         entries.append({"name": base_name(base), "kind": "base", "base_model": base, "report": report,
                         "reused": reused, "report_file": str(path)})  # fmt: skip
