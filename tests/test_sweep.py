@@ -31,6 +31,19 @@ def completed(study_dir):
     return study.get_trials(states=(TrialState.COMPLETE,))
 
 
+def completed_so_far(study_dir) -> int:
+    """Trials completed while the sweep runs. Read only once the first trial's folder exists: before that the
+    database may be a file without its tables or its study, and a reader would race the sweep to create them."""
+    from sqlalchemy.exc import OperationalError
+
+    if not (study_dir / "trial-000").exists():
+        return 0
+    try:
+        return len(completed(study_dir))
+    except OperationalError:  # locked by the sweep's own write: read again next time
+        return 0
+
+
 @pytest.mark.parametrize(
     "text,words",
     [
@@ -71,7 +84,7 @@ def test_a_killed_sweep_finishes_the_other_trials_only(tmp_path, data_dir, capsy
     try:
         deadline = time.time() + 600
         while time.time() < deadline and proc.poll() is None:
-            if (study / "study.db").exists() and len(completed(study)) >= 2:
+            if completed_so_far(study) >= 2:
                 break
             time.sleep(0.3)
         os.killpg(proc.pid, signal.SIGKILL)  # the sweep and the trial it may have started
