@@ -1,14 +1,15 @@
 """Cloze scoring: the log-likelihood of each option's text after the question, lm-evaluation-harness's `acc` (the
 sum over the option's tokens) and `acc_norm` (that sum divided by the option's length in characters).
 
-Batched the way the letter scorer is: the tokens every context starts with run once per call, each question's
-context runs once, and its key/value cache is shared by its options, whose tokens alone run after it. Tokens
+Batched the way the letter scorer is: the tokens every context starts with run once per call, and each question
+runs once, its options' tokens packed after its context in the same row, each option attending only to the context
+and to itself (a 4D attention mask), at the positions it would have after the context alone. Tokens
 follow lm-eval's `_encode_pair` (a context's trailing spaces move to the continuation, whose tokens are those of
 context + continuation after the context's), so the scores are lm-eval's on the same prompt.
 
 Cloze runs in fp32 by default: asked for bf16 (`bf16=True`), questions whose two best options are closer than
 `CLOSE_NATS` in either rule are scored again in fp32, and at a safe margin that is about half of them, so bf16
-saves nothing here (docs/speed.md, "Cloze scoring").
+saves nothing here (docs/evaluation.md, "Cloze scoring").
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from ..errors import DataError
 from .cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 from .scoring import MIN_SHARED_PREFIX, LetterScore, pad_batch, shared_prefix_length, start_cache
 
-# Twice the largest change in an option's log-likelihood that bf16 was measured to cause (docs/speed.md).
+# Twice the largest change in an option's log-likelihood that bf16 was measured to cause (docs/evaluation.md).
 CLOSE_NATS = 2.0
-OPTION_GROUP = 16  # options whose tokens run together after their questions' caches
+# Questions that run together are of similar length: a batch closes at its row limit or once padding would pass
+# this share of its real tokens (a padded token costs what a real one does).
+PAD_SLACK = 0.2
 
 
 @dataclass
@@ -53,6 +56,21 @@ def _softmax(xs: list[float]) -> list[float]:
     top = max(xs)
     e = [math.exp(x - top) for x in xs]
     return [v / sum(e) for v in e]
+
+
+def length_groups(items: list, length: Callable, max_rows: int, slack: float = PAD_SLACK) -> list[list]:
+    """`items` (sorted longest first) cut into runs of at most `max_rows`, each closed before its padding would pass
+    `slack` times its real tokens."""
+    groups, run, longest, real = [], [], 0, 0
+    for item in items:
+        n = length(item)
+        top = max(longest, n)
+        if run and (len(run) == max_rows or top * (len(run) + 1) - (real + n) > slack * (real + n)):
+            groups.append(run)
+            run, top, real = [], n, 0
+        run.append(item)
+        longest, real = top, real + n
+    return groups + [run] if run else groups
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -106,7 +124,7 @@ def score_options(
             f"{questions.count(None)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
             "raise the prompt-token limit or shorten their options"
         )
-    questions.sort(key=lambda q: len(q.ctx), reverse=True)
+    questions.sort(key=_packed_length, reverse=True)
     start_len = shared_prefix_length([q.ctx for q in questions]) if questions else 0
     start_len = start_len if start_len >= MIN_SHARED_PREFIX else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -117,16 +135,18 @@ def score_options(
     model.eval()
     try:
         with torch.inference_mode(), prompt_kernels_for_4bit_cpu(model):
-            starts = {}
+            starts, legacy = {}, not _returns_cache_objects(model, device)
 
             def run(batch, half: bool):
                 with matmul_precision(model, half):
+                    if legacy:
+                        return [_whole_sequences(model, q, pad_id, device) for q in batch]
                     if half not in starts:
                         starts[half] = start_cache(model, questions[0].ctx[:start_len], device) if start_len else None
                     return _logliks(model, batch, pad_id, device, starts[half], start_len if starts[half] else 0)
 
-            for first in range(0, len(questions), batch_size):
-                batch = questions[first : first + batch_size]
+            done = 0
+            for batch in length_groups(questions, lambda q: _packed_length(q) - start_len, batch_size):
                 lls = run(batch, use_bf16)
                 if use_bf16:
                     close = [i for i, (q, ll) in enumerate(zip(batch, lls)) if _close_call(ll, q.chars)]
@@ -138,11 +158,26 @@ def score_options(
                     out[q.index] = OptionScore(
                         str(row.get("id", q.index)), _softmax(ll), 1.0, gold, q.shortened, len(q.ctx), ll, q.chars
                     )
+                done += len(batch)
                 if progress:
-                    progress(min(first + batch_size, len(questions)), len(questions))
+                    progress(done, len(questions))
     finally:
         model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def _packed_length(q: _Question) -> int:
+    """Tokens a question runs: its context, then each option but its last token."""
+    return len(q.ctx) + sum(len(c) - 1 for c in q.conts)
+
+
+def _returns_cache_objects(model, device) -> bool:
+    """Whether the forward returns a Cache (transformers') rather than legacy tuples (unsloth's), whose custom masks
+    and positions are not to be relied on: such a model scores each option as a whole sequence instead."""
+    import torch
+
+    fwd = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device), use_cache=True, logits_to_keep=1)
+    return hasattr(fwd.past_key_values, "layers")
 
 
 def _close_call(ll: list[float], chars: list[int]) -> bool:
@@ -156,69 +191,68 @@ def _close_call(ll: list[float], chars: list[int]) -> bool:
 
 
 def _logliks(model, batch: list[_Question], pad_id: int, device, start, start_len: int) -> list[list[float]]:
-    """Each question's per-option log-likelihoods: its context once, then every option after that context's cache
-    (whole sequences instead, for a forward that returns legacy tuples, which cannot be indexed per option)."""
+    """Each question's per-option log-likelihoods from one forward: its context, then every option's tokens packed
+    after it, each option at its own positions and attending to the context and to itself only (a 4D mask)."""
     import torch
 
-    ids, mask, positions = pad_batch([q.ctx[start_len:] for q in batch], pad_id, "left")
+    packed = []
+    for q in batch:
+        seq, spans = list(q.ctx[start_len:]), []
+        for c in q.conts:
+            spans.append((len(seq), len(c) - 1))  # an option's last token is predicted, never read
+            seq += c[:-1]
+        packed.append((seq, spans))
+    width = max(len(seq) for seq, _ in packed)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(batch), width), dtype=torch.long)
+    allowed = torch.zeros((len(batch), 1, width, start_len + width), dtype=torch.bool)
+    allowed[..., :start_len] = True  # the tokens every context starts with
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for r, (q, (seq, spans)) in enumerate(zip(batch, packed)):
+        n = len(q.ctx) - start_len
+        ids[r, : len(seq)] = torch.tensor(seq)
+        positions[r, :n] = torch.arange(start_len, len(q.ctx))
+        own = allowed[r, 0, :, start_len:]
+        own[:n, :n] = causal[:n, :n]
+        own[len(seq) :, 0] = True  # padding attends somewhere (its outputs are never read)
+        for s, k in spans:
+            positions[r, s : s + k] = torch.arange(len(q.ctx), len(q.ctx) + k)
+            own[s : s + k, :n] = True
+            own[s : s + k, s : s + k] = causal[:k, :k]
     kwargs = {}
     if start is not None:
         cache = copy.deepcopy(start)
         cache.batch_repeat_interleave(len(batch))
         kwargs["past_key_values"] = cache
-        mask = torch.cat([torch.ones((len(batch), start_len), dtype=mask.dtype), mask], dim=1)
-        positions = positions + start_len
-    fwd = model(
+    hidden = model.get_decoder()(
         input_ids=ids.to(device),
-        attention_mask=mask.to(device),
+        attention_mask=allowed.to(device),
         position_ids=positions.to(device),
-        use_cache=True,
-        logits_to_keep=1,
+        use_cache=False,
         **kwargs,
-    )
-    cache = fwd.past_key_values
-    if not hasattr(cache, "layers"):
-        return [_whole_sequences(model, q, pad_id, device) for q in batch]
-    first = torch.log_softmax(fwd.logits[:, -1].float(), dim=-1)  # predicts each option's first token
-    owner = [b for b, q in enumerate(batch) for _ in q.conts]
-    conts = [c for q in batch for c in q.conts]
-    total = first[torch.tensor(owner, device=device), torch.tensor([c[0] for c in conts], device=device)]
-    # The options' other tokens, in groups of similar length (little padding), after their question's cache; the
-    # output layer and its normaliser run on real tokens only (a 49k vocabulary costs more than the layers).
-    order = sorted((i for i in range(len(conts)) if len(conts[i]) > 1), key=lambda i: len(conts[i]))
-    decoder, head = model.get_decoder(), model.get_output_embeddings()
-    ctx_len = mask.sum(-1)  # real tokens before each option (the shared start included)
-    for g in range(0, len(order), OPTION_GROUP):
-        group = order[g : g + OPTION_GROUP]
-        rows_of = torch.tensor([owner[i] for i in group])
-        t_ids, t_mask, _ = pad_batch([conts[i][:-1] for i in group], pad_id, "right")
-        hidden = decoder(
-            input_ids=t_ids.to(device),
-            attention_mask=torch.cat([mask[rows_of], t_mask], dim=1).to(device),
-            position_ids=(ctx_len[rows_of][:, None] + torch.arange(t_ids.shape[1])[None, :]).to(device),
-            past_key_values=_selected(cache, rows_of.to(device)),
-            use_cache=False,
-        ).last_hidden_state
-        real = t_mask.bool().to(device)
-        logits = head(hidden[real]).float()  # (real tokens, vocabulary)
-        targets = torch.tensor([t for i in group for t in conts[i][1:]], device=device)
-        picked = logits.gather(-1, targets[:, None])[:, 0] - logits.logsumexp(-1)
-        which = torch.tensor([i for i in group for _ in conts[i][1:]], device=device)
-        total = total.index_add(0, which, picked)
-    values, out, k = total.tolist(), [], 0
+    ).last_hidden_state
+    # The output layer and its normaliser run on the tokens that predict an option's token only (a 49k vocabulary
+    # costs more than the layers): the context's last token for every first token, then the option's own.
+    rows, cols, targets, owner = [], [], [], []
+    options = [
+        (r, q, c, span) for r, (q, (_, spans)) in enumerate(zip(batch, packed)) for c, span in zip(q.conts, spans)
+    ]
+    for o, (r, q, c, (s, k)) in enumerate(options):
+        rows += [r] * (k + 1)
+        cols += [len(q.ctx) - start_len - 1, *range(s, s + k)]
+        targets += c
+        owner += [o] * (k + 1)
+    picks = (torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device))
+    logits = model.get_output_embeddings()(hidden[picks]).float()
+    targets_t = torch.tensor(targets, device=logits.device)
+    picked = logits.gather(-1, targets_t[:, None])[:, 0] - logits.logsumexp(-1)
+    owner_t = torch.tensor(owner, device=logits.device)
+    values = torch.zeros(len(options), device=logits.device).index_add(0, owner_t, picked).tolist()
+    out, k = [], 0
     for q in batch:
         out.append(values[k : k + len(q.conts)])
         k += len(q.conts)
     return out
-
-
-def _selected(cache, rows):
-    """The cache of `rows` (repeats allowed), leaving `cache` itself as it is for the next group: its layers are
-    copied before they are indexed, so no tensor is copied twice."""
-    picked = copy.copy(cache)
-    picked.layers = [copy.copy(layer) for layer in cache.layers]
-    picked.batch_select_indices(rows)
-    return picked
 
 
 def _whole_sequences(model, q: _Question, pad_id: int, device) -> list[float]:
