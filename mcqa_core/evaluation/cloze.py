@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ CLOSE_NATS = 2.0
 # Questions that run together are of similar length: a batch closes at its row limit or once padding would pass
 # this share of its real tokens (a padded token costs what a real one does).
 PAD_SLACK = 0.2
+_CACHE_OBJECTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its forward returns a Cache
 
 
 @dataclass
@@ -64,12 +66,11 @@ def length_groups(items: list, length: Callable, max_rows: int, slack: float = P
     groups, run, longest, real = [], [], 0, 0
     for item in items:
         n = length(item)
-        top = max(longest, n)
-        if run and (len(run) == max_rows or top * (len(run) + 1) - (real + n) > slack * (real + n)):
+        if run and (len(run) == max_rows or max(longest, n) * (len(run) + 1) - (real + n) > slack * (real + n)):
             groups.append(run)
-            run, top, real = [], n, 0
+            run, longest, real = [], 0, 0
         run.append(item)
-        longest, real = top, real + n
+        longest, real = max(longest, n), real + n
     return groups + [run] if run else groups
 
 
@@ -173,11 +174,14 @@ def _packed_length(q: _Question) -> int:
 
 def _returns_cache_objects(model, device) -> bool:
     """Whether the forward returns a Cache (transformers') rather than legacy tuples (unsloth's), whose custom masks
-    and positions are not to be relied on: such a model scores each option as a whole sequence instead."""
+    and positions are not to be relied on: such a model scores each option as a whole sequence instead. Asked once
+    per model: the answer queue scores a few questions a call."""
     import torch
 
-    fwd = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device), use_cache=True, logits_to_keep=1)
-    return hasattr(fwd.past_key_values, "layers")
+    if model not in _CACHE_OBJECTS:
+        fwd = model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=device), use_cache=True, logits_to_keep=1)
+        _CACHE_OBJECTS[model] = hasattr(fwd.past_key_values, "layers")
+    return _CACHE_OBJECTS[model]
 
 
 def _close_call(ll: list[float], chars: list[int]) -> bool:
