@@ -186,7 +186,8 @@ def score_worker(args) -> dict:
     from peft import get_peft_model
 
     from mcqa_core.evaluation.scoring import score_rows
-    from mcqa_core.models.loading import load_base_model, lora_config
+    from mcqa_core.models.loading import load_base_model
+    from mcqa_core.models.tuners.lora_tuner import lora_config
 
     cuda = torch.cuda.is_available()
     model, tok, _ = load_base_model(args.model_dir, load_in_4bit=True)

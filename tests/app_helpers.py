@@ -26,7 +26,8 @@ def make_tiny_adapter(
     from transformers import AutoModelForCausalLM
 
     from mcqa_core.data.prompt import PROMPT_VERSION
-    from mcqa_core.models.loading import LORA_TARGETS, load_tokenizer
+    from mcqa_core.models.loading import load_tokenizer
+    from mcqa_core.models.tuners.lora_tuner import LORA_TARGETS
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_path)

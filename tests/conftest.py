@@ -88,7 +88,7 @@ def save_random_lora(base_path, out, run: dict, *, r: int, b_std: float, alpha: 
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.models.loading import lora_config
+    from mcqa_core.models.tuners.lora_tuner import lora_config
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_path), lora_config(r=r, alpha=alpha))
     gen = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ IDS = torch.tensor([[1, 415, 2634, 314, 253, 5053, 30, 1123]])
 def _peft(base):
     from peft import get_peft_model
 
-    from mcqa_core.models.loading import lora_config
+    from mcqa_core.models.tuners.lora_tuner import lora_config
 
     torch.manual_seed(0)
     model = get_peft_model(base, lora_config())

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
 from ..data.prompt import answer_letter, cloze_continuations, row_options
-from ..errors import DataError
+from ..errors import DataError, ModelError
+from ..models.tuners.prefix_tuner import virtual_tokens
 from .cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 from .scoring import MIN_SHARED_PREFIX, LetterScore, pad_batch, shared_prefix_length, start_cache
 
@@ -119,6 +120,11 @@ def score_options(
     each batch; `bf16=True`: bf16 matmuls where the model allows them (`bf16_pays`), close calls again in fp32."""
     import torch
 
+    if virtual_tokens(model):
+        raise ModelError(
+            "cloze scoring packs each question's options under its own mask, which prefix tuning's "
+            "learned positions do not fit; score this adapter by letter (--scoring letter)"
+        )
     questions = [_encode(tokenizer, r, max_prompt_tokens, style, i) for i, r in enumerate(rows)]
     if any(q is None for q in questions):
         raise DataError(

@@ -1,9 +1,8 @@
 """Letter scoring: one forward pass per question, the next-token probabilities of A-D after the prompt.
 
-Used by training (accuracy at every evaluation), the evaluation CLI and the app. Rows are sorted by
-length so a batch carries little padding, and only the last position's logits are computed
-(`logits_to_keep`), restricted to the row's letter tokens. The tokens every prompt starts with (the
-course prompt's instruction line) are run once and their key/value cache is reused by every batch.
+Used by training, the evaluation CLI and the app. Rows are sorted by length so a batch carries little padding,
+and only the last position's logits are computed (`logits_to_keep`), for the row's letters. The tokens every
+prompt starts with are run once and their key/value cache reused (not under prefix tuning: right padding).
 
 On a CPU with native bf16 matmuls a model that `load_model` loaded (full precision or 4-bit) is scored in bf16,
 and every row whose two likeliest letters are closer than `CLOSE_CALL` again in fp32, so the letters are fp32's
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
 from ..errors import DataError, ModelError
+from ..models.tuners.prefix_tuner import virtual_tokens
 from .cpu_precision import CLOSE_CALL, bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
@@ -94,9 +94,7 @@ def score_rows(
     bf16: bool | None = None,
     prefix_memo: dict | None = None,
 ) -> list[LetterScore]:
-    """Score rows in the order given. `progress(done, total)` is called after each batch.
-
-    `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
+    """Score rows in the order given; `progress(done, total)` after each batch. `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
     `past_key_values` cache with a padded attention mask). `bf16`: run the matmuls in bf16 and close calls
     again in fp32; None (default) does where it pays (`bf16_pays`), False never. `prefix_memo`: a dict kept by
     a caller whose weights do not change between calls (the app's scorer), so the shared start's cache is
@@ -105,6 +103,8 @@ def score_rows(
 
     if padding_side not in ("left", "right"):
         raise ValueError("padding_side must be 'left' or 'right'")
+    if virtual_tokens(model):  # its learned positions come first: whole prompts, each at the positions it trained at
+        padding_side, reuse_prefix = "right", False
     items, skipped = _encode_items(tokenizer, rows, max_prompt_tokens, style)
     letter_ids = torch.tensor(letter_token_ids(tokenizer, style, max((it.options for it in items), default=2)))
     if skipped:

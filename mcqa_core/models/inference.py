@@ -139,10 +139,10 @@ def load_model(
     device = device or ("cuda" if has_cuda() else "cpu")
     model, tok, _ = load_base_model(base_model, load_in_4bit, device)
     if adapter is not None:
-        from peft import PeftModel
+        from .tuners import method_of, tuner_for
 
         try:
-            model = PeftModel.from_pretrained(model, str(adapter))
+            model = tuner_for(method_of(run)).load(model, Path(adapter).expanduser())
         except Exception as e:  # shape mismatches and missing keys come as several types
             raise AdapterError(
                 f"adapter {adapter} does not fit base model {base_model!r}: {type(e).__name__}: {str(e)[:300]}"

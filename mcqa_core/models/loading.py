@@ -1,4 +1,4 @@
-"""Loading models: the base in 4-bit NF4 (or full precision), LoRA attached with the recipe's settings.
+"""Loading models: the base in 4-bit NF4 (or full precision), made trainable by the run's method (LoRA by default).
 
 Two backends, one function (`load_for_training`): unsloth on a CUDA machine where it is installed,
 transformers + peft everywhere else. unsloth is imported only inside its branch.
@@ -22,7 +22,6 @@ from .precision_rule import compute_dtype, training_compute_dtype, training_prec
 
 DEFAULT_MODEL = "unsloth/Llama-3.2-1B-bnb-4bit"
 TINY_MODEL = "tiny-random-llama"
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def has_cuda() -> bool:
@@ -131,20 +130,6 @@ def load_base_model(name: str, load_in_4bit: bool = True, device: str | None = N
     return model, tok, path
 
 
-def lora_config(r=16, alpha=16, dropout=0.0, use_rslora=True, target_modules=LORA_TARGETS):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        use_rslora=use_rslora,
-        target_modules=list(target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
 def choose_backend(use_unsloth: str) -> str:
     """'unsloth' or 'transformers' from 'auto' | 'yes' | 'no' and what the machine has."""
     if use_unsloth not in ("auto", "yes", "no"):
@@ -160,14 +145,19 @@ def choose_backend(use_unsloth: str) -> str:
     return "unsloth" if has_cuda() and has_unsloth() else "transformers"
 
 
-def load_for_training(model_cfg, lora_cfg, precision: str | None = None):
-    """Base model + fresh LoRA adapter, ready to train in `precision` (default: `training_precision()`).
-    Returns (model, tokenizer, info dict)."""
+def load_for_training(model_cfg, lora_cfg, precision: str | None = None, method=None):
+    """Base model made trainable by the run's method (`method.peft_method`, LoRA when None; models/tuners/), ready
+    to train in `precision` (default: `training_precision()`). Returns (model, tokenizer, info dict)."""
     import torch
 
-    backend = choose_backend(model_cfg.use_unsloth)
+    from .tuners import parameter_counts, tuner_for
+
+    tuner = tuner_for(getattr(method, "peft_method", None))
+    # unsloth's GPU path trains LoRA only; every other method runs on transformers wherever it is
+    backend = choose_backend(model_cfg.use_unsloth) if tuner.unsloth else "transformers"
     started = time.perf_counter()
     path = resolve_model(model_cfg.model_name)
+    checkpointing = lora_cfg.gradient_checkpointing and tuner.gradient_checkpointing
     if backend == "unsloth":
         from unsloth import FastLanguageModel  # lazily: it only imports where CUDA is present
 
@@ -184,36 +174,35 @@ def load_for_training(model_cfg, lora_cfg, precision: str | None = None):
             lora_alpha=lora_cfg.lora_alpha,
             lora_dropout=lora_cfg.lora_dropout,
             bias="none",
-            use_gradient_checkpointing="unsloth" if lora_cfg.gradient_checkpointing else False,
+            use_gradient_checkpointing="unsloth" if checkpointing else False,
             random_state=lora_cfg.random_state,
             use_rslora=lora_cfg.use_rslora,
         )
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
     else:
-        from peft import get_peft_model, prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training
 
         compute = training_compute_dtype(precision or training_precision()[0])
         model, tok, path = load_base_model(path, model_cfg.load_in_4bit, compute=compute)
         if model_cfg.load_in_4bit:
             model = prepare_model_for_kbit_training(
                 model,
-                use_gradient_checkpointing=lora_cfg.gradient_checkpointing,
+                use_gradient_checkpointing=checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
-        elif lora_cfg.gradient_checkpointing:
+        elif checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
-        torch.manual_seed(lora_cfg.random_state)  # LoRA A init, as unsloth's random_state does
-        model = get_peft_model(
-            model,
-            lora_config(
-                lora_cfg.lora_r,
-                lora_cfg.lora_alpha,
-                lora_cfg.lora_dropout,
-                lora_cfg.use_rslora,
-                lora_cfg.target_modules,
-            ),
-        )
-    info = {"backend": backend, "resolved_model": path, "load_seconds": round(time.perf_counter() - started, 2)}
+        torch.manual_seed(lora_cfg.random_state)  # the method's initialisation, as unsloth's random_state does
+        model = tuner.attach(model, method, lora_cfg)
+    trainable, total = parameter_counts(model)
+    info = {
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "backend": backend,
+        "resolved_model": path,
+        "load_seconds": round(time.perf_counter() - started, 2),
+        "gradient_checkpointing": checkpointing,
+    }
     return model, tok, info

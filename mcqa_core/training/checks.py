@@ -11,6 +11,7 @@ from ..data.bank_flags import mapping_problems
 from ..data.medmcqa import splits_overlap
 from ..errors import ModelError
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
+from ..models.tuners import tuner_for
 from ..setting_fields import field_problems
 from .distributed import parallel_problems
 from .output_folder import output_problems
@@ -53,6 +54,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
     problems += tracker_problems(t.report_to)
+    problems += tuner_for(cfg.method.peft_method).problems(cfg.model, cfg.method, cfg.lora, cfg.explicit)
     if not cfg.lora.target_modules:
         problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
     return problems + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
@@ -103,6 +105,8 @@ def relora_problems(cfg) -> list[str]:
     t, problems = cfg.train, []
     if t.relora_steps is None or t.relora_steps < 1:  # below 1: named with the bounds
         return problems
+    if cfg.method.peft_method != "lora":
+        problems.append(f"--relora-steps restarts a LoRA; --peft-method {cfg.method.peft_method} has none: drop one")
     if t.relora_steps < t.warmup_steps:
         problems.append(
             f"--relora-steps {t.relora_steps} is smaller than --warmup-steps {t.warmup_steps}: the first "

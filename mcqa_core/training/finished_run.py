@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..evaluation.stats import describe_difference
 from ..models.run_record import REPORT_FILE, rows_seen, write_run
+from ..models.tuners import tuner_for
 from .checks import selection
+from .method_costs import costs_line, method_costs
 from .model_card import model_card
 from .output_folder import save_atomically
 from .record_builder import build_record, phase_times, timing
@@ -52,7 +54,7 @@ def record_run(plan, trainer, metrics: dict) -> dict:
         if plan.relora:  # the merged restarts and the live LoRA, stacked into one adapter
             plan.relora.save_adapter(trainer.model, folder)
         else:
-            trainer.model.save_pretrained(folder)
+            tuner_for(plan.cfg.method.peft_method).save(trainer.model, folder)
         plan.tok.save_pretrained(folder)
 
     save_atomically(plan.out, save_adapter)
@@ -79,6 +81,14 @@ def record_run(plan, trainer, metrics: dict) -> dict:
         started=plan.started,
         phases={**plan.phases, "save": time.time() - saving},
     )
+    record["costs"] = method_costs(
+        cfg.method.peft_method,
+        plan.model_info,
+        int(trainer.state.num_input_tokens_seen or 0),
+        plan.phases.get("train", 0.0),
+        plan.out,
+    )
+    print(f"[costs] {costs_line(record['costs'])}", flush=True)
     _write_record(plan.out, record)
     return record
 
@@ -94,8 +104,9 @@ def report(plan, trainer, record: dict) -> dict:
 
     cfg, out, scoring = plan.cfg, plan.out, time.time()
     rows = plan.reported.rows[: cfg.data.report_limit] if cfg.data.report_limit else plan.reported.rows
+    model = tuner_for(cfg.method.peft_method).for_report(trainer.model, plan.model_info["resolved_model"])
     loaded = LoadedModel(
-        trainer.model,
+        model,
         plan.tok,
         cfg.model.model_name,
         str(out),

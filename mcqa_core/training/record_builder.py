@@ -48,6 +48,7 @@ def build_record(
         "base_model_resolved": model_info["resolved_model"],
         "backend": model_info["backend"],
         "load_in_4bit": cfg.model.load_in_4bit,
+        "peft_method": cfg.method.peft_method,
         "prompt_version": PROMPT_VERSION,
         "prompt_template": PROMPT_TEMPLATE,
         "preset": cfg.preset,

@@ -65,6 +65,7 @@ def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan, precision: str | N
             "remove_unused_columns": False,
             "disable_tqdm": False,
             "save_only_model": False,
+            "include_num_input_tokens_seen": "non_padding",  # the tokens trained on, for tokens/s (method_costs.py)
             "dataloader_pin_memory": torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
             **precision_flags(precision or training_precision()[0]),
         }
@@ -166,7 +167,7 @@ def load(plan: RunPlan) -> None:
     cfg, max_len = plan.cfg, plan.cfg.model.max_seq_length
     transformers.set_seed(cfg.train.seed)
     precision, why = plan.precision
-    plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora, precision)
+    plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora, precision, cfg.method)
     cpu_bf16 = precision == "bf16" and next(plan.model.parameters()).device.type == "cpu"
     if cpu_bf16:  # its evaluations and the report score in bf16 too, close calls again in fp32 (as mcqa-eval)
         setattr(plan.model, BF16_SCORING_ATTR, True)

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from ..data.bank_flags import BankColumns
 from ..data.medmcqa import CHECKPOINT_SPLITS, REPORT_SPLITS, SPLITS
 from ..data.prompt import COMPLETIONS
-from ..models.loading import DEFAULT_MODEL, LORA_TARGETS, OFFLINE_MODEL, TINY_MODEL
+from ..models.loading import DEFAULT_MODEL, OFFLINE_MODEL, TINY_MODEL
+from ..models.tuners import METHODS
+from ..models.tuners.bottleneck_tuner import PLACEMENTS
+from ..models.tuners.lora_tuner import LORA_TARGETS
 from ..setting_fields import setting
 
 CPU_DEMO_TIME = "minutes on a laptop CPU; docs/training.md has measured times"
@@ -37,6 +40,34 @@ class ModelConfig:
         "auto",
         "auto: unsloth on a CUDA GPU when installed, else transformers+peft; yes; no.",
         choices=("auto", "yes", "no"),
+    )
+
+
+@dataclass
+class MethodArgs:
+    """Which parameters train (models/tuners/, one module per method) and each method's own size; docs/methods.md
+    says what each costs."""
+
+    peft_method: str = setting(
+        "lora",
+        "What trains: lora (QLoRA on a 4-bit base), subset (the top --trainable-layers decoder layers), adapter "
+        "(bottleneck adapters), prefix (learned keys/values, --num-virtual-tokens), full (every weight; the "
+        "reference). subset and full need --no-load-in-4bit.",
+        choices=METHODS,
+    )
+    trainable_layers: int = setting(
+        2, "subset: how many top decoder layers train (each adds one layer's weights and their optimizer state).", min=1
+    )
+    adapter_dim: int = setting(
+        16, "adapter: bottleneck width (2 x hidden x width weights per adapter; 16 or 32 in the course).", min=1
+    )
+    adapter_placement: str = setting(
+        "pfeiffer",
+        "adapter: pfeiffer (after each MLP) or houlsby (after attention and after the MLP: twice the weights).",
+        choices=tuple(PLACEMENTS),
+    )
+    num_virtual_tokens: int = setting(
+        20, "prefix: learned positions before every layer's attention (layers x 2 x key/value width each).", min=1
     )
 
 
@@ -154,12 +185,13 @@ class TrainArgs:
 # a repo id (not a yes/no), and length-split micro-batches (training/batching.py).
 OWN_MEANING = ("output_dir", "push_to_hub", "group_by_length")
 
-CONFIG_CLASSES = {"model": ModelConfig, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs}
+CONFIG_CLASSES = {"model": ModelConfig, "method": MethodArgs, "lora": LoraArgs, "data": DataArgs, "train": TrainArgs}
 
 
 @dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodArgs = field(default_factory=MethodArgs)
     lora: LoraArgs = field(default_factory=LoraArgs)
     data: DataArgs = field(default_factory=DataArgs)
     train: TrainArgs = field(default_factory=TrainArgs)
