@@ -309,3 +309,19 @@ def test_refusals_benchmark_quick_runs_one_case_per_command(data_dir):
     assert sorted(c[0] for c in cases) == ["evaluate", "export", "publish", "train"], out
     assert all(refusal.startswith("error:") for _, _, refusal in cases), out
     figures(out, {"summary": r"^0 of 4 cases missed the target"})
+
+
+def test_methods_benchmark_quick_measures_each_setup(data_dir):
+    """Three of the set-ups (the rest differ only in their tuner, which tests/test_methods.py covers): each its
+    own process, with its trainable share, peak memory and tokens/s, and the least-memory line."""
+    out = run_bench("methods.py", "--quick", "--setups", "full-fp32,qlora-gc,prefix", data_dir=data_dir)
+    machine_line(out)
+    row = (
+        rf"trainable +([\d,]+) \( *{NUMBER} %\)  peak +{NUMBER} MiB, \+-?\d+ MiB over the loaded model"
+        rf" +{NUMBER} tokens/s"
+    )
+    got = figures(out, {name: rf"^{name} +{row}" for name in ("full-fp32", "qlora-gc", "prefix")})
+    full, qlora, prefix = (int(got[n][0].replace(",", "")) for n in ("full-fp32", "qlora-gc", "prefix"))
+    assert float(got["full-fp32"][1]) == 100.0 and prefix < qlora < full
+    assert all(float(g[2]) > 0 and float(g[3]) > 0 for g in got.values())
+    assert re.search(r"^least peak memory: (full-fp32|qlora-gc|prefix) \(\d+ MiB\)", out, re.M)
