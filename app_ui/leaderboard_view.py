@@ -1,5 +1,6 @@
-"""The leaderboards `mcqa-eval --leaderboard` saved, drawn: the ranking with intervals and the settings that differ,
-every pair's paired test with Holm's correction, and any two entries side by side."""
+"""The leaderboards `mcqa-eval --leaderboard` saved, drawn: the ranking with intervals, each adapter's training
+method and what it cost, and the settings that differ, every pair's paired test with Holm's correction, and any two
+entries side by side."""
 
 from __future__ import annotations
 
@@ -11,10 +12,39 @@ from mcqa_core.evaluation.report import describe_interval
 from mcqa_core.evaluation.stats import describe_difference
 from mcqa_core.service.leaderboards import entry_report, pair_rows, ranking_rows, saved_leaderboards, side_by_side
 from mcqa_core.service.row_filters import short
+from mcqa_core.training.method_costs import memory_note
 
 from .markdown_text import md_escape
 
 RIGHT = {"first": "the first", "second": "the second", "neither": "neither"}
+# The costs a leaderboard entry carries (mcqa_run.json's `costs`), as numbers the table can sort, and their formats.
+COST_COLUMNS = {
+    "trainable parameters": ("trainable_parameters", "compact"),
+    "trainable share": ("trainable_share", "percent"),
+    "peak memory": ("peak_memory_bytes", "bytes"),
+    "tokens/s": ("tokens_per_second", "%.0f"),
+    "train time (s)": ("train_seconds", "%.1f"),
+    "saved": ("saved_bytes", "bytes"),
+}
+
+
+def ranking_with_costs(board: dict) -> list[dict]:
+    """The ranking with each entry's method beside its name and its costs beside its accuracy (blank for a base
+    model, or a run older than the costs); the method is not repeated among the settings that differ."""
+    out = []
+    for row, entry in zip(ranking_rows(board), board["entries"]):
+        costs = entry.get("costs") or {}
+        spent = {column: costs.get(key) for column, (key, _) in COST_COLUMNS.items()}
+        shown = {}
+        for column, value in row.items():
+            if column != "peft_method":
+                shown[column] = value
+            if column == "model":
+                shown["method"] = entry.get("method") or ("base" if entry["kind"] == "base" else "?")  # older boards
+            elif column == "n":
+                shown |= spent
+        out.append(shown)
+    return out
 
 
 def leaderboard_ui() -> None:
@@ -30,8 +60,15 @@ def leaderboard_ui() -> None:
     picked = st.selectbox("Leaderboard", range(len(found)), format_func=labels.__getitem__, key="evaluate_board")
     path, board = found[picked]
     st.caption(f"Every model measured on {md_escape(protocol_line(board['protocol']))}; {md_escape(str(path))}.")
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(ranking_rows(board), hide_index=True, width="stretch", column_config={"accuracy": percent})
+    formats = {"accuracy": "percent"} | {column: fmt for column, (_, fmt) in COST_COLUMNS.items()}
+    st.dataframe(
+        ranking_with_costs(board),
+        hide_index=True,
+        width="stretch",
+        column_config={column: st.column_config.NumberColumn(format=fmt) for column, fmt in formats.items()},
+    )
+    if note := memory_note([e.get("costs") for e in board["entries"]]):
+        st.caption(md_escape(note[0].upper() + note[1:]) + ".")
     st.markdown("**Every pair** (exact McNemar on the same questions, Holm's correction over all pairs)")
     st.dataframe(
         pair_rows(board),

@@ -10,6 +10,7 @@ import streamlit as st
 from mcqa_core.errors import McqaError
 from mcqa_core.evaluation.report import describe_interval, measured_interval
 from mcqa_core.models.run_record import DISCLAIMER, measured_split
+from mcqa_core.models.tuners import method_of, tuner_for
 from mcqa_core.service.adapters import (
     AppSettings,
     ModelSpec,
@@ -20,6 +21,7 @@ from mcqa_core.service.adapters import (
     first_choice,
     picker_order,
 )
+from mcqa_core.training.method_costs import costs_line
 
 from .caches import get_model, settings
 from .markdown_text import md_escape
@@ -171,12 +173,30 @@ def disclaimer_ui(loaded) -> None:
     st.caption(f":material/info: {DISCLAIMER}.{measured}")
 
 
+def method_parts(run: dict) -> tuple[str, str | None]:
+    """(the adapter's training method as the app names it, what it cost in one line, or None where its record has
+    no costs: a run from before methods had them)."""
+    method = method_of(run)
+    try:
+        title = tuner_for(method).title
+    except McqaError:  # a method this version does not know (loading it says so)
+        title = method
+    costs = run.get("costs")
+    if not isinstance(costs, dict) or not costs.get("peft_method"):
+        return title, None
+    return title, costs_line(costs).removeprefix(f"{costs['peft_method']}:").strip() or None
+
+
 def loaded_info_ui(loaded) -> None:
     d = loaded.describe()
     run = describe_run(loaded.run) if loaded.has_adapter else {}
     lines = [f"**Base model:** {md_escape(d['base_model'])}"]
     if loaded.has_adapter:
         lines.append(f"**Adapter:** {md_escape(Path(loaded.adapter).name)}")
+        title, costs = method_parts(loaded.run)
+        lines.append(f"**Method:** {md_escape(title)}")
+        if costs:
+            lines.append(f"**Costs:** {md_escape(costs)}")
         if run.get("trained_on"):
             lines.append(f"**Trained on:** {md_escape(run['trained_on'])}")
         if run.get("bank"):

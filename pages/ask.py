@@ -7,8 +7,9 @@ import streamlit as st
 from app_ui.ask_result_view import abstain_ui, result_ui
 from app_ui.bank_upload import current_bank
 from app_ui.caches import current_spec, get_model, require_model, settings, validation_rows_or_none
+from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
-from app_ui.sidebar import TRAIN_HINT
+from app_ui.sidebar import TRAIN_HINT, method_parts
 from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS
 from mcqa_core.errors import McqaError
 from mcqa_core.service.adapters import adapter_spec, find_adapters
@@ -184,6 +185,12 @@ if not loaded.has_adapter:
     st.info(
         f"Answering with the base model alone. To see a fine-tuned answer, train an adapter "
         f"(`{TRAIN_HINT}`) and pick it in the sidebar."
+    )
+else:
+    title, costs = method_parts(loaded.run)
+    st.caption(
+        f"Answering with {md_escape(Path(loaded.adapter).name)} · method: {md_escape(title)}"
+        + (f" · costs: {md_escape(costs)}" if costs else "")
     )
 restore_inputs()
 question, options, context = inputs_ui()

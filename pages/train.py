@@ -15,6 +15,7 @@ from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator, policy
 from mcqa_core.errors import McqaError
+from mcqa_core.service import preset_catalog as catalog
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
 from mcqa_core.service.run_history import curves_image, past_runs, tensorboard_command
@@ -40,11 +41,12 @@ def form_ui(adapters_dir: Path) -> list[str] | None:
         key="train_source",
         help="Upload your own questions on Evaluate → Your questions to train on them",
     )
+    method = method_ui(preset)
     numbers = numbers_ui(preset)
     if not name or Path(name).name != name or name in (".", ".."):
         st.error("Give the adapter a plain folder name (no slashes).")
         return None
-    argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name), *numbers]
+    argv = ["--preset", preset, *flag("train", "output_dir", adapters_dir / name), *method, *numbers]
     if bank and source != sources[0]:
         saved = bank_for_training(bank["name"], bank["rows"])
         bank_columns = {"bank": saved, "answer_col": "cop", "answer_as": "index0"}
@@ -54,10 +56,43 @@ def form_ui(adapters_dir: Path) -> list[str] | None:
     return argv if st.button("Start training", key="train_start", type="primary") else None
 
 
+def method_ui(preset: str) -> list[str]:
+    """The training method, only its own settings (each field's help says what it costs) and the 4-bit choice, as
+    flags; a method that needs a 16-bit base has the choice off, and says why."""
+    methods, default = catalog.offered_methods(preset)
+    c = st.columns(4)
+    method = c[0].selectbox(
+        "Method",
+        methods,
+        index=default,
+        format_func=catalog.method_label,
+        key=f"train_method_{preset}",
+        help=catalog.setting_help("method", "peft_method"),
+    )
+    values = {}
+    for col, s in zip(c[1:3], catalog.method_settings(method, preset)):
+        key = f"train_{s.name}_{preset}"  # one per preset, as numbers_ui's
+        if s.choices:
+            values[s.name] = col.selectbox(s.label, s.choices, index=s.choices.index(s.value), key=key, help=s.help)
+        else:
+            values[s.name] = col.number_input(s.label, min_value=s.min, value=s.value, key=key, help=s.help)
+    note = catalog.sixteen_bit_note(method)
+    four_bit = c[3].toggle(
+        "4-bit base",
+        value=note is None and preset_config(preset).model.load_in_4bit,
+        disabled=note is not None,
+        key=f"train_4bit_{preset}_{method}",
+        help=note or catalog.setting_help("model", "load_in_4bit"),
+    )
+    if note:
+        st.caption(note)
+    return catalog.method_argv(preset, method, values, four_bit)
+
+
 def numbers_ui(preset: str) -> list[str]:
-    """Steps or epochs, learning rate, LoRA rank, batch size and evaluation interval, starting from the preset's
-    file, as flags."""
-    cfg, c = preset_config(preset), st.columns(6)
+    """Steps or epochs, learning rate, batch size and evaluation interval, starting from the preset's file, as
+    flags."""
+    cfg, c = preset_config(preset), st.columns(5)
     # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset starts from its own file.
     steps = c[0].number_input(
         "Max steps (0: epochs)", min_value=0, value=max(cfg.train.max_steps, 0), key=f"train_steps_{preset}"
@@ -78,14 +113,12 @@ def numbers_ui(preset: str) -> list[str]:
         format_func=lambda r: f"{r:.0e}".replace("e-0", "e-"),
         key=f"train_lr_{preset}",
     )
-    rank = c[3].number_input("LoRA rank", min_value=1, value=cfg.lora.lora_r, key=f"train_rank_{preset}")
-    batch = c[4].number_input(
+    batch = c[3].number_input(
         "Batch size", min_value=1, value=cfg.train.per_device_train_batch_size, key=f"train_batch_{preset}"
     )
-    evals = c[5].number_input("Evaluate every", min_value=1, value=cfg.train.eval_steps, key=f"train_eval_{preset}")
+    evals = c[4].number_input("Evaluate every", min_value=1, value=cfg.train.eval_steps, key=f"train_eval_{preset}")
     chosen = {
         ("train", "learning_rate"): lr,
-        ("lora", "lora_r"): rank,
         ("train", "per_device_train_batch_size"): batch,
         ("train", "eval_steps"): evals,
         ("train", "save_steps"): evals,  # checkpoints where the best-model tracking evaluates
@@ -226,7 +259,7 @@ if watch is not None:
     st.subheader("Training run" if held else "Last run")
     live_ui(Path(watch), adapters_dir)
 
-history = past_runs(adapters_dir)
+history = [runs.with_method(r, adapters_dir) for r in past_runs(adapters_dir)]
 if history:
     st.subheader(f"Past runs ({len(history)})")
     st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch", height=min(38 + 35 * len(history), 320))

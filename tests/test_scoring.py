@@ -178,10 +178,12 @@ def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(
     tiny_model, tokenizer, validation_rows, monkeypatch, style
 ):
     rows = validation_rows[:48]
+    # bf16 is kept for every batch here: whether it still pays is timed, and a loaded machine may say no mid-call
+    monkeypatch.setattr(scoring._SharedBatchInputs, "bf16_still_pays", lambda self: True)
     fp32 = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=False)
     monkeypatch.setattr(scoring, "CLOSE_CALL", 0.0)
     plain = score_rows(tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True)  # bf16, no second look
-    monkeypatch.undo()
+    monkeypatch.setattr(scoring, "CLOSE_CALL", CLOSE_CALL)
     calls = []
     mixed = score_rows(
         tiny_model, tokenizer, rows, batch_size=8, style=style, bf16=True, progress=lambda d, t: calls.append(d)

@@ -1,6 +1,7 @@
 """`mcqa-eval --leaderboard`: every adapter under the adapters folder, and each base model they were trained on,
 scored on the same rows with the same protocol (a saved report is reused when its rows, protocol and weights are
-the same), ranked, with every pair tested (`mcqa_core/evaluation/leaderboard.py`)."""
+the same), ranked, with every pair tested (`mcqa_core/evaluation/leaderboard.py`) and each adapter's training method
+and what it cost beside its accuracy."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def run_leaderboard(args, questions, score) -> int:
     from ..data.bank_flags import open_bank
     from ..data.medmcqa import default_data_dir
     from ..evaluation.fewshot import shots_for
-    from ..evaluation.leaderboard import BOARD_FILE, board, board_table
+    from ..evaluation.leaderboard import BOARD_FILE, board
     from ..evaluation.protocol import prompt_name
     from ..evaluation.report import write_report
     from ..models.inference import load_model
@@ -148,3 +149,36 @@ def run_leaderboard(args, questions, score) -> int:
     print(board_table(result))
     print(f"leaderboard: {folder / BOARD_FILE}")
     return 0
+
+
+def board_table(b: dict) -> str:
+    """The board as the CLI prints it: the ranking with each entry's method and costs, then each pair's
+    difference, p and Holm-adjusted p."""
+    from ..evaluation.leaderboard import METHOD_SETTING
+    from ..training.method_costs import COST_HEADERS, cost_cells, cost_text, memory_note
+
+    costs = cost_text(COST_HEADERS)
+    lines = [f"{'#':>2}  {'model':34}{'n':>6}  {'accuracy (95% interval)':26}{costs}settings that differ"]
+    for rank, e in enumerate(b["entries"], 1):
+        ci = e["accuracy_ci"]
+        shown = {k: v for k, v in e["settings"].items() if k != METHOD_SETTING}  # the method has its own column
+        settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in shown.items())
+        name = e["name"] + (" *" if e.get("reused") else "")
+        cells = cost_text(cost_cells(e.get("method") or "?", e.get("costs")))
+        accuracy = f"{e['accuracy']:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]"
+        lines.append(f"{rank:>2}  {name[:33]:34}{e['n']:>6}  {accuracy:26}{cells}{settings}".rstrip())
+    lines.append("* reused a saved report on the same rows and protocol")
+    if note := memory_note([e.get("costs") for e in b["entries"]]):
+        lines.append(note)
+    lines.append(f"pairs (exact McNemar on the same questions; {b['correction']}):")
+    for p in b["pairs"]:
+        if not p["test"]:
+            lines.append(f"  {p['a']} vs {p['b']}: no question in common")
+            continue
+        t = p["test"]
+        verdict = "different" if p["significant"] else "not distinguishable"
+        lines.append(
+            f"  {p['a'][:28]:28} vs {p['b'][:28]:28} {t['difference'] * 100:+6.1f} points  p = {t['p_value']:.2g}  "
+            f"Holm p = {p['p_holm']:.2g}  {verdict}"
+        )
+    return "\n".join(lines)

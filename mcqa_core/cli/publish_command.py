@@ -19,7 +19,11 @@ from ..setting_fields import setting
 
 @dataclass
 class PublishArgs:
-    folder: str = setting(help="Adapter folder (train_adapter.py) or merged folder (mcqa-export).", positional=True)
+    folder: str = setting(
+        help="A trained folder of any --peft-method (train_adapter.py; each holds adapter_config.json) or a merged "
+        "folder (mcqa-export; config.json).",
+        positional=True,
+    )
     repo: str = setting(
         help="Hub repo id, owner/name. The token comes from HF_TOKEN or `hf auth login`.", positional=True
     )

@@ -14,7 +14,11 @@
     mcqa-eval --leaderboard --adapters-dir sweeps/smoke-lr
 
 Flags after `--` go to every trial's mcqa-train (e.g. `-- --max-steps 4`). Each trial writes
-STUDY_DIR/trial-NNN/; the ranking is printed, and the best trial's settings are written to STUDY_DIR/best.yaml.
+STUDY_DIR/trial-NNN/; the ranking (dev accuracy, each trial's method and what it cost) is printed and kept in
+STUDY_DIR/sweep.json, and the best trial's settings are written to STUDY_DIR/best.yaml.
+
+    # every training method on the same rows and steps, side by side (configs/sweep-methods.yaml says why 16-bit)
+    mcqa-sweep --preset cpu-demo --space configs/sweep-methods.yaml --study-dir sweeps/methods -- --max-steps 32
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..evaluation.stats import wilson
     from ..models.run_record import read_run
-    from ..training.sweep import BEST_FILE, STUDY_DB, best_settings_yaml, objective_value
+    from ..training.sweep import BEST_FILE, STUDY_DB, best_settings_yaml, objective_value, ranking_table, trial_facts
 
     root = Path(args.study_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -131,27 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[sweep] trial {trial.number}: {params} -> {folder}", file=sys.stderr, flush=True)
         if subprocess.run(cmd).returncode:
             raise RunError(f"trial {trial.number} failed (its log is above); fix the settings and run the sweep again")
-        acc, rows, split = objective_value(read_run(folder))
-        trial.set_user_attr("folder", str(folder))
-        trial.set_user_attr("rows", rows)
-        trial.set_user_attr("split", split)
+        run = read_run(folder)
+        acc, rows, split = objective_value(run)
+        for key, value in {"folder": str(folder), "rows": rows, "split": split, **trial_facts(run)}.items():
+            trial.set_user_attr(key, value)
         return acc
 
     if todo:
         study.optimize(objective, n_trials=todo, catch=())
     ranked = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
-    print(f"{'trial':>5}  {'dev accuracy (95% interval)':30}{'rows':>6}  settings")
-    for t in ranked:
-        rows = t.user_attrs.get("rows", 0)
-        ci = wilson(round(t.value * rows), rows)
-        print(f"{t.number:>5}  {t.value:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]{'':12}{rows:>6}  {t.params}")
+    table = [{"number": t.number, "params": t.params, "accuracy": t.value, **t.user_attrs} for t in ranked]
+    print(ranking_table(table))
     best = ranked[0]
     rows = best.user_attrs.get("rows", 0)
     facts = {"number": best.number, "accuracy": best.value, "rows": rows, "split": best.user_attrs.get("split"),
              "ci": wilson(round(best.value * rows), rows)}  # fmt: skip
     (root / BEST_FILE).write_text(best_settings_yaml(args.preset, best.params, facts))
-    (root / "sweep.json").write_text(json.dumps([{"number": t.number, "params": t.params, "accuracy": t.value,
-                                                  **t.user_attrs} for t in ranked], indent=2))  # fmt: skip
+    (root / "sweep.json").write_text(json.dumps(table, indent=2))
     print(f"best: trial {best.number} -> {root / BEST_FILE}")
     return 0
 

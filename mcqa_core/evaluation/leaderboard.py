@@ -1,21 +1,37 @@
 """The leaderboard: several models (adapters and the bases they were trained on) scored on the same rows with the
 same protocol, ranked by accuracy with intervals, every pair compared by the exact McNemar test on the same
-questions with Holm's correction for the number of pairs, and the settings that differ between the runs."""
+questions with Holm's correction for the number of pairs, the settings that differ between the runs, and what each
+adapter's training method cost (mcqa_run.json's `costs`)."""
 
 from __future__ import annotations
 
 from itertools import combinations
 
+from ..models.tuners import method_of
 from .stats import CONFIDENCE, holm, mcnemar
 
 BOARD_FILE = "leaderboard.json"
 _FACTS = ("n", "accuracy", "accuracy_ci")
+METHOD_SETTING = "method.peft_method"
+BASE_METHOD = "base"  # the method column of a base model's entry
+# What a method cost, as mcqa_run.json's `costs` records it (training/method_costs.py): the columns of the
+# leaderboard and of a sweep's ranking.
+COST_KEYS = ("trainable_parameters", "total_parameters", "trainable_share", "peak_memory_bytes", "peak_memory_kind",
+             "train_tokens", "train_seconds", "tokens_per_second", "saved_bytes")  # fmt: skip
+
+
+def run_costs(run: dict) -> dict | None:
+    """A run's costs, or None for a record written before they were measured (its cost is unknown)."""
+    costs = (run or {}).get("costs")
+    return {k: costs.get(k) for k in COST_KEYS} if isinstance(costs, dict) else None
 
 
 def flat_settings(run: dict) -> dict:
-    """A run's settings as one level, `group.key` -> value (the groups of mcqa_run.json's `settings`)."""
+    """A run's settings as one level, `group.key` -> value (the groups of mcqa_run.json's `settings`), with the
+    training method always present (LoRA for records written before methods existed)."""
     groups = (run or {}).get("settings") or {}
-    return {f"{g}.{k}": v for g, values in groups.items() if isinstance(values, dict) for k, v in values.items()}
+    flat = {f"{g}.{k}": v for g, values in groups.items() if isinstance(values, dict) for k, v in values.items()}
+    return flat | {METHOD_SETTING: method_of(run or {})}
 
 
 def settings_that_differ(runs: list[dict]) -> list[str]:
@@ -47,8 +63,9 @@ def pairwise(entries: list[dict]) -> list[dict]:
 
 
 def board(entries: list[dict], protocol: dict) -> dict:
-    """The leaderboard as JSON: entries (name, kind, base, trained on, the differing settings, date, accuracy with
-    its interval), best first, and the pairwise tests."""
+    """The leaderboard as JSON: entries (name, kind, base, trained on, method ("base" for a base model) and its
+    costs (None for a base, or a run that did not measure them), the differing settings, date, accuracy with its
+    interval), best first, and the pairwise tests."""
     runs = [e.get("run") or {} for e in entries if e["kind"] == "adapter"]
     differ = settings_that_differ(runs) if len(runs) > 1 else []
     rows = []
@@ -60,6 +77,8 @@ def board(entries: list[dict], protocol: dict) -> dict:
                 "kind": e["kind"],
                 "base_model": e.get("base_model"),
                 "trained_on": e.get("trained_on"),
+                "method": flat[METHOD_SETTING] if e["kind"] == "adapter" else BASE_METHOD,
+                "costs": run_costs(e.get("run") or {}) if e["kind"] == "adapter" else None,
                 "settings": {k: flat.get(k) for k in differ} if e["kind"] == "adapter" else {},
                 "finished": (e.get("run") or {}).get("finished"),
                 "report": e.get("report_file"),
@@ -69,30 +88,3 @@ def board(entries: list[dict], protocol: dict) -> dict:
         )
     return {"kind": "leaderboard", "protocol": protocol, "differing_settings": differ, "entries": rows,
             "pairs": pairwise(entries), "correction": "Holm (family-wise, over every pair)"}  # fmt: skip
-
-
-def board_table(b: dict) -> str:
-    """The board as the CLI prints it: the ranking, then each pair's difference, p and Holm-adjusted p."""
-    lines = [f"{'#':>2}  {'model':34}{'n':>6}  {'accuracy (95% interval)':26}{'settings that differ'}"]
-    for rank, e in enumerate(b["entries"], 1):
-        ci = e["accuracy_ci"]
-        settings = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in e["settings"].items()) or (
-            "(base model)" if e["kind"] == "base" else ""
-        )
-        name = e["name"] + (" *" if e.get("reused") else "")
-        lines.append(
-            f"{rank:>2}  {name[:33]:34}{e['n']:>6}  {e['accuracy']:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]   {settings}"
-        )
-    lines.append("* reused a saved report on the same rows and protocol")
-    lines.append(f"pairs (exact McNemar on the same questions; {b['correction']}):")
-    for p in b["pairs"]:
-        if not p["test"]:
-            lines.append(f"  {p['a']} vs {p['b']}: no question in common")
-            continue
-        t = p["test"]
-        verdict = "different" if p["significant"] else "not distinguishable"
-        lines.append(
-            f"  {p['a'][:28]:28} vs {p['b'][:28]:28} {t['difference'] * 100:+6.1f} points  p = {t['p_value']:.2g}  "
-            f"Holm p = {p['p_holm']:.2g}  {verdict}"
-        )
-    return "\n".join(lines)

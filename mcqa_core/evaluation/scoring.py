@@ -94,11 +94,11 @@ def score_rows(
     bf16: bool | None = None,
     prefix_memo: dict | None = None,
 ) -> list[LetterScore]:
-    """Score rows in the order given; `progress(done, total)` after each batch. `reuse_prefix=False` runs every prompt in full (for model wrappers that do not accept a
-    `past_key_values` cache with a padded attention mask). `bf16`: run the matmuls in bf16 and close calls
-    again in fp32; None (default) does where it pays (`bf16_pays`), False never. `prefix_memo`: a dict kept by
-    a caller whose weights do not change between calls (the app's scorer), so the shared start's cache is
-    computed once, not once per call."""
+    """Score rows in the order given; `progress(done, total)` after each batch. `reuse_prefix=False` runs every
+    prompt in full (for model wrappers that do not accept a `past_key_values` cache with a padded attention mask).
+    `bf16`: run the matmuls in bf16 and close calls again in fp32; None (default) does where it pays
+    (`bf16_pays`), False never. `prefix_memo`: a dict kept by a caller whose weights do not change between calls
+    (the app's scorer), so the shared start's cache is computed once, not once per call."""
     import torch
 
     if padding_side not in ("left", "right"):

@@ -95,7 +95,13 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
         )
     run = read_run(folder)
     if not run:  # an adapter trained elsewhere: fall back to PEFT's own record
-        run = {"base_model": peft_config.get("base_model_name_or_path"), "prompt_version": None, "load_in_4bit": True}
+        method = peft_config.get("peft_method") or {"PREFIX_TUNING": "prefix"}.get(peft_config.get("peft_type"), "lora")
+        run = {
+            "base_model": peft_config.get("base_model_name_or_path"),
+            "prompt_version": None,
+            "load_in_4bit": method in ("lora", "prefix"),  # the others train only on a 16-bit base
+            "peft_method": method,
+        }
     version = run.get("prompt_version")
     if version is not None and version != PROMPT_VERSION:
         raise AdapterError(

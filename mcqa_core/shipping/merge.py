@@ -1,6 +1,8 @@
-"""Merge a LoRA adapter into its base model and save a standalone model folder.
+"""Merge a trained folder into its base model and save a standalone model folder.
 
-The command is `mcqa-export` (cli/export_command.py).
+The command is `mcqa-export` (cli/export_command.py). The folder's method decides how (method_merge.py): LoRA,
+subset and full fine-tuning merge; prefix tuning and bottleneck adapters cannot, and are refused before any
+model loads.
 
 The base is loaded in 16-bit (bf16/fp16 on a GPU) or fp32 (CPU), never in 4-bit, even when the
 adapter was trained on a 4-bit base: merging into bitsandbytes 4-bit weights rounds the merged
@@ -29,10 +31,12 @@ from ..errors import AdapterError, DataError, ExportError, refuse
 from ..evaluation.scorers import agreement, max_prob_diff
 from ..models.inference import read_adapter_info
 from ..models.run_record import MERGED_FORMAT, RUN_FILE, read_run, write_run
+from ..models.tuners import method_of
 from ..setting_fields import field_problems, setting
 from .gguf import gguf_problems, gguf_types, write_gguf
 from .hub_upload import check_push_ready
 from .merged_card import merged_card, ollama_modelfile
+from .method_merge import merge_onto_base, unmergeable_problem
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 FORMATS = ("safetensors", "gguf")
@@ -91,7 +95,9 @@ def validate_args(args: ExportArgs) -> dict:
     adapter, out = Path(args.adapter).expanduser(), Path(args.out).expanduser()
     try:
         run = read_adapter_info(adapter)
-    except AdapterError as e:
+        if why := unmergeable_problem(run, adapter):
+            refuse(ExportError, "export", [why])  # alone: no other flag makes such a folder mergeable
+    except AdapterError as e:  # not an adapter folder, or a method this version does not know
         problems.append(f"--adapter: {e}")
     if adapter.exists() and out.resolve() in (adapter.resolve(), *adapter.resolve().parents):
         problems.append(f"--out {out} is the adapter folder or one above it; choose a new folder")
@@ -163,7 +169,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
         ref = load_model(adapter, device=device)
         trained = score(ref.model, ref.tokenizer)
         del ref
-    model, tok, unmerged = _merge(run, adapter, dtype, device, score, log)
+    model, tok, unmerged = merge_onto_base(run, adapter, dtype, device, score, log)
     merged = score(model, tok)
     if rows:
         check.update(_agreements(run, merged, unmerged, trained))
@@ -203,24 +209,6 @@ def _check_rows(args: ExportArgs, run: dict) -> tuple[list[dict], dict]:
     return loaded.rows, {"rows": len(loaded.rows), "split": split, "source": loaded.source}
 
 
-def _merge(run: dict, adapter: Path, dtype, device: str, score, log):
-    """The base in 16-bit or fp32 with the adapter merged in, its tokenizer, and the unmerged answers."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from ..models.loading import load_tokenizer, resolve_model
-
-    base_path = resolve_model(run["base_model"])
-    log(f"[export] loading {run['base_model']} in {str(dtype).removeprefix('torch.')} (not 4-bit) on {device}")
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
-    tok = load_tokenizer(str(adapter) if (adapter / "tokenizer_config.json").exists() else base_path)
-    model = PeftModel.from_pretrained(base, str(adapter)).eval()
-    unmerged = score(model, tok)
-    model = model.merge_and_unload()
-    model.eval()
-    return model, tok, unmerged
-
-
 def _agreements(run: dict, merged, unmerged, trained) -> dict:
     return {
         "merge_fidelity": round(agreement(merged, unmerged), 4),
@@ -251,6 +239,7 @@ def _merged_record(run: dict, adapter: Path, fmt: str, dtype, check: dict, start
             "merged": {
                 "from_adapter": str(adapter.resolve()),
                 "adapter_format": run.get("format"),
+                "peft_method": method_of(run),
                 "base_model": run["base_model"],
                 "dtype": str(dtype).removeprefix("torch."),
                 "check": check,

@@ -8,6 +8,7 @@ import resource
 import sys
 from pathlib import Path
 
+from ..evaluation.leaderboard import BASE_METHOD
 from ..models.tuners import tuner_for
 from ..models.tuners.tuner import WEIGHTS_FILE
 
@@ -47,8 +48,8 @@ def costs_line(costs: dict) -> str:
     """'subset: 3.5 M trainable (2.6 %), saved 14.2 MB, peak 1.20 GB, 230 tokens/s'"""
     parts = [f"{costs['peft_method']}:"]
     if costs.get("trainable_parameters") is not None:
-        share = costs.get("trainable_share")
-        parts.append(f"{human(costs['trainable_parameters'], '')} trainable" + (f" ({share:.2%})" if share else ""))
+        share = f" ({costs['trainable_share']:.2%})" if costs.get("trainable_share") else ""
+        parts.append(f"{human(costs['trainable_parameters'], '')} trainable{share},")
     if costs.get("saved_bytes") is not None:
         parts.append(f"saved {human(costs['saved_bytes'], 'B')},")
     if costs.get("peak_memory_bytes"):
@@ -63,3 +64,42 @@ def human(n: float, unit: str) -> str:
         if n >= size:
             return f"{n / size:.2f} {prefix}{unit}".rstrip()
     return f"{n:g} {unit}".rstrip()
+
+
+COST_HEADERS = ("method", "trainable (share)", "peak memory", "tokens/s", "train time", "saved")
+_COST_FORMATS = ("<8", ">18", ">11", ">8", ">10", ">10")  # the method to the left, the numbers to the right
+
+
+def cost_cells(method: str, costs: dict | None) -> tuple[str, ...]:
+    """A method and its costs as table cells (COST_HEADERS), for a sweep's ranking and the leaderboard: a base
+    model's are blank, an unmeasured cost (a run older than the costs) is '?'."""
+    if method == BASE_METHOD:
+        return (method, *[""] * (len(COST_HEADERS) - 1))
+    c = costs or {}
+
+    def cell(key: str, show) -> str:
+        return "?" if c.get(key) is None else show(c[key])
+
+    share = f" ({c['trainable_share']:.2%})" if c.get("trainable_share") is not None else ""
+    return (
+        method,
+        cell("trainable_parameters", lambda n: human(n, "") + share),
+        cell("peak_memory_bytes", lambda n: human(n, "B")),
+        cell("tokens_per_second", lambda n: f"{n:.0f}"),
+        cell("train_seconds", lambda n: f"{n:.1f} s"),
+        cell("saved_bytes", lambda n: human(n, "B")),
+    )
+
+
+def cost_text(cells) -> str:
+    """Cells (COST_HEADERS or cost_cells) as fixed-width columns, two spaces after each."""
+    return "".join(f"{str(c):{f}}  " for c, f in zip(cells, _COST_FORMATS))
+
+
+def memory_note(costs: list[dict | None]) -> str:
+    """Which peak memory the table shows (the allocator's on a GPU, the process's resident set on a CPU): numbers
+    measured both ways are not comparable."""
+    kinds = sorted({c["peak_memory_kind"] for c in costs if c and c.get("peak_memory_kind")})
+    if not kinds:
+        return ""
+    return f"peak memory: {'; '.join(kinds)}" + (" (measured differently: not comparable)" if len(kinds) > 1 else "")

@@ -1,4 +1,5 @@
-"""The model card (`README.md` in the adapter folder): what the adapter is, how it was measured, how to use it."""
+"""The model card (`README.md` in the adapter folder): what the adapter is, which method trained it and what that
+cost, how it was measured, how to load it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import math
 from ..evaluation.report import measured_interval
 from ..evaluation.stats import describe_difference
 from ..models.run_record import DISCLAIMER, measured_accuracy, measured_split, rows_seen_text
+from ..models.tuners import method_of, tuner_for
+from .method_costs import human
 from .record_builder import phase_times
+
+# Methods whose folder is PEFT's own (AutoPeftModelForCausalLM loads it); the others are this project's format.
+PEFT_METHODS = ("lora", "prefix")
+METHOD_TAGS = {"prefix": "prefix-tuning", "adapter": "bottleneck-adapters", "subset": "partial-fine-tuning"}
 
 
 def limitations(run: dict) -> str:
@@ -32,8 +39,53 @@ def limitations(run: dict) -> str:
     return " ".join(lines)
 
 
+def cost_rows(run: dict) -> str:
+    """The card's table rows for what the method cost (none for a record from before costs were kept)."""
+    c = run.get("costs") or {}
+    rows = []
+    if c.get("trainable_parameters") is not None:
+        of = f" of {human(c['total_parameters'], '')}" if c.get("total_parameters") else ""
+        share = f" ({c['trainable_share']:.2%})" if c.get("trainable_share") is not None else ""
+        rows.append(f"| trainable parameters | {human(c['trainable_parameters'], '')}{of}{share} |")
+    if c.get("saved_bytes") is not None:
+        rows.append(f"| saved weights (adapter_model.safetensors) | {human(c['saved_bytes'], 'B')} |")
+    if c.get("peak_memory_bytes"):
+        kind = f" ({c['peak_memory_kind']})" if c.get("peak_memory_kind") else ""
+        rows.append(f"| peak memory while training | {human(c['peak_memory_bytes'], 'B')}{kind} |")
+    return "".join(f"{row}\n" for row in rows)
+
+
+def how_to_load(method: str) -> str:
+    """The card's "Use" section: PEFT's loader for PEFT's folders, this project's for its own."""
+    if method in PEFT_METHODS:
+        text = """```python
+from peft import AutoPeftModelForCausalLM
+model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")
+```
+or, in this project, `mcqa-eval --adapter THIS_FOLDER` and `streamlit run app.py`."""
+    else:
+        text = """PEFT cannot load this folder (its `adapter_config.json` is this project's format); load it with
+this project:
+```python
+from mcqa_core.models.inference import load_model
+loaded = load_model(adapter="THIS_FOLDER")  # loaded.model, loaded.tokenizer
+```
+or `mcqa-eval --adapter THIS_FOLDER` and `streamlit run app.py`."""
+    if tuner_for(method).mergeable:
+        text += (
+            "\n`mcqa-export --adapter THIS_FOLDER --out DIR` writes a plain transformers model (no PEFT, no project "
+            "code needed to load it)."
+        )
+    else:
+        text += "\nIt cannot be merged into a plain model (`mcqa-export` refuses it and says why)."
+    return text
+
+
 def model_card(run: dict) -> str:
     m, d = run["metrics"], run["data"]
+    method = method_of(run)
+    title = (run.get("costs") or {}).get("title") or tuner_for(method).title
+    library = "library_name: peft\n" if method in PEFT_METHODS else ""
     acc, acc_rows = measured_accuracy(run)
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) and not math.isnan(acc) else "n/a"
     loss_at = f", model of step {m['final_step']}" if m.get("final_step") is not None else ""
@@ -48,17 +100,17 @@ def model_card(run: dict) -> str:
     )
     return f"""---
 base_model: {run["base_model"]}
-library_name: peft
-tags: [medmcqa, lora, multiple-choice, medical]
+{library}tags: [medmcqa, {METHOD_TAGS.get(method, method)}, multiple-choice, medical]
 ---
-# MedMCQA LoRA adapter
+# MedMCQA fine-tune: {title}
 
-LoRA adapter for `{run["base_model"]}` trained on MedMCQA ({rows_seen_text(run)}; from `{d["source"]}`) with the
-`{run["preset"]}` preset.
+`{run["base_model"]}` trained with {title}, `--peft-method {method}`, on MedMCQA ({rows_seen_text(run)}; from
+`{d["source"]}`) with the `{run["preset"]}` preset.
 
 | | |
 |---|---|
-| letter accuracy on {measured_split(run)} ({acc_rows} rows) | {acc_text} |
+| method | {title} |
+{cost_rows(run)}| letter accuracy on {measured_split(run)} ({acc_rows} rows) | {acc_text} |
 | eval loss on {d["eval_split"]} ({m.get("final_rows", d.get("eval_rows_used"))} rows){loss_at} | {loss_text} |
 | optimizer steps | {m.get("global_steps")} |
 | prompt version | `{run["prompt_version"]}` |
@@ -81,11 +133,7 @@ TensorBoard event files are in `tensorboard/` (`tensorboard --logdir THIS_FOLDER
 
 ## Use
 
-```python
-from peft import AutoPeftModelForCausalLM
-model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")
-```
-or, in this project, `mcqa-eval --adapter THIS_FOLDER` and `streamlit run app.py`.
+{how_to_load(method)}
 
 The prompt (version `{run["prompt_version"]}`):
 ```

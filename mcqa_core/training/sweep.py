@@ -19,7 +19,11 @@ import math
 from pathlib import Path
 
 from ..errors import SettingsError
+from ..evaluation.leaderboard import run_costs
+from ..evaluation.stats import wilson
+from ..models.tuners import method_of
 from ..settings_file import read_settings_file
+from .method_costs import COST_HEADERS, cost_cells, cost_text, memory_note
 from .settings import field_group
 
 STUDY_DB = "study.db"
@@ -93,3 +97,25 @@ def objective_value(run: dict) -> tuple[float, int, str]:
     if not isinstance(acc, (int, float)) or math.isnan(acc):
         raise SettingsError("the trial's run recorded no dev-slice accuracy (final_accuracy)")
     return float(acc), int(metrics.get("final_rows") or data.get("eval_rows_used") or 0), str(data.get("eval_split"))
+
+
+def trial_facts(run: dict) -> dict:
+    """What a finished trial's record says besides its accuracy: its method and what the method cost."""
+    return {"method": method_of(run), "costs": run_costs(run)}
+
+
+def ranking_table(trials: list[dict]) -> str:
+    """A sweep's trials (best first; sweep.json's entries) as mcqa-sweep prints them: dev accuracy with its
+    interval, the method and its costs, the trial's settings."""
+    lines = [f"{'trial':>5}  {'dev accuracy (95% interval)':30}{'rows':>6}  {cost_text(COST_HEADERS)}settings"]
+    for t in trials:
+        rows = t.get("rows", 0)
+        ci = wilson(round(t["accuracy"] * rows), rows)
+        cells = cost_cells(t.get("method") or "?", t.get("costs"))
+        lines.append(
+            f"{t['number']:>5}  {t['accuracy']:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]{'':12}{rows:>6}  {cost_text(cells)}"
+            f"{t['params']}"
+        )
+    if note := memory_note([t.get("costs") for t in trials]):
+        lines.append(note)
+    return "\n".join(lines)
