@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..models.run_record import measured_accuracy
+from ..models.tuners import tuner_for
 
 
 def merged_card(run: dict) -> str:
@@ -22,21 +23,27 @@ def merged_card(run: dict) -> str:
                 f"\n| `{g['file']}` ({g['bytes'] / 2**20:.0f} MiB) in llama-server vs merged | "
                 f"{g['agreement_with_merged']:.1%} same letter |"
             )
+    method = m.get("peft_method") or "lora"
+    what = {
+        "lora": "a MedMCQA LoRA adapter merged into its weights",
+        "subset": "its top decoder layers fine-tuned on MedMCQA put over its own",
+        "full": "every weight fine-tuned on MedMCQA",
+    }.get(method, method)
     acc = measured_accuracy(run)[0]
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) else "n/a"
     return f"""---
 base_model: {run["base_model"]}
 library_name: {"gguf" if m.get("gguf") else "transformers"}
-tags: [medmcqa, lora, merged, multiple-choice, medical]
+tags: [medmcqa, {method}, merged, multiple-choice, medical]
 ---
-# MedMCQA model (LoRA merged into the base)
+# MedMCQA model ({tuner_for(method).title}, merged into the base)
 
-`{run["base_model"]}` with a MedMCQA LoRA adapter merged into its weights ({m["dtype"]}; the base was
+`{run["base_model"]}` with {what} ({m["dtype"]}; the base was
 loaded in 16-bit/full precision for the merge, never in 4-bit). Merged from `{m["from_adapter"]}`.
 
 | | |
 |---|---|
-| adapter's letter accuracy at training time | {acc_text} |
+| the folder's letter accuracy at training time | {acc_text} |
 {check}
 | prompt version | `{run.get("prompt_version")}` |
 

@@ -12,8 +12,6 @@ from ..models.tuners import method_of, tuner_for
 from .method_costs import human
 from .record_builder import phase_times
 
-# Methods whose folder is PEFT's own (AutoPeftModelForCausalLM loads it); the others are this project's format.
-PEFT_METHODS = ("lora", "prefix")
 METHOD_TAGS = {"prefix": "prefix-tuning", "adapter": "bottleneck-adapters", "subset": "partial-fine-tuning"}
 
 
@@ -57,7 +55,7 @@ def cost_rows(run: dict) -> str:
 
 def how_to_load(method: str) -> str:
     """The card's "Use" section: PEFT's loader for PEFT's folders, this project's for its own."""
-    if method in PEFT_METHODS:
+    if tuner_for(method).peft_folder:
         text = """```python
 from peft import AutoPeftModelForCausalLM
 model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")
@@ -85,7 +83,7 @@ def model_card(run: dict) -> str:
     m, d = run["metrics"], run["data"]
     method = method_of(run)
     title = (run.get("costs") or {}).get("title") or tuner_for(method).title
-    library = "library_name: peft\n" if method in PEFT_METHODS else ""
+    library = "library_name: peft\n" if tuner_for(method).peft_folder else ""
     acc, acc_rows = measured_accuracy(run)
     acc_text = f"{acc:.1%}" if isinstance(acc, (int, float)) and not math.isnan(acc) else "n/a"
     loss_at = f", model of step {m['final_step']}" if m.get("final_step") is not None else ""

@@ -52,7 +52,7 @@ class MethodArgs:
         "lora",
         "What trains: lora (QLoRA on a 4-bit base), subset (the top --trainable-layers decoder layers), adapter "
         "(bottleneck adapters), prefix (learned keys/values, --num-virtual-tokens), full (every weight; the "
-        "reference). subset and full need --no-load-in-4bit.",
+        "reference). subset, adapter and full need --no-load-in-4bit.",
         choices=METHODS,
     )
     trainable_layers: int = setting(

@@ -28,6 +28,7 @@ class LoraTuner(Tuner):
     name, title = "lora", "LoRA (QLoRA on a 4-bit base)"
     mergeable = True
     unsloth = True
+    peft_folder = True
 
     def attach(self, model, method, lora):
         from peft import get_peft_model

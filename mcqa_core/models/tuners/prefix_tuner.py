@@ -13,6 +13,7 @@ from .tuner import Tuner
 class PrefixTuner(Tuner):
     name, title = "prefix", "prefix tuning"
     gradient_checkpointing = False
+    peft_folder = True
 
     def attach(self, model, method, lora):
         from peft import PrefixTuningConfig, get_peft_model

@@ -24,6 +24,7 @@ class Tuner:
     not_on_4bit: str | None = None
     gradient_checkpointing: bool = True  # can recompute activations (PEFT refuses it for prefix tuning)
     unsloth: bool = False  # unsloth's GPU path supports it
+    peft_folder: bool = False  # its folder is PEFT's own (AutoPeftModelForCausalLM opens it)
 
     def attach(self, model, method, lora):
         """The base model made trainable for this method: only its parameters require grad."""
