@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import functools
 import os
+import re
 import sys
 import tempfile
 import typing
@@ -29,6 +30,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, **kw):
         kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kw)
+        # A value after a flag that reads as a negative number (-5, -1e-3, -inf, -nan) is that flag's value, so that
+        # the setting's own check names it; argparse alone takes only -5 and -0.5 and calls the rest a flag.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.I)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")

@@ -271,3 +271,20 @@ def test_an_adapter_config_that_is_not_json_is_a_damaged_adapter_in_under_a_seco
         _refused(capsys, main, argv, "adapter_config.json is damaged", "retrain it")
         assert time.perf_counter() - started < 1
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("value", ["-inf", "-1e-3", "-5", "-nan"])
+def test_a_negative_number_after_a_flag_is_its_value_and_the_setting_names_it(value, capsys):
+    from mcqa_core.errors import SettingsError
+    from mcqa_core.training.checks import config_problems
+    from mcqa_core.training.settings import load_config
+
+    try:
+        problems = config_problems(load_config(["--preset", "smoke", "--learning-rate", value]))
+    except SettingsError as e:
+        problems = [str(e)]
+    except SystemExit as e:  # inf and nan are refused while the flag is read, in one line
+        assert e.code == 2
+        problems = [capsys.readouterr().err]
+    assert any("learning-rate" in p or "learning_rate" in p for p in problems), problems
+    assert not any("expected one argument" in p for p in problems)

@@ -227,3 +227,12 @@ def test_method_is_recorded_with_its_costs(tmp_path, data_dir):
     assert costs["saved_bytes"] == (out / "adapter_model.safetensors").stat().st_size
     assert costs["peak_memory_bytes"] > 0 and costs["tokens_per_second"] > 0 and 0 < costs["trainable_share"] < 1
     assert load_model(adapter=out).model.method == "subset"  # loads back through its tuner
+
+
+def test_cloze_scoring_refuses_prefix_tuning_in_one_line(tiny_model_path, tokenizer, validation_rows):
+    from mcqa_core.errors import ModelError
+    from mcqa_core.evaluation.cloze import score_options
+
+    model, _, _ = attached(tiny_model_path, "prefix")
+    with pytest.raises(ModelError, match="--scoring letter"):
+        score_options(model.eval(), tokenizer, validation_rows[:2])
