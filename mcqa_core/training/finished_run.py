@@ -84,8 +84,8 @@ def record_run(plan, trainer, metrics: dict) -> dict:
     record["costs"] = method_costs(
         cfg.method.peft_method,
         plan.model_info,
-        int(trainer.state.num_input_tokens_seen or 0),
-        plan.phases.get("train", 0.0),
+        trainer.step_tokens,
+        trainer.step_seconds,
         plan.out,
     )
     print(f"[costs] {costs_line(record['costs'])}", flush=True)

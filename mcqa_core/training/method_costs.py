@@ -24,6 +24,8 @@ def peak_memory() -> tuple[int, str]:
 
 
 def method_costs(method: str, model_info: dict, tokens: int, train_seconds: float, out: Path) -> dict:
+    """The costs block of mcqa_run.json. `tokens`: the non-padding tokens this session trained on; `train_seconds`:
+    the forward and backward passes that took (no evaluation, no checkpoint)."""
     trainable, total = model_info.get("trainable_parameters"), model_info.get("total_parameters")
     memory, memory_kind = peak_memory()
     weights = Path(out) / WEIGHTS_FILE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -36,6 +37,8 @@ class MCQATrainer(SFTTrainer):
         self.score_rows_for_eval = score_rows_for_eval or []
         self.max_prompt_tokens = max_prompt_tokens
         self.loss_sum = torch.zeros(())  # summed step losses of the whole run, resumed sessions included
+        # this session's forward and backward passes (no evaluation, no save) and their non-padding tokens: tokens/s
+        self.step_seconds, self.step_tokens = 0.0, 0
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         """The Trainer's train, with `training_loss` the mean step loss over the whole run: the Trainer's own
@@ -52,7 +55,12 @@ class MCQATrainer(SFTTrainer):
         return output._replace(training_loss=total / max(self.state.global_step, 1))
 
     def training_step(self, *args, **kwargs):
+        started = time.perf_counter()
         loss = super().training_step(*args, **kwargs)  # this micro-batch's share of its step's loss
+        self.step_seconds += time.perf_counter() - started
+        inputs = args[1] if len(args) > 1 else kwargs.get("inputs", {})
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        self.step_tokens += int(mask.sum()) if mask is not None else 0
         self.loss_sum = self.loss_sum.to(loss.device) + loss.detach().float()
         return loss
 
