@@ -137,7 +137,8 @@ def unwritable_problem(folder: str | os.PathLike, what: str) -> str | None:
 
 
 def command(body: Callable[[list[str] | None], int]) -> Callable[..., int]:
-    """A command's main: a refusal from the library becomes one line on stderr and its exit code."""
+    """A command's main: a refusal from the library becomes one line on stderr and its exit code; Ctrl-C, one line
+    and 130 (no traceback)."""
 
     @functools.wraps(body)
     def main(argv: list[str] | None = None) -> int:
@@ -146,5 +147,8 @@ def command(body: Callable[[list[str] | None], int]) -> Callable[..., int]:
         except McqaError as e:
             print(f"error: {one_line([str(e)])}", file=sys.stderr)
             return e.exit_code
+        except KeyboardInterrupt:  # Ctrl-C before a run's own handler (training/status_files.py), or in any command
+            print("\ninterrupted by Ctrl-C", file=sys.stderr)
+            return 130
 
     return main

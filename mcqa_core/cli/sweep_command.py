@@ -66,18 +66,40 @@ def trial_argv(args: SweepArgs, extra: list[str], params: dict, folder: Path) ->
 
 
 def check(args: SweepArgs, extra: list[str]) -> tuple[str, dict, list[dict]]:
-    """The space read and every grid point's settings checked as mcqa-train would, before any trial runs."""
-    from ..training.checks import config_problems
-    from ..training.settings import load_config
-    from ..training.sweep import grid_points, read_space
+    """The space read, and every grid point (a search: every choice and range bound) checked as mcqa-train checks
+    its settings, all before the first trial: every problem at once, each with the first point that has it."""
+    from ..training.sweep import check_points, grid_points, read_space
 
     needed = (("space FILE", args.space), ("study-dir DIR", args.study_dir))
     refuse(SettingsError, "sweep", [f"--{name} is needed" for name, value in needed if not value])
     kind, space = read_space(args.space)
-    points = grid_points(space) if kind == "grid" else []
-    for params in points or [{}]:
-        load_config(trial_argv(args, extra, params, Path(args.study_dir) / "check"), check=config_problems)
-    return kind, space, points
+    found: dict[str, list[dict]] = {}
+    for params in check_points(kind, space):
+        for problem in _point_problems(trial_argv(args, extra, params, Path(args.study_dir) / "check")):
+            found.setdefault(problem, []).append(params)
+    more = {1: "", 2: " and 1 more point"}
+    said = [f"{p} (at {pts[0]}{more.get(len(pts), f' and {len(pts) - 1} more points')})" for p, pts in found.items()]
+    refuse(SettingsError, "sweep", said)
+    return kind, space, grid_points(space) if kind == "grid" else []
+
+
+def _point_problems(argv: list[str]) -> list[str]:
+    """What mcqa-train would refuse in these settings before it loads anything (its flags' own parse included)."""
+    import contextlib
+    import io
+
+    from ..training.checks import config_problems
+    from ..training.settings import load_config
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # a value argparse refuses is printed, then exits
+            cfg = load_config(argv, check=config_problems)
+    except SettingsError as e:
+        return [str(e)]
+    except SystemExit:
+        return [said.getvalue().strip().removeprefix("error: ").removesuffix(" (see --help)")]
+    return config_problems(cfg)
 
 
 def _suggest(trial, space: dict) -> dict:

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
 from ..command_line import command
 from ..errors import McqaError, RunError, disk_full, one_line, refuse
-from ..training.status_files import STATUS_FILE, read_status, write_status
+from ..models.run_record import CHECKPOINT_DIR
+from ..training.status_files import CTRL_C_EXIT, STATUS_FILE, read_status, write_status
 
 
 def mark_failed(out: Path, error: BaseException) -> None:
@@ -67,6 +69,21 @@ def disk_full_error(out: Path, error: BaseException) -> RunError:
     return RunError(f"the disk is full while writing {out} ({type(error).__name__}: {error}); free space, then {then}")
 
 
+def ctrl_c_line(argv: list[str] | None, out: str, step: int) -> str:
+    """What a run stopped by Ctrl-C kept, and the command that continues it (this one, with --resume)."""
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("--resume", "--overwrite")]
+    program = f"python {sys.argv[0]}" if sys.argv[0].endswith("train_adapter.py") else "mcqa-train"
+    if not step:
+        return (
+            f"stopped by Ctrl-C before the first step: nothing was trained; start again with: {program} "
+            + shlex.join(args)
+        )
+    saved = Path(out).expanduser() / CHECKPOINT_DIR / f"checkpoint-{step}"
+    return f"stopped by Ctrl-C at step {step}, saved as {saved}; continue with: {program} " + shlex.join(
+        [*args, "--resume"]
+    )
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     from ..training.checks import config_problems
@@ -96,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         raise error from None
     if not is_main_process():  # rank 0 reports and pushes; the other processes only trained
         return 0
+    if record.get("stopped") and record.get("ctrl_c"):
+        print(ctrl_c_line(argv, cfg.train.output_dir, record["metrics"]["global_steps"]), flush=True)
+        return CTRL_C_EXIT
     if record.get("stopped"):
         print(f"stopped at step {record['metrics']['global_steps']} with a checkpoint; continue with --resume")
         return 0

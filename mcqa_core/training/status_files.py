@@ -13,23 +13,51 @@ from pathlib import Path
 
 from ..models.run_record import write_json_atomic
 
-_STOP = {"requested": False}
+_STOP = {"requested": False, "ctrl_c": False}
+CTRL_C_EXIT = 130  # a shell's code for a process ended by Ctrl-C (128 + SIGINT)
+CTRL_C_NOTICE = (
+    "\n[stop] Ctrl-C: a checkpoint at the end of this step, then the run stops; Ctrl-C again aborts at once\n"
+)
 
 
-def install_stop_handler() -> None:
-    """SIGTERM (the Train page's Stop) sets a flag instead of killing the process; the trainer's StopOnSignal
-    callback acts on it at the end of the step, and a run still loading stops before its first step."""
+def install_stop_handler(abort=None):
+    """SIGTERM (the Train page's Stop) and a first Ctrl-C (SIGINT) set a flag instead of ending the process: the
+    trainer's StopOnSignal callback acts on it at the end of the step (a checkpoint, then a clean exit), and a run
+    still loading stops before its first step. A second Ctrl-C aborts at once: `abort()` settles status.json and
+    returns the line that says what was kept, and the process exits 130. Returns what puts the earlier handlers
+    back (a run in a longer-lived process, such as a test, gives Ctrl-C back when it ends)."""
     import signal
 
     def handle(signum, frame):
+        if signum == signal.SIGINT and _STOP["ctrl_c"]:
+            _abort_now(abort)
+        if signum == signal.SIGINT:
+            _STOP["ctrl_c"] = True
+            # os.write, not print: the handler may run inside a print to the same stream (a progress bar)
+            os.write(2, CTRL_C_NOTICE.encode())
         _STOP["requested"] = True
 
-    _STOP["requested"] = False  # a Stop of an earlier run in this process is not one of this run
-    signal.signal(signal.SIGTERM, handle)
+    _STOP.update(requested=False, ctrl_c=False)  # a Stop of an earlier run in this process is not one of this run
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(s, h) for s, h in previous.items() if h is not None]  # None: set outside Python
+
+
+def _abort_now(abort) -> None:
+    try:
+        line = abort() if abort else "aborted by a second Ctrl-C"
+    except Exception as e:  # the folder may be what failed; the process ends all the same
+        line = f"aborted by a second Ctrl-C ({type(e).__name__}: {e})"
+    os.write(2, f"\n{line}\n".encode())
+    os._exit(CTRL_C_EXIT)  # at once: no clean-up that could wait on the step in progress
 
 
 def stop_requested() -> bool:
     return _STOP["requested"]
+
+
+def ctrl_c_pressed() -> bool:
+    """Whether this run's stop came from Ctrl-C (exit 130) rather than the Train page's Stop (exit 0)."""
+    return _STOP["ctrl_c"]
 
 
 PROGRESS_FILE = "progress.jsonl"

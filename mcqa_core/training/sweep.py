@@ -62,15 +62,27 @@ def grid_points(space: dict) -> list[dict]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(space[k] for k in keys))]
 
 
+def check_points(kind: str, space: dict) -> list[dict]:
+    """The settings to check before the first trial: every grid point; for a search, every choice and both bounds
+    of every range, each with the other settings at their first choice or low bound."""
+    if kind == "grid":
+        return grid_points(space)
+    ends = {k: v if isinstance(v, list) else [v["low"], v["high"]] for k, v in space.items()}
+    first = {k: v[0] for k, v in ends.items()}
+    points = [{**first, key: value} for key, values in ends.items() for value in values]
+    return [p for i, p in enumerate(points) if p not in points[:i]]
+
+
 def setting_args(params: dict) -> list[str]:
-    """A trial's settings as mcqa-train flags (the setting's name is its flag)."""
+    """A trial's settings as mcqa-train flags (the setting's name is its flag; `--flag=value`, so that a negative
+    number is read as the value it is, not as a flag)."""
     out = []
     for key, value in params.items():
         flag = "--" + field_group(key)[1].replace("_", "-")
         if isinstance(value, bool):
             out.append(flag if value else "--no-" + flag[2:])
         else:
-            out += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+            out.append(f"{flag}={','.join(map(str, value)) if isinstance(value, list) else value}")
     return out
 
 
