@@ -6,7 +6,8 @@ import streamlit as st
 
 from app_ui.ask_result_view import abstain_ui, result_ui
 from app_ui.bank_upload import current_bank
-from app_ui.caches import current_spec, get_model, require_model, settings, validation_rows_or_none
+from app_ui.caches import current_spec, data_dir, get_model, require_model, settings, validation_rows_or_none
+from app_ui.evidence_view import evidence_ui, explained_above
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
 from app_ui.sidebar import TRAIN_HINT, method_parts
@@ -23,6 +24,7 @@ from mcqa_core.service.questions import (
 )
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
+from mcqa_core.service.similar_questions import similar_questions
 
 INPUT_KEYS = ("ask_question", "ask_context") + tuple(f"ask_{k}" for k in ASK_KEYS)
 
@@ -166,7 +168,13 @@ def run_ask(loaded, checked: AskInput, partner=None) -> dict:
     elif partner is not None:  # a second model, kept in the app's model cache like the first
         other = get_model(adapter_spec(partner.path, settings(), getattr(current_spec(), "backend", None)))
         answers["other"], other_name = answer_question(other, row, allowed=checked.allowed), partner.name
+    bank = current_bank() if sample and sample.get("bank") else None  # a bank's question: its bank's rows
+    evidence, why = similar_questions(
+        dict(checked.row, id=sample.get("id")) if sample else checked.row, data_dir(), bank
+    )
     return {
+        "evidence": evidence,
+        "evidence_why": why,
         "other_name": other_name,
         "inputs": checked.row,
         "allowed": checked.allowed,
@@ -215,5 +223,8 @@ result = st.session_state.get("ask_result")
 current = check_input(question, options, context).row
 if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
     result_ui(loaded, result, abstain)
+    evidence_ui(
+        result["evidence"], result["evidence_why"], explained=explained_above(result["evidence"], result["sample"])
+    )
 elif result is not None:
     st.caption("The question or the model changed since the last answer; press Ask again.")

@@ -8,6 +8,7 @@ import streamlit as st
 from app_ui.answer_view import answer_ui
 from app_ui.bank_upload import current_bank
 from app_ui.caches import current_model, data_dir, validation_rows_or_none
+from app_ui.evidence_view import evidence_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator
@@ -28,6 +29,7 @@ from mcqa_core.service.row_filters import (
     subjects,
     topics,
 )
+from mcqa_core.service.similar_questions import similar_questions
 
 PAGE_SIZES = (10, 20, 50)
 
@@ -159,6 +161,9 @@ def detail_ui(row: dict, where: str) -> None:
                     "The adapter was trained on this question (demo-train), so this answer is not a test "
                     "of generalisation; held-out questions are."
                 )
+    more = "The rows most like this one in the same data, with their answers and explanations"
+    if st.toggle("Similar questions", key=f"browse_similar_{where}", help=more):
+        evidence_ui(*similar_questions(row, data_dir(), current_bank() if bank else None), itself_shown_above=True)
 
 
 def source_ui() -> tuple[list[dict], str]:

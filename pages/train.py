@@ -60,7 +60,7 @@ def method_ui(preset: str) -> list[str]:
     """The training method, only its own settings (each field's help says what it costs) and the 4-bit choice, as
     flags; a method that needs a 16-bit base has the choice off, and says why."""
     methods, default = catalog.offered_methods(preset)
-    c = st.columns(4)
+    c = st.columns(3)
     method = c[0].selectbox(
         "Method",
         methods,
@@ -77,7 +77,7 @@ def method_ui(preset: str) -> list[str]:
         else:
             values[s.name] = col.number_input(s.label, min_value=s.min, value=s.value, key=key, help=s.help)
     note = catalog.sixteen_bit_note(method)
-    four_bit = c[3].toggle(
+    four_bit = st.toggle(
         "4-bit base",
         value=note is None and preset_config(preset).model.load_in_4bit,
         disabled=note is not None,
