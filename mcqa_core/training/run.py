@@ -65,7 +65,6 @@ def sft_config(cfg: RunConfig, out: Path, batches: BatchPlan, precision: str | N
             "remove_unused_columns": False,
             "disable_tqdm": False,
             "save_only_model": False,
-            "include_num_input_tokens_seen": "non_padding",  # the tokens trained on, for tokens/s (method_costs.py)
             "dataloader_pin_memory": torch.cuda.is_available(),  # pinning helps copies to a GPU only (else it warns)
             **precision_flags(precision or training_precision()[0]),
         }
