@@ -13,7 +13,8 @@ other methods the product trains:
   adapter        bottleneck adapters (width 16, after each MLP) on a 16-bit base
   prefix         prefix tuning (20 virtual tokens) on a 16-bit base
 
-Every set-up uses torch's AdamW (the recipe's 8-bit AdamW would shrink the optimizer states of full and subset
+Every set-up computes the loss as the trainer does (the output layer on the answer's tokens alone) and uses
+torch's AdamW (the recipe's 8-bit AdamW would shrink the optimizer states of full and subset
 fine-tuning the most), the same rows, micro-batch and steps. Attention is SDPA on a CPU, FlashAttention-2 on a
 GPU where it is installed. Peak memory is the process's resident memory sampled during the steps on a CPU
 (and its growth over the loaded model), `torch.cuda.max_memory_allocated` on a GPU.
@@ -172,6 +173,7 @@ def one_setup(args) -> dict:
     from mcqa_core.data.medmcqa import LOCAL, load_split, resolve_data_dir
     from mcqa_core.models.loading import load_tokenizer
     from mcqa_core.models.tuners import parameter_counts, tuner_for
+    from mcqa_core.training.model_patches import lm_head_on_label_tokens_only
     from mcqa_core.training.setting_groups import LoraArgs, MethodArgs
 
     method, bits, checkpointing = SETUPS[args.only]
@@ -186,6 +188,7 @@ def one_setup(args) -> dict:
         for p in model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
+    lm_head_on_label_tokens_only(model)  # the trainer's loss: the output layer on the answer's tokens alone
     trainable, total = parameter_counts(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     loaded_rss = psutil.Process().memory_info().rss
