@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
+from bench.gpu_check import LLAMA_3_2_1B  # noqa: E402  (the course's shapes, random weights)
 from bench.machine import cpu_line, load_line  # noqa: E402
 
 # name -> (method, base precision: 32 | 16 | 8 | 4, gradient checkpointing)
@@ -52,18 +53,6 @@ SETUPS = {
     "adapter": ("adapter", 16, False),
     "prefix": ("prefix", 16, False),
 }
-# Llama-3.2-1B's shapes with random weights (the hub is not needed): what the course trains, for a GPU.
-COURSE_SHAPES = dict(
-    vocab_size=128256,
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=64,
-    tie_word_embeddings=True,
-    rope_theta=500000.0,
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +94,7 @@ def model_path(name: str) -> str:
         from mcqa_core.models.loading import load_tokenizer, resolve_model
 
         torch.manual_seed(0)
-        LlamaForCausalLM(LlamaConfig(**COURSE_SHAPES)).to(torch.bfloat16).save_pretrained(folder)
+        LlamaForCausalLM(LlamaConfig(**LLAMA_3_2_1B)).to(torch.bfloat16).save_pretrained(folder)
         load_tokenizer(resolve_model("smollm2-135m")).save_pretrained(folder)  # ids beyond its vocabulary unused
     return str(folder)
 
