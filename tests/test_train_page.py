@@ -241,3 +241,19 @@ def test_the_waits_before_the_first_step_are_named(app_env):
     assert not any(c.key == "train_start" for c in at.button)  # a run is live: no second start form
     write_status(out, "running", phase="report", done=3, total=32)
     assert (runs.view(out, adapters).phase, runs.view(out, adapters).phase_done) == ("report", 3)
+
+
+def test_progress_moves_at_every_step_whatever_logging_steps_says(tmp_path, data_dir):
+    from mcqa_core.service.train_launcher import view
+    from mcqa_core.training.run import run_training
+    from mcqa_core.training.settings import load_config
+    from mcqa_core.training.status_files import read_progress
+
+    out = tmp_path / "adapters" / "every-step"
+    flags = ["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(out), "--max-steps", "3",
+             "--logging-steps", "100", "--eval-steps", "3", "--save-steps", "3", "--report-limit", "4"]  # fmt: skip
+    run_training(load_config(flags))
+    records = read_progress(out)
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]
+    assert not [r for r in records if r["event"] == "log"]  # the loss is still logged at logging_steps only
+    assert view(out, out.parent).step == 3

@@ -15,7 +15,8 @@ from .status_files import PROGRESS_FILE, read_progress, stop_requested
 
 
 class ProgressLog(TrainerCallback):
-    """Appends a line to progress.jsonl at the start, at every log, evaluation and checkpoint, flushed at once.
+    """Appends a line to progress.jsonl at the start, at every optimizer step, log, evaluation and checkpoint,
+    flushed at once.
     `reference` (the always-"A" accuracy of the dev rows) goes into the first line. `time` is the run's training
     time: a resumed session goes on from the time its checkpoint was saved, so elapsed time and ETA never go
     back, and the lines of steps after that checkpoint (run again now) are dropped."""
@@ -44,6 +45,11 @@ class ProgressLog(TrainerCallback):
             if state.global_step > 0:
                 self.earlier = self._carry_over(state.global_step)
             self._write(event="begin", step=state.global_step, max_steps=state.max_steps, **self.reference)
+
+    def on_step_end(self, args, state, control, **kw):
+        # every optimizer step, whatever logging_steps says: the Train page's step count and ETA follow the trainer
+        if state.is_world_process_zero:
+            self._write(event="step", step=state.global_step, max_steps=state.max_steps)
 
     def on_log(self, args, state, control, logs=None, **kw):
         if state.is_world_process_zero and logs and "loss" in logs:
