@@ -15,10 +15,11 @@ from mcqa_core.service.reports import saved_report, suggested_threshold
 
 from .answer_view import answer_ui, letter_span
 from .markdown_text import md_escape
+from .operator_gate import server_text
 
 
 def model_name(loaded) -> str:
-    return Path(loaded.adapter).name if loaded.adapter else f"{loaded.base_model} alone"
+    return Path(loaded.adapter).name if loaded.adapter else f"{server_text(loaded.base_model)} alone"
 
 
 EXPLANATION_CAPTION = "Written by the model after its answer {letter}; not checked. Small models often ramble."
@@ -46,7 +47,7 @@ def explanation_ui(loaded, result: dict) -> None:
                 st.write_stream(pieces())
                 result["explanation"] = "".join(written).strip()
             except McqaError as e:  # a server that stopped answering
-                st.error(str(e))
+                st.error(server_text(e))
     elif result["explanation"] is not None:
         with st.container(border=True):
             st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))

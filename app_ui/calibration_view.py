@@ -10,6 +10,9 @@ import streamlit as st
 
 from mcqa_core.evaluation.report import describe_interval
 
+from .markdown_text import md_escape
+from .operator_gate import server_text
+
 CHART_HEIGHT = 260
 
 
@@ -93,11 +96,12 @@ def calibration_ui(report: dict, adapter: bool = True) -> None:
     if ab := report.get("abstain"):
         if ab.get("reported"):
             r = ab["reported"]
+            chosen_on = md_escape(server_text(ab["chosen_on"]))  # a bank's file, or a MedMCQA split
             st.markdown(
                 f"Answering only above confidence **{ab['threshold']:.3f}** (chosen on {ab['dev_rows']} rows of "
-                f"{ab['chosen_on']} for {ab['rule']}): it answers **{r['coverage']:.1%}** of these questions "
+                f"{chosen_on} for {ab['rule']}): it answers **{r['coverage']:.1%}** of these questions "
                 f"({describe_interval(r['coverage_ci'])}) and is right on **{r['accuracy']:.1%}** of those "
                 f"({describe_interval(r['accuracy_ci'])})."
             )
         else:
-            st.markdown(f"Abstention: {ab.get('reason')}.")
+            st.markdown(f"Abstention: {md_escape(server_text(ab.get('reason')))}.")

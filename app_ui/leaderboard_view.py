@@ -15,6 +15,7 @@ from mcqa_core.service.row_filters import short
 from mcqa_core.training.method_costs import memory_note
 
 from .markdown_text import md_escape
+from .operator_gate import server_text
 
 RIGHT = {"first": "the first", "second": "the second", "neither": "neither"}
 # The costs a leaderboard entry carries (mcqa_run.json's `costs`), as numbers the table can sort, and their formats.
@@ -59,7 +60,8 @@ def leaderboard_ui() -> None:
     labels = [path.parent.name for path, _ in found]
     picked = st.selectbox("Leaderboard", range(len(found)), format_func=labels.__getitem__, key="evaluate_board")
     path, board = found[picked]
-    st.caption(f"Every model measured on {md_escape(protocol_line(board['protocol']))}; {md_escape(str(path))}.")
+    line = server_text(f"{protocol_line(board['protocol'])}; {path}")
+    st.caption(f"Every model measured on {md_escape(line)}.")
     formats = {"accuracy": "percent"} | {column: fmt for column, (_, fmt) in COST_COLUMNS.items()}
     st.dataframe(
         ranking_with_costs(board),

@@ -1,12 +1,15 @@
 """The operator's way in, drawn in the sidebar, and the one question pages ask: may this session start processes,
-write files or read server paths? (The policy itself: mcqa_core/service/operator_access.py.)"""
+write files or read server paths? (The policy itself: mcqa_core/service/operator_access.py.) Text the server
+wrote goes through `server_text` on its way to a page: a visitor reads it without the server's folders."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from mcqa_core.service.operator_access import AccessPolicy
+from mcqa_core.service.server_paths import ServerPlaces
 
+from .caches import data_dir, settings
 from .markdown_text import md_escape
 
 _KEY = "operator_key"
@@ -37,6 +40,32 @@ def logged_in_email() -> str | None:
 
 def is_operator() -> bool:
     return policy().is_operator(remote_ip(), st.session_state.get(_KEY), logged_in_email())
+
+
+def server_places() -> ServerPlaces:
+    cfg = settings()
+    return ServerPlaces.of(cfg.adapters_dir, data_dir(), cfg.endpoint)
+
+
+def server_text(text: object) -> str:
+    """Text the server wrote (a path, an error, a log line, a command, a report) as this session may read it: whole
+    for the operator; for a visitor with the server's folders named neutrally and its answer server's address
+    hidden (mcqa_core/service/server_paths.py). Apply it before md_escape, which changes how a path is spelled."""
+    return str(text) if is_operator() else server_places().hide(text)
+
+
+def server_rows(rows: list[dict]) -> list[dict]:
+    """A table's rows with `server_text` applied to every text cell."""
+    if is_operator():
+        return rows
+    places = server_places()
+    return [{k: places.hide(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+
+
+def rows_source(source: str) -> str:
+    """Where the validation rows came from, as this session may read it (a visitor: "MedMCQA validation (local
+    copy)" for a data folder)."""
+    return source if is_operator() else server_places().source(source)
 
 
 def operator_key_ui() -> None:

@@ -8,6 +8,7 @@ import streamlit as st
 from mcqa_core.evaluation.report import describe_interval
 
 from .markdown_text import md_escape
+from .operator_gate import server_text
 
 
 def overlap_ui(report: dict) -> None:
@@ -16,12 +17,12 @@ def overlap_ui(report: dict) -> None:
     if not block:
         return
     if "reason" in block:
-        st.caption(f"Train/test overlap not checked: {md_escape(block['reason'])}.")
+        st.caption(f"Train/test overlap not checked: {md_escape(server_text(block['reason']))}.")
         return
     clean, n = block["clean"], report["n"]
     text = (
         f"**{block['overlapping']} of {n}** questions are in the adapter's training rows, "
-        f"{md_escape(block['trained_on'])} "
+        f"{md_escape(server_text(block['trained_on']))} "
         f"({len(block['exact'])} with the same text, {len(block['near'])} sharing a {block['ngram']}-gram). "
         f"On the other {clean['n']}: **{clean['accuracy']:.1%}** ({describe_interval(clean['ci'])})"
     )

@@ -22,6 +22,7 @@ from mcqa_core.service.row_filters import short
 from .calibration_view import calibration_ui
 from .markdown_text import md_escape
 from .navigation import BROWSE
+from .operator_gate import server_text
 from .overlap_view import overlap_ui
 
 
@@ -240,7 +241,7 @@ def wrong_ui(report: dict) -> None:
 
 def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     """The whole report under the line that says how it was measured; a cloze report under the rule chosen."""
-    st.caption(f"{where} Measured on {md_escape(protocol_line(protocol_card(report)))}.")
+    st.caption(f"{where} Measured on {md_escape(server_text(protocol_line(protocol_card(report))))}.")
     if "acc_norm" in report:
         rule = st.segmented_control(
             "Cloze rule",

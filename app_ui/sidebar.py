@@ -25,7 +25,7 @@ from mcqa_core.training.method_costs import costs_line
 
 from .caches import get_model, settings
 from .markdown_text import md_escape
-from .operator_gate import is_operator, operator_key_ui
+from .operator_gate import is_operator, operator_key_ui, server_text
 
 TRAIN_HINT = ".venv/bin/python train_adapter.py --preset cpu-demo --output-dir adapters/cpu-demo"  # or: make cpu-demo
 BASE_CHOICE = "__base__"
@@ -34,7 +34,7 @@ PATH_CHOICE = "__path__"
 
 def _load_or_error(spec: ModelSpec):
     try:
-        with st.spinner(f"Loading {spec.label()} (once per server; later clicks reuse it)…"):
+        with st.spinner(f"Loading {server_text(spec.label())} (once per server; later clicks reuse it)…"):
             return get_model(spec), None
     except McqaError as e:  # our own checks (a damaged adapter, a server down): the message says what to do
         return None, str(e)
@@ -46,7 +46,7 @@ def _load_or_error(spec: ModelSpec):
 def _choice_parts(choice: str, adapters: dict, cfg: AppSettings) -> tuple[str, str]:
     """A picker entry as (its name, what it measured: accuracy, interval, rows and split)."""
     if choice == BASE_CHOICE:
-        return f"Base model only ({cfg.base_model})", ""
+        return f"Base model only ({server_text(cfg.base_model)})", ""
     if choice == PATH_CHOICE:
         return "Another adapter folder…", ""
     a = adapters[choice]
@@ -83,7 +83,7 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
         key="sidebar_model",
         format_func=lambda c: md_escape(parts[c][0]),
         captions=[md_escape(parts[c][1]) for c in choices],
-        help=f"Adapter folders found in {cfg.adapters_dir}",
+        help=server_text(f"Adapter folders found in {cfg.adapters_dir}"),
     )
     measured_on = {(c[1], measured_split(a.run)) for a in ready.values() if (c := measured_interval(a.run))}
     if len(measured_on) > 1:  # two reports measured differently are not compared without saying so
@@ -93,7 +93,7 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
         )
     for a in found:
         if not a.ready:
-            st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(a.problem or 'not ready')}")
+            st.sidebar.caption(f"{md_escape(a.name)}: {md_escape(server_text(a.problem or 'not ready'))}")
     backend = cfg.backend
     if cfg.endpoint:  # a server is configured: either may answer; a failed switch keeps the last good one
         backend = st.sidebar.radio(
@@ -103,7 +103,7 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
             key="sidebar_backend",
             horizontal=True,
             format_func=lambda b: "this app" if b == "local" else "the server",
-            help=f"the server: {cfg.endpoint} (docs/serving.md)",
+            help=server_text(f"the server at {cfg.endpoint} (docs/serving.md)"),
         )
     if choice == PATH_CHOICE:
         path = st.sidebar.text_input(
@@ -137,8 +137,10 @@ def sidebar_ui():
         if error:
             failed[wanted] = error
     if error:
-        st.sidebar.error(f"Could not load {md_escape(wanted.label())}. The reason:", icon=":material/error:")
-        st.sidebar.code(error, language=None, wrap_lines=True)  # shown as typed: paths may hold markup
+        st.sidebar.error(
+            f"Could not load {md_escape(server_text(wanted.label()))}. The reason:", icon=":material/error:"
+        )
+        st.sidebar.code(server_text(error), language=None, wrap_lines=True)  # shown as typed: paths may hold markup
         if st.sidebar.button("Try again", key="sidebar_retry"):
             failed.pop(wanted, None)
             st.rerun()
@@ -146,10 +148,10 @@ def sidebar_ui():
         if spec != wanted:
             loaded, error2 = _load_or_error(spec)
             if error2:
-                st.sidebar.error(f"The fallback ({md_escape(spec.label())}) failed too:")
-                st.sidebar.code(error2, language=None, wrap_lines=True)
+                st.sidebar.error(f"The fallback ({md_escape(server_text(spec.label()))}) failed too:")
+                st.sidebar.code(server_text(error2), language=None, wrap_lines=True)
             else:
-                st.sidebar.warning(f"Still using {md_escape(spec.label())}.")
+                st.sidebar.warning(f"Still using {md_escape(server_text(spec.label()))}.")
     if loaded is None:
         st.session_state["app_spec"] = None
         return None
@@ -190,7 +192,7 @@ def method_parts(run: dict) -> tuple[str, str | None]:
 def loaded_info_ui(loaded) -> None:
     d = loaded.describe()
     run = describe_run(loaded.run) if loaded.has_adapter else {}
-    lines = [f"**Base model:** {md_escape(d['base_model'])}"]
+    lines = [f"**Base model:** {md_escape(server_text(d['base_model']))}"]
     if loaded.has_adapter:
         lines.append(f"**Adapter:** {md_escape(Path(loaded.adapter).name)}")
         title, costs = method_parts(loaded.run)
@@ -216,7 +218,7 @@ def loaded_info_ui(loaded) -> None:
     if loaded.has_adapter and loaded.run.get("load_in_4bit") and not d["load_in_4bit"]:
         four_bit += " (trained on the 4-bit base: near-tie answers may differ from its evaluation)"
     if d["device"].startswith("server"):
-        lines.append(f"**Answered by:** {md_escape(d['device'])}")
+        lines.append(f"**Answered by:** {md_escape(server_text(d['device']))}")
     else:
         lines.append(
             f"**Device:** {d['device'].upper()} · **4-bit:** {four_bit} · **loaded in** {d['load_seconds']:.1f} s"

@@ -12,6 +12,7 @@ from mcqa_core.evaluation.report import reports_dir
 from mcqa_core.service.reports import suite_rows, suite_summaries
 
 from .markdown_text import md_escape
+from .operator_gate import server_rows, server_text
 from .report_view import report_ui
 
 
@@ -22,15 +23,16 @@ def suites_ui() -> None:
         st.info(
             "No suite has been scored yet. From a terminal: `mcqa-eval --adapter adapters/NAME --suite medical "
             "--compare-base` (MedMCQA, MedQA, PubMedQA, MMLU's medical subjects, HEAD-QA; offline, the sets the "
-            f"hub holds are listed as not available). Reports are read from `{reports_dir()}/`."
+            f"hub holds are listed as not available). Reports are read from `{server_text(reports_dir())}/`."
         )
         return
     labels = [f"{s['suite']} · {path.parent.name}" for path, s in found]
     picked = st.selectbox("Suite", range(len(found)), format_func=labels.__getitem__, key="evaluate_suite")
     path, summary = found[picked]
     if summary.get("protocol"):
-        st.caption(f"Every set measured on {md_escape(protocol_line(summary['protocol']))}; {md_escape(str(path))}.")
-    rows = suite_rows(summary)
+        line = server_text(f"{protocol_line(summary['protocol'])}; {path}")
+        st.caption(f"Every set measured on {md_escape(line)}.")
+    rows = server_rows(suite_rows(summary))  # a set's reason may name its file
     percent = st.column_config.NumberColumn(format="percent")
     config = {k: percent for k in ("accuracy", "acc_norm", "base")}
     config |= {
@@ -47,6 +49,6 @@ def suites_ui() -> None:
     try:
         report = json.loads((path.parent / entry["report"]).read_text())
     except (OSError, ValueError) as e:
-        st.error(f"Cannot read {path.parent / entry['report']} ({e}); score the suite again.")
+        st.error(md_escape(server_text(f"Cannot read {path.parent / entry['report']} ({e}); score the suite again.")))
         return
     report_ui(report, f"Suite {md_escape(summary['suite'])}, set {md_escape(name)}.", bool(report.get("base")))

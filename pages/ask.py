@@ -10,6 +10,7 @@ from app_ui.caches import current_spec, data_dir, get_model, require_model, sett
 from app_ui.evidence_view import evidence_ui, explained_above
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
+from app_ui.operator_gate import server_text
 from app_ui.sidebar import TRAIN_HINT, method_parts
 from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS
 from mcqa_core.errors import McqaError
@@ -72,7 +73,7 @@ def restore_inputs() -> None:
 def fill_random_sample() -> None:
     rows, reason = validation_rows_or_none()
     if rows is None:
-        st.session_state["ask_flash"] = f"No validation rows to draw from: {reason}"
+        st.session_state["ask_flash"] = f"No validation rows to draw from: {server_text(reason)}"
         return
     _set_inputs(random_row(rows))
 
@@ -216,7 +217,7 @@ if st.button("Ask", key="ask_submit", type="primary"):
                 st.session_state["ask_result"] = run_ask(loaded, checked, partner)
                 st.session_state["ask_result"]["spec"] = current_spec()
         except McqaError as e:  # a question too long, a server that stopped answering
-            st.error(str(e))
+            st.error(server_text(e))
             st.session_state.pop("ask_result", None)
 
 result = st.session_state.get("ask_result")

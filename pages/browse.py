@@ -11,7 +11,7 @@ from app_ui.caches import current_model, data_dir, validation_rows_or_none
 from app_ui.evidence_view import evidence_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
-from app_ui.operator_gate import is_operator
+from app_ui.operator_gate import is_operator, rows_source, server_text
 from mcqa_core.data.medmcqa import SHARED_DATA_HINT
 from mcqa_core.data.prompt import CONTEXT_KEY, OPTION_KEYS, row_letters
 from mcqa_core.errors import McqaError
@@ -43,9 +43,9 @@ def rows_ui() -> tuple[list[dict], str]:
     if where is None:
         why = "the Hugging Face hub is unreachable"
     elif not Path(where).expanduser().is_dir():
-        why = f"the folder {md_escape(where)} does not exist"
+        why = f"the folder {md_escape(server_text(where))} does not exist"
     else:
-        why = f"the folder {md_escape(where)} holds no usable validation.jsonl"
+        why = f"the folder {md_escape(server_text(where))} holds no usable validation.jsonl"
     operator = is_operator()
     st.info(
         f"No MedMCQA validation rows are available here ({why}).\n\n"
@@ -54,7 +54,7 @@ def rows_ui() -> tuple[list[dict], str]:
         + f"start the app with `MCQA_DATA_DIR={SHARED_DATA_HINT} streamlit run app.py`, or "
         f"`streamlit run app.py -- --data-dir {SHARED_DATA_HINT}`."
     )
-    st.caption(f"What went wrong: {source}")
+    st.caption(f"What went wrong: {md_escape(server_text(source))}")
     if not operator:  # a folder on the server, typed by whoever reaches the page
         st.stop()
     folder = st.text_input("MedMCQA data folder", key="browse_data_dir", placeholder=SHARED_DATA_HINT).strip()
@@ -145,7 +145,7 @@ def detail_ui(row: dict, where: str) -> None:
                     with st.spinner("Thinking…"):
                         st.session_state["browse_answer"] = {"id": row["id"], "answer": answer_question(loaded, row)}
                 except McqaError as e:  # a question too long, a server that stopped answering
-                    st.error(str(e))
+                    st.error(server_text(e))
         if buttons.button("Open in Ask", icon=":material/open_in_new:", key=f"browse_open_in_ask_{where}"):
             st.session_state["ask_prefill"] = row
             st.session_state["ask_prefill_bank"] = bank
@@ -182,6 +182,7 @@ def source_ui() -> tuple[list[dict], str]:
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
 rows, source = source_ui()
+source = rows_source(source)  # a visitor reads no server folder
 
 focus_id = st.session_state.get("browse_focus_id")
 if focus_id is not None:  # opened from Evaluate's wrong answers
@@ -190,14 +191,14 @@ if focus_id is not None:  # opened from Evaluate's wrong answers
         st.session_state.pop("browse_focus_id", None)
         st.rerun()
     if row is None:
-        st.info(f"Question {focus_id} is not in the rows from {source}. Go back to the list.")
+        st.info(f"Question {focus_id} is not in the rows from {md_escape(source)}. Go back to the list.")
         st.stop()
     detail_ui(row, "focus")
     st.stop()
 
 filters = filters_ui(rows)
 matched = filter_rows(rows, **filters)
-st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {source}")
+st.caption(f"{len(matched):,} of {len(rows):,} questions match · source: {md_escape(source)}")
 if not matched:
     st.info('No question matches these filters. Clear the search or choose "All" subjects.')
     st.stop()

@@ -10,7 +10,7 @@ from app_ui.caches import current_spec, data_dir, load_rows, require_model
 from app_ui.leaderboard_view import leaderboard_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
-from app_ui.operator_gate import is_operator, policy
+from app_ui.operator_gate import is_operator, policy, server_text
 from app_ui.report_view import report_ui
 from app_ui.sidebar import TRAIN_HINT
 from app_ui.suite_view import suites_ui
@@ -109,7 +109,8 @@ def run_ui(loaded) -> None:
     try:
         rows = load_rows(split, data_dir())[0][: int(n)]
     except DataError as e:
-        st.info(f"No {split} rows to evaluate on: {e}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
+        why = md_escape(server_text(e))
+        st.info(f"No {split} rows to evaluate on: {why}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
         return
     if (scored := scored_ui(loaded, rows, compare, shots=shots, scoring=scoring, split=split)) is not None:
         report, rows = scored
@@ -127,7 +128,7 @@ def scored_ui(loaded, rows: list[dict], compare: bool, **protocol) -> tuple[dict
     try:
         return evaluate_rows(loaded, rows, compare_base=compare, progress=progress, data_dir=data_dir(), **protocol)
     except McqaError as e:  # a question too long, a server that stopped answering
-        st.error(str(e))
+        st.error(server_text(e))
         return None
     finally:
         bar.empty()
@@ -217,7 +218,7 @@ def downloads_ui(ran: dict, stem: str, key: str) -> None:
     )
     d2.download_button(
         "Download the report (JSON)",
-        json.dumps(ran["report"], indent=2),
+        server_text(json.dumps(ran["report"], indent=2)),  # its meta names the adapter's and the data's folders
         file_name=f"{stem}-report.json",
         mime="application/json",
         key=f"{key}_download_json",
@@ -258,7 +259,7 @@ if ran is not None:
     )
     downloads_ui(ran, f"medmcqa-{ran['split']}", "evaluate")
 elif saved is not None:
-    report_ui(saved, f"Report written at training end: {saved_path}", loaded.has_adapter)
+    report_ui(saved, f"Report written at training end: {server_text(saved_path)}", loaded.has_adapter)
     if not saved.get("base"):
         st.info(
             "This report was written before training reports scored the base model too: run an evaluation "
@@ -272,7 +273,7 @@ elif saved is not None:
             st.image(str(saved_path.parent / CURVES_FILE))
 else:
     if loaded.has_adapter:
-        st.info(f"This adapter has no evaluation report yet ({saved_path} is missing): run one above.")
+        st.info(f"This adapter has no evaluation report yet ({server_text(saved_path)} is missing): run one above.")
     else:
         st.info(
             "The base model has no saved report: run one above, or train an adapter "

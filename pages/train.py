@@ -13,7 +13,7 @@ from app_ui.caches import settings
 from app_ui.export_panel import export_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
-from app_ui.operator_gate import is_operator, policy
+from app_ui.operator_gate import is_operator, policy, server_rows, server_text
 from mcqa_core.errors import McqaError
 from mcqa_core.service import preset_catalog as catalog
 from mcqa_core.service import train_launcher as runs
@@ -190,7 +190,7 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     if v.state in ("done", "stopped", "failed") and st.session_state.pop("train_form_hidden", False):
         st.rerun(scope="app")  # the run ended: the start form comes back
     if v.state == "failed":
-        st.error(f"The run failed: {v.error}")
+        st.error(f"The run failed: {server_text(v.error)}")
     elif v.state == "stopped" and v.checkpoint:
         st.warning(f"Stopped at step {v.step} with {v.checkpoint}: Resume continues from it.")
     elif v.state == "stopped":
@@ -229,7 +229,7 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
         st.session_state["train_go_ask"] = str(out)
         st.rerun(scope="app")
     with st.expander("Log (last lines)"):
-        st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)
+        st.code(server_text("\n".join(v.log_tail)) or "(nothing yet)", language=None)
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
@@ -262,7 +262,9 @@ if watch is not None:
 history = [runs.with_method(r, adapters_dir) for r in past_runs(adapters_dir)]
 if history:
     st.subheader(f"Past runs ({len(history)})")
-    st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch", height=min(38 + 35 * len(history), 320))
+    st.dataframe(
+        pd.DataFrame(server_rows(history)), hide_index=True, width="stretch", height=min(38 + 35 * len(history), 320)
+    )
     st.caption(
         "Accuracy: the run's report at training end, with its 95 % interval, on the rows named beside it; the "
         "base model on the same rows when the report scored it. Settings as each run's mcqa_run.json records them."
@@ -271,7 +273,7 @@ if history:
     folder = adapters_dir / pick
     if command := tensorboard_command(folder):
         st.caption("Its TensorBoard logs, from a terminal in the repository:")
-        st.code(command, language="bash", wrap_lines=True)
+        st.code(server_text(command), language="bash", wrap_lines=True)  # a visitor: the adapters folder by name
     if image := curves_image(folder):
         st.image(str(image), caption=f"{md_escape(pick)}: training loss and letter accuracy per step")
     export_ui(folder, adapters_dir)
