@@ -160,6 +160,8 @@ def test_your_questions_upload_map_run_and_download(app_url, browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]").send_keys(str(bank))
     main = browser.find_element(By.CSS_SELECTOR, "[data-testid=stMain]")
     wait.until(lambda d: "6 questions ready, answers as letter" in main.text)
+    # the page draws as it runs: the button comes a moment after the text on a busy machine
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_run button"))
     click(browser, By.CSS_SELECTOR, ".st-key-bank_run button")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_download_csv button"))
     assert "Run here on 6 questions of quiz.csv" in main.text
