@@ -257,3 +257,43 @@ def test_progress_moves_at_every_step_whatever_logging_steps_says(tmp_path, data
     assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3]
     assert not [r for r in records if r["event"] == "log"]  # the loss is still logged at logging_steps only
     assert view(out, out.parent).step == 3
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '"a string"', "5", "{}", '{"output_dir": 5, "pid": 1}', "{trunc"])
+def test_any_lock_content_draws_the_page_with_its_start_form(app_env, content):
+    (app_env / runs.LOCK_FILE).write_text(content)
+    assert runs.active_run(app_env) is None
+    at = open_app("train")
+    assert not at.exception and at.button(key="train_start") is not None
+
+
+def test_a_lock_that_is_a_folder_is_refused_before_a_run_starts(app_env):
+    (app_env / runs.LOCK_FILE).mkdir()
+    at = open_app("train")
+    assert not at.exception and runs.active_run(app_env) is None
+    with pytest.raises(runs.RunError, match="is not a file"):
+        runs.start(["--preset", "smoke", "--output-dir", str(app_env / "x")], app_env)
+    assert not (app_env / "x").exists()  # nothing started, nothing written
+
+
+def test_a_damaged_lock_beside_a_live_run_still_finds_that_run_and_offers_stop(app_env):
+    """The page's lock is truncated while a run trains: the run's own folder lock (flock) names it."""
+    out = app_env / "live"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom mcqa_core.training.output_folder import hold_output_dir\n"
+         "from pathlib import Path\nhold_output_dir(Path(sys.argv[1]))\nprint('held', flush=True)\ntime.sleep(60)",
+         str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (app_env / runs.LOCK_FILE).write_text('{"pid": ')  # truncated mid-write
+        held = runs.active_run(app_env)
+        assert held is not None and held["pid"] == holder.pid and Path(held["output_dir"]) == out
+        at = open_app("train")
+        assert not at.exception and "train_stop" in [b.key for b in at.button]
+        assert "train_start" not in [b.key for b in at.button]  # no second run beside it
+    finally:
+        holder.kill()
+        holder.wait()

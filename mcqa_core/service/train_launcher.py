@@ -5,6 +5,7 @@ it outlives the page and the server), one at a time per adapters folder, seen on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 from ..errors import McqaError, RunError, SettingsError, refuse
 from ..models.run_record import read_run, write_json_atomic
 from ..models.tuners import method_of
-from ..training.output_folder import checkpoints
+from ..training.output_folder import RUN_LOCK, checkpoints, lock_holder
 from ..training.status_files import STATUS_FILE, process_started, read_progress, read_status
 
 LOCK_FILE = ".training.lock"
@@ -65,17 +66,47 @@ def live_process(held: dict):
 
 def active_run(adapters_dir: Path) -> dict | None:
     """The lock of the run in progress; a lock whose process died (or whose pid another process now has) is
-    cleared."""
+    cleared. Any content that is not a lock record (damaged, truncated, a directory) counts as no lock, unless a
+    live run holds one of the folders' own operating-system lock: then that run is the one in progress."""
     lock = Path(adapters_dir) / LOCK_FILE
     try:
         held = json.loads(lock.read_text())
     except (OSError, ValueError):
-        return None
-    status = read_status(Path(held.get("output_dir", ""))) or {}
+        held = None
+    if not _is_record(held):
+        return _run_holding_a_folder(Path(adapters_dir))
+    status = read_status(Path(held["output_dir"])) or {}
     finished = status.get("pid") == held.get("pid") and status.get("state") in ("done", "stopped", "failed")
     if live_process(held) is not None and not finished:  # a finished run's process may linger a moment
         return held
-    lock.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        lock.unlink(missing_ok=True)
+    return None
+
+
+def _is_record(held) -> bool:
+    pid, out = (held.get("pid"), held.get("output_dir")) if isinstance(held, dict) else (None, None)
+    return isinstance(pid, int) and not isinstance(pid, bool) and isinstance(out, str) and bool(out)
+
+
+def _run_holding_a_folder(adapters_dir: Path) -> dict | None:
+    """A live training process that holds an adapter folder's own lock (training/output_folder.py), as a lock
+    record, or None."""
+    try:
+        folders = [p for p in adapters_dir.iterdir() if (p / RUN_LOCK).is_file()]
+    except OSError:
+        return None
+    for folder in folders:
+        if pid := lock_holder(folder):
+            return {"pid": pid, "pid_started": process_started(pid), "output_dir": str(folder)}
+    return None
+
+
+def lock_problem(adapters_dir: Path) -> str | None:
+    """What stops the page from writing the lock: something that is not a file in its place."""
+    lock = Path(adapters_dir) / LOCK_FILE
+    if lock.exists() and not lock.is_file():
+        return f"{lock} is not a file (a folder?); remove it, then start again"
     return None
 
 
@@ -86,6 +117,8 @@ def start(argv: list[str], adapters_dir: Path) -> dict:
         raise RunError(
             f"a run is already training into {held['output_dir']} (process {held['pid']}); wait for it or stop it first"
         )
+    if problem := lock_problem(adapters_dir):
+        raise RunError(problem)
     out = Path(check(argv).train.output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / LAUNCH_FILE, {"argv": [a for a in argv if a not in ("--resume", "--overwrite")]})
