@@ -30,6 +30,8 @@ def read_settings_file(path: str | Path, origin: str) -> dict:
     import yaml
 
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise SettingsError(f"{origin}: {path} is a directory, not a settings file; give the path of a YAML file")
     if not path.is_file():
         raise SettingsError(f"{origin}: no such file {path}")
     try:

@@ -26,6 +26,7 @@ from ..command_line import Parser, add_fields, command, flag_name, unwritable_pr
 from ..data.bank_flags import BankColumns, mapping_problems, open_bank
 from ..data.banks import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
+from ..data.prompt import option_count
 from ..errors import DataError, SettingsError, refuse
 from ..evaluation.report import reports_dir
 from ..evaluation.selective import parse_rule
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         data, bank = _questions(args)
     skipped = f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
+    _check_shuffle(args.shuffle_options, data.rows)
     shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest, else dev
     data_dir = args.data_dir or default_data_dir()
     rows, fewshot = shots_for(
@@ -185,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(report))
     print(f"report: {out_json}  chart: {png}")
     return 0
+
+
+def _check_shuffle(k: int, rows: list[dict]) -> None:
+    """--shuffle-options past the orders there are would re-ask the same orders again, for nothing."""
+    from ..evaluation.passes import shuffle_limit
+
+    if rows and k > (most := shuffle_limit(rows)):
+        fewest = min(map(option_count, rows))
+        raise SettingsError(
+            f"--shuffle-options {k}: a question with {fewest} options has only {most} other orders; "
+            f"pass --shuffle-options {most} or less"
+        )
 
 
 def _bank_of(args: EvalArgs):

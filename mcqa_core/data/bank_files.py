@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DataError
-from .medmcqa import no_progress_bars
+from .medmcqa import no_progress_bars, refuse_compressed
 
 MAX_UPLOAD_MB = 50
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -22,6 +22,8 @@ def read_table(path: str | Path) -> tuple[list[dict], str]:
     ext, empty = p.suffix.lower(), f"{p} holds no questions; export the question file again"
     if not p.is_file():
         raise DataError(f"{p} {'is a folder' if p.is_dir() else 'does not exist'}; check the path to the question file")
+    with p.open("rb") as f:  # before the extension: `bank.jsonl.gz` is compressed more than it is unknown
+        refuse_compressed(p, f.read(2))
     if ext in SPREADSHEETS:
         raise DataError(f"{p} is a spreadsheet; save it as CSV or Parquet and load that file")
     if ext not in FILE_FORMATS:

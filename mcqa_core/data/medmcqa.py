@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shlex
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,15 @@ def validate_rows(raw_rows, source: str = "data") -> tuple[list[dict], int, list
     return rows, len(bad), bad[:5]
 
 
+def refuse_compressed(path: Path, head: bytes) -> None:
+    """A gzip file read as text fails at its second byte: name it as compressed, with the command that fixes it."""
+    if head.startswith(b"\x1f\x8b"):
+        q = shlex.quote(str(path))
+        gz = path.suffix.lower() == ".gz"  # gunzip refuses a name without .gz, so the other is renamed first
+        fix = f"gunzip {q}` and use {path.with_suffix('')}" if gz else f"mv {q} {q}.gz && gunzip {q}.gz`"
+        raise DataError(f"{path} is gzip-compressed, not text; decompress it with `{fix}")
+
+
 def _read_jsonl(path: Path) -> list:
     """One row per line; a line that is not UTF-8 or not JSON becomes an invalid row named by file and line."""
     out = []
@@ -170,6 +180,7 @@ def _read_jsonl(path: Path) -> list:
         data = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read {path} ({e.strerror or e}); check the file and its permissions") from None
+    refuse_compressed(path, data)
     for n, raw in enumerate(data.splitlines(), 1):
         try:
             line = raw.decode("utf-8")

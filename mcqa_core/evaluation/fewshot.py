@@ -50,7 +50,16 @@ def shots_for(
     else:
         source = MEDMCQA_SHOTS_FROM.get(split, "demo-dev")
         pool = load_split(source, data_dir).rows
-    shots = draw_shots(pool, rows, k)
+    try:
+        shots = draw_shots(pool, rows, k)
+    except DataError as e:
+        if bank is None or split == "heldout":
+            raise
+        # the examples come from the bank's rest, which a report of all (or the rest) of the bank holds
+        raise DataError(
+            f"{e}: with --split {split}, the examples' pool (the bank's rest) is reported too; pass --split heldout "
+            "to report the bank's held-out quarter and draw the examples from the rest"
+        ) from None
     return with_shots(rows, shots, style, scoring), shots_record(shots, source)
 
 

@@ -7,6 +7,7 @@ rows re-asked with their options shuffled (position bias). `evaluate` returns th
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable
@@ -23,6 +24,11 @@ SHUFFLE_SEED = 0
 def _moves(n: int) -> list[tuple[int, ...]]:
     """The reorderings of n options that actually move one (23 for four); the original is asked as well."""
     return [p for p in itertools.permutations(range(n)) if p != tuple(range(n))]
+
+
+def shuffle_limit(rows: list[dict]) -> int:
+    """The most distinct reorderings every row has (23 for four options): the largest K that shuffles sensibly."""
+    return min(math.factorial(option_count(r)) for r in rows) - 1 if rows else 0
 
 
 def permute_options(row: dict, order: tuple[int, ...]) -> dict:
@@ -79,9 +85,11 @@ def evaluate(
         raise McqaError("no rows to evaluate")
     if shuffle_options < 0:
         raise McqaError(f"shuffle_options must be 0 or more, got {shuffle_options}")
+    if shuffle_options > (most := shuffle_limit(rows)):
+        raise McqaError(f"shuffle_options {shuffle_options} is over the {most} distinct orders these rows have")
     if compare_base and not scorer.has_base:
         raise McqaError(
-            "compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
+            "compare_base needs a model with an adapter (load one with --adapter), or a server "
             "that also serves the base model (--base-served-model)"
         )
     n = len(rows)
@@ -132,7 +140,7 @@ def _shuffle_report(scorer, rows, scores, k, progress) -> dict:
     orders = []
     for row in rows:
         moves = _moves(option_count(row))
-        orders.append(rng.sample(moves, k) if k <= len(moves) else rng.choices(moves, k=k))
+        orders.append(rng.sample(moves, k))  # k is at most shuffle_limit(rows)
     permuted = [permute_options(row, order) for row, order_set in zip(rows, orders) for order in order_set]
     shuffled = scorer.score(permuted, progress=progress)
     consistent = 0

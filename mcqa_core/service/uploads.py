@@ -24,6 +24,8 @@ def read_upload(name: str, data: bytes) -> tuple[list[dict], list[str], str]:
             f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB: upload a part of "
             "the bank, or evaluate it with `mcqa-eval --bank FILE`"
         )
+    if data.startswith(b"\x1f\x8b"):  # read_table would name the temporary copy in its gunzip command
+        raise DataError(f"{name} is gzip-compressed, not text; decompress it (gunzip) and upload the file it leaves")
     with tempfile.TemporaryDirectory(prefix="mcqa-upload-") as folder:
         path = Path(folder) / Path(name).name  # the extension tells datasets how to read it
         path.write_bytes(data)

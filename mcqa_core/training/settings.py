@@ -60,7 +60,13 @@ def _settings_problems(cfg: RunConfig, settings: dict, origin: str) -> tuple[lis
     """Set every key of `settings` on cfg, read like its flag: (every unknown key, setting given twice and
     unreadable value, without `origin`; the flags of the settings refused; older spelling -> field name)."""
     problems, refused, seen, renamed = [], [], {}, {}
-    unknown = [k for k in _flatten(settings) if field_group(k)[0] is None]
+    for key, value in settings.items():  # `train: 5` is a group without settings, not an unknown setting
+        if key in CONFIG_CLASSES and not isinstance(value, dict | None):
+            problems.append(
+                f"group {key!r} must be a mapping of settings ({key}: then indented `name: value` lines), "
+                f"got {type(value).__name__} {str(value)[:40]!r}"
+            )
+    unknown = [k for k in _flatten(settings) if field_group(k)[0] is None and k not in CONFIG_CLASSES]
     if unknown:
         problems.append(
             f"unknown setting{'s' if len(unknown) > 1 else ''} "

@@ -1,0 +1,81 @@
+"""Issue 40's weak cases: inputs that were refused, but with a line that did not say what to do. Each is now one
+"error:" line with exit code 2 that names the next step, before any model loads (no test here loads one)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+
+import pytest
+
+from mcqa_core.cli import eval_command as eval_cli
+from mcqa_core.cli import train_command as train_cli
+from mcqa_core.data.banks import load_bank
+from mcqa_core.data.medmcqa import load_split
+from mcqa_core.errors import DataError, McqaError
+from mcqa_core.evaluation.passes import evaluate, shuffle_limit
+
+
+def _refused(capsys, main, argv, *words) -> str:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    errors = re.findall(r"error: [^\r\n]*", err)
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def _rows(n: int, options: int = 4) -> list[dict]:
+    keys = ("opa", "opb", "opc", "opd", "ope")[:options]
+    return [dict({k: f"{k}{i}" for k in keys}, id=f"r{i}", question=f"q {i}?", cop=i % options) for i in range(n)]
+
+
+@pytest.mark.parametrize("text", ["model: [1, 2]\n", "train: 5\n"])
+def test_a_group_that_is_not_a_mapping_says_so(tmp_path, capsys, text):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    group = text.split(":")[0]
+    line = _refused(capsys, train_cli.main, ["--config", config], f"group '{group}' must be a mapping of settings")
+    assert "unknown setting" not in line
+
+
+def test_a_config_that_is_a_directory_says_so(tmp_path, capsys):
+    _refused(capsys, train_cli.main, ["--config", tmp_path], f"{tmp_path} is a directory", "YAML file")
+
+
+def test_a_gzip_data_file_is_named_as_compressed(tmp_path):
+    text = "".join(json.dumps(r) + "\n" for r in _rows(4)).encode()
+    gz = tmp_path / "bank.jsonl.gz"
+    gz.write_bytes(gzip.compress(text))
+    fix = re.escape(f"`gunzip {gz}` and use {gz.with_suffix('')}")
+    with pytest.raises(DataError, match=rf"bank.jsonl.gz is gzip-compressed.*{fix}"):
+        load_bank(gz)
+    plain_name = tmp_path / "bank.jsonl"
+    plain_name.write_bytes(gzip.compress(text))
+    with pytest.raises(DataError, match="gzip-compressed.*" + re.escape(f"`mv {plain_name} {plain_name}.gz && gunzip")):
+        load_bank(plain_name)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "validation.jsonl").write_bytes(gzip.compress(text))
+    with pytest.raises(DataError, match="validation.jsonl is gzip-compressed, not text; decompress it"):
+        load_split("validation", data_dir)
+
+
+def test_shuffle_options_is_capped_at_the_distinct_orders(tmp_path, capsys):
+    assert shuffle_limit(_rows(3)) == 23 and shuffle_limit(_rows(2) + _rows(2, options=3)) == 5
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text("".join(json.dumps(r) + "\n" for r in _rows(4)))
+    argv = ["--base-model", "nowhere-model", "--bank", bank, "--output", tmp_path / "r.json"]
+    _refused(capsys, eval_cli.main, [*argv, "--shuffle-options", "100000"], "only 23 other orders", "23 or less")
+    with pytest.raises(McqaError, match="over the 23 distinct orders"):  # the library refuses it too
+        evaluate(None, _rows(4), shuffle_options=24, scorer=object())
+
+
+def test_shots_with_a_whole_bank_suggest_the_heldout_split(tmp_path, capsys):
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text("".join(json.dumps(r) + "\n" for r in _rows(12)))
+    argv = ["--base-model", "nowhere-model", "--bank", bank, "--shots", "3", "--output", tmp_path / "r.json"]
+    _refused(capsys, eval_cli.main, argv, "0 found", "pass --split heldout")
