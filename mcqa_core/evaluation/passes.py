@@ -89,7 +89,7 @@ def evaluate(
         raise McqaError(f"shuffle_options {shuffle_options} is over the {most} distinct orders these rows have")
     if compare_base and not scorer.has_base:
         raise McqaError(
-            "compare_base needs a model with an adapter (load one with --adapter), or a server "
+            "compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
             "that also serves the base model (--base-served-model)"
         )
     n = len(rows)
