@@ -91,7 +91,10 @@ def test_training_benchmark_quick_compares_a_and_b_on_the_same_work(data_dir):
     )
     assert all(float(v) > 0 for v in got["tokens per second"] + got["peak memory"] + got["ratio"])
     roofline(out, "a", "b")
-    figures(out, {"where the time goes": rf"^a's {NUMBER} s: {NUMBER} s of matmuls at the peak, {NUMBER} s the rest"})
+    # the rest is negative when a loaded machine measured the matmul peak below what the path then reached (the
+    # roofline's share is over 100 % then too): the line is still printed, and says so
+    rest = r"(-?\d+(?:\.\d+)?)"
+    figures(out, {"where the time goes": rf"^a's {NUMBER} s: {NUMBER} s of matmuls at the peak, {rest} s the rest"})
     steps_a, steps_b, real_a, real_b = map(int, got["same work"])
     assert steps_a == steps_b == 2 and real_a == real_b > 0  # a fair comparison: the same rows and steps
     real_a, computed_a, real_b, computed_b = map(int, got["real / computed"])
