@@ -259,7 +259,7 @@ if watch is not None:
     st.subheader("Training run" if held else "Last run")
     live_ui(Path(watch), adapters_dir)
 
-history = [runs.with_method(r, adapters_dir) for r in past_runs(adapters_dir)]
+history = past_runs(adapters_dir)
 if history:
     st.subheader(f"Past runs ({len(history)})")
     st.dataframe(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..evaluation.report import describe_interval, measured_interval
 from ..models.run_record import measured_split
+from ..models.tuners import method_of
 from ..training.status_files import CURVES_FILE
 from ..training.trackers import TENSORBOARD_DIR
 from .adapters import find_adapters
@@ -37,6 +38,7 @@ def past_runs(adapters_dir: Path) -> list[dict]:
         rows.append(
             {
                 "name": a.name,
+                "method": method_of(run),
                 "finished": run.get("finished", ""),
                 "preset": run.get("preset"),
                 "base model": run.get("base_model"),

@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import McqaError, RunError, SettingsError, refuse
-from ..models.run_record import read_run, write_json_atomic
-from ..models.tuners import method_of
+from ..errors import RunError, SettingsError, refuse
+from ..models.run_record import write_json_atomic
 from ..training.output_folder import RUN_LOCK, checkpoints, lock_holder
 from ..training.status_files import STATUS_FILE, process_started, read_progress, read_status
 
@@ -286,13 +285,3 @@ def recent_runs(adapters_dir: Path) -> list[Path]:
     root = Path(adapters_dir)
     found = [p for p in root.iterdir() if (p / LAUNCH_FILE).exists()] if root.is_dir() else []
     return sorted(found, key=lambda p: (p / LAUNCH_FILE).stat().st_mtime, reverse=True)
-
-
-def with_method(row: dict, adapters_dir: Path) -> dict:
-    """A past run's row (run_history.past_runs) with the training method its mcqa_run.json records, after its
-    name."""
-    try:
-        method = method_of(read_run(Path(adapters_dir) / row["name"]))
-    except McqaError:  # damaged since it was listed: the row itself says what it could read
-        method = None
-    return {"name": row["name"], "method": method, **row}

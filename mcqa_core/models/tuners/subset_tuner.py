@@ -31,7 +31,6 @@ def base_tensors(base_path: str, names: list[str]) -> dict:
 class SubsetTuner(Tuner):
     name, title = "subset", "subset fine-tuning (top K layers)"
     mergeable = True
-    trains_base_weights = True
     not_on_4bit = "trains the base's own weights, which 4-bit layers cannot"
 
     def attach(self, model, method, lora):

@@ -19,7 +19,6 @@ class Tuner:
     name: str = ""
     title: str = ""  # as the docs and the app name it
     mergeable: bool = False  # its weights can be folded into a plain model (mcqa-export)
-    trains_base_weights: bool = False  # the base's own weights change (the base comparison swaps them back)
     # why it cannot train over a 4-bit base, or None where it can
     not_on_4bit: str | None = None
     gradient_checkpointing: bool = True  # can recompute activations (PEFT refuses it for prefix tuning)
