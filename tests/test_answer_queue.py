@@ -46,8 +46,10 @@ def test_sessions_asking_at_once_get_their_own_answers_in_shared_batches(loaded_
         alone = _alone(loaded_adapter, rows, on)
         assert [s.id for s in scores] == [r["id"] for r in rows]
         assert [s.pred for s in scores] == [s.pred for s in alone]
+        # Batch shape changes the CPU kernels' summation order (1.5e-5 seen on a Xeon with AMX); another
+        # session's answers would differ by far more.
         assert torch.allclose(
-            torch.tensor([s.probs for s in scores]), torch.tensor([s.probs for s in alone]), atol=1e-5
+            torch.tensor([s.probs for s in scores]), torch.tensor([s.probs for s in alone]), atol=1e-4
         )
         changed += sum(a.pred != b.pred for a, b in zip(scores, _alone(loaded_adapter, rows, not on)))
     assert changed, "adapter on and off should answer some of these differently, or the test proves little"
