@@ -8,9 +8,9 @@ import hashlib
 
 import streamlit as st
 
-from mcqa_core.data.bank_columns import ANSWER_FORMS, ColumnMap, guess_mapping
-from mcqa_core.data.bank_files import MAX_UPLOAD_MB
-from mcqa_core.data.banks import rows_from_records
+from mcqa_core.data.banks.bank_columns import ANSWER_FORMS, ColumnMap, guess_mapping
+from mcqa_core.data.banks.bank_files import MAX_UPLOAD_MB
+from mcqa_core.data.banks.bank_rows import rows_from_records
 from mcqa_core.data.prompt import format_prompt
 from mcqa_core.errors import DataError
 from mcqa_core.service.uploads import read_upload

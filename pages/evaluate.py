@@ -14,7 +14,7 @@ from app_ui.operator_gate import is_operator, policy, server_text
 from app_ui.report_view import report_ui
 from app_ui.sidebar import TRAIN_HINT
 from app_ui.suite_view import suites_ui
-from mcqa_core.data.banks import select_part
+from mcqa_core.data.banks.bank_rows import select_part
 from mcqa_core.data.medmcqa import REPORT_SPLITS, SHARED_DATA_HINT
 from mcqa_core.data.prompt import SCORINGS
 from mcqa_core.errors import DataError, McqaError

@@ -173,7 +173,7 @@ def test_the_app_serves_this_machine_only_and_caps_uploads_at_the_bank_limit():
     let any visitor start training runs, and accept files the page then refuses."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-    from mcqa_core.data.bank_files import MAX_UPLOAD_MB
+    from mcqa_core.data.banks.bank_files import MAX_UPLOAD_MB
 
     server = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())["server"]
     assert server["address"] == "127.0.0.1"

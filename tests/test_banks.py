@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mcqa_core.data import bank_files, banks
-from mcqa_core.data.bank_columns import NAMED_FORMATS, ColumnMap, guess_mapping
-from mcqa_core.data.bank_files import read_table
-from mcqa_core.data.banks import Bank, load_bank, select_part
+from mcqa_core.data.banks import bank_files
+from mcqa_core.data.banks import bank_rows as banks
+from mcqa_core.data.banks.bank_columns import NAMED_FORMATS, ColumnMap, guess_mapping
+from mcqa_core.data.banks.bank_files import read_table
+from mcqa_core.data.banks.bank_rows import Bank, load_bank, select_part
 from mcqa_core.data.medmcqa import InvalidRowsWarning, is_heldout, validate_row
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, PROMPT_TEMPLATE, format_prompt, option_count, row_options
 from mcqa_core.errors import DataError

@@ -18,7 +18,7 @@ import pytest
 from mcqa_core.cli import eval_command as eval_cli
 from mcqa_core.cli import export_command as export_cli
 from mcqa_core.cli import train_command as train_cli
-from mcqa_core.data.banks import load_bank
+from mcqa_core.data.banks.bank_rows import load_bank
 from mcqa_core.data.medmcqa import InvalidRowsWarning
 from mcqa_core.errors import DataError
 from mcqa_core.training.status_files import read_status

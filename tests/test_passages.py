@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from mcqa_core.cli.eval_command import main as mcqa_eval
-from mcqa_core.data.bank_columns import NAMED_FORMATS, guess_mapping
-from mcqa_core.data.banks import load_bank
+from mcqa_core.data.banks.bank_columns import NAMED_FORMATS, guess_mapping
+from mcqa_core.data.banks.bank_rows import load_bank
 from mcqa_core.data.prompt import PROMPT_TEMPLATE, format_prompt
 
 ABSTRACTS = [

@@ -11,7 +11,7 @@ import pytest
 
 from mcqa_core.cli import eval_command as eval_cli
 from mcqa_core.cli import train_command as train_cli
-from mcqa_core.data.banks import load_bank
+from mcqa_core.data.banks.bank_rows import load_bank
 from mcqa_core.data.medmcqa import load_split
 from mcqa_core.errors import DataError, McqaError
 from mcqa_core.evaluation.passes import evaluate, shuffle_limit

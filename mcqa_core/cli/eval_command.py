@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command, flag_name, unwritable_problem
-from ..data.bank_flags import BankColumns, mapping_problems, open_bank
-from ..data.banks import PARTS, select_part
+from ..data.banks.bank_flags import BankColumns, mapping_problems, open_bank
+from ..data.banks.bank_rows import PARTS, select_part
 from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
 from ..data.prompt import option_count
 from ..errors import DataError, SettingsError, refuse

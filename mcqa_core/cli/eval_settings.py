@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..data.bank_flags import BankColumns
+from ..data.banks.bank_flags import BankColumns
 from ..data.prompt import PROMPT_STYLES, SCORINGS
 from ..setting_fields import setting
 

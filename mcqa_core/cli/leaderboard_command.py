@@ -72,7 +72,7 @@ def _reusable(path: Path, want: dict, ids: list[str], signature: list | None, pa
 def run_leaderboard(args, questions, score) -> int:
     """Score what has no reusable report (an adapter with its base switched off when that base is still missing),
     then rank and test. `questions(args)` and `score(args, loaded, scorer, rows)` are mcqa-eval's."""
-    from ..data.bank_flags import open_bank
+    from ..data.banks.bank_flags import open_bank
     from ..data.medmcqa import default_data_dir
     from ..evaluation.fewshot import shots_for
     from ..evaluation.leaderboard import BOARD_FILE, board

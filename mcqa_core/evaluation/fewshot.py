@@ -42,7 +42,7 @@ def shots_for(
     (MEDMCQA_SHOTS_FROM[split])."""
     if not k:
         return rows, {"shots": 0}
-    from ..data.banks import select_part
+    from ..data.banks.bank_rows import select_part
     from ..data.medmcqa import load_split
 
     if bank is not None:

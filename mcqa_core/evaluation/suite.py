@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ..data.bank_columns import NAMED_FORMATS
-from ..data.bank_flags import BankColumns, given_mapping, open_bank
-from ..data.banks import load_bank, select_part
+from ..data.banks.bank_columns import NAMED_FORMATS
+from ..data.banks.bank_flags import BankColumns, given_mapping, open_bank
+from ..data.banks.bank_rows import load_bank, select_part
 from ..data.medmcqa import load_split
 from ..errors import DataError, SettingsError
 from ..settings_file import read_settings_file

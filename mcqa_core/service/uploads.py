@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..data.bank_files import MAX_UPLOAD_MB, read_table
+from ..data.banks.bank_files import MAX_UPLOAD_MB, read_table
 from ..data.prompt import LETTERS, row_options
 from ..errors import DataError
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.bank_flags import mapping_problems
+from ..data.banks.bank_flags import mapping_problems
 from ..data.medmcqa import splits_overlap
 from ..errors import ModelError
 from ..models.architecture import layer_names, missing_targets, module_names

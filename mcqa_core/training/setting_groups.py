@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..data.bank_flags import BankColumns
+from ..data.banks.bank_flags import BankColumns
 from ..data.medmcqa import CHECKPOINT_SPLITS, REPORT_SPLITS, SPLITS
 from ..data.prompt import COMPLETIONS
 from ..models.loading import DEFAULT_MODEL, OFFLINE_MODEL, TINY_MODEL

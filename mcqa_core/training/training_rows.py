@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.bank_flags import open_bank
-from ..data.banks import select_part
+from ..data.banks.bank_flags import open_bank
+from ..data.banks.bank_rows import select_part
 from ..data.medmcqa import DEMO_DEV_PERCENT, LoadedSplit, is_dev, load_split
 from ..errors import DataError
 

@@ -8,8 +8,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from ..errors import DataError
-from .medmcqa import no_progress_bars, refuse_compressed
+from ...errors import DataError
+from ..medmcqa import no_progress_bars, refuse_compressed
 
 MAX_UPLOAD_MB = 50
 FILE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .prompt import MIN_OPTIONS, OPTION_KEYS
+from ..prompt import MIN_OPTIONS, OPTION_KEYS
 
 ANSWER_FORMS = ("letter", "text", "index0", "index1")
 _OPTION_LETTERS = "abcdefghij"  # option columns are guessed up to J; past E a row is skipped, never cut to five

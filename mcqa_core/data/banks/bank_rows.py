@@ -14,11 +14,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
+from ..medmcqa import InvalidRowsWarning, is_heldout, validate_row
+from ..prompt import CONTEXT_KEY, MAX_OPTIONS, OPTION_KEYS
 from .bank_columns import ANSWER_FORMS, NAMED_FORMATS, ColumnMap, NamedFormat, guess_mapping
 from .bank_files import FILE_FORMATS, SPREADSHEETS, read_table
-from .medmcqa import InvalidRowsWarning, is_heldout, validate_row
-from .prompt import CONTEXT_KEY, MAX_OPTIONS, OPTION_KEYS
 
 PARTS = ("all", "heldout", "rest")
 # "B", " b ", "B.", "(B)", up to J: past E, a row is skipped, never cut to five.
@@ -219,7 +219,7 @@ def load_bank(source: str, mapping: ColumnMap | None = None, *, split: str | Non
     ):
         records, fmt = read_table(path)
         return rows_from_records(records, mapping or guess_mapping(list(records[0])), str(path.resolve()), fmt)
-    from ..hub import OFFLINE_HINT, hub_reachable
+    from ...hub import OFFLINE_HINT, hub_reachable
 
     fmt, named = (source, named) if named else ("hub", NamedFormat(source, [None], "train", mapping))
     mapping, split = mapping or named.mapping, split or named.split

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..setting_fields import setting
-from .banks import (
+from ...setting_fields import setting
+from .bank_rows import (
     ANSWER_FORMS,
     NAMED_FORMATS,
     Bank,
