@@ -1,5 +1,7 @@
 """Ask's answer, drawn: one model's answer or two side by side (the adapter and its base, or any two models),
-abstention below a threshold, the explanation streamed from the chosen answer, and the exact prompt."""
+abstention below a threshold, the explanation streamed from the chosen answer, and the exact prompt scored.
+It reads the page's `AskResult` and never writes into it; a written explanation is kept beside it, in
+`st.session_state["ask_explanation"]` (the page drops it with the answer)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import streamlit as st
 from mcqa_core.data.prompt import row_letters
 from mcqa_core.errors import McqaError
 from mcqa_core.models.run_record import trained_on_row
+from mcqa_core.service.ask_request import AskResult
 from mcqa_core.service.questions import other_letters, stream_explanation
 from mcqa_core.service.reports import saved_report, suggested_threshold
 
@@ -25,8 +28,8 @@ def model_name(loaded) -> str:
 EXPLANATION_CAPTION = "Written by the model after its answer {letter}; not checked. Small models often ramble."
 
 
-def explanation_ui(loaded, result: dict) -> None:
-    ans = result["answers"]["adapter"]
+def explanation_ui(loaded, result: AskResult) -> None:
+    ans = result.answers["adapter"]
     if st.button(
         "Explain this answer",
         icon=":material/edit_note:",
@@ -37,7 +40,7 @@ def explanation_ui(loaded, result: dict) -> None:
         written: list[str] = []
 
         def pieces():  # shown as they come; kept as written for later reruns
-            for piece in stream_explanation(loaded, result["prompt"].text, result["inputs"], ans.pred):
+            for piece in stream_explanation(loaded, result.prompt.text, result.inputs, ans.pred):
                 written.append(piece)
                 yield md_escape(piece)
 
@@ -45,19 +48,20 @@ def explanation_ui(loaded, result: dict) -> None:
             st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
             try:
                 st.write_stream(pieces())
-                result["explanation"] = "".join(written).strip()
+                st.session_state["ask_explanation"] = "".join(written).strip()
             except McqaError as e:  # a server that stopped answering
                 st.error(server_text(e))
-    elif result["explanation"] is not None:
+    elif st.session_state.get("ask_explanation") is not None:
         with st.container(border=True):
             st.caption(EXPLANATION_CAPTION.format(letter=ans.pred))
-            st.markdown(md_escape(result["explanation"] or "(the model wrote nothing)"))
-    if result["explanation"] and (others := other_letters(result["explanation"], ans.pred, result["allowed"])):
+            st.markdown(md_escape(st.session_state["ask_explanation"] or "(the model wrote nothing)"))
+    explanation = st.session_state.get("ask_explanation")
+    if explanation and (others := other_letters(explanation, ans.pred, result.allowed)):
         st.warning(
             f"The explanation names {' and '.join(others)}, but the model's answer is {ans.pred}: it does not "
             "agree with the answer, so do not trust it."
         )
-    sample = result["sample"]
+    sample = result.sample
     if sample and sample.get("exp"):
         with st.expander(f"{md_escape(sample['bank']) if sample.get('bank') else 'MedMCQA'}'s own explanation"):
             st.markdown(md_escape(sample["exp"]))
@@ -77,14 +81,14 @@ def abstain_ui(loaded) -> float | None:
     return threshold
 
 
-def result_ui(loaded, result: dict, abstain: float | None = None) -> None:
-    for w in result["warnings"]:
+def result_ui(loaded, result: AskResult, abstain: float | None = None) -> None:
+    for w in result.warnings:
         st.warning(w)
-    if result["prompt"].message:
-        st.warning(result["prompt"].message)
-    row = result["inputs"]
-    answers = result["answers"]
-    origin = (result["sample"] or {}).get("bank") or "MedMCQA"  # where a sample's correct answer comes from
+    if result.prompt.message:
+        st.warning(result.prompt.message)
+    row = result.inputs
+    answers = result.answers
+    origin = (result.sample or {}).get("bank") or "MedMCQA"  # where a sample's correct answer comes from
     if "base" in answers:
         base, tuned = answers["base"], answers["adapter"]
         if base.pred == tuned.pred:
@@ -97,7 +101,7 @@ def result_ui(loaded, result: dict, abstain: float | None = None) -> None:
         with right:
             answer_ui(tuned, row, "Fine-tuned (adapter on)", key="ask_tuned", source=origin, abstain=abstain)
     elif "other" in answers:
-        mine, other, name = answers["adapter"], answers["other"], md_escape(result["other_name"])
+        mine, other, name = answers["adapter"], answers["other"], md_escape(result.other_name)
         agree = "agree on" if mine.pred == other.pred else "disagree:"
         st.markdown(f"This model and {name} {agree} **{mine.pred}**" + ("." if mine.pred == other.pred else
                     f" against **{other.pred}**."))  # fmt: skip
@@ -110,15 +114,15 @@ def result_ui(loaded, result: dict, abstain: float | None = None) -> None:
     else:
         title = "Fine-tuned model" if loaded.has_adapter else "Base model (no adapter loaded)"
         answer_ui(answers["adapter"], row, title, key="ask_main", source=origin, abstain=abstain)
-    sample = result["sample"]
+    sample = result.sample
     if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
     explanation_ui(loaded, result)
     with st.expander("Exact prompt sent to the model"):
-        info = result["prompt"]
+        info = result.prompt  # the text scored, to the character
         st.code(info.text, language=None)
         st.caption(
             f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
             f'break after "### Answer:". The model\'s next-token probabilities for the letters '
-            f"{letter_span(row_letters(result['inputs']))} after this text are the answer."
+            f"{letter_span(row_letters(row))} after this text are the answer."
         )

@@ -9,7 +9,7 @@
     # quick mode (what tests/test_benchmarks.py runs): the tiny random Llama, 4 questions, seconds
     python bench/app_latency.py --quick
 
-Each answer runs exactly what the Ask button runs (`mcqa_core.service.questions.check_input`, `prepare_prompt`,
+Each answer runs what the Ask button runs (`mcqa_core.service.questions.check_input`, `ask_request.scored_prompt`,
 `answer_question`: one forward pass, four letter probabilities). The first answer is reported apart
 (warm-up); the target is a median warm answer of at most 0.5 s.
 """
@@ -71,7 +71,7 @@ def main(args) -> dict:
     from mcqa_core.data.medmcqa import default_data_dir, load_split
     from mcqa_core.data.prompt import OPTION_KEYS
     from mcqa_core.models.inference import load_model  # what the app's cached loader calls
-    from mcqa_core.service import adapters, questions
+    from mcqa_core.service import adapters, ask_request, questions
 
     args.base_model = args.base_model or ("tiny-random-llama" if args.quick else "smollm2-135m")
     if args.questions is None:
@@ -95,7 +95,7 @@ def main(args) -> dict:
     for row in rows:
         t0, c0 = time.perf_counter(), time.process_time()
         checked = questions.check_input(row["question"], {k: row[k] for k in OPTION_KEYS if k in row})
-        prompt = questions.prepare_prompt(loaded.tokenizer, checked.row)
+        prompt = ask_request.scored_prompt(loaded, checked.row)
         questions.answer_question(loaded, checked.row, allowed=checked.allowed)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)

@@ -185,7 +185,7 @@ def score_worker(args) -> dict:
     import torch
     from peft import get_peft_model
 
-    from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.evaluation.letter_scoring import score_rows
     from mcqa_core.models.loading import load_base_model
     from mcqa_core.models.tuners.lora_tuner import lora_config
 

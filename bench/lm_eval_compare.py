@@ -3,9 +3,10 @@
 lm-eval (0.4.13, `HFLM`) runs its own `medmcqa` task offline: a task YAML written to a temporary folder reads
 the rows from a JSONL file. Letter scoring (`--scoring letter`, the default) is lm-eval's task as it ships:
 its `doc_to_text` (its `utils_medmcqa.py`, copied) and choices A-D, against ours,
-`mcqa_core.evaluation.scoring.score_rows`. Cloze scoring (`--scoring cloze`) is the same task with the question
+`mcqa_core.evaluation.letter_scoring.score_rows`. Cloze scoring (`--scoring cloze`) is the same task with the question
 alone (`doc_to_text: "Question: {{question}}\\nAnswer:"`) and each option's text as a choice, metrics `acc` and
-`acc_norm`, against ours, `mcqa_core.evaluation.cloze.score_options`. Both use the same prompt (`style="lm-eval"`).
+`acc_norm`, against ours, `mcqa_core.evaluation.cloze_scoring.score_options`. Both use the same prompt
+(`style="lm-eval"`).
 
 `--shots K` puts K solved examples before every question: ours draws them (`mcqa_core.evaluation.fewshot.
 shots_for`, a fixed seed, from the dev slice), and lm-eval gets the same examples in the same order, written to
@@ -215,13 +216,13 @@ def chosen_shots(record: dict, data_dir) -> list[dict]:
     return [by_id[i] for i in record["shot_ids"]]
 
 
-def prompt_check(samples: list[dict], scored: list[dict], scoring: str) -> int:
+def prompt_check(samples: list[dict], scored: list[dict], scoring: str, shots_text: str) -> int:
     """Questions whose lm-eval context is our prompt to the character and whose continuations are ours."""
     from mcqa_core.data.prompt import cloze_continuations, format_prompt, letter_prefix, row_letters
 
     same = 0
     for s, row in zip(samples, scored):
-        ours = format_prompt(row, "lm-eval", scoring)
+        ours = format_prompt(row, "lm-eval", scoring, shots_text)
         conts = (
             cloze_continuations(row, "lm-eval")
             if scoring == "cloze"
@@ -248,10 +249,10 @@ def main(args) -> int:
     from mcqa_core.data.features import encode_prompt
     from mcqa_core.data.medmcqa import load_split
     from mcqa_core.data.prompt import LETTERS
-    from mcqa_core.evaluation.cloze import score_options
+    from mcqa_core.evaluation.cloze_scoring import score_options
     from mcqa_core.evaluation.cpu_precision import CLOSE_CALL, bf16_pays
     from mcqa_core.evaluation.fewshot import shots_for
-    from mcqa_core.evaluation.scoring import DEFAULT_MAX_PROMPT_TOKENS, score_rows
+    from mcqa_core.evaluation.letter_scoring import DEFAULT_MAX_PROMPT_TOKENS, score_rows
     from mcqa_core.models.inference import load_model
     from mcqa_core.models.loading import resolve_model
 
@@ -259,7 +260,8 @@ def main(args) -> int:
     print(cpu_line(), flush=True)
     print(f"start: {load_line()}", flush=True)
     rows = load_split("heldout", args.data_dir, args.rows).rows
-    scored, record = shots_for(rows, args.shots, "lm-eval", data_dir=args.data_dir, scoring=args.scoring)
+    shots_text, record = shots_for(rows, args.shots, "lm-eval", data_dir=args.data_dir, scoring=args.scoring)
+    scored = rows
     shots = chosen_shots(record, args.data_dir)
     loaded = load_model(None, args.model, load_in_4bit=False, device="cpu")
     model, tok = loaded.model.float(), loaded.tokenizer  # fp32 as lm-eval's, whatever the checkpoint holds
@@ -268,12 +270,13 @@ def main(args) -> int:
         ours = {default: False}
     else:
         scorer, default = "score_rows", "bf16 + fp32 close calls" if bf16_pays(model) else "fp32"
-        ours = {default: None, **({"fp32 (bf16=False)": False} if args.fp32 and bf16_pays(model) else {})}
+        ours = {default: bf16_pays(model), **({"fp32 (bf16=False)": False} if args.fp32 and bf16_pays(model) else {})}
 
     def score(some: list[dict], batch_size: int, bf16):
         if cloze:
-            return score_options(model, tok, some, batch_size=batch_size, style="lm-eval", bf16=bool(bf16))
-        return score_rows(model, tok, some, batch_size=batch_size, style="lm-eval", bf16=bf16)
+            kw = dict(batch_size=batch_size, style="lm-eval", bf16=bool(bf16), shots=shots_text)
+            return score_options(model, tok, some, **kw)
+        return score_rows(model, tok, some, batch_size=batch_size, style="lm-eval", bf16=bf16, shots=shots_text)
 
     path = resolve_model(args.model)
     lm = None
@@ -282,7 +285,9 @@ def main(args) -> int:
         from lm_eval.tasks import TaskManager
 
         lm = HFLM(pretrained=path, backend="causal", device="cpu", dtype=args.lm_eval_dtype, batch_size=args.batch_size)
-    tokens = sum(len(encode_prompt(tok, r, DEFAULT_MAX_PROMPT_TOKENS, "lm-eval", args.scoring).ids) for r in scored)
+    tokens = sum(
+        len(encode_prompt(tok, r, DEFAULT_MAX_PROMPT_TOKENS, "lm-eval", args.scoring, shots_text).ids) for r in scored
+    )
     theirs_line = (
         f"lm-eval {lm_eval.__version__} in {args.lm_eval_dtype}" if lm is not None else f"lm-eval skipped ({missing})"
     )
@@ -343,7 +348,7 @@ def main(args) -> int:
     print(
         f"lm-eval, log-likelihood requests ({args.lm_eval_dtype:<8}) {best['lm-eval']:7.3f} s  (best of {args.repeats})"
     )
-    same = prompt_check(samples, scored, args.scoring)
+    same = prompt_check(samples, scored, args.scoring, shots_text)
     print(
         f"prompt identical on {same}/{n} questions{verdict(same, n)} (lm-eval's context and continuations; "
         f"{shortened} of ours shortened to fit)"

@@ -1,6 +1,7 @@
 """Scoring speed on one model and the same held-out rows, in one run:
 
-  (a) our letter scorer (`mcqa_core.evaluation.scoring.score_rows`: batched, sorted by length, last position only);
+  (a) our letter scorer (`mcqa_core.evaluation.letter_scoring.score_rows`: batched, sorted by length, last
+      position only);
   (b) the course's way: one `generate` per question, up to 64 new tokens, no batching;
   (c) the bare forward pass, `model(input_ids, attention_mask)` with full logits, over the same padded
       batches as (a) and with the same 4-bit CPU kernels (`prompt_kernels_for_4bit_cpu`): the bound
@@ -107,7 +108,7 @@ def dequantize_seconds(model) -> float:
 def print_roofline(model, times_a, times_c, seqs, padded_tokens, n_batches, quick) -> None:
     """(a) and (c) against the CPU's matmul peak in their precision, and where (a)'s time goes."""
     from mcqa_core.evaluation.cpu_precision import bf16_pays
-    from mcqa_core.evaluation.scoring import MIN_SHARED_PREFIX, shared_prefix_length
+    from mcqa_core.evaluation.forward_pass import MIN_SHARED_PREFIX, shared_prefix_length
 
     if next(model.parameters()).device.type != "cpu":
         print("roofline: measured on CPU only")
@@ -160,7 +161,9 @@ def main(args) -> int:
 
     from mcqa_core.data.features import encode_prompt
     from mcqa_core.data.medmcqa import load_split
-    from mcqa_core.evaluation.scoring import pad_batch, score_rows
+    from mcqa_core.evaluation.cpu_precision import bf16_pays
+    from mcqa_core.evaluation.forward_pass import pad_batch
+    from mcqa_core.evaluation.letter_scoring import score_rows
     from mcqa_core.models.inference import load_model
 
     fill_defaults(args)
@@ -182,11 +185,12 @@ def main(args) -> int:
     real_tokens = sum(map(len, seqs))
     padded_tokens = sum(ids.numel() for ids, _ in batches)
 
-    score_rows(model, tok, rows[:2], batch_size=2)  # warm-up: first-call allocations and kernel selection
+    bf16 = bf16_pays(model)  # as mcqa-eval asks for a model load_model loaded
+    score_rows(model, tok, rows[:2], batch_size=2, bf16=bf16)  # warm-up: first-call allocations, kernel selection
     times_a, times_c = [], []
     for _ in range(args.repeats):
         t = time.perf_counter()
-        scores = score_rows(model, tok, rows, batch_size=args.batch_size)
+        scores = score_rows(model, tok, rows, batch_size=args.batch_size, bf16=bf16)
         times_a.append(time.perf_counter() - t)
         t = time.perf_counter()
         bare_forward(model, batches)

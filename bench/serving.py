@@ -91,7 +91,7 @@ def report(name: str, total: float, each: list[float], one: float) -> None:
 
 def main(args) -> None:
     from mcqa_core.data.medmcqa import default_data_dir, load_split
-    from mcqa_core.evaluation.scorers import LocalScorer
+    from mcqa_core.evaluation.scorers import LetterScorer
     from mcqa_core.models.inference import load_model
     from mcqa_core.service.answer_queue import AnswerQueue
     from mcqa_core.service.shared_model import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS
@@ -104,7 +104,7 @@ def main(args) -> None:
         f"{args.users} questions at once"
     )
     loaded = load_model(None, args.model, load_in_4bit=args.four_bit)
-    local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
+    local = LetterScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
     local.score(evaluation[:2])  # warm-up
     one = min(_timed(lambda r=r: local.score([r])) for r in evaluation[2:5])
     print(f"{'one answer alone':<34} {one:6.2f} s")

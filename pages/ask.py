@@ -12,20 +12,13 @@ from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
 from app_ui.operator_gate import server_text
 from app_ui.sidebar import TRAIN_HINT, method_parts
-from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS, OPTION_KEYS
+from mcqa_core.data.prompt import CONTEXT_KEY, LETTERS
 from mcqa_core.errors import McqaError
 from mcqa_core.service.adapters import adapter_spec, find_adapters
-from mcqa_core.service.questions import (
-    ALWAYS_ASKED,
-    ASK_KEYS,
-    AskInput,
-    answer_question,
-    check_input,
-    prepare_prompt,
-)
+from mcqa_core.service.ask_request import SAMPLE_KEYS, AskResult, OtherModel, run_ask
+from mcqa_core.service.questions import ALWAYS_ASKED, ASK_KEYS, check_input
 from mcqa_core.service.row_filters import random_row
 from mcqa_core.service.shared_model import can_compare
-from mcqa_core.service.similar_questions import similar_questions
 
 INPUT_KEYS = ("ask_question", "ask_context") + tuple(f"ask_{k}" for k in ASK_KEYS)
 
@@ -36,10 +29,7 @@ def _set_inputs(row: dict, bank: str | None = None) -> None:
     for k in ASK_KEYS:
         st.session_state[f"ask_{k}"] = row.get(k, "")
     # Remember the sample so the answer can be checked against its answer while the text is unchanged.
-    st.session_state["ask_source"] = {
-        "bank": bank,
-        **{key: row.get(key) for key in ("id", "question", *OPTION_KEYS, "cop", "exp", "subject_name", CONTEXT_KEY)},
-    }
+    st.session_state["ask_source"] = {"bank": bank, **{key: row.get(key) for key in SAMPLE_KEYS}}
     _save_inputs()
 
 
@@ -126,17 +116,6 @@ def inputs_ui() -> tuple[str, dict, str]:
     return question, options, context
 
 
-def sample_for(row: dict) -> dict | None:
-    """The sample (MedMCQA or bank) the inputs came from, while its text is unchanged."""
-    src = st.session_state.get("ask_source")
-    if not src:
-        return None
-    same = (src.get("question") or "").strip() == row["question"] and all(
-        (src.get(k) or "").strip() == row.get(k, "") for k in ASK_KEYS if k in row or src.get(k)
-    )
-    return src if same else None
-
-
 def partner_ui(loaded):
     """Whom to compare with: "base" (the adapter switched off, where it can be), another ready adapter's folder,
     or None."""
@@ -159,32 +138,22 @@ def partner_ui(loaded):
     return "base" if comparable and pick == choices[0] else next(a for a in others if a.name == pick)
 
 
-def run_ask(loaded, checked: AskInput, partner=None) -> dict:
-    prompt = prepare_prompt(loaded.tokenizer, checked.row)
-    sample = sample_for(checked.row)
-    row = dict(checked.row, cop=sample["cop"]) if sample else checked.row
-    answers, other_name = {"adapter": answer_question(loaded, row, allowed=checked.allowed)}, None
-    if partner == "base":
-        answers["base"] = answer_question(loaded, row, adapter=False, allowed=checked.allowed)
-    elif partner is not None:  # a second model, kept in the app's model cache like the first
-        other = get_model(adapter_spec(partner.path, settings(), getattr(current_spec(), "backend", None)))
-        answers["other"], other_name = answer_question(other, row, allowed=checked.allowed), partner.name
-    bank = current_bank() if sample and sample.get("bank") else None  # a bank's question: its bank's rows
-    evidence, why = similar_questions(
-        dict(checked.row, id=sample.get("id")) if sample else checked.row, data_dir(), bank
+def partner_model(partner):
+    """What Ask compares with: "base", None, or another adapter loaded into the app's model cache like the first."""
+    if partner is None or partner == "base":
+        return partner
+    return OtherModel(
+        partner.name, get_model(adapter_spec(partner.path, settings(), getattr(current_spec(), "backend", None)))
     )
-    return {
-        "evidence": evidence,
-        "evidence_why": why,
-        "other_name": other_name,
-        "inputs": checked.row,
-        "allowed": checked.allowed,
-        "prompt": prompt,
-        "answers": answers,
-        "sample": sample,
-        "warnings": checked.warnings,
-        "explanation": None,
-    }
+
+
+def keep_result(result: AskResult | None) -> None:
+    """The answer shown until the next Ask; an explanation belongs to one answer, so a new one drops it."""
+    st.session_state.pop("ask_explanation", None)
+    if result is None:
+        st.session_state.pop("ask_result", None)
+    else:
+        st.session_state["ask_result"] = result
 
 
 through_router()  # the sidebar even where Streamlit runs this file without app.py
@@ -210,22 +179,32 @@ if st.button("Ask", key="ask_submit", type="primary"):
     if not checked.ok:
         for e in checked.errors:
             st.error(e)
-        st.session_state.pop("ask_result", None)
+        keep_result(None)
     else:
         try:
             with st.spinner("Thinking…"):
-                st.session_state["ask_result"] = run_ask(loaded, checked, partner)
-                st.session_state["ask_result"]["spec"] = current_spec()
+                keep_result(
+                    run_ask(
+                        loaded,
+                        checked,
+                        source=st.session_state.get("ask_source"),
+                        partner=partner_model(partner),
+                        data_dir=data_dir(),
+                        bank=current_bank(),
+                        spec=current_spec(),
+                    )
+                )
         except McqaError as e:  # a question too long, a server that stopped answering
             st.error(server_text(e))
-            st.session_state.pop("ask_result", None)
+            keep_result(None)
 
 result = st.session_state.get("ask_result")
+if result is not None and not isinstance(result, AskResult):  # a dict kept by a session from before AskResult
+    keep_result(None)
+    result = None
 current = check_input(question, options, context).row
-if result is not None and result["inputs"] == current and result.get("spec") == current_spec():
+if result is not None and result.answers_to(current, current_spec()):
     result_ui(loaded, result, abstain)
-    evidence_ui(
-        result["evidence"], result["evidence_why"], explained=explained_above(result["evidence"], result["sample"])
-    )
+    evidence_ui(result.evidence, result.evidence_why, explained=explained_above(result.evidence, result.sample))
 elif result is not None:
     st.caption("The question or the model changed since the last answer; press Ask again.")

@@ -59,9 +59,14 @@ def make_tiny_adapter(
     }
     (folder / "mcqa_run.json").write_text(json.dumps(run))
     if rows:
-        from mcqa_core.evaluation.passes import evaluate
+        from mcqa_core.evaluation.eval_rows import EvalRows
+        from mcqa_core.evaluation.measure import measure
+        from mcqa_core.evaluation.protocol import EvalProtocol
+        from mcqa_core.evaluation.scorers import LetterScorer
         from mcqa_core.models.inference import load_model
 
         loaded = load_model(adapter=folder, load_in_4bit=False)
-        (folder / "eval_report.json").write_text(json.dumps(evaluate(loaded, rows, compare_base=True)))
+        (folder / "eval_report.json").write_text(
+            json.dumps(measure(LetterScorer(loaded), EvalRows(rows), EvalProtocol(compare_base=True)))
+        )
     return folder

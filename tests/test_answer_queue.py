@@ -10,8 +10,9 @@ import time
 import pytest
 import torch
 
-from mcqa_core.evaluation.scorers import LocalScorer
-from mcqa_core.evaluation.scoring import score_rows
+from mcqa_core.evaluation.cpu_precision import bf16_pays
+from mcqa_core.evaluation.letter_scoring import score_rows
+from mcqa_core.evaluation.scorers import LetterScorer
 from mcqa_core.service.answer_queue import AnswerQueue
 
 from .test_evaluate import answer_changing_adapter  # noqa: F401  (a fixture)
@@ -19,10 +20,11 @@ from .test_evaluate import loaded_adapter as loaded_adapter  # a fixture the tes
 
 
 def _alone(loaded, rows, adapter):
+    bf16 = loaded.bf16_scoring and bf16_pays(loaded.model)  # as the queue's scorer asks
     if adapter:
-        return score_rows(loaded.model, loaded.tokenizer, rows, batch_size=1)
+        return score_rows(loaded.model, loaded.tokenizer, rows, batch_size=1, bf16=bf16)
     with loaded.model.disable_adapter():
-        return score_rows(loaded.model, loaded.tokenizer, rows, batch_size=1)
+        return score_rows(loaded.model, loaded.tokenizer, rows, batch_size=1, bf16=bf16)
 
 
 def _in_threads(fns):
@@ -36,7 +38,7 @@ def _in_threads(fns):
 
 
 def test_sessions_asking_at_once_get_their_own_answers_in_shared_batches(loaded_adapter, validation_rows):
-    queue = AnswerQueue(LocalScorer(loaded_adapter), batch_size=16, gather_seconds=0.3)
+    queue = AnswerQueue(LetterScorer(loaded_adapter), batch_size=16, gather_seconds=0.3)
     asks = [([row], i % 3 != 0) for i, row in enumerate(validation_rows[:9])]  # every third with the adapter off
     asks.append((validation_rows[20:24], True))  # one session asks four at once
     got = _in_threads([lambda rows=rows, on=on: queue.score(rows, adapter=on) for rows, on in asks])
@@ -63,7 +65,7 @@ class _SlowScorer:
     def __init__(self, seconds):
         self.seconds, self.log = seconds, []
 
-    def score(self, rows, *, adapter=True, progress=None):
+    def score(self, rows, *, adapter=True, progress=None, shots=""):
         time.sleep(self.seconds)
         self.log.append([r["id"] for r in rows])
         return [type("S", (), {"id": r["id"]})() for r in rows]
@@ -91,7 +93,7 @@ def test_an_ask_waits_for_at_most_one_batch_of_a_running_evaluation():
 
 
 def test_one_sessions_bad_question_fails_only_that_session(loaded_adapter, validation_rows):
-    queue = AnswerQueue(LocalScorer(loaded_adapter, max_prompt_tokens=400), batch_size=16, gather_seconds=0.3)
+    queue = AnswerQueue(LetterScorer(loaded_adapter, max_prompt_tokens=400), batch_size=16, gather_seconds=0.3)
     too_long = dict(validation_rows[0], opa="word " * 600)  # the options alone exceed 400 tokens
     errors = []
 

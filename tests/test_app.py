@@ -113,9 +113,9 @@ def test_ask_answers_with_probabilities_time_and_prompt(data_dir):
     letter = headline[0][5]
     assert f"Written by the model after its answer {letter}" in shown(at)
     chosen = row[OPTION_KEYS[LETTERS.index(letter)]]
-    assert at.session_state["ask_result"]["explanation"].startswith(f"{letter}. {chosen} is correct because")
+    assert at.session_state["ask_explanation"].startswith(f"{letter}. {chosen} is correct because")
     at.run()  # a rerun shows the explanation kept, once
-    assert [m.value for m in at.markdown].count(md_escape(at.session_state["ask_result"]["explanation"])) == 1
+    assert [m.value for m in at.markdown].count(md_escape(at.session_state["ask_explanation"])) == 1
 
 
 def test_an_explanation_streams_from_the_chosen_answer_and_a_contradiction_is_named(tiny_model_path):
@@ -134,7 +134,7 @@ def test_an_explanation_streams_from_the_chosen_answer_and_a_contradiction_is_na
 
 
 def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_is_gone(monkeypatch):
-    from mcqa_core.evaluation.scoring import letter_token_ids
+    from mcqa_core.evaluation.letter_scoring import letter_token_ids
     from mcqa_core.models.loading import load_tokenizer
     from mcqa_core.models.offline import ensure_tiny_llama
 
@@ -212,6 +212,8 @@ def test_ask_says_how_a_long_question_was_shortened():
     assert not at.exception
     assert any("question was too long" in w.value and "cut at the end" in w.value for w in at.warning)
     assert "(question shortened)" in shown(at)
+    result = at.session_state["ask_result"]  # the prompt shown is the one scored, cut the same way
+    assert result.answers["adapter"].shortened and result.prompt.n_tokens == result.answers["adapter"].n_tokens
 
 
 def test_ask_random_sample_is_graded_against_medmcqa():
@@ -231,6 +233,12 @@ def test_ask_keeps_its_inputs_across_pages():
     assert not at.exception
     assert at.text_area(key="ask_question").value == "Which nerve supplies the diaphragm?"
     assert at.text_input(key="ask_opb").value == "Vagus"
+
+
+def test_ask_drops_an_answer_kept_in_the_old_form_by_a_session_from_before():
+    at = open_app("ask", ask_result={"inputs": {}, "answers": {}, "explanation": None}, ask_explanation="old")
+    assert not at.exception
+    assert "ask_result" not in at.session_state and "ask_explanation" not in at.session_state
 
 
 def test_ask_compares_base_and_fine_tuned_from_one_model(app_env, tiny_adapter):

@@ -11,8 +11,8 @@ import torch
 
 from mcqa_core.cli.eval_command import main as mcqa_eval
 from mcqa_core.data.prompt import LETTERS, cloze_continuations, fewshot_prefix, format_prompt, row_options
-from mcqa_core.evaluation import cloze
-from mcqa_core.evaluation.cloze import score_options
+from mcqa_core.evaluation import cloze_scoring as cloze
+from mcqa_core.evaluation.cloze_scoring import score_options
 
 
 def independent_logliks(model, tokenizer, row, style):
@@ -50,7 +50,7 @@ def test_acc_and_acc_norm_equal_an_independent_computation(tiny_model, tokenizer
 def test_whole_sequence_path_equals_the_cached_one(tiny_model, tokenizer, validation_rows):
     """A forward that returns legacy tuples (unsloth's) is scored one question at a time without the cache."""
     rows = validation_rows[:3]
-    questions = [cloze._encode(tokenizer, r, 1024, "course", i) for i, r in enumerate(rows)]
+    questions = [cloze._encode(tokenizer, r, 1024, "course", i, "") for i, r in enumerate(rows)]
     with torch.inference_mode():
         cached = cloze._logliks(tiny_model, questions, 0, torch.device("cpu"), None, 0)
         whole = [cloze._whole_sequences(tiny_model, q, 0, torch.device("cpu")) for q in questions]

@@ -12,9 +12,12 @@ import time
 import pytest
 
 from mcqa_core.data.prompt import LETTERS, PROMPT_VERSION, format_prompt
-from mcqa_core.evaluation.passes import evaluate, permute_options
+from mcqa_core.evaluation.eval_rows import EvalRows
+from mcqa_core.evaluation.letter_scoring import LetterScore
+from mcqa_core.evaluation.measure import measure, permute_options
+from mcqa_core.evaluation.protocol import EvalProtocol
 from mcqa_core.evaluation.report import build_report, expected_calibration_error
-from mcqa_core.evaluation.scoring import LetterScore
+from mcqa_core.evaluation.scorers import LetterScorer
 from mcqa_core.evaluation.stats import wilson
 
 from .conftest import REPO, save_random_lora
@@ -142,7 +145,7 @@ class _PolicyScorer:
     def __init__(self, policy):
         self.policy = policy
 
-    def score(self, rows, *, adapter=True, progress=None):
+    def score(self, rows, *, adapter=True, progress=None, shots=""):
         out = []
         for r in rows:
             texts = [r[k] for k in ("opa", "opb", "opc", "opd")]
@@ -159,14 +162,14 @@ def test_shuffle_consistency_tells_content_from_position(policy):
     """A scorer that picks the longest option text is consistent under shuffling; one that always says
     "A" is not (and its accuracy tracks where the shuffle put the answer)."""
     rows = [dict(_row(i, i % 4, "X", "single"), **{"opa": "x" * (i + 10)}) for i in range(8)]  # "A" the longest
-    rep = evaluate(None, rows, shuffle_options=3, scorer=_PolicyScorer(policy))
+    rep = measure(_PolicyScorer(policy), EvalRows(rows), EvalProtocol(shuffle_options=3))
     assert rep["shuffle"]["k"] == 3
     if policy == "content":
         assert rep["shuffle"]["consistency"] == 1.0
         assert rep["shuffle"]["accuracy_under_shuffle"] == rep["accuracy"] == 2 / 8
     else:  # a permutation may leave option A in place (5 of 23 do), so not always 0
         assert rep["shuffle"]["consistency"] <= 0.25
-    again = evaluate(None, rows, shuffle_options=3, scorer=_PolicyScorer(policy))
+    again = measure(_PolicyScorer(policy), EvalRows(rows), EvalProtocol(shuffle_options=3))
     assert again["shuffle"] == rep["shuffle"]  # seeded: the same permutations every run
 
 
@@ -198,10 +201,10 @@ def loaded_adapter(answer_changing_adapter):
 
 
 def test_compare_base_reports_the_rows_the_adapter_changed(loaded_adapter, validation_rows):
-    from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.evaluation.letter_scoring import score_rows
 
     rows = validation_rows[:24]
-    rep = evaluate(loaded_adapter, rows, batch_size=8, compare_base=True)
+    rep = measure(LetterScorer(loaded_adapter, batch_size=8), EvalRows(rows), EvalProtocol(compare_base=True))
     assert set(rep) == REPORT_KEYS | {"meta", "base", "vs_base", "disagreements"} and set(rep["base"]) == REPORT_KEYS
     changed = [
         (a["id"], a["pred"], b["pred"])
@@ -225,8 +228,8 @@ def test_compare_base_needs_an_adapter(tiny_model, tokenizer, validation_rows):
     class Loaded:
         model, tokenizer = tiny_model, None
 
-    with pytest.raises(ValueError, match="needs a model with a LoRA adapter"):
-        evaluate(Loaded(), validation_rows[:2], compare_base=True)
+    with pytest.raises(ValueError, match="needs a model with an adapter"):
+        measure(LetterScorer(Loaded()), EvalRows(validation_rows[:2]), EvalProtocol(compare_base=True))
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from mcqa_core.cli.eval_command import main as mcqa_eval
-from mcqa_core.data.prompt import FEWSHOT_SEPARATOR, PROMPT_TEMPLATE, format_completion, format_prompt
+from mcqa_core.data.prompt import FEWSHOT_SEPARATOR, PROMPT_TEMPLATE, fewshot_prefix, format_completion, format_prompt
 from mcqa_core.errors import DataError
-from mcqa_core.evaluation.fewshot import draw_shots, shots_for, with_shots
+from mcqa_core.evaluation.fewshot import draw_shots, shots_for
 
 
 def _row(i: int, cop: int | None = 1) -> dict:
@@ -19,16 +19,16 @@ def _row(i: int, cop: int | None = 1) -> dict:
 
 def test_zero_shots_keep_the_course_prompt_and_k_shots_put_solved_examples_first():
     rows, pool = [_row(i) for i in range(3)], [_row(i) for i in range(10)]
-    assert shots_for(rows, 0, "course") == (rows, {"shots": 0})
+    assert shots_for(rows, 0, "course") == ("", {"shots": 0})
     assert format_prompt(rows[0]) == PROMPT_TEMPLATE.format(**rows[0])  # byte-identical at K = 0
     shots = draw_shots(pool, rows, 2)
     assert len(shots) == 2 and not {s["id"] for s in shots} & {r["id"] for r in rows}  # never a reported row
     assert draw_shots(pool, rows, 2) == shots  # the same examples every time
-    prompt = format_prompt(with_shots(rows, shots, "course")[0])
+    prompt = format_prompt(rows[0], shots=fewshot_prefix(shots, "course"))
     first = format_prompt(shots[0]) + format_completion(shots[0]) + FEWSHOT_SEPARATOR
     assert prompt.startswith(first) and prompt.endswith(format_prompt(rows[0]))  # the question, as at K = 0
     assert "x" in format_completion(shots[0]) and prompt.count("### Answer:\n") == 3
-    assert format_prompt(with_shots(rows, shots, "lm-eval")[0], "lm-eval").count("Answer: B\n\n") == 2
+    assert format_prompt(rows[0], "lm-eval", shots=fewshot_prefix(shots, "lm-eval")).count("Answer: B\n\n") == 2
     with pytest.raises(DataError, match="--shots 9 needs 9 solved examples"):
         draw_shots(pool[:5] + [_row(20, cop=None)], rows, 9)
 

@@ -164,7 +164,7 @@ def test_unwritable_output_places_are_named_before_any_work(tmp_path, data_dir, 
         started = time.perf_counter()
         _refused(capsys, train_cli.main, _smoke(place, data_dir), f"--output-dir {place}", "writ")
         assert time.perf_counter() - started < 5
-    monkeypatch.setattr("mcqa_core.evaluation.passes.evaluate", lambda *a, **k: pytest.fail("scored first"))
+    monkeypatch.setattr("mcqa_core.evaluation.measure.measure", lambda *a, **k: pytest.fail("scored first"))
     adapter = make_tiny_adapter(tmp_path / "adapter", tiny_model_path)
     for place, words in (
         ("/proc/r.json", "/proc is not writable"),

@@ -139,10 +139,10 @@ def test_ask_compares_any_two_models_on_one_question(monkeypatch, tmp_path, tiny
     at.button(key="ask_submit").click().run()
     assert not at.exception
     result = at.session_state["ask_result"]
-    assert result["other_name"] == other and set(result["answers"]) == {"adapter", "other"}
+    assert result.other_name == other and set(result.answers) == {"adapter", "other"}
     bold = [m.value for m in at.markdown if m.value.startswith("**")]
     assert f"**{other}**" in bold and any(b.startswith("**This model (seed") for b in bold)
-    assert result["answers"]["adapter"].probs != result["answers"]["other"].probs  # two different adapters
+    assert result.answers["adapter"].probs != result.answers["other"].probs  # two different adapters
 
 
 def test_the_sidebar_says_when_its_numbers_were_measured_on_different_rows(monkeypatch, tmp_path, tiny_model_path):

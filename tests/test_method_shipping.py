@@ -36,7 +36,7 @@ def method_folder(tmp_path_factory, data_dir):
 
 
 def _letter_probs(model, tokenizer, rows):
-    from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.evaluation.letter_scoring import score_rows
 
     return [s.probs for s in score_rows(model, tokenizer, rows, max_prompt_tokens=192, bf16=False)]
 

@@ -92,7 +92,7 @@ def test_saved_folder_scores_exactly_as_the_model(tiny_model_path, tokenizer, va
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
-    from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.evaluation.letter_scoring import score_rows
     from mcqa_core.models.tuners import parameter_counts, tuner_for
 
     model, _, _ = attached(tiny_model_path, method)
@@ -131,7 +131,7 @@ def _numel(shape) -> int:
 
 
 def test_prefix_scores_do_not_depend_on_the_batch(tiny_model_path, tokenizer, validation_rows):
-    from mcqa_core.evaluation.scoring import score_rows
+    from mcqa_core.evaluation.letter_scoring import score_rows
 
     model, _, _ = attached(tiny_model_path, "prefix")
     rows = validation_rows[:6]
@@ -231,7 +231,7 @@ def test_method_is_recorded_with_its_costs(tmp_path, data_dir):
 
 def test_cloze_scoring_refuses_prefix_tuning_in_one_line(tiny_model_path, tokenizer, validation_rows):
     from mcqa_core.errors import ModelError
-    from mcqa_core.evaluation.cloze import score_options
+    from mcqa_core.evaluation.cloze_scoring import score_options
 
     model, _, _ = attached(tiny_model_path, "prefix")
     with pytest.raises(ModelError, match="--scoring letter"):

@@ -96,5 +96,5 @@ def test_ask_shows_a_passage_to_the_model_before_the_question(monkeypatch, tmp_p
     at.text_area(key="ask_context").set_value("Statins lowered LDL in 40 patients.")
     at.button(key="ask_submit").click().run()
     assert not at.exception
-    prompt = at.session_state["ask_result"]["prompt"].text
+    prompt = at.session_state["ask_result"].prompt.text
     assert "### Context:\nStatins lowered LDL in 40 patients.\n\n### Question:\nDoes it work?" in prompt

@@ -158,6 +158,6 @@ def test_letter_only_completion_puts_the_labels_on_the_letter(tokenizer, validat
     assert ex["input_ids"] == prompt_ids + letter + [tokenizer.eos_token_id]
     assert ex["labels"] == [IGNORE_INDEX] * len(prompt_ids) + letter + [tokenizer.eos_token_id]
     # the scorer reads exactly that token
-    from mcqa_core.evaluation.scoring import letter_token_ids
+    from mcqa_core.evaluation.letter_scoring import letter_token_ids
 
     assert letter[0] == letter_token_ids(tokenizer)[0]

@@ -7,8 +7,10 @@ import torch
 
 from mcqa_core.data.features import encode_prompt
 from mcqa_core.data.prompt import LETTERS, OPTION_KEYS, format_prompt, option_count
-from mcqa_core.evaluation import scoring
-from mcqa_core.evaluation.scoring import CLOSE_CALL, accuracy, bf16_pays, letter_token_ids, pad_batch, score_rows
+from mcqa_core.evaluation import letter_scoring as scoring
+from mcqa_core.evaluation.cpu_precision import CLOSE_CALL, bf16_pays
+from mcqa_core.evaluation.forward_pass import pad_batch
+from mcqa_core.evaluation.letter_scoring import accuracy, letter_token_ids, score_rows
 from mcqa_core.models import precision_rule
 
 
@@ -97,7 +99,7 @@ def test_letter_tokens_are_the_completion_starts(tokenizer):
 
 def test_shared_prompt_start_runs_once_and_changes_nothing(tiny_model, tokenizer, mixed_rows):
     """The course prompt's common first tokens are computed once and reused by every batch."""
-    from mcqa_core.evaluation.scoring import shared_prefix_length
+    from mcqa_core.evaluation.forward_pass import shared_prefix_length
 
     seqs = [encode_prompt(tokenizer, r, 1024).ids for r in mixed_rows]
     prefix = shared_prefix_length(seqs)
@@ -200,22 +202,25 @@ def test_bf16_keeps_the_fp32_letters_and_scores_close_calls_again_in_fp32(
 
 
 def test_bf16_is_the_default_only_where_it_pays(tiny_model_path, tiny_model, tokenizer, validation_rows, monkeypatch):
-    from mcqa_core.models.inference import load_model
+    from mcqa_core.evaluation.scorers import LetterScorer
+    from mcqa_core.models.inference import LoadedModel, load_model
 
     rows = validation_rows[:8]
     monkeypatch.delenv(precision_rule.CPU_BF16_ENV)
     monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: True)
-    # built elsewhere (fp32 training, export's merge check): exact comparisons stay exact
-    assert not bf16_pays(tiny_model)
-    model = load_model(None, tiny_model_path, load_in_4bit=False, device="cpu").model
-    assert bf16_pays(model)
-    by_default = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)]
+    loaded = load_model(None, tiny_model_path, load_in_4bit=False, device="cpu")
+    model = loaded.model
+    assert loaded.bf16_scoring and bf16_pays(model)
+    by_default = [s.probs for s in LetterScorer(loaded, batch_size=4).score(rows)]
     assert by_default == [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=True)]
     fp32 = [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4, bf16=False)]
     assert by_default != fp32
+    # built elsewhere (fp32 training, export's merge check): exact comparisons stay exact
+    elsewhere = LoadedModel(model, tokenizer, "tiny", None, False, "cpu", 0.0)
+    assert [s.probs for s in LetterScorer(elsewhere, batch_size=4).score(rows)] == fp32
     monkeypatch.setenv(precision_rule.CPU_BF16_ENV, "0")  # the opt-out
     assert not bf16_pays(model)
-    assert [s.probs for s in score_rows(model, tokenizer, rows, batch_size=4)] == fp32
+    assert [s.probs for s in LetterScorer(loaded, batch_size=4).score(rows)] == fp32
     monkeypatch.delenv(precision_rule.CPU_BF16_ENV)
     monkeypatch.setattr(precision_rule, "cpu_has_native_bf16", lambda: False)  # emulated bf16 gains nothing
     assert not bf16_pays(model)
@@ -320,7 +325,7 @@ def test_the_fp32_second_look_unwraps_the_autocast_a_bf16_training_run_puts_on_f
 
 
 def test_a_prefix_memo_reuses_the_shared_start_across_calls_with_the_same_answers(tiny_model, tokenizer, mixed_rows):
-    from mcqa_core.evaluation import scoring
+    from mcqa_core.evaluation import letter_scoring as scoring
 
     calls = []
     real = scoring.start_cache

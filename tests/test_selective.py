@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mcqa_core.evaluation.scoring import LetterScore
+from mcqa_core.evaluation.letter_scoring import LetterScore
 from mcqa_core.evaluation.selective import abstention, at_threshold, parse_rule, threshold_for
 from mcqa_core.evaluation.stats import wilson
 

@@ -36,17 +36,19 @@ def smollm2_gguf(tmp_path_factory):
 @NEEDS_LLAMA_CPP
 def test_llama_server_answers_as_in_process_scoring_on_heldout_rows(smollm2_gguf, data_dir):
     from mcqa_core.data.medmcqa import load_split
-    from mcqa_core.evaluation.passes import evaluate
-    from mcqa_core.evaluation.scorers import agreement, max_prob_diff
+    from mcqa_core.evaluation.eval_rows import EvalRows
+    from mcqa_core.evaluation.measure import measure
+    from mcqa_core.evaluation.protocol import EvalProtocol
+    from mcqa_core.evaluation.scorers import LetterScorer, agreement, max_prob_diff
     from mcqa_core.models.inference import load_model
 
     rows = load_split("heldout", str(data_dir), 100).rows
     local = load_model(None, "smollm2-135m", load_in_4bit=False)
-    expected = evaluate(local, rows)
+    expected = measure(LetterScorer(local), EvalRows(rows), EvalProtocol())
     with llama_cpp.LlamaServer(smollm2_gguf, alias="smollm2") as server:
         scorer = OpenAIScorer(server.endpoint, "smollm2", tokenizer=local.tokenizer)
         scorer.check()
-        served = evaluate(None, rows, scorer=scorer)
+        served = measure(scorer, EvalRows(rows), EvalProtocol())
     ours = [p["pred"] for p in expected["predictions"]]
     theirs = [p["pred"] for p in served["predictions"]]
     same = sum(a == b for a, b in zip(ours, theirs)) / len(rows)
@@ -332,13 +334,16 @@ def test_a_random_tiny_model_served_by_llama_server_gets_every_letter_and_its_sm
     # In-process scoring in fp32: bf16 matmuls alone move a random model's near-uniform letters by ~0.03.
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     from mcqa_core.data.medmcqa import load_split
-    from mcqa_core.evaluation.passes import evaluate
+    from mcqa_core.evaluation.eval_rows import EvalRows
+    from mcqa_core.evaluation.measure import measure
+    from mcqa_core.evaluation.protocol import EvalProtocol
+    from mcqa_core.evaluation.scorers import LetterScorer
     from mcqa_core.models.inference import load_model
     from mcqa_core.shipping.merge import ExportArgs, export_merged
 
     rows = load_split("heldout", str(data_dir), 24).rows
     local = load_model(None, tiny_model_path, load_in_4bit=False)
-    expected = evaluate(local, rows)["predictions"]
+    expected = measure(LetterScorer(local), EvalRows(rows), EvalProtocol())["predictions"]
     gguf = tmp_path / "tiny-f16.gguf"
     llama_cpp.convert(tiny_model_path, gguf, "f16")
     with llama_cpp.LlamaServer(gguf, alias="tiny") as server:

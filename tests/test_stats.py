@@ -98,8 +98,8 @@ def test_the_words_say_what_is_and_is_not_significant():
 
 
 def test_the_report_carries_intervals_tests_and_few_marks():
+    from mcqa_core.evaluation.letter_scoring import LetterScore
     from mcqa_core.evaluation.report import build_report
-    from mcqa_core.evaluation.scoring import LetterScore
 
     rows = [{"id": str(i), "subject_name": "Big" if i < 60 else "Small", "question": "q"} for i in range(70)]
     scores = [

@@ -14,7 +14,9 @@ from mcqa_core.cli import train_command as train_cli
 from mcqa_core.data.banks.bank_rows import load_bank
 from mcqa_core.data.medmcqa import load_split
 from mcqa_core.errors import DataError, McqaError
-from mcqa_core.evaluation.passes import evaluate, shuffle_limit
+from mcqa_core.evaluation.eval_rows import EvalRows
+from mcqa_core.evaluation.measure import measure, shuffle_limit
+from mcqa_core.evaluation.protocol import EvalProtocol
 
 
 def _refused(capsys, main, argv, *words) -> str:
@@ -71,7 +73,7 @@ def test_shuffle_options_is_capped_at_the_distinct_orders(tmp_path, capsys):
     argv = ["--base-model", "nowhere-model", "--bank", bank, "--output", tmp_path / "r.json"]
     _refused(capsys, eval_cli.main, [*argv, "--shuffle-options", "100000"], "only 23 other orders", "23 or less")
     with pytest.raises(McqaError, match="over the 23 distinct orders"):  # the library refuses it too
-        evaluate(None, _rows(4), shuffle_options=24, scorer=object())
+        measure(object(), EvalRows(_rows(4)), EvalProtocol(shuffle_options=24))
 
 
 def test_shots_with_a_whole_bank_suggest_the_heldout_split(tmp_path, capsys):

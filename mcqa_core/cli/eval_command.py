@@ -23,14 +23,15 @@ import sys
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command, flag_name, unwritable_problem
-from ..data.banks.bank_flags import BankColumns, mapping_problems, open_bank
-from ..data.banks.bank_rows import PARTS, select_part
-from ..data.medmcqa import SCORED_SPLITS, LoadedSplit, default_data_dir, load_split
+from ..data.banks.bank_flags import BankColumns, mapping_problems
+from ..data.banks.bank_rows import PARTS
+from ..data.medmcqa import SCORED_SPLITS
 from ..data.prompt import option_count
-from ..errors import DataError, SettingsError, refuse
+from ..errors import SettingsError, refuse
 from ..evaluation.report import reports_dir
 from ..evaluation.selective import parse_rule
 from ..setting_fields import field_problems
+from .eval_run import load_scorer, measure_with_bar, open_rows, protocol_of
 from .eval_settings import EvalArgs
 from .leaderboard_command import leaderboard_problems, run_leaderboard
 from .overlap_check import adapter_overlap
@@ -95,22 +96,6 @@ def default_output(args: EvalArgs) -> Path:
     return reports_dir() / f"{name}{bank}-{args.split or ('all' if args.bank else 'heldout')}.json"
 
 
-def _questions(args: EvalArgs) -> tuple[LoadedSplit, dict | None]:
-    """The rows to score: MedMCQA's split, or a part of the user's bank (which must carry answers), with the
-    bank's description."""
-    if not args.bank:
-        return load_split(args.split or "heldout", args.data_dir or default_data_dir(), args.limit), None
-    bank = open_bank(args.bank, args)
-    if not bank.has_answers:
-        raise DataError(
-            f"{bank.source} has no answers (no answer column was found or given), so it cannot be "
-            "scored; pass --answer-col NAME, or browse it in the app"
-        )
-    part = select_part(bank, args.split or "all")
-    rows = part.rows[: args.limit] if args.limit else part.rows
-    return LoadedSplit(rows, args.split or "all", bank.source, bank.skipped, bank.skipped_ids), bank.describe()
-
-
 def _output_problems(args: EvalArgs) -> list[str]:
     """The report path is checked before any scoring, so finished work is never lost to a bad path."""
     out = Path(args.output).expanduser() if args.output else default_output(args)
@@ -142,45 +127,29 @@ def main(argv: list[str] | None = None) -> int:
     adapter_run = read_adapter_info(args.adapter) if args.adapter else {}
 
     if args.suite:
-        return run_suite(args, lambda a: _scorer(a, adapter_run), _score)
+        return run_suite(args, adapter_run)
     if args.leaderboard:
-        return run_leaderboard(args, _questions, _score)
+        return run_leaderboard(args)
     # Heavy imports only once the arguments are known to be good: --help and bad flags answer at once.
-    import warnings
-
-    from ..data.medmcqa import InvalidRowsWarning
-    from ..evaluation.fewshot import shots_for
     from ..evaluation.report import summary_table, write_report
     from ..models.run_record import split_overlap_warning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InvalidRowsWarning)  # counted and printed below instead
-        data, bank = _questions(args)
+    protocol = protocol_of(args)
+    data = open_rows(args, protocol)
     skipped = f", {data.skipped} invalid row(s) skipped (e.g. {', '.join(data.skipped_ids)})" if data.skipped else ""
     print(f"[data] {len(data.rows)} rows from {data.source} [{data.split}]{skipped}", file=sys.stderr)
     _check_shuffle(args.shuffle_options, data.rows)
-    shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest, else dev
-    data_dir = args.data_dir or default_data_dir()
-    rows, fewshot = shots_for(
-        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring, split=data.split
-    )
-    loaded, scorer, run, device, four_bit = _scorer(args, adapter_run)
-    overlap = split_overlap_warning(run, data.split) if args.adapter else None
+    if data.threshold_rows:
+        print(f"[abstain] choosing the threshold on {len(data.threshold_rows)} rows of {data.threshold_source}",
+              file=sys.stderr)  # fmt: skip
+    scorer, _, context = load_scorer(args, adapter_run)
+    overlap = split_overlap_warning(adapter_run, data.split) if args.adapter else None
     if overlap:
         print(f"warning: {overlap}", file=sys.stderr)
-    report = _score(args, loaded, scorer, rows)
-    report["meta"].update(
-        split=data.split, source=data.source, rows_invalid_skipped=data.skipped, device=device, load_in_4bit=four_bit
-    )
-    report["meta"]["fewshot"] = fewshot
-    if args.adapter and (overlap_found := adapter_overlap(run, data.rows, report)) is not None:
+        context["warning"] = overlap
+    report = measure_with_bar(scorer, data, protocol, context)
+    if args.adapter and (overlap_found := adapter_overlap(adapter_run, data.rows, report)) is not None:
         report["overlap"] = overlap_found
-    if args.abstain:
-        report["abstain"] = _abstention(args, loaded, scorer, rows, report, shot_bank or _bank_of(args))
-    if bank:
-        report["meta"]["bank"] = bank
-    if overlap:
-        report["meta"]["warning"] = overlap
     out = Path(args.output).expanduser() if args.output else default_output(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     out_json, png = write_report(report, out)
@@ -191,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_shuffle(k: int, rows: list[dict]) -> None:
     """--shuffle-options past the orders there are would re-ask the same orders again, for nothing."""
-    from ..evaluation.passes import shuffle_limit
+    from ..evaluation.measure import shuffle_limit
 
     if rows and k > (most := shuffle_limit(rows)):
         fewest = min(map(option_count, rows))
@@ -199,92 +168,6 @@ def _check_shuffle(k: int, rows: list[dict]) -> None:
             f"--shuffle-options {k}: a question with {fewest} options has only {most} other orders; "
             f"pass --shuffle-options {most} or less"
         )
-
-
-def _bank_of(args: EvalArgs):
-    return open_bank(args.bank, args) if args.bank else None
-
-
-def _abstention(args: EvalArgs, loaded, scorer, rows: list[dict], report: dict, bank) -> dict:
-    """The --abstain threshold, chosen on rows outside the reported ones (with the same examples before each),
-    then applied to the reported scores as they are."""
-    from ..data.prompt import FEWSHOT_KEY
-    from ..evaluation.fewshot import MEDMCQA_SHOTS_FROM
-    from ..evaluation.scorers import LocalScorer
-    from ..evaluation.scoring import LetterScore
-    from ..evaluation.selective import abstention
-
-    if bank is not None:
-        dev, chosen_on = select_part(bank, "rest").rows, f"{bank.source} (rest)"
-    else:
-        chosen_on = MEDMCQA_SHOTS_FROM.get(report["meta"]["split"], "demo-dev")
-        dev = load_split(chosen_on, args.data_dir or default_data_dir()).rows
-    taken = {r.get("id") for r in rows} | set(report["meta"]["fewshot"].get("shot_ids") or [])
-    dev = [dict(r, **{FEWSHOT_KEY: rows[0].get(FEWSHOT_KEY, "")}) for r in dev if r.get("id") not in taken]
-    dev = dev[: args.limit] if args.limit else dev
-    print(f"[abstain] choosing the threshold on {len(dev)} rows of {chosen_on}", file=sys.stderr)
-    kw = dict(batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens, style=args.prompt)
-    dev_scores = (scorer or LocalScorer(loaded, scoring=args.scoring, **kw)).score(dev)
-    reported = [LetterScore(p["id"], p["probs"], 1.0, p["gold"]) for p in report["predictions"]]
-    return abstention(dev_scores, reported, args.abstain, chosen_on)
-
-
-def _scorer(args: EvalArgs, adapter_run: dict):
-    """(loaded model or None, server scorer or None, run record, device, 4-bit) for --backend local or openai."""
-    if args.backend == "openai":
-        from ..evaluation.openai_backend import connect
-
-        scorer = connect(
-            args.endpoint,
-            args.model,
-            tokenizer_of=adapter_run.get("base_model") or args.base_model,
-            base_model=args.base_served_model,
-            max_prompt_tokens=args.max_prompt_tokens,
-            style=args.prompt,
-            timeout=args.timeout,
-        )
-        print(f"[model] {args.model} served at {scorer.endpoint}", file=sys.stderr)
-        return None, scorer, adapter_run, "server", None
-    from ..models.inference import load_model
-
-    loaded = load_model(args.adapter, args.base_model, load_in_4bit=args.load_in_4bit)
-    what = f"adapter {loaded.adapter} on {loaded.base_model}" if loaded.adapter else f"base model {loaded.base_model}"
-    print(
-        f"[model] {what} ({'4-bit' if loaded.load_in_4bit else 'full precision'}, {loaded.device}, "
-        f"loaded in {loaded.load_seconds:.1f} s)",
-        file=sys.stderr,
-    )
-    return loaded, None, loaded.run, loaded.device, loaded.load_in_4bit
-
-
-def _score(args: EvalArgs, loaded, scorer, rows: list[dict], compare_base: bool | None = None) -> dict:
-    """Every pass the flags ask for, behind one progress bar (`compare_base` given: instead of the flag)."""
-    from tqdm.auto import tqdm
-
-    from ..evaluation.passes import evaluate
-
-    bar = tqdm(total=None, unit="q", desc="scoring")
-
-    def progress(done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        return evaluate(
-            loaded,
-            rows,
-            batch_size=args.batch_size,
-            compare_base=args.compare_base if compare_base is None else compare_base,
-            style=args.prompt,
-            shuffle_options=args.shuffle_options,
-            max_prompt_tokens=args.max_prompt_tokens,
-            progress=progress,
-            scorer=scorer,
-            scoring=args.scoring,
-        )
-    finally:
-        bar.close()
 
 
 if __name__ == "__main__":

@@ -5,18 +5,18 @@ and what it cost beside its accuracy."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SettingsError
 from ..evaluation.report import reports_dir
 from ..models.adapter_folders import find_adapters
 from ..models.run_record import REPORT_FILE, rows_seen_text
+from .eval_run import load_scorer, measure_with_bar, open_rows, protocol_of
 
 ADAPTERS_DIR_ENV = "MCQA_ADAPTERS_DIR"  # the app's setting of the same name
-WEIGHTS = "adapter_model.safetensors"
 
 
 def adapters_root(args) -> Path:
@@ -44,52 +44,17 @@ def board_folder(args, split: str) -> Path:
     return reports_dir() / f"leaderboard-{split}{'-' + str(args.limit) if args.limit else ''}"
 
 
-def _signature(folder: Path) -> list:
-    """The adapter weights as they are now: a retrained adapter's saved reports are not reused."""
-    stat = (folder / WEIGHTS).stat() if (folder / WEIGHTS).exists() else None
-    return [stat.st_size, stat.st_mtime_ns] if stat else []
-
-
-def _reusable(path: Path, want: dict, ids: list[str], signature: list | None, part=None, split=None) -> dict | None:
-    """A saved report (or its `base` part) measured on exactly these rows with this protocol, else None. `split`:
-    the split a training report was written on, for reports older than the split in their meta."""
-    from ..evaluation.protocol import protocol_card, protocol_differences
-
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if signature is not None and report.get("meta", {}).get("weights") not in (None, signature):
-        return None
-    target = report.get(part) if part else report
-    if not isinstance(target, dict) or [str(p.get("id")) for p in target.get("predictions", [])] != ids:
-        return None
-    card = dict(protocol_card(report), rows=target.get("n"))
-    card["split"] = card.get("split") or split
-    return target if not protocol_differences(card, want) else None
-
-
-def run_leaderboard(args, questions, score) -> int:
+def run_leaderboard(args) -> int:
     """Score what has no reusable report (an adapter with its base switched off when that base is still missing),
-    then rank and test. `questions(args)` and `score(args, loaded, scorer, rows)` are mcqa-eval's."""
-    from ..data.banks.bank_flags import open_bank
-    from ..data.medmcqa import default_data_dir
-    from ..evaluation.fewshot import shots_for
-    from ..evaluation.leaderboard import BOARD_FILE, board
-    from ..evaluation.protocol import prompt_name
+    then rank and test, every model with the flags' protocol on the same rows."""
+    from ..evaluation.leaderboard import BOARD_FILE, board, reusable_report, weights_signature
     from ..evaluation.report import write_report
-    from ..models.inference import load_model
     from ..models.run_record import write_json_atomic
 
-    data, _ = questions(args)
-    data_dir = args.data_dir or default_data_dir()
-    shot_bank = open_bank(args.bank, args) if args.bank and args.shots else None  # examples: its rest
-    rows, fewshot = shots_for(
-        data.rows, args.shots, args.prompt, bank=shot_bank, data_dir=data_dir, scoring=args.scoring, split=data.split
-    )
+    protocol = protocol_of(args, compare_base=False, shuffle_options=0, abstain=None)
+    data = open_rows(args, protocol)
     ids = [str(r.get("id")) for r in data.rows]
-    want = {"prompt": prompt_name(args.prompt, args.scoring), "shots": fewshot["shots"], "scoring": args.scoring}
-    want |= {"split": data.split, "rows": len(ids)}
+    want = protocol.wanted(len(ids))
     folder = board_folder(args, data.split)
     folder.mkdir(parents=True, exist_ok=True)
     adapters = [a for a in find_adapters(adapters_root(args)) if a.ready and a.run]
@@ -101,28 +66,31 @@ def run_leaderboard(args, questions, score) -> int:
     def base_file(model: str) -> Path:
         return folder / f"{base_name(model).replace(' ', '-')}.json"
 
+    def scored(adapter, base, with_base: bool, signature=None) -> dict:
+        scorer, _, context = load_scorer(args, {}, adapter=adapter, base_model=base)
+        context |= {"weights": signature} if signature is not None else {}
+        return measure_with_bar(scorer, data, replace(protocol, compare_base=with_base), context)
+
     all_bases = dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else []))
     for base in all_bases:
-        if (found := _reusable(base_file(base), want, ids, None)) is not None:
+        if (found := reusable_report(base_file(base), want, ids, None)) is not None:
             bases[base] = (found, base_file(base), True)
     for a in adapters:
-        sig = _signature(a.path)
+        sig = weights_signature(a.path)
         mine = folder / f"{a.name}.json"
         trained = ((a.run.get("data") or {}).get("report_split"),)
-        source, report = mine, _reusable(mine, want, ids, sig)
-        if report is None and (report := _reusable(a.path / REPORT_FILE, want, ids, None, None, *trained)):
+        source, report = mine, reusable_report(mine, want, ids, sig)
+        if report is None and (report := reusable_report(a.path / REPORT_FILE, want, ids, None, None, *trained)):
             source = a.path / REPORT_FILE  # the report training wrote, on these very rows
         if a.base_model not in bases and report is not None:
             for source in (mine, a.path / REPORT_FILE):
-                if (b := _reusable(source, want, ids, None, "base", *trained)) is not None:
+                if (b := reusable_report(source, want, ids, None, "base", *trained)) is not None:
                     bases[a.base_model] = (b, source, True)
                     break
         reused = report is not None
         if report is None or a.base_model not in bases:
-            print(f"[leaderboard] {a.name}: scoring {len(rows)} questions", file=sys.stderr)
-            loaded = load_model(str(a.path), load_in_4bit=args.load_in_4bit)
-            full = score(args, loaded, None, rows, a.base_model not in bases)
-            full["meta"].update(split=data.split, source=data.source, fewshot=fewshot, weights=sig)
+            print(f"[leaderboard] {a.name}: scoring {len(data.rows)} questions", file=sys.stderr)
+            full = scored(str(a.path), None, a.base_model not in bases, sig)
             write_report(full, mine)
             if a.base_model not in bases:
                 bases[a.base_model] = (full["base"], mine, False)
@@ -134,9 +102,8 @@ def run_leaderboard(args, questions, score) -> int:
                         "trained_on": rows_seen_text(run), "reused": reused, "report_file": str(source)})  # fmt: skip
     for base in all_bases:
         if base not in bases:  # only a --base-model no adapter was trained on
-            print(f"[leaderboard] {base_name(base)}: scoring {len(rows)} questions", file=sys.stderr)
-            full = score(args, load_model(None, base, load_in_4bit=args.load_in_4bit), None, rows, False)
-            full["meta"].update(split=data.split, source=data.source, fewshot=fewshot)
+            print(f"[leaderboard] {base_name(base)}: scoring {len(data.rows)} questions", file=sys.stderr)
+            full = scored(None, base, False)
             write_report(full, base_file(base))
             bases[base] = (full, base_file(base), False)
         report, path, reused = bases[base]

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import DataError, SettingsError
 from ..evaluation.report import reports_dir
 from ..evaluation.suite import SUMMARY_FILE, Suite, read_suite
+from .eval_run import load_scorer, measure_with_bar, protocol_of
 
 
 def suite_folder(args, suite: Suite) -> Path:
@@ -40,13 +41,13 @@ def suite_problems(args) -> list[str]:
     return problems
 
 
-def run_suite(args, load_scorer, score) -> int:
+def run_suite(args, adapter_run: dict) -> int:
     """Read every set first (offline, the hub's are listed as not available), then load the model once and score
-    the available sets in turn. `load_scorer(args)` and `score(args, loaded, scorer, rows)` are mcqa-eval's."""
+    the available sets in turn, each with the flags' protocol."""
     import warnings
 
     from ..data.medmcqa import InvalidRowsWarning, default_data_dir
-    from ..evaluation.fewshot import shots_beside, shots_for
+    from ..evaluation.eval_rows import given_rows
     from ..evaluation.protocol import protocol_card
     from ..evaluation.report import write_report
     from ..evaluation.suite import load_set, set_entry, suite_table, summary
@@ -63,24 +64,17 @@ def run_suite(args, load_scorer, score) -> int:
         raise DataError(f"no set of suite {suite.name} can be scored here ({sets[0].problem}); see the lines above")
     folder = suite_folder(args, suite)
     folder.mkdir(parents=True, exist_ok=True)
-    loaded, scorer, _, device, four_bit = load_scorer(args)
+    scorer, _, context = load_scorer(args, adapter_run)
     entries, card = [], None
     for s in sets:
         if s.problem is not None:
             entries.append(set_entry(s, None, None))
             continue
-        if s.bank is None:
-            rows, fewshot = shots_for(
-                s.rows, args.shots, args.prompt, data_dir=data_dir, scoring=args.scoring, split=s.split
-            )
-        else:
-            rows, fewshot = shots_beside(s.rows, s.bank.rows, args.shots, args.prompt, s.source, args.scoring)
-        print(f"[suite] {s.set.name}: scoring {len(rows)} questions", file=sys.stderr)
-        report = score(args, loaded, scorer, rows)
-        report["meta"].update(split=s.split, source=s.source, fewshot=fewshot, device=device, load_in_4bit=four_bit)
-        report["meta"].update(suite=suite.name, suite_set=s.set.name)
-        if s.bank is not None:
-            report["meta"]["bank"] = s.bank.describe()
+        protocol = protocol_of(args, split=s.split, source=s.source, abstain=None)
+        pool = s.bank.rows if s.bank is not None else None
+        data = given_rows(s.rows, protocol, split=s.split, source=s.source, pool=pool, bank=s.bank, data_dir=data_dir)
+        print(f"[suite] {s.set.name}: scoring {len(data.rows)} questions", file=sys.stderr)
+        report = measure_with_bar(scorer, data, protocol, context | {"suite": suite.name, "suite_set": s.set.name})
         write_report(report, folder / f"{s.set.name}.json")
         card = card or protocol_card(report)
         entries.append(set_entry(s, report, f"{s.set.name}.json"))

@@ -27,10 +27,11 @@ def _tokens(tokenizer, text: str, special: bool) -> list[int]:
 
 
 def encode_prompt(
-    tokenizer, row: dict, max_tokens: int, style: str = "course", scoring: str = "letter"
+    tokenizer, row: dict, max_tokens: int, style: str = "course", scoring: str = "letter", shots: str = ""
 ) -> EncodedPrompt | None:
-    """The prompt's ids, with the question shortened until they fit in `max_tokens`; None if impossible."""
-    text = format_prompt(row, style, scoring)
+    """The prompt's ids (after `shots`, the K-shot examples), with the question shortened until they fit in
+    `max_tokens`; None if impossible."""
+    text = format_prompt(row, style, scoring, shots)
     ids = _tokens(tokenizer, text, True)
     if len(ids) <= max_tokens:
         return EncodedPrompt(ids, text, False)
@@ -42,7 +43,7 @@ def encode_prompt(
         if keep <= 0:
             return None
         short = dict(row, question=tokenizer.decode(q_ids[:keep]).rstrip() + ELLIPSIS)
-        text = format_prompt(short, style, scoring)
+        text = format_prompt(short, style, scoring, shots)
         ids = _tokens(tokenizer, text, True)
         if len(ids) <= max_tokens:
             return EncodedPrompt(ids, text, True)

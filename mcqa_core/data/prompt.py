@@ -43,14 +43,14 @@ def row_letters(row: dict) -> tuple[str, ...]:
     return LETTERS[: option_count(row)]
 
 
-def format_prompt(row: dict, style: str = "course", scoring: str = "letter") -> str:
+def format_prompt(row: dict, style: str = "course", scoring: str = "letter", shots: str = "") -> str:
     """The prompt for one row (question, opa..): four options give the templates above to the byte; two,
-    three or five list the options that exist the same way. A row carrying FEWSHOT_KEY (solved examples, from
-    `fewshot_prefix`) shows them first; one carrying CONTEXT_KEY shows its passage before the question.
+    three or five list the options that exist the same way. `shots` (solved examples, from `fewshot_prefix`)
+    come first; a row carrying CONTEXT_KEY shows its passage before the question.
     `scoring="cloze"`: the question alone (CLOZE_TEMPLATES), each option's text then follows it."""
     if style not in PROMPT_STYLES:
         raise ValueError(f"unknown prompt style {style!r}; choose one of {sorted(PROMPT_STYLES)}")
-    return row.get(FEWSHOT_KEY, "") + _question_prompt(row, style, scoring)
+    return shots + _question_prompt(row, style, scoring)
 
 
 def _question_prompt(row: dict, style: str, scoring: str = "letter") -> str:
@@ -101,7 +101,6 @@ def cloze_continuations(row: dict, style: str = "course") -> list[str]:
 
 # K-shot prompts: K solved examples, each followed by FEWSHOT_SEPARATOR (lm-evaluation-harness's
 # fewshot_delimiter), then the question. Zero examples leave the prompt as it is, to the byte.
-FEWSHOT_KEY = "fewshot"
 FEWSHOT_SEPARATOR = "\n\n"
 
 

@@ -17,16 +17,13 @@ CLOSE_CALL = 0.15
 
 
 def bf16_pays(model) -> bool:
-    """Whether `score_rows` runs this model in bf16 by default: marked for it (by `load_model`, or by a training
-    run in bf16; a model in an fp32 run or checked against another stays exact), its floating-point weights fp32
-    (full precision or 4-bit, not already half precision), on a CPU with native bf16 matmuls; never when
-    $MCQA_CPU_BF16=0."""
+    """Whether bf16 matmuls pay for this model here: its floating-point weights fp32 (full precision or 4-bit, not
+    already half precision), on a CPU with native bf16 matmuls; never when $MCQA_CPU_BF16=0. A scorer asks only
+    for a model whose `bf16_scoring` says so (`load_model`'s, or a training run's in bf16)."""
     import torch
 
     from ..models import precision_rule
 
-    if not getattr(model, precision_rule.BF16_SCORING_ATTR, False):
-        return False
     params = list(model.parameters())
     floats = [p for p in params if p.is_floating_point()]  # a 4-bit weight is packed in uint8
     return (

@@ -1,12 +1,13 @@
 """K-shot evaluation: the solved examples shown before each question, drawn once with a fixed seed from the
 training side of the data (MedMCQA's dev slice, or a bank's part outside its held-out quarter), never from the
-rows being reported; the report records which."""
+rows being reported; the report records which. The examples' text goes to the scorer beside the rows
+(`Scorer.score(rows, shots=...)`), never inside them."""
 
 from __future__ import annotations
 
 import random
 
-from ..data.prompt import FEWSHOT_KEY, fewshot_prefix
+from ..data.prompt import fewshot_prefix
 from ..errors import DataError
 
 FEWSHOT_SEED = 1234
@@ -24,24 +25,18 @@ def draw_shots(pool: list[dict], reported: list[dict], k: int, seed: int = FEWSH
     return random.Random(seed).sample(candidates, k)
 
 
-def with_shots(rows: list[dict], shots: list[dict], style: str, scoring: str = "letter") -> list[dict]:
-    """The rows to score, each carrying the same examples before its question."""
-    prefix = fewshot_prefix(shots, style, scoring)
-    return [dict(r, **{FEWSHOT_KEY: prefix}) for r in rows] if shots else rows
-
-
 def shots_record(shots: list[dict], source: str) -> dict:
     return {"shots": len(shots), "shot_ids": [s.get("id") for s in shots], "shots_from": source, "seed": FEWSHOT_SEED}
 
 
 def shots_for(
     rows: list[dict], k: int, style: str, *, bank=None, data_dir=None, scoring: str = "letter", split: str = "heldout"
-) -> tuple[list[dict], dict]:
-    """The rows with `k` examples before each question, and the record of which; the rows as they are for 0.
+) -> tuple[str, dict]:
+    """The text of `k` examples to show before each of `rows`' questions, and the record of which ("" for 0).
     Examples come from `bank`'s part outside its held-out quarter, else from MedMCQA in `data_dir`
     (MEDMCQA_SHOTS_FROM[split])."""
     if not k:
-        return rows, {"shots": 0}
+        return "", {"shots": 0}
     from ..data.banks.bank_rows import select_part
     from ..data.medmcqa import load_split
 
@@ -60,14 +55,15 @@ def shots_for(
             f"{e}: with --split {split}, the examples' pool (the bank's rest) is reported too; pass --split heldout "
             "to report the bank's held-out quarter and draw the examples from the rest"
         ) from None
-    return with_shots(rows, shots, style, scoring), shots_record(shots, source)
+    return fewshot_prefix(shots, style, scoring), shots_record(shots, source)
 
 
 def shots_beside(rows: list[dict], pool: list[dict], k: int, style: str, source: str, scoring: str = "letter"):
-    """(rows to score, record) with `k` examples from `pool` (a suite set's whole bank) outside `rows`; when every
-    row of the bank is reported, the examples are drawn from it and no longer reported (the record counts them)."""
+    """(rows to score, the examples' text, record) with `k` examples from `pool` (a suite set's whole bank)
+    outside `rows`; when every row of the bank is reported, the examples are drawn from it and no longer reported
+    (the record counts them)."""
     if not k:
-        return rows, {"shots": 0}
+        return rows, "", {"shots": 0}
     taken = {r.get("id") for r in rows}
     outside = [r for r in pool if r.get("id") not in taken]
     shots = draw_shots(outside if len(outside) >= k else pool, [], k)
@@ -76,4 +72,4 @@ def shots_beside(rows: list[dict], pool: list[dict], k: int, style: str, source:
     record = shots_record(shots, source) | (
         {"dropped_from_reported": len(rows) - len(kept)} if len(kept) < len(rows) else {}
     )
-    return with_shots(kept, shots, style, scoring), record
+    return kept, fewshot_prefix(shots, style, scoring), record

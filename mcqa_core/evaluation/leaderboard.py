@@ -5,9 +5,13 @@ adapter's training method cost (mcqa_run.json's `costs`)."""
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
+from pathlib import Path
 
 from ..models.tuners import method_of
+from ..models.tuners.tuner import WEIGHTS_FILE
+from .protocol import protocol_card, protocol_differences
 from .stats import CONFIDENCE, holm, mcnemar
 
 BOARD_FILE = "leaderboard.json"
@@ -18,6 +22,31 @@ BASE_METHOD = "base"  # the method column of a base model's entry
 # leaderboard and of a sweep's ranking.
 COST_KEYS = ("trainable_parameters", "total_parameters", "trainable_share", "peak_memory_bytes", "peak_memory_kind",
              "train_tokens", "train_seconds", "tokens_per_second", "saved_bytes")  # fmt: skip
+
+
+def weights_signature(folder: Path) -> list:
+    """The adapter weights as they are now (size, modification time): a retrained adapter's saved reports are not
+    reused."""
+    stat = (folder / WEIGHTS_FILE).stat() if (folder / WEIGHTS_FILE).exists() else None
+    return [stat.st_size, stat.st_mtime_ns] if stat else []
+
+
+def reusable_report(path: Path, want: dict, ids: list[str], signature: list | None, part=None, split=None):
+    """A saved report (or its `part`, e.g. "base") measured on exactly the rows `ids` with the protocol `want`
+    (`EvalProtocol.wanted`) and, given a `signature`, on those weights; else None. `split`: the split a training
+    report was written on, for reports older than the split in their meta."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if signature is not None and report.get("meta", {}).get("weights") not in (None, signature):
+        return None
+    target = report.get(part) if part else report
+    if not isinstance(target, dict) or [str(p.get("id")) for p in target.get("predictions", [])] != ids:
+        return None
+    card = dict(protocol_card(report), rows=target.get("n"))
+    card["split"] = card.get("split") or split
+    return target if not protocol_differences(card, want) else None
 
 
 def run_costs(run: dict) -> dict | None:

@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, answer_letter, format_prompt, letter_prefix, option_count
 from ..errors import McqaError
+from .letter_scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, letter_token_ids
 from .scorers import Progress
-from .scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, letter_token_ids
 
 TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs); letters of a model that answers sit far above it
 LETTER_BIAS = 100.0  # the largest logit_bias OpenAI's API and vLLM accept; far above any logit gap between tokens
@@ -41,6 +41,8 @@ class BackendError(McqaError):
 class OpenAIScorer:
     """Letter scores from `endpoint` (e.g. http://localhost:8000/v1) for the model the server calls `model`;
     `base_model` names the base model on the same server (for the adapter-off comparison), if it has one."""
+
+    kind = "letter"
 
     def __init__(
         self,
@@ -128,10 +130,10 @@ class OpenAIScorer:
 
     # ------------------------------------------------------------------ scoring
 
-    def _prompt(self, row: dict) -> tuple[str, bool]:
+    def _prompt(self, row: dict, shots: str = "") -> tuple[str, bool]:
         if self.tokenizer is None:
-            return format_prompt(row, self.style), False
-        enc = encode_prompt(self.tokenizer, row, self.max_prompt_tokens, self.style)
+            return format_prompt(row, self.style, shots=shots), False
+        enc = encode_prompt(self.tokenizer, row, self.max_prompt_tokens, self.style, shots=shots)
         if enc is None:
             raise BackendError(
                 f"row {row.get('id', '?')}: its options alone exceed {self.max_prompt_tokens} "
@@ -179,8 +181,8 @@ class OpenAIScorer:
             )
         return tokens[0]
 
-    def _score_one(self, row: dict, index: int, model: str) -> LetterScore:
-        text, shortened = self._prompt(row)
+    def _score_one(self, row: dict, index: int, model: str, shots: str = "") -> LetterScore:
+        text, shortened = self._prompt(row, shots)
         n = option_count(row)
         letters = [letter_prefix(L, self.style) for L in LETTERS[:n]]
         top = self._top(model, text)
@@ -213,14 +215,16 @@ class OpenAIScorer:
             shortened=shortened,
         )
 
-    def score(self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None) -> list[LetterScore]:
+    def score(
+        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None, shots: str = ""
+    ) -> list[LetterScore]:
         """Rows in order; `concurrency` requests in flight (the server batches them)."""
         model = self.model if adapter else self.base_model
         if model is None:
             raise BackendError("the server backend has no base model to compare with; name it with --base-served-model")
         out: list[LetterScore] = []
         with ThreadPoolExecutor(self.concurrency) as pool:
-            for score in pool.map(lambda pair: self._score_one(pair[1], pair[0], model), enumerate(rows)):
+            for score in pool.map(lambda pair: self._score_one(pair[1], pair[0], model, shots), enumerate(rows)):
                 out.append(score)
                 if progress and (len(out) % 16 == 0 or len(out) == len(rows)):
                     progress(len(out), len(rows))

@@ -1,15 +1,40 @@
-"""The protocol card: how a report's numbers were obtained (prompt and its version, shots, scoring rule, split and
-rows, model and adapter, precision), stored in every report and shown beside every number, so that two reports
-measured differently are never compared without saying how they differ."""
+"""How a number is measured: `EvalProtocol` (what the evaluate, suite and leaderboard commands, the app and the
+training report ask `measure.measure` for), and the protocol card it leaves in every report (prompt and its
+version, shots, scoring rule, split and rows, model and adapter, precision), shown beside every number, so that
+two reports measured differently are never compared without saying how they differ."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.prompt import PROMPT_VERSION
 
 # What must match for two accuracies to be compared as the same measurement (the model is what is compared).
 COMPARED_ON = ("prompt", "shots", "scoring", "split", "rows")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """One measurement's settings. The rows: MedMCQA's `split` (or a part of the bank at `source`), the first
+    `limit`; `shots` solved examples before each question; the `prompt` style; the `scoring` kind (the scorer is
+    chosen by it, `scorers.SCORERS`); the base model on the same rows (`compare_base`), each question re-asked
+    with `shuffle_options` reorderings, and an abstention rule (`abstain`, e.g. "coverage=0.8")."""
+
+    split: str = "heldout"
+    source: str | None = None
+    limit: int | None = None
+    shots: int = 0
+    prompt: str = "course"
+    scoring: str = "letter"
+    compare_base: bool = False
+    shuffle_options: int = 0
+    abstain: str | None = None
+
+    def wanted(self, rows: int) -> dict:
+        """The card's fields a saved report must share to stand for this measurement on `rows` rows."""
+        return {"prompt": prompt_name(self.prompt, self.scoring), "shots": self.shots, "scoring": self.scoring,
+                "split": self.split, "rows": rows}  # fmt: skip
 
 
 def prompt_name(style: str, scoring: str) -> str:

@@ -1,9 +1,7 @@
 """The accuracy report: how often the model is right, where, and how sure it is.
 
-`build_report(rows, scores)` turns letter scores (`mcqa_core.evaluation.scoring.score_rows`) into a plain
-dict that the CLI writes as JSON and the app draws. Its keys are fixed (the app codes against them):
-n, accuracy, accuracy_ci, always_a_accuracy, always_a_ci, vs_always_a, per_subject, per_choice_type,
-confusion, pred_spread, gold_spread, mean_confidence, ece, brier, reliability, risk_coverage, predictions.
+`build_report(rows, scores)` turns letter scores (`mcqa_core.evaluation.letter_scoring.score_rows`) into a plain
+dict that the CLI writes as JSON and the app draws; its keys are `report_types.AccuracyReport`'s.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from pathlib import Path
 
 from ..data.prompt import LETTERS
 from ..models.run_record import measured_accuracy
+from .report_types import AccuracyReport
 from .selective import brier, reliability, risk_coverage
 from .stats import FEW, describe_difference, mcnemar, wilson
 
@@ -71,7 +70,7 @@ def expected_calibration_error(confidences: list[float], correct: list[bool], bi
     return ece
 
 
-def build_report(rows: list[dict], scores) -> dict:
+def build_report(rows: list[dict], scores) -> AccuracyReport:
     """The report for `scores` (one LetterScore per row, same order). Every row must carry its gold `cop`."""
     if len(rows) != len(scores):
         raise ValueError(f"{len(rows)} rows but {len(scores)} scores")

@@ -15,7 +15,6 @@ from pathlib import Path
 from ..data.prompt import PROMPT_VERSION
 from ..errors import AdapterError, ModelError
 from .loading import has_bitsandbytes, has_cuda, load_base_model
-from .precision_rule import BF16_SCORING_ATTR
 from .run_record import measured_accuracy, read_run
 
 
@@ -29,8 +28,9 @@ class LoadedModel:
     device: str
     load_seconds: float
     run: dict = field(default_factory=dict)  # the adapter's mcqa_run.json, {} for a base model
-    # Who answers for it in the app (`service.shared_model.scorer_for`): a server, or a queue in front of `model`.
-    shared_scorer: object | None = None
+    # Score in bf16 where it pays (`cpu_precision.bf16_pays`), close calls again in fp32: what `load_model` loads.
+    # Models built elsewhere (export's merge check) score in fp32, so exact comparisons stay exact.
+    bf16_scoring: bool = False
 
     @property
     def has_adapter(self) -> bool:
@@ -154,7 +154,6 @@ def load_model(
                 f"adapter {adapter} does not fit base model {base_model!r}: {type(e).__name__}: {str(e)[:300]}"
             ) from None
     model.eval()
-    setattr(model, BF16_SCORING_ATTR, True)
     return LoadedModel(
         model,
         tok,
@@ -164,6 +163,7 @@ def load_model(
         device,
         time.perf_counter() - started,
         run,
+        bf16_scoring=True,
     )
 
 

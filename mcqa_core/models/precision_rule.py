@@ -12,10 +12,6 @@ import os
 
 CPU_BF16_ENV = "MCQA_CPU_BF16"
 
-# Set on a model `inference.load_model` loads: `score_rows` may run it in bf16 (where `bf16_pays`). Models built
-# elsewhere (export's merge check) score in their own precision unless asked, so exact comparisons stay exact.
-BF16_SCORING_ATTR = "mcqa_bf16_scoring"
-
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX). (`torch.ops.mkldnn.

@@ -3,7 +3,8 @@ and scored together in one batch, and long evaluations are cut into batches that
 
 One worker thread owns the model (nothing else calls it, so no lock is needed around forward passes). Each
 turn it takes the oldest waiting interactive request (an Ask, a Browse answer) and every other interactive
-request with the same adapter setting, up to `batch_size` rows, and scores them in one `score_rows` call;
+request scored the same way (the adapter on or off, letter or cloze, the same K-shot examples), up to
+`batch_size` rows, and scores them in one call of that kind's scorer;
 only when no interactive request waits does it take up to `batch_size` rows of the oldest evaluation. So an
 Ask waits for at most the one batch already running. Jobs that are not scoring (generating an
 explanation) run alone, in their turn.
@@ -22,8 +23,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ..data.prompt import OPTION_KEYS
-from ..evaluation.scorers import LocalScorer, Progress
-from ..evaluation.scoring import LetterScore
+from ..evaluation.letter_scoring import LetterScore
+from ..evaluation.scorers import Progress, Scorer
 
 GATHER_SECONDS = 0.005  # how long an idle worker waits for other sessions' questions before scoring
 PROMPT_KEYS = ("question", *OPTION_KEYS)
@@ -36,6 +37,8 @@ class _Request:
     adapter: bool
     interactive: bool
     job: Callable[[], object] | None = None  # a non-scoring job (generation), run alone
+    kind: str = "letter"  # which scorer
+    shots: str = ""  # the K-shot examples before every question
     future: Future = field(default_factory=Future, init=False)
     results: list[LetterScore | None] = field(init=False)
     order: list[int] = field(init=False)  # the order rows are handed out in
@@ -52,10 +55,13 @@ class _Request:
 
 
 class AnswerQueue:
-    """Scores rows for many threads (Streamlit sessions) through one worker; a `Scorer` itself."""
+    """Scores rows for many threads (Streamlit sessions) through one worker; a `Scorer` of its first scorer's kind
+    itself, and of any other kind it was given through `of_kind`."""
 
-    def __init__(self, scorer: LocalScorer, *, batch_size: int = 16, gather_seconds: float = GATHER_SECONDS):
-        self.scorer, self.batch_size, self.gather_seconds = scorer, batch_size, gather_seconds
+    def __init__(self, *scorers: Scorer, batch_size: int = 16, gather_seconds: float = GATHER_SECONDS):
+        self.scorers = {getattr(s, "kind", "letter"): s for s in scorers}  # one worker, one model: every kind
+        self.scorer, self.kind = scorers[0], getattr(scorers[0], "kind", "letter")
+        self.batch_size, self.gather_seconds = batch_size, gather_seconds
         self._waiting: deque[_Request] = deque()
         self._cond = threading.Condition()
         self.batches = 0  # batches scored (tests and the benchmark read it)
@@ -70,6 +76,10 @@ class AnswerQueue:
     def describe(self) -> dict:
         return {**self.scorer.describe(), "batch_size": self.batch_size}
 
+    def of_kind(self, kind: str) -> Scorer:
+        """This queue as a scorer of `kind` ("letter" or "cloze"): its requests take turns with every other's."""
+        return self if kind == self.kind else _QueueOfKind(self, kind)
+
     def score(
         self,
         rows: list[dict],
@@ -77,6 +87,8 @@ class AnswerQueue:
         adapter: bool = True,
         progress: Progress | None = None,
         interactive: bool | None = None,
+        shots: str = "",
+        kind: str | None = None,
     ) -> list[LetterScore]:
         """Score rows in order. A request of more than one batch counts as an evaluation (it yields to
         interactive questions between batches) unless `interactive` says otherwise. `progress(done, total)`
@@ -85,7 +97,7 @@ class AnswerQueue:
             return []
         if interactive is None:
             interactive = len(rows) <= self.batch_size
-        request = self._put(_Request(list(rows), adapter, interactive))
+        request = self._put(_Request(list(rows), adapter, interactive, kind=kind or self.kind, shots=shots))
         reported = -1
         while True:
             try:
@@ -122,9 +134,9 @@ class AnswerQueue:
             return [], interactive[0]
         pool = [r for r in interactive if r.job is None] or [r for r in self._waiting if r.job is None]
         picked: list[tuple[_Request, int]] = []
-        adapter = pool[0].adapter
+        how = (pool[0].adapter, pool[0].kind, pool[0].shots)
         for r in pool:
-            if r.adapter != adapter:
+            if (r.adapter, r.kind, r.shots) != how:
                 continue
             while r.taken < len(r.rows) and len(picked) < self.batch_size:
                 picked.append((r, r.order[r.taken]))
@@ -164,7 +176,10 @@ class AnswerQueue:
 
     def _score(self, picked: list[tuple[_Request, int]]) -> None:
         try:
-            scores = self.scorer.score([r.rows[i] for r, i in picked], adapter=picked[0][0].adapter)
+            first = picked[0][0]
+            scores = self.scorers[first.kind].score(
+                [r.rows[i] for r, i in picked], adapter=first.adapter, shots=first.shots
+            )
         except BaseException as e:
             requests = list({id(r): r for r, _ in picked}.values())
             if len(requests) == 1:
@@ -186,3 +201,20 @@ class AnswerQueue:
                 self._waiting.remove(request)  # the rest of a failed evaluation is not scored
         if not request.future.done():
             request.future.set_exception(error)
+
+
+class _QueueOfKind:
+    """The queue as a scorer of another kind than its first (cloze beside letter): the same worker and turns."""
+
+    def __init__(self, queue: AnswerQueue, kind: str):
+        self.queue, self.kind = queue, kind
+
+    @property
+    def has_base(self) -> bool:
+        return self.queue.scorers[self.kind].has_base
+
+    def describe(self) -> dict:
+        return {**self.queue.scorers[self.kind].describe(), "batch_size": self.queue.batch_size}
+
+    def score(self, rows, *, adapter=True, progress=None, shots=""):
+        return self.queue.score(rows, adapter=adapter, progress=progress, shots=shots, kind=self.kind)

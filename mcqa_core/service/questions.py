@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from ..data.features import encode_prompt
 from ..data.prompt import CONTEXT_KEY, LETTERS, MEDMCQA_OPTIONS, OPTION_KEYS, format_prompt
 from ..errors import DataError
+from ..evaluation.letter_scoring import LetterScore
 from ..evaluation.scorers import adapter_switch
-from ..evaluation.scoring import LetterScore
 from ..models import inference
 from .row_filters import normalize
 from .shared_model import APP_MAX_PROMPT_TOKENS, scorer_for
@@ -113,17 +113,18 @@ class PromptInfo:
     message: str | None  # how it was shortened, for the user
 
 
-def prepare_prompt(tokenizer, row: dict, max_tokens: int = APP_MAX_PROMPT_TOKENS) -> PromptInfo:
-    """The prompt the model will read; a question too long is cut (with " ..."), and the message says how.
+def prepare_prompt(tokenizer, row: dict, max_tokens: int = APP_MAX_PROMPT_TOKENS, style: str = "course") -> PromptInfo:
+    """The prompt the model will read, by the scorers' own `encode_prompt`; a question too long is cut (with
+    " ..."), and the message says how. Ask passes its scorer's limit and style (`ask_request.scored_prompt`).
 
     Raises DataError when even the options alone do not fit.
     """
-    enc = encode_prompt(tokenizer, row, max_tokens)
+    enc = encode_prompt(tokenizer, row, max_tokens, style)
     if enc is None:
         raise DataError(f"The options alone are longer than the {max_tokens} tokens the app reads; shorten them.")
     message = None
     if enc.shortened:
-        full = len(tokenizer(format_prompt(row))["input_ids"])
+        full = len(tokenizer(format_prompt(row, style))["input_ids"])
         q_tokens = len(tokenizer(row["question"], add_special_tokens=False)["input_ids"])
         message = (
             f"The question was too long for the model: the prompt would be {full} tokens and the app reads "

@@ -6,24 +6,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data.prompt import FEWSHOT_KEY
-from ..evaluation.scorers import LocalScorer
+from ..evaluation.report_types import Report, report_problems
 from ..evaluation.stats import FEW, PAIRED_CI_METHOD, mcnemar, mcnemar_counts, wilson
 from ..models.run_record import REPORT_FILE
-from .shared_model import APP_BATCH_SIZE, APP_MAX_PROMPT_TOKENS, scorer_for
+from .shared_model import scorer_for
 
 
-def saved_report(adapter_dir: str | Path | None) -> tuple[dict | None, Path | None]:
-    """The adapter's eval_report.json (written at training end) and its path, or (None, expected path)."""
+def saved_report(adapter_dir: str | Path | None) -> tuple[Report | None, Path | None]:
+    """The adapter's eval_report.json (written at training end) and its path, or (None, expected path) when it is
+    missing or not a report."""
     if not adapter_dir:
         return None, None
     path = Path(adapter_dir).expanduser() / REPORT_FILE
     if not path.exists():
         return None, path
     try:
-        return json.loads(path.read_text()), path
+        report = json.loads(path.read_text())
     except (OSError, ValueError):
         return None, path
+    return (None if report_problems(report) else report), path
 
 
 def evaluate_rows(
@@ -38,49 +39,20 @@ def evaluate_rows(
     bank=None,
     data_dir=None,
 ) -> tuple[dict, list[dict]]:
-    """`mcqa_core.evaluation.passes.evaluate` through the shared scorer (its batches take turns with the questions
-    other sessions ask meanwhile), with `shots` examples from `bank`'s other rows or MedMCQA's (`shots_for`), by
-    letter or cloze scoring. Returns the report and the rows reported (a bank's examples are never among them)."""
-    from ..evaluation.fewshot import shots_beside, shots_for
-    from ..evaluation.passes import evaluate
+    """`measure` through the shared scorer of the `scoring` kind (its batches take turns with the questions other
+    sessions ask meanwhile), with `shots` examples from `bank`'s other rows or MedMCQA's. Returns the report and
+    the rows reported (a bank's examples are never among them)."""
+    from ..evaluation.eval_rows import given_rows
+    from ..evaluation.measure import measure
+    from ..evaluation.protocol import EvalProtocol
 
-    if bank is not None:
-        rows, fewshot = shots_beside(rows, bank.rows, shots, "course", bank.source, scoring)
-    else:
-        rows, fewshot = shots_for(rows, shots, "course", data_dir=data_dir, scoring=scoring, split=split)
-    scorer = scorer_for(loaded)
-    if scoring == "cloze":
-        scorer = QueuedCloze(scorer, loaded)
-    report = evaluate(loaded, rows, compare_base=compare_base and scorer.has_base, progress=progress, scorer=scorer)
-    report["meta"].update(fewshot=fewshot, split=split)
-    return report, [{k: v for k, v in r.items() if k != FEWSHOT_KEY} for r in rows]
-
-
-class QueuedCloze:
-    """Cloze scoring on the shared answer queue's worker, one batch per turn, so that the questions other sessions
-    ask meanwhile are answered between its batches."""
-
-    def __init__(self, queue, loaded):
-        self.queue = queue
-        self.local = LocalScorer(
-            loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS, scoring="cloze"
-        )
-
-    @property
-    def has_base(self) -> bool:
-        return self.queue.has_base
-
-    def describe(self) -> dict:
-        return self.local.describe()
-
-    def score(self, rows, *, adapter=True, progress=None):
-        out = []
-        for start in range(0, len(rows), APP_BATCH_SIZE):
-            chunk = rows[start : start + APP_BATCH_SIZE]
-            out += self.queue.run(lambda chunk=chunk: self.local.score(chunk, adapter=adapter))
-            if progress:
-                progress(len(out), len(rows))
-        return out
+    scorer = scorer_for(loaded, scoring)
+    source = bank.source if bank is not None else "MedMCQA"
+    protocol = EvalProtocol(split=split, source=source if bank is not None else None, shots=shots, scoring=scoring,
+                            compare_base=compare_base and scorer.has_base)  # fmt: skip
+    pool = bank.rows if bank is not None else None
+    data = given_rows(rows, protocol, split=split, source=source, pool=pool, bank=bank, data_dir=data_dir)
+    return measure(scorer, data, protocol, progress=progress), data.rows
 
 
 def rule_view(report: dict, rule: str) -> dict:

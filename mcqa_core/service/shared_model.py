@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from pathlib import Path
 
-from ..evaluation.scorers import LocalScorer
+from ..errors import SettingsError
+from ..evaluation.scorers import ClozeScorer, LetterScorer
 from ..models import inference
 from .answer_queue import AnswerQueue
 
@@ -15,16 +17,31 @@ from .answer_queue import AnswerQueue
 APP_MAX_PROMPT_TOKENS = 512
 APP_BATCH_SIZE = 16  # questions per forward pass, gathered across sessions
 _QUEUE_LOCK = threading.Lock()
+# loaded model (by identity) -> the scorer every session shares for it; kept here, not on the model's object
+_SHARED: dict[int, object] = {}
 
 
-def scorer_for(loaded):
-    """The scorer every session shares for a loaded model: a server backend's own scorer, or one `AnswerQueue`
-    in front of the in-process model (made on first use)."""
+def scorer_for(loaded, kind: str = "letter"):
+    """The scorer every session shares for a loaded model, of `kind` (letter or cloze): a server backend's own
+    scorer (letter only), or one `AnswerQueue` in front of the in-process model (made on first use) that batches
+    both kinds in turns."""
     with _QUEUE_LOCK:
-        if loaded.shared_scorer is None:
-            local = LocalScorer(loaded, batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
-            loaded.shared_scorer = AnswerQueue(local, batch_size=APP_BATCH_SIZE)
-        return loaded.shared_scorer
+        if id(loaded) not in _SHARED:
+            kw = dict(batch_size=APP_BATCH_SIZE, max_prompt_tokens=APP_MAX_PROMPT_TOKENS)
+            _share(
+                loaded, AnswerQueue(LetterScorer(loaded, **kw), ClozeScorer(loaded, **kw), batch_size=APP_BATCH_SIZE)
+            )
+        shared = _SHARED[id(loaded)]
+    if isinstance(shared, AnswerQueue):
+        return shared.of_kind(kind)
+    if kind != shared.kind:
+        raise SettingsError(f"{kind} scoring reads each option's tokens from the model: load it in this process")
+    return shared
+
+
+def _share(loaded, scorer) -> None:
+    _SHARED[id(loaded)] = scorer
+    weakref.finalize(loaded, _SHARED.pop, id(loaded), None)  # a model the app let go takes its queue with it
 
 
 def load_spec(spec, threads: int | None = None, settings=None):
@@ -54,7 +71,6 @@ def can_compare(loaded) -> bool:
 def load_served(spec, settings):
     """A `LoadedModel` without weights whose answers come from the OpenAI-compatible server the settings name;
     refused in one line, before anything is shown as loaded, when the server is down or lacks the model."""
-    from ..errors import SettingsError
     from ..evaluation.openai_backend import connect
 
     started = time.perf_counter()
@@ -72,7 +88,7 @@ def load_served(spec, settings):
         max_prompt_tokens=APP_MAX_PROMPT_TOKENS,
         base_model=settings.served_base_model if spec.adapter else None,
     )
-    return inference.LoadedModel(
+    loaded = inference.LoadedModel(
         None,
         scorer.tokenizer,
         base,
@@ -81,8 +97,10 @@ def load_served(spec, settings):
         f"server {scorer.endpoint}",
         time.perf_counter() - started,
         run,
-        shared_scorer=scorer,
     )
+    with _QUEUE_LOCK:
+        _share(loaded, scorer)
+    return loaded
 
 
 WARM_UP_ROW = {"question": "Which organ pumps blood?", "opa": "Heart", "opb": "Lung", "opc": "Liver", "opd": "Skin"}

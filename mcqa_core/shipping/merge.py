@@ -150,7 +150,7 @@ def export_merged(args: ExportArgs, log=print) -> dict:
     started = time.time()
     run = validate_args(args)  # every refusal before the heavy libraries are imported
 
-    from ..evaluation.scoring import score_rows
+    from ..evaluation.letter_scoring import score_rows
     from ..models.loading import has_cuda
 
     adapter, out = Path(args.adapter).expanduser(), Path(args.out).expanduser()

@@ -98,8 +98,11 @@ def report(plan, trainer, record: dict) -> dict:
     with --report-base, by its base on the same rows (the adapter switched off), with the paired test."""
     from ..data.overlap import find_overlap
     from ..evaluation.clean_subset import overlap_block
-    from ..evaluation.passes import evaluate
+    from ..evaluation.eval_rows import EvalRows
+    from ..evaluation.measure import measure
+    from ..evaluation.protocol import EvalProtocol
     from ..evaluation.report import write_report
+    from ..evaluation.scorers import LetterScorer
     from ..models.inference import LoadedModel
 
     cfg, out, scoring = plan.cfg, plan.out, time.time()
@@ -113,6 +116,7 @@ def report(plan, trainer, record: dict) -> dict:
         cfg.model.load_in_4bit,
         str(next(trainer.model.parameters()).device),
         0.0,
+        bf16_scoring=plan.bf16_scoring,
     )
     # ReLoRA merged its restarts into the base weights: switching the adapter off no longer gives the base
     compare_base = cfg.data.report_base and not plan.relora
@@ -122,15 +126,11 @@ def report(plan, trainer, record: dict) -> dict:
         write_status(out, "running", phase="report", done=done, total=total, step=step)
 
     progress(0, len(rows) * (1 + compare_base))
-    scores = evaluate(
-        loaded,
-        rows,
-        batch_size=cfg.train.per_device_eval_batch_size,
-        max_prompt_tokens=cfg.model.max_seq_length,
-        compare_base=compare_base,
-        progress=progress,
-    )
-    scores["meta"].update(split=plan.reported.split, source=plan.reported.source)
+    scorer = LetterScorer(loaded, batch_size=cfg.train.per_device_eval_batch_size,
+                          max_prompt_tokens=cfg.model.max_seq_length)  # fmt: skip
+    split, source = plan.reported.split, plan.reported.source
+    protocol = EvalProtocol(split=split, limit=cfg.data.report_limit, compare_base=compare_base)
+    scores = measure(scorer, EvalRows(rows, split, source), protocol, progress=progress)
     found = find_overlap(plan.train.rows, rows)
     scores["overlap"] = overlap_block(scores, found, f"{plan.train.split} ({len(plan.train.rows)} rows)")
     write_report(scores, out / REPORT_FILE)

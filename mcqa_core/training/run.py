@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data.medmcqa import LOCAL, LoadedSplit, resolve_data_dir
 from ..errors import RunError, disk_full, refuse
-from ..models.precision_rule import BF16_SCORING_ATTR, CPU_BF16_ENV, precision_flags, training_precision
+from ..models.precision_rule import CPU_BF16_ENV, precision_flags, training_precision
 from ..models.run_record import CHECKPOINT_DIR
 from .batching import BatchPlan, plan_batches
 from .checks import fit_problems, start_problems
@@ -101,6 +101,7 @@ class RunPlan:
     phases: dict = field(default_factory=dict)  # seconds per stage, for the record
     # load
     model: object = None
+    bf16_scoring: bool = False  # score evaluations in bf16, close calls again in fp32 (a CPU run in bf16)
     tok: object = None
     model_info: dict = field(default_factory=dict)
     train_enc: object = None
@@ -180,9 +181,8 @@ def load(plan: RunPlan) -> None:
     transformers.set_seed(cfg.train.seed)
     precision, why = plan.precision
     plan.model, plan.tok, plan.model_info = load_for_training(cfg.model, cfg.lora, precision, cfg.method)
-    cpu_bf16 = precision == "bf16" and next(plan.model.parameters()).device.type == "cpu"
-    if cpu_bf16:  # its evaluations and the report score in bf16 too, close calls again in fp32 (as mcqa-eval)
-        setattr(plan.model, BF16_SCORING_ATTR, True)
+    # its evaluations and the report score in bf16 too, close calls again in fp32 (as mcqa-eval)
+    cpu_bf16 = plan.bf16_scoring = precision == "bf16" and next(plan.model.parameters()).device.type == "cpu"
     print(f"[precision] {precision}: {why}{f'; {CPU_BF16_ENV}=0 for fp32' if cpu_bf16 else ''}", flush=True)
     dev_rows = plan.dev.rows[: cfg.data.eval_limit] if cfg.data.eval_limit else plan.dev.rows
     encoded = {
@@ -240,6 +240,7 @@ def build_trainer(plan: RunPlan):
         eval_dataset=to_dataset(plan.eval_enc),
         processing_class=plan.tok,
         score_rows_for_eval=plan.eval_enc.rows,
+        bf16_scoring=plan.bf16_scoring,
         max_prompt_tokens=cfg.model.max_seq_length,
         # the guard last: it overrides a save or evaluation the callbacks before it asked for
         callbacks=[

@@ -12,7 +12,8 @@ import torch
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from ..evaluation.scoring import accuracy, score_rows
+from ..evaluation.cpu_precision import bf16_pays
+from ..evaluation.letter_scoring import accuracy, score_rows
 from .batching import step_window_sampler
 from .model_patches import keep_4bit_layers_differentiable, lm_head_on_label_tokens_only
 from .output_folder import LOSS_FILE
@@ -22,7 +23,7 @@ from .progress import StopOnSignal
 class MCQATrainer(SFTTrainer):
     """SFTTrainer whose evaluation adds letter accuracy next to eval loss."""
 
-    def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, **kwargs):
+    def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, bf16_scoring=False, **kwargs):
         super().__init__(*args, **kwargs)
         keep_4bit_layers_differentiable(self.model)
         if self.args.loss_type == "chunked_nll" and not self.args.use_liger_kernel:
@@ -35,6 +36,7 @@ class MCQATrainer(SFTTrainer):
                 if param.requires_grad and param.dtype == torch.bfloat16:
                     param.data = param.data.float()
         self.score_rows_for_eval = score_rows_for_eval or []
+        self.bf16_scoring = bf16_scoring  # in bf16 where it pays, close calls again in fp32
         self.max_prompt_tokens = max_prompt_tokens
         self.loss_sum = torch.zeros(())  # summed step losses of the whole run, resumed sessions included
         # this session's forward and backward passes (no evaluation, no save) and their non-padding tokens: tokens/s
@@ -110,6 +112,7 @@ class MCQATrainer(SFTTrainer):
                 self.score_rows_for_eval,
                 batch_size=self.args.per_device_eval_batch_size,
                 max_prompt_tokens=self.max_prompt_tokens,
+                bf16=self.bf16_scoring and bf16_pays(self.model),
             )
             output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
         return output

@@ -1,7 +1,7 @@
 """Prefix tuning with PEFT: learned keys and values for `num_virtual_tokens` positions in front of every layer's
 attention. Nothing of the base changes, so nothing can be merged: served as PEFT serves it, or not at all.
 PEFT refuses gradient checkpointing for it. Scoring gives such a model whole prompts, right-padded
-(evaluation/scoring.py), since its virtual tokens sit before every prompt's cache."""
+(evaluation/letter_scoring.py), since its virtual tokens sit before every prompt's cache."""
 
 from __future__ import annotations
 

@@ -4,15 +4,14 @@ Used by training, the evaluation CLI and the app. Rows are sorted by length so a
 and only the last position's logits are computed (`logits_to_keep`), for the row's letters. The tokens every
 prompt starts with are run once and their key/value cache reused (not under prefix tuning: right padding).
 
-On a CPU with native bf16 matmuls a model that `load_model` loaded (full precision or 4-bit) is scored in bf16,
-and every row whose two likeliest letters are closer than `CLOSE_CALL` again in fp32, so the letters are fp32's
-(`cpu_precision.py`; docs/speed.md).
+Asked for bf16 (the scorer asks where `bf16_pays`: a CPU with native bf16 matmuls, a model `load_model` loaded),
+every row whose two likeliest letters are closer than `CLOSE_CALL` is scored again in fp32, so the letters are
+fp32's (`cpu_precision.py`; docs/speed.md).
 """
 
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from ..data.features import encode_prompt
 from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
 from ..errors import DataError, ModelError
 from ..models.tuners.prefix_tuner import virtual_tokens
-from .cpu_precision import CLOSE_CALL, bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
+from .cpu_precision import CLOSE_CALL, matmul_precision, prompt_kernels_for_4bit_cpu
+from .forward_pass import MIN_SHARED_PREFIX, pad_batch, shared_prefix_length, start_cache
 
 DEFAULT_MAX_PROMPT_TOKENS = 1024
 MEMO_MAX_PREFIX, MEMO_ENTRIES = 64, 8  # what a prefix_memo keeps: template starts, for both precisions
-MIN_SHARED_PREFIX = 8  # shorter shared starts save less than copying their cache per batch costs
 BF16_TRIAL_ROWS = 32  # rows scored in bf16 before a call measures whether bf16 still pays for this model
 
 
@@ -91,21 +90,23 @@ def score_rows(
     padding_side: str = "left",
     progress: Callable[[int, int], None] | None = None,
     reuse_prefix: bool = True,
-    bf16: bool | None = None,
+    bf16: bool = False,
     prefix_memo: dict | None = None,
+    shots: str = "",
 ) -> list[LetterScore]:
     """Score rows in the order given; `progress(done, total)` after each batch. `reuse_prefix=False` runs every
     prompt in full (for model wrappers that do not accept a `past_key_values` cache with a padded attention mask).
-    `bf16`: run the matmuls in bf16 and close calls again in fp32; None (default) does where it pays
-    (`bf16_pays`), False never. `prefix_memo`: a dict kept by a caller whose weights do not change between calls
-    (the app's scorer), so the shared start's cache is computed once, not once per call."""
+    `bf16`: run the matmuls in bf16 and close calls again in fp32 (callers ask where `bf16_pays`).
+    `shots`: the K-shot examples' text before every question. `prefix_memo`: a dict kept by a caller whose
+    weights do not change between calls (the app's scorer), so the shared start's cache is computed once, not
+    once per call."""
     import torch
 
     if padding_side not in ("left", "right"):
         raise ValueError("padding_side must be 'left' or 'right'")
     if virtual_tokens(model):  # its learned positions come first: whole prompts, each at the positions it trained at
         padding_side, reuse_prefix = "right", False
-    items, skipped = _encode_items(tokenizer, rows, max_prompt_tokens, style)
+    items, skipped = _encode_items(tokenizer, rows, max_prompt_tokens, style, shots)
     letter_ids = torch.tensor(letter_token_ids(tokenizer, style, max((it.options for it in items), default=2)))
     if skipped:
         raise DataError(
@@ -114,7 +115,7 @@ def score_rows(
         )
     prefix_len = shared_prefix_length([it.ids for it in items]) if reuse_prefix and items else 0
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    use_bf16 = bf16_pays(model) if bf16 is None else bf16
+    use_bf16 = bf16
     out: list[LetterScore | None] = [None] * len(rows)
     was_training = model.training
     model.eval()
@@ -136,12 +137,14 @@ def score_rows(
     return out  # type: ignore[return-value]
 
 
-def _encode_items(tokenizer, rows: list[dict], max_prompt_tokens: int, style: str) -> tuple[list[_Item], int]:
+def _encode_items(
+    tokenizer, rows: list[dict], max_prompt_tokens: int, style: str, shots: str
+) -> tuple[list[_Item], int]:
     """Each row's prompt tokens, longest first (memory peaks early, padding stays small), and how many rows
     cannot fit even shortened."""
     items, skipped = [], 0
     for i, row in enumerate(rows):
-        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style)
+        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style, shots=shots)
         if enc is None:
             skipped += 1
         else:
@@ -223,35 +226,6 @@ class _SharedBatchInputs:
         self.spent[bf16][0] += time.perf_counter() - started
         self.spent[bf16][1] += len(batch)
         return out
-
-
-def start_cache(model, ids, device):
-    """The key/value cache of the tokens every prompt starts with, or None for a forward that returns legacy
-    tuples (they cannot be repeated per row)."""
-    import torch
-
-    cache = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1).past_key_values
-    return cache if hasattr(cache, "batch_repeat_interleave") else None
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int, padding_side: str = "left"):
-    """input_ids, attention_mask and position_ids (counting real tokens only) for a batch."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        sl = slice(width - len(s), width) if padding_side == "left" else slice(0, len(s))
-        ids[r, sl] = torch.tensor(s)
-        mask[r, sl] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions
-
-
-def shared_prefix_length(seqs: list[list[int]]) -> int:
-    """How many leading tokens all sequences share, leaving each at least its last token to score."""
-    return min(len(os.path.commonprefix(seqs)), min(len(s) for s in seqs) - 1)
 
 
 def _score_batch(model, batch, letter_ids, pad_id, padding_side, device, prefix_cache=None, prefix_len=0):

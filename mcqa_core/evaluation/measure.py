@@ -1,7 +1,7 @@
-"""Evaluation passes over rows: the model's answers, the same rows with the adapter switched off, and the
-rows re-asked with their options shuffled (position bias). `evaluate` returns the report dict
-(`report.build_report`'s keys plus `meta`, `base`, `disagreements`, `shuffle`); the command is
-`mcqa_core.cli.eval_command`.
+"""The one way a number is measured: `measure(scorer, rows, protocol)` runs every pass the protocol asks for (the
+model's answers; the same rows with the adapter switched off; the rows re-asked with their options shuffled, for
+position bias; the rows an abstention threshold is chosen on) and returns the complete report, its `meta` written
+once. The evaluate, suite and leaderboard commands, the app and the training report all call it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,17 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
+from .cloze_scoring import OptionScore
+from .eval_rows import EvalRows
+from .protocol import EvalProtocol
 from .report import build_report
-from .scorers import LocalScorer, Scorer
+from .report_types import Report
+from .scorers import Scorer
+from .selective import abstention
 from .stats import mcnemar
 
 SHUFFLE_SEED = 0
@@ -58,45 +64,36 @@ def _progress_over(total: int, progress: Callable[[int, int], None] | None):
     return for_pass
 
 
-def evaluate(
-    loaded,
-    rows: list[dict],
+def measure(
+    scorer: Scorer,
+    data: EvalRows,
+    protocol: EvalProtocol,
     *,
-    batch_size: int = 16,
-    compare_base: bool = False,
-    style: str = "course",
-    shuffle_options: int = 0,
-    max_prompt_tokens: int = 1024,
     progress: Callable[[int, int], None] | None = None,
-    scorer: Scorer | None = None,
-    scoring: str = "letter",
-) -> dict:
-    """Score `rows` with `loaded.model` / `loaded.tokenizer` (or with `scorer`, e.g. a server backend, when
-    given; `loaded` may then be None) and return the report (`build_report`'s keys), plus `meta`; with
-    `compare_base`, `base` (the same rows with the adapter disabled) and `disagreements`; with
-    `shuffle_options=K`, `shuffle` (accuracy and answer consistency under K option permutations); with
-    `scoring="cloze"`, `acc_norm` (the report by length-normalised option scores; `base` has its own).
-    `progress(done, total)` counts questions over all passes.
-    """
-    if scorer is None:
-        kw = dict(batch_size=batch_size, max_prompt_tokens=max_prompt_tokens, style=style, scoring=scoring)
-        scorer = LocalScorer(loaded, **kw)
+    context: dict | None = None,
+) -> Report:
+    """The report of `protocol` on `data` (`report.build_report`'s keys and `meta`); with `compare_base`, `base`
+    (the same rows with the adapter disabled), `vs_base` and `disagreements`; with `shuffle_options=K`,
+    `shuffle`; with cloze scoring, `acc_norm` (`base` has its own); with an abstention rule and rows to choose
+    it on, `abstain`. `context` (the device, the weights' signature, the suite) joins `meta`. `progress(done,
+    total)` counts questions over all passes."""
+    rows, k = data.rows, protocol.shuffle_options
     if not rows:
         raise McqaError("no rows to evaluate")
-    if shuffle_options < 0:
-        raise McqaError(f"shuffle_options must be 0 or more, got {shuffle_options}")
-    if shuffle_options > (most := shuffle_limit(rows)):
-        raise McqaError(f"shuffle_options {shuffle_options} is over the {most} distinct orders these rows have")
-    if compare_base and not scorer.has_base:
+    if k < 0:
+        raise McqaError(f"shuffle_options must be 0 or more, got {k}")
+    if k > (most := shuffle_limit(rows)):
+        raise McqaError(f"shuffle_options {k} is over the {most} distinct orders these rows have")
+    if protocol.compare_base and not scorer.has_base:
         raise McqaError(
-            "compare_base needs a model with a LoRA adapter (load one with --adapter), or a server "
+            "compare_base needs a model with an adapter (load one with --adapter), or a server "
             "that also serves the base model (--base-served-model)"
         )
-    n = len(rows)
-    next_pass = _progress_over(n * (1 + int(compare_base) + shuffle_options), progress)
+    n, shots = len(rows), data.shots
+    next_pass = _progress_over(n * (1 + int(protocol.compare_base) + k), progress)
 
     started = time.perf_counter()
-    scores = scorer.score(rows, progress=next_pass(n))
+    scores = scorer.score(rows, progress=next_pass(n), shots=shots)
     seconds = time.perf_counter() - started
     report = _with_acc_norm(build_report(rows, scores), rows, scores)
     report["meta"] = {
@@ -104,11 +101,18 @@ def evaluate(
         "rows_shortened": sum(s.shortened for s in scores),
         "seconds": round(seconds, 2),
         "seconds_per_question": round(seconds / n, 4),
+        "split": data.split,
+        "source": data.source,
+        "rows_invalid_skipped": data.skipped,
+        "fewshot": data.fewshot,
+        **({"bank": data.bank} if data.bank else {}),
+        "eval_protocol": asdict(protocol),
+        **(context or {}),
     }
 
-    if compare_base:
-        # the same loaded weights, LoRA switched off: no second model in memory
-        base_scores = scorer.score(rows, adapter=False, progress=next_pass(n))
+    if protocol.compare_base:
+        # the same loaded weights, the adapter switched off: no second model in memory
+        base_scores = scorer.score(rows, adapter=False, progress=next_pass(n), shots=shots)
         report["base"] = _with_acc_norm(build_report(rows, base_scores), rows, base_scores)
         report["vs_base"] = mcnemar([bool(s.correct) for s in scores], [bool(s.correct) for s in base_scores])
         if "acc_norm" in report:
@@ -120,29 +124,32 @@ def evaluate(
             if a.pred != b.pred
         ]
 
-    if shuffle_options:
-        report["shuffle"] = _shuffle_report(scorer, rows, scores, shuffle_options, next_pass(n * shuffle_options))
+    if k:
+        report["shuffle"] = _shuffle_report(scorer, rows, scores, k, next_pass(n * k), shots)
+    if protocol.abstain and data.threshold_rows:
+        chosen_on = scorer.score(data.threshold_rows, shots=shots)
+        report["abstain"] = abstention(chosen_on, scores, protocol.abstain, data.threshold_source)
     return report
 
 
 def _with_acc_norm(report: dict, rows: list[dict], scores) -> dict:
     """Cloze scores carry a second rule, lm-eval's acc_norm: its own report (intervals, subjects, calibration)
     under `acc_norm`, with the exact McNemar test against acc on the same questions."""
-    if scores and hasattr(scores[0], "normed"):
+    if scores and isinstance(scores[0], OptionScore):
         normed = [s.normed() for s in scores]
         report["acc_norm"] = build_report(rows, normed)
         report["acc_norm"]["vs_acc"] = mcnemar([bool(s.correct) for s in normed], [bool(s.correct) for s in scores])
     return report
 
 
-def _shuffle_report(scorer, rows, scores, k, progress) -> dict:
+def _shuffle_report(scorer, rows, scores, k, progress, shots) -> dict:
     rng = random.Random(SHUFFLE_SEED)  # the same permutations on every run, so reports compare
     orders = []
     for row in rows:
         moves = _moves(option_count(row))
         orders.append(rng.sample(moves, k))  # k is at most shuffle_limit(rows)
     permuted = [permute_options(row, order) for row, order_set in zip(rows, orders) for order in order_set]
-    shuffled = scorer.score(permuted, progress=progress)
+    shuffled = scorer.score(permuted, progress=progress, shots=shots)
     consistent = 0
     for i, (row, first) in enumerate(zip(rows, scores)):
         texts = {_chosen_text(row, first.pred)}

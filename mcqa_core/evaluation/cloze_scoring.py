@@ -25,7 +25,8 @@ from ..data.prompt import answer_letter, cloze_continuations, row_options
 from ..errors import DataError, ModelError
 from ..models.tuners.prefix_tuner import virtual_tokens
 from .cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
-from .scoring import MIN_SHARED_PREFIX, LetterScore, pad_batch, shared_prefix_length, start_cache
+from .forward_pass import MIN_SHARED_PREFIX, pad_batch, shared_prefix_length, start_cache
+from .letter_scoring import LetterScore
 
 # Twice the largest change in an option's log-likelihood that bf16 was measured to cause (docs/evaluation.md).
 CLOSE_NATS = 2.0
@@ -94,10 +95,10 @@ class _Question:
     shortened: bool
 
 
-def _encode(tokenizer, row: dict, max_prompt_tokens: int, style: str, index: int) -> _Question | None:
+def _encode(tokenizer, row: dict, max_prompt_tokens: int, style: str, index: int, shots: str) -> _Question | None:
     texts = cloze_continuations(row, style)
     longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    enc = encode_prompt(tokenizer, row, max_prompt_tokens - longest - 1, style, "cloze")
+    enc = encode_prompt(tokenizer, row, max_prompt_tokens - longest - 1, style, "cloze", shots)
     if enc is None:
         return None
     pairs = [encode_pair(tokenizer, enc.text, t) for t in texts]
@@ -115,9 +116,11 @@ def score_options(
     style: str = "course",
     progress: Callable[[int, int], None] | None = None,
     bf16: bool = False,
+    shots: str = "",
 ) -> list[OptionScore]:
     """Cloze-score rows in the order given (`acc`; `.normed()` gives `acc_norm`). `progress(done, total)` after
-    each batch; `bf16=True`: bf16 matmuls where the model allows them (`bf16_pays`), close calls again in fp32."""
+    each batch; `bf16=True`: bf16 matmuls where the model allows them (`bf16_pays`), close calls again in fp32;
+    `shots`: the K-shot examples' text before every question."""
     import torch
 
     if virtual_tokens(model):
@@ -125,7 +128,7 @@ def score_options(
             "cloze scoring packs each question's options under its own mask, which prefix tuning's "
             "learned positions do not fit; score this adapter by letter (--scoring letter)"
         )
-    questions = [_encode(tokenizer, r, max_prompt_tokens, style, i) for i, r in enumerate(rows)]
+    questions = [_encode(tokenizer, r, max_prompt_tokens, style, i, shots) for i, r in enumerate(rows)]
     if any(q is None for q in questions):
         raise DataError(
             f"{questions.count(None)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "
