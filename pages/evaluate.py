@@ -156,7 +156,6 @@ def bank_run_ui(loaded) -> None:
         if (scored := scored_ui(loaded, rows, compare, **protocol)) is None:
             return
         report, rows = scored
-        report["meta"]["bank"] = bank.describe()
         result = {"spec": current_spec(), "report": report, "rows": rows, "name": bank.source}
         st.session_state["evaluate_bank_result"] = result
     ran = st.session_state.get("evaluate_bank_result")

@@ -42,5 +42,5 @@ def test_measure_writes_every_key_a_saved_report_has(loaded_adapter, validation_
     report = measure(LetterScorer(loaded_adapter), EvalRows(validation_rows[:6]), EvalProtocol(compare_base=True))
     assert report_problems(report) == []
     assert set(saved) - {"overlap"} <= set(report)  # overlap: the training report's own part
-    assert set(saved["meta"]) - {"protocol", "device", "load_in_4bit"} <= set(report["meta"])  # added when written
+    assert set(saved["meta"]) - {"device", "load_in_4bit"} <= set(report["meta"])  # the caller's context
     assert report["meta"]["eval_protocol"]["compare_base"] is True

@@ -17,7 +17,7 @@ from ..data.prompt import LETTERS, OPTION_KEYS, option_count
 from ..errors import McqaError
 from .cloze_scoring import OptionScore
 from .eval_rows import EvalRows
-from .protocol import EvalProtocol
+from .protocol import EvalProtocol, protocol_card
 from .report import build_report
 from .report_types import Report
 from .scorers import Scorer
@@ -96,7 +96,7 @@ def measure(
     scores = scorer.score(rows, progress=next_pass(n), shots=shots)
     seconds = time.perf_counter() - started
     report = _with_acc_norm(build_report(rows, scores), rows, scores)
-    report["meta"] = {
+    meta = {
         **scorer.describe(),
         "rows_shortened": sum(s.shortened for s in scores),
         "seconds": round(seconds, 2),
@@ -109,6 +109,7 @@ def measure(
         "eval_protocol": asdict(protocol),
         **(context or {}),
     }
+    report["meta"] = meta | {"protocol": protocol_card({"n": n, "meta": meta})}  # the card beside every number
 
     if protocol.compare_base:
         # the same loaded weights, the adapter switched off: no second model in memory

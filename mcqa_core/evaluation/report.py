@@ -194,7 +194,8 @@ def write_report(report: dict, out_json: str | Path) -> tuple[Path, Path]:
     from .protocol import protocol_card
 
     out_json = Path(out_json)
-    report.setdefault("meta", {})["protocol"] = protocol_card(report)
+    meta = report.setdefault("meta", {})
+    meta.setdefault("protocol", protocol_card(report))  # `measure` writes it; a report built elsewhere gets it here
     write_json_atomic(out_json, report)
     png = plot_per_subject(report, out_json.with_suffix(".png"))
     return out_json, png
