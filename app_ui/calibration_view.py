@@ -14,6 +14,7 @@ from .markdown_text import md_escape
 from .operator_gate import server_text
 
 CHART_HEIGHT = 260
+CHART_MIN_WIDTH = 420  # px: narrower, the axes' titles crowd the plot out
 
 
 def _models(report: dict, adapter: bool) -> dict[str, dict]:
@@ -34,19 +35,18 @@ def reliability_chart(report: dict, adapter: bool = True):
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray")
     diagonal = diagonal.encode(x="x:Q", y="y:Q")
     scale = alt.Scale(domain=[0, 1])
-    points = (
-        alt.Chart(data)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("confidence:Q", scale=scale, title="mean confidence in the bin"),
-            y=alt.Y("accuracy:Q", scale=scale, title="accuracy in the bin"),
-            color="model:N",
-            size=alt.Size("questions:Q", legend=None),
-            tooltip=["model", alt.Tooltip("confidence:Q", format=".2f"), alt.Tooltip("accuracy:Q", format=".1%"),
-                     "questions"],
-        )
+    bins = alt.Chart(data).encode(
+        x=alt.X("confidence:Q", scale=scale, title="mean confidence in the bin"),
+        y=alt.Y("accuracy:Q", scale=scale, title="accuracy in the bin"),
+        color=alt.Color("model:N", title="model"),
+    )
+    line = bins.mark_line(strokeWidth=1, opacity=0.6)
+    dots = bins.mark_circle(opacity=0.85).encode(
+        size=alt.Size("questions:Q", scale=alt.Scale(range=[30, 600]), title="questions in the bin"),
+        tooltip=["model", alt.Tooltip("confidence:Q", format=".2f"), alt.Tooltip("accuracy:Q", format=".1%"),
+                 "questions"],
     )  # fmt: skip
-    return (diagonal + points).properties(height=CHART_HEIGHT)
+    return (diagonal + line + dots).properties(height=CHART_HEIGHT)
 
 
 def risk_coverage_chart(report: dict, adapter: bool = True):
@@ -74,7 +74,8 @@ def calibration_ui(report: dict, adapter: bool = True) -> None:
     if not any(r.get("risk_coverage") for r in models.values()):
         st.caption("This report was written before reports kept calibration bins and the risk-coverage curve.")
         return
-    left, right = st.columns(2)
+    row = st.container(horizontal=True, gap="large")  # side by side where both fit, else one under the other
+    left, right = row.container(width=CHART_MIN_WIDTH), row.container(width=CHART_MIN_WIDTH)
     if (chart := reliability_chart(report, adapter)) is not None:
         left.altair_chart(chart, width="stretch")
         left.caption("Dots: equal-width confidence bins, sized by their questions; dashed: perfect calibration.")
@@ -84,7 +85,7 @@ def calibration_ui(report: dict, adapter: bool = True) -> None:
     table = {
         name: {
             "ECE": f"{r['ece']:.3f}",
-            "Brier": f"{r['brier']:.3f}" if "brier" in r else "—",
+            "Brier (0 best, 2 worst)": f"{r['brier']:.3f}" if "brier" in r else "—",
             **{
                 f"accuracy at {c} coverage": f"{v['accuracy']:.1%} ({describe_interval(v['ci'])})"
                 for c, v in (r.get("risk_coverage") or {}).get("at", {}).items()
@@ -93,6 +94,11 @@ def calibration_ui(report: dict, adapter: bool = True) -> None:
         for name, r in models.items()
     }
     st.dataframe(pd.DataFrame(table), width="stretch")
+    st.caption(
+        f"Brier: the squared distance between the answer's probabilities and the right letter, summed over the "
+        f'letters; 0 is perfect and 2 the worst. Always answering "A" with certainty scores '
+        f"{2 * (1 - report['always_a_accuracy']):.3f} on these {report['n']} questions."
+    )
     if ab := report.get("abstain"):
         if ab.get("reported"):
             r = ab["reported"]

@@ -23,7 +23,11 @@ def export_ui(adapter: Path, adapters_dir: Path) -> None:
         return
     folder = exports.exports_dir(adapters_dir)
     c1, c2 = st.columns(2)
-    fmt = c1.radio("Format", list(exports.EXPORT_FORMATS), key="export_format")
+    convert, _, missing = exports.gguf_here()
+    offered = [f for f in exports.EXPORT_FORMATS if convert or "gguf" not in exports.EXPORT_FORMATS[f]]
+    fmt = c1.radio("Format", offered, key="export_format")
+    if missing and (not convert or "gguf" in exports.EXPORT_FORMATS[fmt]):
+        c1.caption(md_escape(missing) + ".")
     repo = None
     if exports.can_publish():
         repo = c2.text_input("Also publish to the hub as (optional)", key="export_repo", placeholder="owner/name")
@@ -58,5 +62,6 @@ def export_result_ui(v: exports.ExportView) -> None:
     if v.state == "done":
         st.success(f"Exported into {md_escape(str(v.out))} in {v.seconds:.0f} s: the same files as `mcqa-export`.")
     else:
-        st.error(f"The export into {md_escape(str(v.out))} failed; the log's last lines say why.")
+        why = f": {md_escape(v.error)}" if v.error else "; the log's last lines say why."
+        st.error(f"The export into {md_escape(str(v.out))} failed{why}")
     st.code("\n".join(v.log_tail) or "(nothing yet)", language=None)

@@ -34,3 +34,18 @@ def overlap_ui(report: dict) -> None:
         st.download_button(
             "Download the overlapping ids (CSV)", ids, "overlapping-ids.csv", "text/csv", key="overlap_ids"
         )
+
+
+def shots_overlap_ui(report: dict) -> None:
+    """Retrieved examples can repeat their question: how many did, and the accuracy without those questions."""
+    block = report.get("shots_overlap")
+    if not block:
+        return
+    clean, n = block["clean"], report["n"]
+    text = (
+        f"**{block['overlapping']} of {n}** questions had a near-duplicate among their retrieved examples "
+        f"({block['rule']}). On the other {clean['n']}: **{clean['accuracy']:.1%}** ({describe_interval(clean['ci'])})"
+    )
+    if block.get("base_clean"):
+        text += f", the base {block['base_clean']['accuracy']:.1%}"
+    st.markdown(text + f"; on all {n}: {report['accuracy']:.1%}.")

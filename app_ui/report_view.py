@@ -23,7 +23,7 @@ from .calibration_view import calibration_ui
 from .markdown_text import md_escape
 from .navigation import BROWSE
 from .operator_gate import server_text
-from .overlap_view import overlap_ui
+from .overlap_view import overlap_ui, shots_overlap_ui
 
 
 def _delta_color(test: dict | None) -> str:
@@ -57,14 +57,16 @@ def headline_ui(report: dict, adapter: bool = True) -> None:
     else:
         test, versus = report.get("vs_always_a"), "always-A"
     mine = cols[1 if base else 0]
+    points = round((acc - (base["accuracy"] if base else always_a)) * 100, 1)
     mine.metric(
         "Adapter" if adapter else "Base model",
         f"{acc:.1%}",
-        f"{(acc - (base['accuracy'] if base else always_a)) * 100:+.1f} pts vs {versus}",
+        f"{points:+.1f} pts vs {versus}" if points else None,  # no arrow on no change
         delta_color=_delta_color(test),
         help=f"{_rule_name(report)} on {n} questions; the delta is coloured only when the paired test says p < 0.05",
     )
-    mine.caption(f"{describe_interval(report['accuracy_ci'])}, {n} questions")
+    same = "" if points else f"; the same as {versus}"
+    mine.caption(f"{describe_interval(report['accuracy_ci'])}, {n} questions{same}")
     cols[2 if base else 1].metric('Always answer "A"', f"{always_a:.1%}", help="The letter A, answered every time")
     cols[2 if base else 1].caption(describe_interval(report["always_a_ci"]))
     if adapter and not base:
@@ -261,6 +263,7 @@ def report_ui(report: dict, where: str, adapter: bool = True) -> None:
     if report.get("base"):
         changed_ui(report)
     overlap_ui(report)
+    shots_overlap_ui(report)
     st.subheader("Calibration and abstention")
     calibration_ui(report, adapter)
     st.subheader(f"Wrong answers ({len(wrong_answers(report))})")

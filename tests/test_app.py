@@ -133,6 +133,33 @@ def test_an_explanation_streams_from_the_chosen_answer_and_a_contradiction_is_na
     assert other_letters("Answer: (E)", "A", letters) == []  # not a letter of this question
 
 
+def test_an_explanation_never_says_the_same_run_of_tokens_twice(tiny_model_path):
+    """A model that says its last word again (its layers silenced, its output layer its input embedding) loops
+    under greedy decoding; the repetition guard the Ask page's explanation uses stops it."""
+    import torch
+
+    from mcqa_core.models.inference import generate_text, load_model
+    from mcqa_core.service.questions import EXPLANATION_NO_REPEAT
+
+    loaded = load_model(base_model=tiny_model_path, load_in_4bit=False)
+    model, n = loaded.model, EXPLANATION_NO_REPEAT
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.copy_(model.model.embed_tokens.weight)
+
+    def grams(text):
+        ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+        runs = [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+        return len(runs) - len(set(runs))
+
+    prompt = "The heart pumps blood. The heart pumps blood. The heart"
+    assert grams(generate_text(loaded.model, loaded.tokenizer, prompt, 64)) > 0  # unguarded, it repeats itself
+    guarded = generate_text(loaded.model, loaded.tokenizer, prompt, 64, no_repeat_ngram_size=n)
+    assert guarded and grams(guarded) == 0
+
+
 def test_ask_through_a_server_then_one_line_when_it_dies_and_a_fallback_when_it_is_gone(monkeypatch):
     from mcqa_core.evaluation.letter_scoring import letter_token_ids
     from mcqa_core.models.loading import load_tokenizer

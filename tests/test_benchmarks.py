@@ -123,6 +123,8 @@ def test_app_latency_benchmark_quick(data_dir, tmp_path):
             "warm answers": rf"^first answer {NUMBER} s; 4 warm answers \(mean {NUMBER} prompt tokens\): "
             rf"median {NUMBER} s, p90 {NUMBER} s, max {NUMBER} s -> (meets|MISSES) the",
             "CPU time": rf"^CPU time per warm answer: median {NUMBER} s over \d+ threads",
+            "explanations": rf"^explanations: 1 of at most 96 new tokens: median {NUMBER} s, max {NUMBER} s, "
+            rf"{NUMBER} words on average; a sentence said twice in [01] of 1",
         },
     )
     saved = json.loads((tmp_path / "latency.json").read_text())
@@ -328,3 +330,20 @@ def test_methods_benchmark_quick_measures_each_setup(data_dir):
     assert float(got["full-fp32"][1]) == 100.0 and prefix < qlora < full
     assert all(float(g[2]) > 0 and float(g[3]) > 0 for g in got.values())
     assert re.search(r"^least peak memory: (full-fp32|qlora-gc|prefix) \(\d+ MiB\)", out, re.M)
+
+
+def test_shot_selection_benchmark_quick(data_dir):
+    out = run_bench("shot_selection.py", "--quick", data_dir=data_dir)
+    machine_line(out)
+    got = figures(
+        out,
+        {
+            "0-shot": rf"^0-shot\s+{NUMBER}% \[{NUMBER}%, {NUMBER}%\]\s+{NUMBER}%$",
+            "random": rf"^2-shot random\s+{NUMBER}% \[",
+            "similar": rf"^2-shot similar\s+{NUMBER}% \[",
+            "pair": rf"^2-shot similar vs 2-shot random: [+-]{NUMBER} points .* p = {NUMBER}",
+            "clean": r"^similar: (no question|\d+ questions)",
+        },
+    )
+    low, acc, high = float(got["0-shot"][1]), float(got["0-shot"][0]), float(got["0-shot"][2])
+    assert low <= acc <= high

@@ -67,7 +67,8 @@ def test_a_leaderboard_of_three_adapters_and_their_base_from_one_command(tmp_pat
         4, 8, 16, None
     }  # fmt: skip
     assert len(board["pairs"]) == 6 and all("p_holm" in p for p in board["pairs"])
-    assert board["protocol"] == {"prompt": "course-v1", "shots": 0, "scoring": "letter", "split": "heldout", "rows": 24}
+    assert board["protocol"] == {"prompt": "course-v1", "shots": 0, "shot_selection": None, "scoring": "letter",
+                                 "split": "heldout", "rows": 24}  # fmt: skip
     printed = capsys.readouterr()
     assert printed.err.count("scoring 24 questions") == 3  # the base came with the first adapter (adapter off)
     assert "Holm p =" in printed.out

@@ -96,3 +96,34 @@ def test_a_newest_checkpoint_cut_short_by_a_kill_is_skipped_on_resume(tmp_path, 
     assert [r["step"] for r in read_progress(out) if r["event"] == "begin"] == [0, 2]
     assert [h["step"] for h in record["metrics"]["history"] if "loss" in h] == list(range(1, 7))
     assert any(p.name.startswith(".incomplete-checkpoint-3-") for p in (out / "checkpoints").iterdir())
+
+
+def test_a_stop_mid_step_lands_after_one_micro_batch_and_resume_runs_that_step_whole(tmp_path, data_dir, monkeypatch):
+    """Four micro-batches a step: a SIGTERM during step 3's first micro-batch ends the run after that micro-batch,
+    with a checkpoint of step 2 (the last optimizer step); --resume trains steps 3 to 6."""
+    from mcqa_core.training.trainer import MCQATrainer
+
+    out, calls = tmp_path / "run", []
+    real = MCQATrainer.training_step
+
+    def training_step(self, *args, **kwargs):
+        calls.append(self.state.global_step)
+        if len(calls) == 9:  # step 3's first micro-batch
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, *args, **kwargs)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(MCQATrainer, "training_step", training_step)
+    flags = ["--max-steps", "6", "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "4", *ROTATING]
+    try:
+        record = run_training(_smoke(out, data_dir, *flags))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        status_files._STOP["requested"] = False
+    assert len(calls) == 9  # no micro-batch after the one the signal came in
+    assert record["stopped"] and record["metrics"]["global_steps"] == 2
+    assert read_status(out)["state"] == "stopped" and "checkpoint-2" in [c.name for c in checkpoints(out)[0]]
+    monkeypatch.setattr(MCQATrainer, "training_step", real)
+    record = run_training(_smoke(out, data_dir, *flags, "--resume"))
+    assert record["metrics"]["global_steps"] == 6
+    assert [h["step"] for h in record["metrics"]["history"] if "loss" in h] == list(range(1, 7))

@@ -297,3 +297,29 @@ def test_a_damaged_lock_beside_a_live_run_still_finds_that_run_and_offers_stop(a
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_gguf_is_offered_with_what_this_machine_can_do_and_a_failure_shows_its_whole_line(
+    app_env, tiny_model_path, monkeypatch
+):
+    from mcqa_core.service import export_launcher as exports
+    from mcqa_core.shipping import llama_cpp
+
+    from .app_helpers import make_tiny_adapter
+
+    make_tiny_adapter(app_env / "tiny-lora", tiny_model_path)
+    gguf = next(f for f in exports.EXPORT_FORMATS if "gguf" in exports.EXPORT_FORMATS[f])
+    monkeypatch.setattr(llama_cpp, "server_binary", lambda: None)  # `make app`: the converter, no llama-server
+    monkeypatch.setattr(llama_cpp, "converter", lambda: Path("convert_hf_to_gguf.py"))
+    argv = exports.export_argv(Path("a"), Path("o"), gguf)
+    assert argv[argv.index("--check-rows") + 1] == "0"  # exported, its letters not checked here
+    assert exports.export_argv(Path("a"), Path("o"), next(iter(exports.EXPORT_FORMATS)))[5] == str(exports.CHECK_ROWS)
+    at = open_app("train")
+    at.radio(key="export_format").set_value(gguf).run()
+    assert "not checked against the adapter's here" in shown(at)
+    monkeypatch.setattr(llama_cpp, "converter", lambda: None)  # no converter: GGUF is not offered, and why
+    at = open_app("train")
+    assert not any("GGUF" in o for o in at.radio(key="export_format").options)
+    assert "GGUF needs llama" in shown(at)  # the line (markdown-escaped) says what is missing
+    log = ["[merge] ...", "error: the disk is full while writing model.safetensors; free 300 MB and export again"]
+    assert exports.failure_line(log) == log[-1][len("error: ") :]

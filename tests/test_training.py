@@ -379,3 +379,24 @@ def test_sft_config_takes_the_shared_names_as_they_are(tmp_path):
     assert (args.optim, args.weight_decay, args.max_steps, args.eval_steps) == ("adamw_torch", 0.05, 6, 3)
     assert args.per_device_train_batch_size == 10  # the plan: a step asked for more rows than there are
     assert args.output_dir == str(tmp_path / "checkpoints") and args.push_to_hub is False
+
+
+def test_each_evaluation_writes_its_rows_k_of_n_then_training_again(tmp_path, data_dir, monkeypatch):
+    """The Train page's bar during the step-0 check and each evaluation: phase "evaluation" with the dev rows
+    scored so far, then a plain "running" status once they are all scored."""
+    from mcqa_core.training import run as run_module
+
+    written = []
+    real = run_module.write_status
+    monkeypatch.setattr(
+        run_module, "write_status", lambda out, state, **f: written.append((state, f)) or real(out, state, **f)
+    )
+    argv = ["--preset", "smoke", "--data-dir", str(data_dir), "--output-dir", str(tmp_path / "run")]
+    run_training(load_config([*argv, "--max-steps", "2", "--eval-steps", "1", "--per-device-eval-batch-size", "4"]))
+    phases = [f for state, f in written if state == "running" and f.get("phase") == "evaluation"]
+    assert phases and {f["total"] for f in phases} == {16}  # the smoke preset's 16 dev rows
+    assert [f["done"] for f in phases[:4]] == [0, 4, 8, 12]  # rows k of n, batch by batch, from the step-0 check
+    evaluations = sum(1 for f in phases if f["done"] == 0)
+    assert evaluations == 3  # step 0, 1 and 2
+    after = [written[i + 1] for i, (state, f) in enumerate(written[:-1]) if f.get("done") == 12]
+    assert all(state == "running" and "phase" not in f for state, f in after)  # back to training

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import gzip
+import http.server
 import json
 import re
+import threading
 
 import pytest
 
@@ -81,3 +83,67 @@ def test_shots_with_a_whole_bank_suggest_the_heldout_split(tmp_path, capsys):
     bank.write_text("".join(json.dumps(r) + "\n" for r in _rows(12)))
     argv = ["--base-model", "nowhere-model", "--bank", bank, "--shots", "3", "--output", tmp_path / "r.json"]
     _refused(capsys, eval_cli.main, argv, "0 found", "pass --split heldout")
+
+
+class _WebPages(http.server.BaseHTTPRequestHandler):
+    """A plain web server: an HTML page for every path, with the server's `status`."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        page = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body><h1>Not Found</h1></body></html>\n"
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+
+@pytest.mark.parametrize("status", [404, 200])
+def test_an_endpoint_that_is_a_plain_web_server_is_named_so_without_its_html(tmp_path, data_dir, capsys, status):
+    from mcqa_core.evaluation.openai_backend import BackendError, OpenAIScorer
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebPages)
+    server.status = status
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(BackendError, match=r"is not an OpenAI-compatible server: /v1/models answered"):
+            OpenAIScorer(url, "mcqa", timeout=5).check()
+        argv = ["--backend", "openai", "--endpoint", url, "--model", "mcqa", "--data-dir", data_dir]
+        line = _refused(capsys, eval_cli.main, [*argv, "--output", tmp_path / "r.json"], "not an OpenAI-compatible")
+    finally:
+        server.shutdown()
+    assert "<" not in line and "check --model" not in line and "point --endpoint at" in line
+    assert (f"HTTP {status} with a page" in line) == (status == 404)
+
+
+def test_a_prompt_token_limit_below_the_prompt_itself_is_refused_before_the_model_loads(
+    tmp_path, data_dir, tiny_model_path, tokenizer, capsys, monkeypatch
+):
+    from mcqa_core.data.features import encode_prompt
+    from mcqa_core.models import inference
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(inference, "load_model", no_model)
+    argv = ["--base-model", tiny_model_path, "--data-dir", data_dir, "--output", tmp_path / "r.json"]
+    line = _refused(capsys, eval_cli.main, [*argv, "--max-prompt-tokens", "3"], "cannot hold even the course prompt")
+    need = int(re.search(r"pass --max-prompt-tokens (\d+) or more", line).group(1))
+    row = {"question": "Which?", "opa": "a", "opb": "b", "opc": "c", "opd": "d"}  # the one-word question it names
+    assert encode_prompt(tokenizer, row, need) is not None and encode_prompt(tokenizer, row, need - 1) is None
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_repeated_bank_ids_name_a_way_out_that_exists(tmp_path):
+    records = [{"id": i, "question": f"Q{n}", "choices": ["a", "b"], "answer": 0} for n, i in enumerate("xxy")]
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError) as refused:
+        load_bank(bank)
+    assert "rename column 'id' in the file" in str(refused.value) and "map no id column" not in str(refused.value)
+    # doing what it says: no id column is read, the rows are numbered
+    bank.write_text("".join(json.dumps({"source_id": r.pop("id"), **r}) + "\n" for r in records))
+    assert [r["id"] for r in load_bank(bank).rows] == ["row-1", "row-2", "row-3"]

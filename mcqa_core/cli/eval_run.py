@@ -19,6 +19,7 @@ def protocol_of(args: EvalArgs, **changes) -> EvalProtocol:
         source=args.bank,
         limit=args.limit,
         shots=args.shots,
+        shot_selection=args.shot_selection,
         prompt=args.prompt,
         scoring=args.scoring,
         compare_base=args.compare_base,
@@ -50,7 +51,7 @@ def load_scorer(args: EvalArgs, adapter_run: dict, adapter: str | None = None, b
         scorer = connect(
             args.endpoint,
             args.model,
-            tokenizer_of=adapter_run.get("base_model") or args.base_model,
+            tokenizer_of=_base_of(args, adapter_run),
             base_model=args.base_served_model,
             max_prompt_tokens=args.max_prompt_tokens,
             style=args.prompt,
@@ -73,6 +74,35 @@ def load_scorer(args: EvalArgs, adapter_run: dict, adapter: str | None = None, b
     kw = dict(batch_size=args.batch_size, max_prompt_tokens=args.max_prompt_tokens, style=args.prompt)
     scorer = local_scorer(loaded, args.scoring, **kw)
     return scorer, loaded, {"device": loaded.device, "load_in_4bit": loaded.load_in_4bit}
+
+
+def _base_of(args: EvalArgs, adapter_run: dict) -> str | None:
+    """The base model whose tokenizer reads the prompts: the adapter's (or --base-model where its folder is gone)."""
+    from ..models.inference import base_for
+
+    return base_for(adapter_run, args.base_model) if adapter_run.get("base_model") else args.base_model
+
+
+def prompt_room_problem(args: EvalArgs, adapter_run: dict) -> str | None:
+    """A --max-prompt-tokens that cannot hold the prompt's fixed part and a one-word question, seen with the
+    tokenizer alone (seconds) rather than after the model has loaded; None where it fits or nothing tokenizes
+    here. The default holds that part many times over, so only a smaller limit costs a tokenizer load."""
+    base = _base_of(args, adapter_run)
+    if args.max_prompt_tokens >= EvalArgs.max_prompt_tokens or not base:
+        return None
+    from ..data.features import encode_prompt
+    from ..models.loading import load_tokenizer, resolve_model
+
+    row = {"question": "Which?", "opa": "a", "opb": "b", "opc": "c", "opd": "d"}
+    prompt = encode_prompt(load_tokenizer(resolve_model(base)), row, 1 << 20, args.prompt, args.scoring)
+    need = len(prompt.ids) + (2 if args.scoring == "cloze" else 0)  # cloze also fits an option and its end
+    if args.max_prompt_tokens >= need:
+        return None
+    return (
+        f"--max-prompt-tokens {args.max_prompt_tokens} cannot hold even the {args.prompt} prompt's fixed part with a "
+        f"one-word question ({need} tokens with {base}'s tokenizer); pass --max-prompt-tokens {need} or more (the "
+        f"default, {EvalArgs.max_prompt_tokens}, fits nearly every question)"
+    )
 
 
 def measure_with_bar(scorer, data, protocol: EvalProtocol, context: dict) -> dict:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..data.banks.bank_flags import BankColumns
 from ..data.prompt import PROMPT_STYLES, SCORINGS
+from ..evaluation.fewshot import SHOT_SELECTIONS
 from ..setting_fields import setting
 
 BACKENDS = ("local", "openai")
@@ -55,6 +56,12 @@ class EvalArgs(BankColumns):
         0, "Re-ask each question with K permutations of its options (position bias).", min=0, metavar="K"
     )
     shots: int = setting(0, "Solved examples before each question (K-shot; docs/evaluation.md).", min=0, metavar="K")
+    shot_selection: str = setting(
+        "random",
+        "random (the same K for every question, a fixed seed) or similar (each question's K most similar rows of the "
+        "examples' pool, by BM25).",
+        choices=SHOT_SELECTIONS,
+    )
     scoring: str = setting(
         "letter",
         "letter (the next token's A-D, one pass per question) or cloze (each option's text after the question: "

@@ -10,7 +10,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import SettingsError
+from ..errors import McqaError, SettingsError
 from ..evaluation.report import reports_dir
 from ..models.adapter_folders import find_adapters
 from ..models.run_record import REPORT_FILE, rows_seen_text
@@ -57,8 +57,12 @@ def run_leaderboard(args) -> int:
     want = protocol.wanted(len(ids))
     folder = board_folder(args, data.split)
     folder.mkdir(parents=True, exist_ok=True)
-    adapters = [a for a in find_adapters(adapters_root(args)) if a.ready and a.run]
-    entries, bases = [], {}
+    adapters = [a for a in find_adapters(adapters_root(args)) if a.ready]
+    entries, bases, skipped = [], {}, []
+
+    def skip(name: str, reason: str) -> None:  # one bad folder is named, and the rest are still ranked
+        print(f"[leaderboard] {name}: skipped: {reason}", file=sys.stderr)
+        skipped.append({"name": name, "reason": reason})
 
     def base_name(model: str) -> str:
         return f"base {Path(model).name}"
@@ -71,11 +75,14 @@ def run_leaderboard(args) -> int:
         context |= {"weights": signature} if signature is not None else {}
         return measure_with_bar(scorer, data, replace(protocol, compare_base=with_base), context)
 
-    all_bases = dict.fromkeys([a.base_model for a in adapters] + ([args.base_model] if args.base_model else []))
+    all_bases = dict.fromkeys(filter(None, [*(a.base_model for a in adapters), args.base_model]))
     for base in all_bases:
         if (found := reusable_report(base_file(base), want, ids, None)) is not None:
             bases[base] = (found, base_file(base), True)
     for a in adapters:
+        if a.damaged or not a.run:  # seen from the folder alone, before anything loads
+            skip(a.name, a.problem or "no mcqa_run.json")
+            continue
         sig = weights_signature(a.path)
         mine = folder / f"{a.name}.json"
         trained = ((a.run.get("data") or {}).get("report_split"),)
@@ -90,7 +97,11 @@ def run_leaderboard(args) -> int:
         reused = report is not None
         if report is None or a.base_model not in bases:
             print(f"[leaderboard] {a.name}: scoring {len(data.rows)} questions", file=sys.stderr)
-            full = scored(str(a.path), None, a.base_model not in bases, sig)
+            try:
+                full = scored(str(a.path), None, a.base_model not in bases, sig)
+            except McqaError as e:  # a base that is gone or does not fit, rows it cannot hold
+                skip(a.name, str(e))
+                continue
             write_report(full, mine)
             if a.base_model not in bases:
                 bases[a.base_model] = (full["base"], mine, False)
@@ -101,17 +112,24 @@ def run_leaderboard(args) -> int:
         entries.append({"name": a.name, "kind": "adapter", "base_model": a.base_model, "run": run, "report": report,
                         "trained_on": rows_seen_text(run), "reused": reused, "report_file": str(source)})  # fmt: skip
     for base in all_bases:
+        if base not in bases and base != args.base_model:  # only skipped adapters were trained on it
+            continue
         if base not in bases:  # only a --base-model no adapter was trained on
             print(f"[leaderboard] {base_name(base)}: scoring {len(data.rows)} questions", file=sys.stderr)
-            full = scored(None, base, False)
+            try:
+                full = scored(None, base, False)
+            except McqaError as e:
+                skip(base_name(base), str(e))
+                continue
             write_report(full, base_file(base))
             bases[base] = (full, base_file(base), False)
         report, path, reused = bases[base]
         entries.append({"name": base_name(base), "kind": "base", "base_model": base, "report": report,
                         "reused": reused, "report_file": str(path)})  # fmt: skip
     if len(entries) < 2:
-        raise SettingsError("a leaderboard needs two models at least; train another adapter")
-    result = board(entries, want)
+        left_out = f" ({len(skipped)} skipped: {', '.join(s['name'] for s in skipped)})" if skipped else ""
+        raise SettingsError(f"a leaderboard needs two models at least{left_out}; train another adapter")
+    result = board(entries, want) | {"skipped": skipped}
     write_json_atomic(folder / BOARD_FILE, result)
     print(board_table(result))
     print(f"leaderboard: {folder / BOARD_FILE}")
@@ -135,6 +153,7 @@ def board_table(b: dict) -> str:
         accuracy = f"{e['accuracy']:6.1%} [{ci[0]:.1%}, {ci[1]:.1%}]"
         lines.append(f"{rank:>2}  {name[:33]:34}{e['n']:>6}  {accuracy:26}{cells}{settings}".rstrip())
     lines.append("* reused a saved report on the same rows and protocol")
+    lines += [f"skipped {s['name']}: {s['reason']}" for s in b.get("skipped") or []]
     if note := memory_note([e.get("costs") for e in b["entries"]]):
         lines.append(note)
     lines.append(f"pairs (exact McNemar on the same questions; {b['correction']}):")

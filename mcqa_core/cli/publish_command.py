@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..command_line import Parser, add_fields, command
-from ..errors import SettingsError, refuse
+from ..errors import McqaError, SettingsError, refuse
 from ..setting_fields import setting
 
 
@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{folder} holds neither adapter_config.json nor config.json; train with "
             "`python train_adapter.py` or export with `mcqa-export` first",
         )
+    elif (folder / "adapter_config.json").exists():
+        from ..models.inference import read_adapter_info
+
+        try:  # as mcqa-eval checks it (config, weights, record), so a damaged folder never reaches the hub
+            read_adapter_info(folder, check_base=False)
+        except McqaError as e:
+            problems.insert(0, str(e))
     refuse(SettingsError, "publish", problems)
     print(f"pushed {folder} to {push_folder(folder, args.repo, private=not args.public)}")
     return 0

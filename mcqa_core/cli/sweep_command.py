@@ -123,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..evaluation.stats import wilson
     from ..models.run_record import read_run
-    from ..training.sweep import BEST_FILE, STUDY_DB, best_settings_yaml, objective_value, ranking_table, trial_facts
+    from ..training.sweep import (
+        BEST_FILE,
+        STUDY_DB,
+        best_settings_yaml,
+        dies_with_parent,
+        objective_value,
+        ranking_table,
+        trial_facts,
+    )
 
     root = Path(args.study_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = root / f"trial-{trial.number:03d}"
         cmd = [sys.executable, "-m", "mcqa_core.cli.train_command", *trial_argv(args, extra, params, folder)]
         print(f"[sweep] trial {trial.number}: {params} -> {folder}", file=sys.stderr, flush=True)
-        if subprocess.run(cmd).returncode:
+        if subprocess.run(cmd, preexec_fn=dies_with_parent()).returncode:  # a killed sweep stops its trial too
             raise RunError(f"trial {trial.number} failed (its log is above); fix the settings and run the sweep again")
         run = read_run(folder)
         acc, rows, split = objective_value(run)

@@ -31,12 +31,13 @@ from ..models.run_record import CHECKPOINT_DIR
 from ..training.status_files import CTRL_C_EXIT, STATUS_FILE, read_status, write_status
 
 
-def mark_failed(out: Path, error: BaseException) -> None:
-    """status.json says failed, with the reason in one line, when this process had started the run there.
-    Never raises: it runs while another error is on its way out."""
+def mark_failed(out: Path, error: BaseException) -> str | None:
+    """status.json says failed, with the reason in one line, when this process had started the run there; where
+    the folder refuses even that (gone read-only), what the error's line should add. Never raises: it runs while
+    another error is on its way out."""
     status = read_status(out) or {}
     if status.get("state") != "running" or status.get("pid") != os.getpid():
-        return
+        return None
     reason = one_line(
         [(str(error) if isinstance(error, McqaError) else f"{type(error).__name__}: {error}") or type(error).__name__]
     )
@@ -46,10 +47,8 @@ def mark_failed(out: Path, error: BaseException) -> None:
         try:
             rewrite_in_place(out / STATUS_FILE, {**status, "state": "failed", "error": reason, "time": time.time()})
         except Exception:
-            print(
-                f"warning: {out / STATUS_FILE} could not be updated to 'failed' ({type(e).__name__}: {e})",
-                file=sys.stderr,
-            )
+            return f"{out / STATUS_FILE} still says running: it could not be updated ({type(e).__name__}: {e})"
+    return None
 
 
 def rewrite_in_place(path: Path, data: dict) -> None:
@@ -105,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         record = run_training(cfg)
     except BaseException as e:  # the Train page reads the reason from status.json
         out = Path(cfg.train.output_dir).expanduser()
-        if isinstance(e, McqaError) or not disk_full(e):
+        if not isinstance(e, McqaError) and not disk_full(e):
             mark_failed(out, e)
             raise
-        error = disk_full_error(out, e)
-        mark_failed(out, error)
+        error = e if isinstance(e, McqaError) else disk_full_error(out, e)
+        if note := mark_failed(out, error):  # the same line says so: the page will still show the run as running
+            raise type(error)(f"{error}; {note}") from None
         raise error from None
     if not is_main_process():  # rank 0 reports and pushes; the other processes only trained
         return 0

@@ -115,6 +115,14 @@ def fewshot_prefix(examples: list[dict], style: str = "course", scoring: str = "
     )
 
 
+Shots = str | list[str]  # the examples' text: the same before every question, or one per question (retrieved)
+
+
+def shots_of(shots: Shots, i: int) -> str:
+    """The examples' text before question `i`."""
+    return shots if isinstance(shots, str) else shots[i]
+
+
 def answer_letter(row: dict) -> str:
     return LETTERS[int(row["cop"])]
 

@@ -21,3 +21,14 @@ def overlap_block(report: dict, found: dict, trained_on: str) -> dict:
     if report.get("base"):
         block["base_clean"] = _accuracy_without(report["base"], dropped)
     return block
+
+
+def shots_overlap_block(report: dict, near: list[str]) -> dict:
+    """Retrieved K-shot examples can be near-duplicates of their question: how many questions had one among their
+    examples, and the accuracy (and the base's) without those questions."""
+    dropped = set(near)
+    block = {"overlapping": len(dropped), "ids": sorted(dropped), "clean": _accuracy_without(report, dropped)}
+    block["rule"] = "an example with the question's normalised text or a shared 13-gram"
+    if report.get("base"):
+        block["base_clean"] = _accuracy_without(report["base"], dropped)
+    return block

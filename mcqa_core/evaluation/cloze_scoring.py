@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
-from ..data.prompt import answer_letter, cloze_continuations, row_options
+from ..data.prompt import Shots, answer_letter, cloze_continuations, row_options, shots_of
 from ..errors import DataError, ModelError
 from ..models.tuners.prefix_tuner import virtual_tokens
 from .cpu_precision import bf16_pays, matmul_precision, prompt_kernels_for_4bit_cpu
@@ -116,7 +116,7 @@ def score_options(
     style: str = "course",
     progress: Callable[[int, int], None] | None = None,
     bf16: bool = False,
-    shots: str = "",
+    shots: Shots = "",
 ) -> list[OptionScore]:
     """Cloze-score rows in the order given (`acc`; `.normed()` gives `acc_norm`). `progress(done, total)` after
     each batch; `bf16=True`: bf16 matmuls where the model allows them (`bf16_pays`), close calls again in fp32;
@@ -128,7 +128,7 @@ def score_options(
             "cloze scoring packs each question's options under its own mask, which prefix tuning's "
             "learned positions do not fit; score this adapter by letter (--scoring letter)"
         )
-    questions = [_encode(tokenizer, r, max_prompt_tokens, style, i, shots) for i, r in enumerate(rows)]
+    questions = [_encode(tokenizer, r, max_prompt_tokens, style, i, shots_of(shots, i)) for i, r in enumerate(rows)]
     if any(q is None for q in questions):
         raise DataError(
             f"{questions.count(None)} row(s) cannot fit in {max_prompt_tokens} prompt tokens even shortened; "

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from ..data.banks.bank_rows import select_part
 from ..data.medmcqa import load_split
+from ..data.prompt import Shots
 from ..errors import DataError
-from .fewshot import MEDMCQA_SHOTS_FROM, shots_beside, shots_for
+from .fewshot import MEDMCQA_SHOTS_FROM, shots_beside, shots_for, similar_shots
 from .protocol import EvalProtocol
 
 
@@ -20,7 +21,7 @@ class EvalRows:
     skipped: int = 0  # invalid rows left out, and some of their ids
     skipped_ids: list = field(default_factory=list)
     bank: dict | None = None  # the bank's description (`Bank.describe`), when the rows come from one
-    shots: str = ""  # the solved examples shown before every question
+    shots: Shots = ""  # the solved examples shown before every question (one text per question when retrieved)
     fewshot: dict = field(default_factory=lambda: {"shots": 0})  # which examples (`fewshot.shots_record`)
     threshold_rows: list[dict] = field(default_factory=list)  # where an abstention threshold is chosen
     threshold_source: str | None = None
@@ -42,7 +43,8 @@ def rows_for(protocol: EvalProtocol, *, data_dir=None, bank=None) -> EvalRows:
         part = select_part(bank, protocol.split)
         rows = part.rows[: protocol.limit] if protocol.limit else part.rows
         out = EvalRows(rows, protocol.split, bank.source, bank.skipped, bank.skipped_ids, bank.describe())
-    kw = dict(bank=bank if protocol.shots else None, data_dir=data_dir, scoring=protocol.scoring, split=out.split)
+    kw = dict(bank=bank if protocol.shots else None, data_dir=data_dir, scoring=protocol.scoring, split=out.split,
+              selection=protocol.shot_selection)  # fmt: skip
     out.shots, out.fewshot = shots_for(out.rows, protocol.shots, protocol.prompt, **kw)
     if protocol.abstain:
         _threshold_rows(out, protocol, data_dir, bank)
@@ -54,12 +56,15 @@ def given_rows(
 ) -> EvalRows:
     """Rows chosen elsewhere (a suite's set, the app's filters) with their examples: from `pool` (the set's or
     bank's rows, outside the reported ones where it can) or MedMCQA's (`MEDMCQA_SHOTS_FROM[split]`)."""
-    if pool is not None:
+    if pool is not None and protocol.shots and protocol.shot_selection == "similar":
+        kept = rows
+        shots, record = similar_shots(rows, pool, protocol.shots, protocol.prompt, protocol.scoring, source)
+    elif pool is not None:
         kept, shots, record = shots_beside(rows, pool, protocol.shots, protocol.prompt, source, protocol.scoring)
     else:
         kept = rows
         shots, record = shots_for(rows, protocol.shots, protocol.prompt, data_dir=data_dir, scoring=protocol.scoring,
-                                  split=split)  # fmt: skip
+                                  split=split, selection=protocol.shot_selection)  # fmt: skip
     return EvalRows(kept, split, source, bank=bank.describe() if bank is not None else None, shots=shots,
                     fewshot=record)  # fmt: skip
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..data.features import encode_prompt
-from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, answer_letter, letter_prefix, option_count
+from ..data.prompt import LETTERS, MEDMCQA_OPTIONS, Shots, answer_letter, letter_prefix, option_count, shots_of
 from ..errors import DataError, ModelError
 from ..models.tuners.prefix_tuner import virtual_tokens
 from .cpu_precision import CLOSE_CALL, matmul_precision, prompt_kernels_for_4bit_cpu
@@ -92,14 +92,14 @@ def score_rows(
     reuse_prefix: bool = True,
     bf16: bool = False,
     prefix_memo: dict | None = None,
-    shots: str = "",
+    shots: Shots = "",
 ) -> list[LetterScore]:
     """Score rows in the order given; `progress(done, total)` after each batch. `reuse_prefix=False` runs every
     prompt in full (for model wrappers that do not accept a `past_key_values` cache with a padded attention mask).
     `bf16`: run the matmuls in bf16 and close calls again in fp32 (callers ask where `bf16_pays`).
-    `shots`: the K-shot examples' text before every question. `prefix_memo`: a dict kept by a caller whose
-    weights do not change between calls (the app's scorer), so the shared start's cache is computed once, not
-    once per call."""
+    `shots`: the K-shot examples' text before every question (or one per row). `prefix_memo`: a dict kept by a
+    caller whose weights do not change between calls (the app's scorer), so the shared start's cache is computed
+    once, not once per call."""
     import torch
 
     if padding_side not in ("left", "right"):
@@ -138,13 +138,13 @@ def score_rows(
 
 
 def _encode_items(
-    tokenizer, rows: list[dict], max_prompt_tokens: int, style: str, shots: str
+    tokenizer, rows: list[dict], max_prompt_tokens: int, style: str, shots: Shots
 ) -> tuple[list[_Item], int]:
     """Each row's prompt tokens, longest first (memory peaks early, padding stays small), and how many rows
     cannot fit even shortened."""
     items, skipped = [], 0
     for i, row in enumerate(rows):
-        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style, shots=shots)
+        enc = encode_prompt(tokenizer, row, max_prompt_tokens, style, shots=shots_of(shots, i))
         if enc is None:
             skipped += 1
         else:

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
-from ..data.prompt import LETTERS, OPTION_KEYS, option_count
+from ..data.prompt import LETTERS, OPTION_KEYS, option_count, shots_of
 from ..errors import McqaError
+from .clean_subset import shots_overlap_block
 from .cloze_scoring import OptionScore
 from .eval_rows import EvalRows
 from .protocol import EvalProtocol, protocol_card
@@ -125,8 +126,11 @@ def measure(
             if a.pred != b.pred
         ]
 
+    if near := data.fewshot.get("rows_with_near_duplicate_shots"):
+        report["shots_overlap"] = shots_overlap_block(report, near)
     if k:
-        report["shuffle"] = _shuffle_report(scorer, rows, scores, k, next_pass(n * k), shots)
+        each = shots if isinstance(shots, str) else [shots_of(shots, i) for i in range(n) for _ in range(k)]
+        report["shuffle"] = _shuffle_report(scorer, rows, scores, k, next_pass(n * k), each)
     if protocol.abstain and data.threshold_rows:
         chosen_on = scorer.score(data.threshold_rows, shots=shots)
         report["abstain"] = abstention(chosen_on, scores, protocol.abstain, data.threshold_source)

@@ -21,7 +21,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 from ..data.features import encode_prompt
-from ..data.prompt import LETTERS, answer_letter, format_prompt, letter_prefix, option_count
+from ..data.prompt import LETTERS, Shots, answer_letter, format_prompt, letter_prefix, option_count, shots_of
 from ..errors import McqaError
 from .letter_scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, letter_token_ids
 from .scorers import Progress
@@ -93,7 +93,14 @@ class OpenAIScorer:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:300]
+            detail = e.read().decode(errors="replace")
+            try:
+                json.loads(detail)
+                detail = " ".join(detail.split())[:300]
+            except ValueError:  # a web page (a plain web server's 404): named, never pasted into the line
+                if path == "/models":  # the first request: no OpenAI-compatible server answers it so
+                    raise BackendError(self._not_openai(url, f"HTTP {e.code} with a page that is not JSON")) from None
+                detail = "a page that is not JSON"
             raise BackendError(
                 f"the server at {self.endpoint} refused {path} (HTTP {e.code}: {detail}); check "
                 "--model against the names it serves (GET /v1/models)"
@@ -110,13 +117,21 @@ class OpenAIScorer:
                 "start it (docs/serving.md) or fix the endpoint address"
             ) from None
         except ValueError:
-            raise BackendError(
-                f"the server at {self.endpoint} did not answer {path} with JSON; is --endpoint an "
-                "OpenAI-compatible server?"
-            ) from None
+            raise BackendError(self._not_openai(url, "a page that is not JSON")) from None
+
+    def _not_openai(self, url: str, answer: str) -> str:
+        path = url.removeprefix(self.endpoint.removesuffix("/v1"))  # /v1/models
+        return (
+            f"the server at {self.endpoint} is not an OpenAI-compatible server: {path} answered {answer}; "
+            "point --endpoint at a vLLM or llama-server address ending in /v1 (docs/serving.md)"
+        )
 
     def served_models(self) -> list[str]:
-        return [m.get("id") for m in self._request("/models").get("data", [])]
+        answer = self._request("/models")
+        listed = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(listed, list):
+            raise BackendError(self._not_openai("/v1/models", "JSON that lists no models (no 'data' list)"))
+        return [m.get("id") for m in listed if isinstance(m, dict)]
 
     def check(self) -> None:
         """Refuse, in one line and before any scoring, a server that is down or does not serve our models."""
@@ -216,7 +231,7 @@ class OpenAIScorer:
         )
 
     def score(
-        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None, shots: str = ""
+        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None, shots: Shots = ""
     ) -> list[LetterScore]:
         """Rows in order; `concurrency` requests in flight (the server batches them)."""
         model = self.model if adapter else self.base_model
@@ -224,7 +239,9 @@ class OpenAIScorer:
             raise BackendError("the server backend has no base model to compare with; name it with --base-served-model")
         out: list[LetterScore] = []
         with ThreadPoolExecutor(self.concurrency) as pool:
-            for score in pool.map(lambda pair: self._score_one(pair[1], pair[0], model, shots), enumerate(rows)):
+            for score in pool.map(
+                lambda pair: self._score_one(pair[1], pair[0], model, shots_of(shots, pair[0])), enumerate(rows)
+            ):
                 out.append(score)
                 if progress and (len(out) % 16 == 0 or len(out) == len(rows)):
                     progress(len(out), len(rows))

@@ -11,13 +11,14 @@ from pathlib import Path
 from ..data.prompt import PROMPT_VERSION
 
 # What must match for two accuracies to be compared as the same measurement (the model is what is compared).
-COMPARED_ON = ("prompt", "shots", "scoring", "split", "rows")
+COMPARED_ON = ("prompt", "shots", "shot_selection", "scoring", "split", "rows")
 
 
 @dataclass(frozen=True)
 class EvalProtocol:
     """One measurement's settings. The rows: MedMCQA's `split` (or a part of the bank at `source`), the first
-    `limit`; `shots` solved examples before each question; the `prompt` style; the `scoring` kind (the scorer is
+    `limit`; `shots` solved examples before each question, drawn at random or the most similar to each
+    (`shot_selection`); the `prompt` style; the `scoring` kind (the scorer is
     chosen by it, `scorers.SCORERS`); the base model on the same rows (`compare_base`), each question re-asked
     with `shuffle_options` reorderings, and an abstention rule (`abstain`, e.g. "coverage=0.8")."""
 
@@ -25,6 +26,7 @@ class EvalProtocol:
     source: str | None = None
     limit: int | None = None
     shots: int = 0
+    shot_selection: str = "random"
     prompt: str = "course"
     scoring: str = "letter"
     compare_base: bool = False
@@ -34,7 +36,8 @@ class EvalProtocol:
     def wanted(self, rows: int) -> dict:
         """The card's fields a saved report must share to stand for this measurement on `rows` rows."""
         return {"prompt": prompt_name(self.prompt, self.scoring), "shots": self.shots, "scoring": self.scoring,
-                "split": self.split, "rows": rows}  # fmt: skip
+                "split": self.split, "rows": rows,
+                "shot_selection": self.shot_selection if self.shots else None}  # fmt: skip
 
 
 def prompt_name(style: str, scoring: str) -> str:
@@ -55,6 +58,7 @@ def protocol_card(report: dict) -> dict:
     return {
         "prompt": prompt_name(style, scoring),
         "shots": fewshot.get("shots", 0),
+        "shot_selection": fewshot.get("selection", "random") if fewshot.get("shots") else None,
         "shots_from": fewshot.get("shots_from"),
         "scoring": scoring,
         "split": meta.get("split"),
@@ -75,12 +79,21 @@ def protocol_line(card: dict) -> str:
         where = f"{card['rows']} rows of {card['bank']}" + (f" ({card['split']})" if card.get("split") else "") + "; "
     elif card.get("rows"):
         where = f"{card['rows']} {card.get('split') or ''} rows; ".replace("  ", " ")
-    shots = f"{card['shots']}-shot" + (f" from {card['shots_from']}" if card.get("shots_from") else "")
+    how = " most similar" if card.get("shot_selection") == "similar" else ""
+    shots = f"{card['shots']}-shot{how}" + (f" from {card['shots_from']}" if card.get("shots_from") else "")
     model = " + ".join(x for x in (card.get("model"), card.get("adapter")) if x) or "model unknown"
-    bits = "4-bit" if card.get("four_bit") else "full precision" if card.get("four_bit") is False else None
-    how = ", ".join(x for x in (bits, card.get("precision")) if x)
+    how = weights_and_compute(card.get("four_bit"), card.get("precision"))
     rule = "cloze scoring (acc and acc_norm)" if card["scoring"] == "cloze" else "letter scoring"
     return f"{where}prompt {card['prompt']}, {shots}, {rule}; {model}" + (f" ({how})" if how else "")
+
+
+def weights_and_compute(four_bit: bool | None, precision: str | None) -> str:
+    """How a model's numbers are held and multiplied, in words: "4-bit weights, fp32 compute" (the base's storage
+    and the matmuls' precision are two things, and a caption that names one reads as the other)."""
+    bits = "4-bit weights" if four_bit else "full-precision weights" if four_bit is False else None
+    first, _, rest = (precision or "").partition(", ")  # "bf16, close calls again in fp32"
+    compute = f"{first} compute" + (f", {rest}" if rest else "") if first else None
+    return ", ".join(x for x in (bits, compute) if x)
 
 
 def protocol_differences(a: dict, b: dict) -> list[str]:

@@ -124,6 +124,7 @@ class Report(AccuracyReport, total=False):
     acc_norm: ClozeReport
     abstain: dict  # `selective.abstention`
     overlap: dict  # train/test overlap and the clean subset (`clean_subset.overlap_block`)
+    shots_overlap: dict  # retrieved examples that repeat their question, the accuracy without them
 
 
 def report_problems(report: object) -> list[str]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import ClassVar, Protocol
 
+from ..data.prompt import Shots
 from .cloze_scoring import score_options
 from .cpu_precision import bf16_pays
 from .letter_scoring import DEFAULT_MAX_PROMPT_TOKENS, LetterScore, score_rows
@@ -22,8 +23,8 @@ class Scorer(Protocol):
     has_base: bool  # can answer with the adapter switched off (the base model's answer)
 
     def score(
-        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None, shots: str = ""
-    ) -> list[LetterScore]: ...
+        self, rows: list[dict], *, adapter: bool = True, progress: Progress | None = None, shots: Shots = ""
+    ) -> list[LetterScore]: ...  # `shots`: the examples' text before every question, or one per question
 
     def describe(self) -> dict: ...
 

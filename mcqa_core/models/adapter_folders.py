@@ -18,6 +18,7 @@ class AdapterFolder:
     run: dict  # mcqa_run.json, {} when absent or unreadable
     ready: bool  # has adapter_config.json at the top (a run still training has only checkpoints/)
     problem: str | None = None
+    damaged: bool = False  # ready, but its record, config or weights are unusable (`problem` says which)
 
     @property
     def name(self) -> str:
@@ -38,7 +39,10 @@ class AdapterFolder:
 
 
 def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
-    """The adapter folders directly under `adapters_dir`, newest first; unfinished ones marked not ready."""
+    """The adapter folders directly under `adapters_dir`, newest first; unfinished ones marked not ready, damaged
+    ones (an unreadable record or config, missing or truncated weights: a header read, no tensor) marked damaged."""
+    from .inference import adapter_damage
+
     root = Path(adapters_dir).expanduser()
     if not root.is_dir():
         return []
@@ -50,14 +54,15 @@ def find_adapters(adapters_dir: str | Path) -> list[AdapterFolder]:
     ):
         ready = (folder / "adapter_config.json").exists()
         try:
-            run, problem = read_run(folder), None
+            run, problem = read_run(folder), adapter_damage(folder) if ready else None
         except AdapterError as e:
             run, problem = {}, str(e)
+        damaged = ready and problem is not None
         if not run and problem is None:
             problem = (
                 "no mcqa_run.json (trained elsewhere?)"
                 if ready
                 else "no adapter_config.json yet (still training, or not an adapter folder)"
             )
-        found.append(AdapterFolder(folder, run, ready, problem))
+        found.append(AdapterFolder(folder, run, ready, problem, damaged))
     return found

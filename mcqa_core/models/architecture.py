@@ -1,5 +1,5 @@
 """What a base model is made of, known before any weight loads: the names of its modules (what `--target-modules`
-must name), for the checks a run makes before it starts.
+must name), for the checks a run makes before it starts, and whether a saved LoRA's shapes fit it.
 
 The model's folder on this machine (an offline alias already converted, a local folder, or a hub id in the local
 Hugging Face cache) answers: its safetensors header names every weight (a few bytes read, no torch), else the
@@ -11,6 +11,7 @@ the loader checks it later.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -111,3 +112,55 @@ def missing_targets(modules: dict[str, int], targets: list[str]) -> list[str]:
 def layer_names(modules: dict[str, int]) -> list[str]:
     """The distinct last names of the modules with a weight matrix (what LoRA can target), in model order."""
     return list(dict.fromkeys(m.rpartition(".")[2] for m, dims in modules.items() if dims == 2))
+
+
+def _projection_sizes(config: dict) -> dict[str, tuple[int, int]] | None:
+    """(inputs, outputs) of the Llama-family linear layers LoRA targets, from config.json; None for a config these
+    names do not describe (a nested text_config, mixture-of-experts layers with their own widths)."""
+    if any(k in config for k in ("num_experts", "num_local_experts", "moe_intermediate_size")):
+        return None
+    try:
+        hidden, heads, inter = (int(config[k]) for k in ("hidden_size", "num_attention_heads", "intermediate_size"))
+        kv, head = int(config.get("num_key_value_heads") or heads), int(config.get("head_dim") or hidden // heads)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    attn = {"q_proj": (hidden, heads * head), "k_proj": (hidden, kv * head), "v_proj": (hidden, kv * head)}
+    mlp = {"gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+    vocab = {"lm_head": (hidden, int(config["vocab_size"]))} if isinstance(config.get("vocab_size"), int) else {}
+    return attn | {"o_proj": (heads * head, hidden)} | mlp | vocab
+
+
+def lora_fit_problem(weights: Path, base: str) -> str | None:
+    """Why a LoRA's saved weights cannot sit on `base`, from the two headers alone (shapes, no tensor read), or
+    None: it fits, or cannot be checked cheaply (another method's names, a base not on this machine yet, a layer
+    name the config does not size). lora_A is [r, inputs] and lora_B [outputs, r] of the layer it adapts."""
+    folder = model_folder(base)
+    try:
+        config = json.loads((folder / "config.json").read_text()) if folder else None
+        shapes = _header_shapes(weights)
+    except (OSError, ValueError, TypeError, AttributeError, struct.error):
+        return None
+    sizes = _projection_sizes(config) if isinstance(config, dict) else None
+    if sizes is None:
+        return None
+    layers = config.get("num_hidden_layers")
+    described = (
+        f"config.json: hidden_size {config['hidden_size']}, intermediate_size {config['intermediate_size']}, "
+        f"{config['num_attention_heads']} heads, {layers} layers"
+    )
+    for key, shape in shapes.items():
+        path, lora, rest = key.partition(".lora_")
+        part, name = rest.split(".")[0], path.rpartition(".")[2]
+        if not lora or part not in ("A", "B") or len(shape) != 2:
+            continue
+        layer = re.search(r"\.layers\.(\d+)\.", f"{path}.")
+        if layer and isinstance(layers, int) and int(layer.group(1)) >= layers:
+            return f"its weights reach layer {layer.group(1)}, the base has {layers} ({described})"
+        if name not in sizes:
+            continue
+        inputs, outputs = sizes[name]
+        got, want, side = (shape[1], inputs, "inputs") if part == "A" else (shape[0], outputs, "outputs")
+        if got != want:
+            where = f"layer {layer.group(1)} {name}" if layer else name
+            return f"its {where} has {got} {side}, the base's has {want} ({described})"
+    return None

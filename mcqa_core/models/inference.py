@@ -48,25 +48,55 @@ class LoadedModel:
         }
 
 
-def adapter_weights_problem(folder: Path) -> str | None:
-    """Why the adapter's weight file cannot be used (missing, truncated, not safetensors, inf or nan weights), or
-    None. safetensors refuses a file its header does not fully cover."""
+def adapter_weights_problem(folder: Path, whole: bool = True) -> str | None:
+    """Why the adapter's weight file cannot be used (missing, empty, truncated, not safetensors, inf or nan
+    weights), or None. safetensors refuses a file its header does not fully cover; `whole=False` reads that header
+    alone (no tensor, no torch: the app's list of adapters)."""
     weights = folder / "adapter_model.safetensors"
     if not weights.exists():
         return None if (folder / "adapter_model.bin").exists() else "adapter_model.safetensors is missing"
+    if weights.stat().st_size == 0:
+        return "adapter_model.safetensors is empty (0 bytes)"
     try:
         from safetensors import safe_open
 
-        with safe_open(str(weights), "pt") as f:
+        with safe_open(str(weights), "pt" if whole else "numpy") as f:
             # A LoRA is small enough to read whole: inf or nan weights (a run that trained on NaN) are damage too.
-            bad = next((k for k in f.keys() if not f.get_tensor(k).isfinite().all()), None)
+            bad = next((k for k in f.keys() if not f.get_tensor(k).isfinite().all()), None) if whole else None
     except Exception as e:  # SafetensorError, OSError: a damaged or truncated file
         return f"adapter_model.safetensors is damaged ({str(e)[:160]})"
     return f"adapter_model.safetensors is damaged (non-finite weights in {bad})" if bad else None
 
 
-def read_adapter_info(adapter_dir: str | Path) -> dict:
-    """The adapter's run record, checked: refuses folders that are not adapters or use another prompt."""
+def _config_problem(folder: Path) -> tuple[dict, str | None]:
+    """(adapter_config.json, why it cannot be read or None): checked here, not in peft after the base has loaded."""
+    try:
+        peft_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        return peft_config, None if isinstance(peft_config, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return {}, f"{type(e).__name__}: {str(e)[:120]}"
+
+
+def adapter_damage(folder: Path) -> str | None:
+    """What makes a folder with adapter_config.json unusable, seen cheaply (the config parsed, the weights' header
+    read), or None: the app marks such a folder before anyone picks it."""
+    _, damage = _config_problem(folder)
+    return f"adapter_config.json is damaged ({damage})" if damage else adapter_weights_problem(folder, whole=False)
+
+
+def recorded_base_gone(name: str) -> bool:
+    """A base recorded as a folder on this machine (a path, never a hub id or an alias) that is no longer there."""
+    return (name.startswith(("/", "~", ".")) or name.count("/") > 1) and not Path(name).expanduser().exists()
+
+
+def base_for(run: dict, base_model: str | None) -> str:
+    """The base an adapter loads on: the one its record names, or `base_model` where that folder is gone."""
+    return base_model if base_model and recorded_base_gone(run["base_model"]) else run["base_model"]
+
+
+def read_adapter_info(adapter_dir: str | Path, base_model: str | None = None, *, check_base: bool = True) -> dict:
+    """The adapter's run record, checked: refuses folders that are not adapters or use another prompt, and (with
+    `check_base`) a recorded base folder that is gone (unless `base_model` stands in) or one the weights do not fit."""
     folder = Path(adapter_dir).expanduser()
     if not folder.is_dir():
         raise AdapterError(
@@ -77,11 +107,7 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
             f"adapter folder {folder} lacks adapter_config.json; train one with "
             f"`python train_adapter.py --output-dir {folder}`"
         )
-    try:  # here, not in peft after the base model has loaded
-        peft_config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
-        damage = None if isinstance(peft_config, dict) else "not a JSON object"
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        damage = f"{type(e).__name__}: {str(e)[:120]}"
+    peft_config, damage = _config_problem(folder)
     if damage:
         raise AdapterError(
             f"adapter {folder}: adapter_config.json is damaged ({damage}); retrain it (`python "
@@ -111,7 +137,32 @@ def read_adapter_info(adapter_dir: str | Path) -> dict:
         )
     if not run.get("base_model"):
         raise AdapterError(f"adapter {folder} does not name its base model (mcqa_run.json / adapter_config.json)")
+    if check_base:
+        _check_base(folder, run, base_model)
     return run
+
+
+def _check_base(folder: Path, run: dict, base_model: str | None) -> None:
+    """The base the adapter would load on, checked in a second from config.json and the two safetensors headers,
+    where loading the base first took 15-70 s to find the same."""
+    recorded = run["base_model"]
+    if recorded_base_gone(recorded) and not base_model:
+        raise AdapterError(
+            f"adapter {folder} was trained on the base model folder {recorded}, which no longer exists; restore "
+            "it, or pass --base-model NAME_OR_FOLDER with the same base from elsewhere"
+        )
+    base = base_for(run, base_model)
+    from .architecture import lora_fit_problem
+
+    misfit = lora_fit_problem(folder / "adapter_model.safetensors", base)
+    if misfit:
+        trained_on = "pass the --base-model it was trained on" if base != recorded else (
+            "restore the base it was trained on (or correct base_model in its mcqa_run.json)"
+        )  # fmt: skip
+        raise AdapterError(
+            f"adapter {folder} does not fit base model {base!r}: {misfit}; {trained_on}, or retrain it on this "
+            f"base (`mcqa-train --model-name {base} --output-dir {folder} --overwrite`)"
+        )
 
 
 def load_model(
@@ -128,8 +179,8 @@ def load_model(
     started = time.perf_counter()
     run: dict = {}
     if adapter is not None:
-        run = read_adapter_info(adapter)
-        trained_on = run["base_model"]
+        run = read_adapter_info(adapter, base_model)
+        trained_on = base_for(run, base_model)  # the record's base, or base_model where its folder is gone
         if base_model is not None and base_model not in (trained_on, run.get("base_model_resolved")):
             raise AdapterError(
                 f"adapter {adapter} was trained on {trained_on!r}, not {base_model!r}; drop "
@@ -168,7 +219,13 @@ def load_model(
 
 
 def generate_text(
-    model, tokenizer, text: str, max_new_tokens: int = 64, streamer=None, stop: list[str] | None = None
+    model,
+    tokenizer,
+    text: str,
+    max_new_tokens: int = 64,
+    streamer=None,
+    stop: list[str] | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> str:
     """Greedy continuation of `text`, stopping at end-of-sequence (max_new_tokens, never max_length: real
     prompts are often longer than 128 tokens), or at a string of `stop`. `streamer` (transformers'
@@ -184,6 +241,7 @@ def generate_text(
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
+            no_repeat_ngram_size=no_repeat_ngram_size,  # transformers' guard: no run of this many tokens twice
             **({"stop_strings": stop, "tokenizer": tokenizer} if stop else {}),
         )
     return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import ModelError
-from .offline import OFFLINE_MODEL, ensure_smollm2, ensure_tiny_llama
+from .offline import OFFLINE_MODEL, SMOLLM2_FOLDER, TINY_FOLDER, ensure_smollm2, ensure_tiny_llama, unwritable_cache
 from .precision_rule import compute_dtype, training_compute_dtype, training_precision
 
 DEFAULT_MODEL = "unsloth/Llama-3.2-1B-bnb-4bit"
@@ -39,6 +39,13 @@ def has_unsloth() -> bool:
 
 
 ALIASES = {OFFLINE_MODEL: ensure_smollm2, TINY_MODEL: ensure_tiny_llama}
+
+
+def cache_problem(name: str) -> str | None:
+    """Why an offline alias cannot be converted into the model cache ($MCQA_CACHE_DIR), or None; other names
+    load from elsewhere. The tiny Llama borrows SmolLM2's tokenizer, so it needs both folders."""
+    folders = {OFFLINE_MODEL: (SMOLLM2_FOLDER,), TINY_MODEL: (TINY_FOLDER, SMOLLM2_FOLDER)}.get(name)
+    return unwritable_cache(name, *folders) if folders else None
 
 
 def model_name_problem(name: str) -> str | None:

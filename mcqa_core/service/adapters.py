@@ -93,14 +93,15 @@ def _lower_bound(a: AdapterFolder) -> float:
 def first_choice(adapters: list[AdapterFolder], base_model: str) -> AdapterFolder | None:
     """What a first visit shows: of the ready adapters trained on the app's own base model, the best measured (the
     highest lower end of its 95 % interval, so 30 % of 1,074 questions beats 31 % of 32; the newest on a tie), else
-    None (the base alone). A smoke run, or an adapter on another base, is never the default."""
-    real = [a for a in adapters if a.ready and a.base_model == base_model and not a.machinery_check]
+    None (the base alone). A smoke run, a damaged folder, or an adapter on another base, is never the default."""
+    real = [a for a in adapters if a.ready and not a.damaged and a.base_model == base_model and not a.machinery_check]
     return max(real, key=_lower_bound, default=None)  # `adapters` is newest first, and max keeps the first
 
 
 def picker_order(adapters: list[AdapterFolder], base_model: str) -> list[AdapterFolder]:
-    """Adapters on the app's base first, then those on another base, smoke runs last; newest first within each."""
-    return sorted(adapters, key=lambda a: (a.machinery_check, a.base_model != base_model))
+    """Adapters on the app's base first, then those on another base, smoke runs, then damaged folders; newest first
+    within each."""
+    return sorted(adapters, key=lambda a: (a.damaged, a.machinery_check, a.base_model != base_model))
 
 
 def _bank_line(bank: dict | None) -> str | None:

@@ -3,7 +3,7 @@ and scored together in one batch, and long evaluations are cut into batches that
 
 One worker thread owns the model (nothing else calls it, so no lock is needed around forward passes). Each
 turn it takes the oldest waiting interactive request (an Ask, a Browse answer) and every other interactive
-request scored the same way (the adapter on or off, letter or cloze, the same K-shot examples), up to
+request scored the same way (the adapter on or off, letter or cloze), up to
 `batch_size` rows, and scores them in one call of that kind's scorer;
 only when no interactive request waits does it take up to `batch_size` rows of the oldest evaluation. So an
 Ask waits for at most the one batch already running. Jobs that are not scoring (generating an
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from ..data.prompt import OPTION_KEYS
+from ..data.prompt import OPTION_KEYS, Shots, shots_of
 from ..evaluation.letter_scoring import LetterScore
 from ..evaluation.scorers import Progress, Scorer
 
@@ -38,7 +38,7 @@ class _Request:
     interactive: bool
     job: Callable[[], object] | None = None  # a non-scoring job (generation), run alone
     kind: str = "letter"  # which scorer
-    shots: str = ""  # the K-shot examples before every question
+    shots: Shots = ""  # the K-shot examples before every question, or one text per question
     future: Future = field(default_factory=Future, init=False)
     results: list[LetterScore | None] = field(init=False)
     order: list[int] = field(init=False)  # the order rows are handed out in
@@ -87,7 +87,7 @@ class AnswerQueue:
         adapter: bool = True,
         progress: Progress | None = None,
         interactive: bool | None = None,
-        shots: str = "",
+        shots: Shots = "",
         kind: str | None = None,
     ) -> list[LetterScore]:
         """Score rows in order. A request of more than one batch counts as an evaluation (it yields to
@@ -134,9 +134,9 @@ class AnswerQueue:
             return [], interactive[0]
         pool = [r for r in interactive if r.job is None] or [r for r in self._waiting if r.job is None]
         picked: list[tuple[_Request, int]] = []
-        how = (pool[0].adapter, pool[0].kind, pool[0].shots)
+        how = (pool[0].adapter, pool[0].kind)
         for r in pool:
-            if (r.adapter, r.kind, r.shots) != how:
+            if (r.adapter, r.kind) != how:
                 continue
             while r.taken < len(r.rows) and len(picked) < self.batch_size:
                 picked.append((r, r.order[r.taken]))
@@ -177,9 +177,8 @@ class AnswerQueue:
     def _score(self, picked: list[tuple[_Request, int]]) -> None:
         try:
             first = picked[0][0]
-            scores = self.scorers[first.kind].score(
-                [r.rows[i] for r, i in picked], adapter=first.adapter, shots=first.shots
-            )
+            shots = [shots_of(r.shots, i) for r, i in picked]  # each question keeps its own examples
+            scores = self.scorers[first.kind].score([r.rows[i] for r, i in picked], adapter=first.adapter, shots=shots)
         except BaseException as e:
             requests = list({id(r): r for r, _ in picked}.values())
             if len(requests) == 1:

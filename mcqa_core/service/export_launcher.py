@@ -45,9 +45,42 @@ def exports_dir(adapters_dir: Path) -> Path:
     return Path(adapters_dir).resolve().parent / "exports"
 
 
-def export_argv(adapter: Path, out: Path, fmt: str, check_rows: int = 64, repo: str | None = None) -> list[str]:
+CHECK_ROWS = 64  # rows the export answers with the adapter and with the exported model, compared
+
+
+def gguf_here() -> tuple[bool, bool, str | None]:
+    """(GGUF can be written here, its letters can be checked in llama-server here, the one line that says what
+    is missing and how to add it, or None)."""
+    from ..shipping import llama_cpp
+
+    convert, check = llama_cpp.converter() is not None, llama_cpp.server_binary() is not None
+    if not convert:
+        return False, False, f"GGUF needs llama.cpp's converter, which is not installed: {llama_cpp.CONVERTER_HINT}"
+    if not check:
+        return (
+            True,
+            False,
+            (
+                "The GGUF's letters are not checked against the adapter's here: that runs it in llama-server, which is "
+                "not installed (`make setup-serving` builds it, minutes)"
+            ),
+        )
+    return True, True, None
+
+
+def export_argv(
+    adapter: Path, out: Path, fmt: str, check_rows: int | None = None, repo: str | None = None
+) -> list[str]:
+    """`mcqa-export`'s arguments; `check_rows` None: CHECK_ROWS, or 0 for a GGUF where llama-server is missing."""
+    if check_rows is None:
+        check_rows = 0 if "gguf" in EXPORT_FORMATS[fmt] and not gguf_here()[1] else CHECK_ROWS
     argv = ["--adapter", str(adapter), "--out", str(out), "--check-rows", str(check_rows), *EXPORT_FORMATS[fmt]]
     return argv + (["--push-to-hub", repo] if repo else [])
+
+
+def failure_line(lines: list[str]) -> str | None:
+    """The command's own one-line error (`error: ...`), whole, from its log."""
+    return next((ln[len("error: ") :] for ln in reversed(lines) if ln.startswith("error: ")), None)
 
 
 def command_line(argv: list[str]) -> str:
@@ -102,6 +135,7 @@ class ExportView:
     state: str  # running | done | failed
     log_tail: list
     seconds: float
+    error: str | None = None  # a failed export's one-line error, whole
 
 
 def export_view(folder: Path) -> ExportView | None:
@@ -116,7 +150,8 @@ def export_view(folder: Path) -> ExportView | None:
     else:
         state = "done" if _exported(out) else "failed"
     seconds = (log.stat().st_mtime if state != "running" and log.exists() else time.time()) - held["started"]
-    return ExportView(out, state, [line for line in lines if line.strip()][-12:], seconds)
+    error = failure_line(lines) if state == "failed" else None
+    return ExportView(out, state, [line for line in lines if line.strip()][-12:], seconds, error)
 
 
 def _exported(out: Path) -> bool:

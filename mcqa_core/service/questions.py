@@ -31,6 +31,9 @@ ALWAYS_ASKED = OPTION_KEYS[:MEDMCQA_OPTIONS]
 UNFILLED_OPTION = "(no option)"
 EXPLANATION_HEADER = "\n\n### Explanation:\n"
 EXPLANATION_END = ["\n\n"]  # one paragraph: small models go on to repeat "The answer is C" after it
+EXPLANATION_TOKENS = 96  # the budget: a paragraph, seconds on a CPU (docs/app.md)
+# No run of this many tokens twice: a small model at the letter prior otherwise says one sentence five times.
+EXPLANATION_NO_REPEAT = 5
 
 
 @dataclass
@@ -165,7 +168,7 @@ def explanation_prompt(prompt_text: str, row: dict, letter: str) -> str:
 
 
 def stream_explanation(
-    loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = 96, adapter: bool = True
+    loaded, prompt_text: str, row: dict, letter: str, max_new_tokens: int = EXPLANATION_TOKENS, adapter: bool = True
 ) -> Iterator[str]:
     """The explanation piece by piece: its opening, then the model's greedy words as they are written (a server
     backend sends its text at once). Unchecked, and small models ramble: `other_letters` flags the worst case."""
@@ -183,7 +186,13 @@ def stream_explanation(
     def write():
         with adapter_switch(loaded.model, adapter):
             inference.generate_text(
-                loaded.model, loaded.tokenizer, prompt, max_new_tokens, streamer=streamer, stop=EXPLANATION_END
+                loaded.model,
+                loaded.tokenizer,
+                prompt,
+                max_new_tokens,
+                streamer=streamer,
+                stop=EXPLANATION_END,
+                no_repeat_ngram_size=EXPLANATION_NO_REPEAT,
             )
 
     def in_turn():  # in the answer queue's turn, alone with the model; the page reads the words meanwhile

@@ -34,22 +34,29 @@ def evaluate_rows(
     compare_base: bool = False,
     progress=None,
     shots: int = 0,
+    shot_selection: str = "random",
     scoring: str = "letter",
     split: str = "heldout",
     bank=None,
     data_dir=None,
 ) -> tuple[dict, list[dict]]:
     """`measure` through the shared scorer of the `scoring` kind (its batches take turns with the questions other
-    sessions ask meanwhile), with `shots` examples from `bank`'s other rows or MedMCQA's. Returns the report and
-    the rows reported (a bank's examples are never among them)."""
+    sessions ask meanwhile), with `shots` examples (`shot_selection`) from `bank`'s other rows or MedMCQA's.
+    Returns the report and the rows reported (a bank's examples are never among them)."""
     from ..evaluation.eval_rows import given_rows
     from ..evaluation.measure import measure
     from ..evaluation.protocol import EvalProtocol
 
     scorer = scorer_for(loaded, scoring)
     source = bank.source if bank is not None else "MedMCQA"
-    protocol = EvalProtocol(split=split, source=source if bank is not None else None, shots=shots, scoring=scoring,
-                            compare_base=compare_base and scorer.has_base)  # fmt: skip
+    protocol = EvalProtocol(
+        split=split,
+        source=source if bank is not None else None,
+        shots=shots,
+        shot_selection=shot_selection,
+        scoring=scoring,
+        compare_base=compare_base and scorer.has_base,
+    )
     pool = bank.rows if bank is not None else None
     data = given_rows(rows, protocol, split=split, source=source, pool=pool, bank=bank, data_dir=data_dir)
     return measure(scorer, data, protocol, progress=progress), data.rows

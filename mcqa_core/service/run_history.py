@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from ..evaluation.protocol import weights_and_compute
 from ..evaluation.report import describe_interval, measured_interval
 from ..models.run_record import measured_split
 from ..models.tuners import method_of
@@ -47,7 +48,7 @@ def past_runs(adapters_dir: Path) -> list[dict]:
                 "base, same rows": f"{base:.1%}" if isinstance(base, (int, float)) else "",
                 "steps": metrics.get("global_steps"),
                 "wall time": f"{run['wall_seconds'] / 60:.1f} min" if run.get("wall_seconds") else "",
-                "precision": run.get("precision", ""),
+                "precision": weights_and_compute(run.get("load_in_4bit"), run.get("precision")),
                 **{name: (settings.get(group) or {}).get(name) for group, name in COMPARED_SETTINGS},
             }
         )

@@ -192,7 +192,7 @@ class RunView:
     always_a: float | None = None
     log_tail: list = field(default_factory=list)
     checkpoint: str | None = None  # the newest complete checkpoint, which Resume continues from
-    phase: str = "train"  # loading, step-0 check, train, report (the held-out rows scored after the last step)
+    phase: str = "train"  # loading, step-0 check, train, evaluation (dev rows), report (after the last step)
     phase_done: int = 0
     phase_total: int = 0
 

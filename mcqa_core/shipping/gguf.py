@@ -24,7 +24,7 @@ def gguf_problems(types: list[str], base_config: dict | None, check_rows: int) -
             f"got {','.join(types) or 'nothing'}"
         )
     if llama_cpp.converter() is None:
-        problems.append(f"llama.cpp's converter is not installed; {llama_cpp.INSTALL_HINT}")
+        problems.append(f"llama.cpp's converter is not installed; {llama_cpp.CONVERTER_HINT}")
     elif base_config and (arch := llama_cpp.architecture_problem(base_config)):
         problems.append(arch)
     if check_rows and llama_cpp.server_binary() is None:

@@ -26,6 +26,7 @@ from ..errors import ExportError
 REPO = Path(__file__).resolve().parents[2]
 GGUF_TYPES = ("f16", "q8_0", "bf16", "f32")  # what the converter writes itself (no separate quantize step)
 INSTALL_HINT = "run `make setup-serving` (scripts/install_llama_cpp.sh builds it from PyPI's llama-cpp-python)"
+CONVERTER_HINT = "run `make setup` (scripts/install_llama_cpp.sh --converter fetches it, no build)"
 
 
 def llama_cpp_dir() -> Path:
@@ -101,7 +102,7 @@ def convert(hf_folder: Path, out_file: Path, gguf_type: str, log=print) -> None:
     """Write `out_file` (GGUF of type `gguf_type`) from a transformers folder, with llama.cpp's converter."""
     script = converter()
     if script is None:
-        raise ExportError(f"llama.cpp's converter is not installed; {INSTALL_HINT}")
+        raise ExportError(f"llama.cpp's converter is not installed; {CONVERTER_HINT}")
     log(f"[gguf] converting to {gguf_type} with llama.cpp's convert_hf_to_gguf.py")
     with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=".gguf-source-") as view:
         source = Path(view) / Path(hf_folder).name  # the converter names the model after its folder

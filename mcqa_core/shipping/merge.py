@@ -19,6 +19,7 @@ export never leaves half a model behind, and --overwrite replaces only an earlie
 
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..command_line import flag_name, unwritable_problem
 from ..data.medmcqa import default_data_dir
-from ..errors import AdapterError, DataError, ExportError, refuse
+from ..errors import AdapterError, DataError, ExportError, disk_full, refuse
 from ..evaluation.scorers import agreement, max_prob_diff
 from ..models.inference import read_adapter_info
 from ..models.run_record import MERGED_FORMAT, RUN_FILE, read_run, write_run
@@ -176,18 +177,28 @@ def export_merged(args: ExportArgs, log=print) -> dict:
         log(_check_line(check, dtype))
 
     record = _merged_record(run, adapter, args.format, dtype, check, started)
-    _write_export(
-        out,
-        log,
-        record,
-        model,
-        tok,
-        lambda tmp: (
-            write_gguf(tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok, max_prompt, log=log)
-            if args.format == "gguf"
-            else None
-        ),
-    )
+    try:
+        _write_export(
+            out,
+            log,
+            record,
+            model,
+            tok,
+            lambda tmp: (
+                write_gguf(tmp / "hf", tmp, gguf_types(args.gguf_types), rows, merged, tok, max_prompt, log=log)
+                if args.format == "gguf"
+                else None
+            ),
+        )
+    except Exception as e:  # tokenizers raise a plain Exception on a full disk; _write_export removed its folder
+        if not disk_full(e) and getattr(e, "errno", None) not in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        size = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20  # the weights alone
+        fix = f"free at least {size:.0f} MiB in {out.parent}" if disk_full(e) else f"make {out.parent} writable"
+        raise ExportError(
+            f"cannot export: writing {out} failed after the merge ({type(e).__name__}: {e}); nothing was kept "
+            f"there: {fix} (or choose another --out), then run the same command again"
+        ) from None
     log(f"[export] merged model saved to {out}")
     return record
 

@@ -11,7 +11,7 @@ from ..data.banks.bank_flags import mapping_problems
 from ..data.medmcqa import splits_overlap
 from ..errors import ModelError
 from ..models.architecture import layer_names, missing_targets, module_names
-from ..models.loading import choose_backend, has_bitsandbytes, model_name_problem
+from ..models.loading import cache_problem, choose_backend, has_bitsandbytes, model_name_problem
 from ..models.tuners import tuner_for
 from ..setting_fields import field_problems
 from .distributed import parallel_problems
@@ -41,7 +41,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
             f"--save-steps {t.save_steps} must be a multiple of --eval-steps {t.eval_steps} "
             "(the best checkpoint is chosen at evaluations)"
         )
-    if bad_model := model_name_problem(cfg.model.model_name):
+    if bad_model := model_name_problem(cfg.model.model_name) or cache_problem(cfg.model.model_name):
         problems.append(bad_model)
     if cfg.model.use_unsloth == "yes":  # asks torch for a GPU (a second), still before any model loads
         try:

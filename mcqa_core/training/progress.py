@@ -71,8 +71,10 @@ class ProgressLog(TrainerCallback):
 
 
 class StopOnSignal(TrainerCallback):
-    """A Stop (SIGTERM, see status_files.install_stop_handler) ends training after the current step with a
-    checkpoint, instead of killing the process mid-write; a request after the last step is ignored."""
+    """A Stop (SIGTERM, see status_files.install_stop_handler) ends training after the current micro-batch with a
+    checkpoint of the last optimizer step, instead of killing the process mid-write; a request after the last
+    step is ignored. Mid-step, the step's unfinished gradients are dropped (`MCQATrainer._finalize_training` saves
+    the checkpoint); --resume runs that step again whole."""
 
     def __init__(self):
         self.requested = False
@@ -81,6 +83,12 @@ class StopOnSignal(TrainerCallback):
         if stop_requested() and state.global_step < state.max_steps:
             self.requested = True
             control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_substep_end(self, args, state, control, **kw):
+        if stop_requested() and state.global_step < state.max_steps:
+            self.requested = True
             control.should_training_stop = True
         return control
 

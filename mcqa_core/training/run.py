@@ -26,7 +26,7 @@ from .finished_run import record_run, report, validate
 from .output_folder import aborted, checkpoints, hold_output_dir, prepare_output_dir
 from .setting_groups import OWN_MEANING, RunConfig
 from .status_files import ctrl_c_pressed, install_stop_handler, stop_requested, write_status
-from .trackers import tracker_environment
+from .trackers import close_tensorboard, tracker_environment
 from .training_rows import training_rows
 
 
@@ -241,6 +241,7 @@ def build_trainer(plan: RunPlan):
         processing_class=plan.tok,
         score_rows_for_eval=plan.eval_enc.rows,
         bf16_scoring=plan.bf16_scoring,
+        eval_progress=lambda done, total: _evaluating(plan.out, done, total),
         max_prompt_tokens=cfg.model.max_seq_length,
         # the guard last: it overrides a save or evaluation the callbacks before it asked for
         callbacks=[
@@ -253,6 +254,11 @@ def build_trainer(plan: RunPlan):
     )
 
 
+def _evaluating(out: Path, done: int, total: int) -> None:
+    """The Train page's bar during an evaluation (the step-0 check too): dev rows k of n, then training again."""
+    write_status(out, "running", **({"phase": "evaluation", "done": done, "total": total} if done < total else {}))
+
+
 def fit(plan: RunPlan, trainer):
     """trainer.train, from the checkpoint to resume; a full disk and a non-finite run are one RunError."""
     train_started = time.time()
@@ -262,6 +268,7 @@ def fit(plan: RunPlan, trainer):
     except Exception as e:  # a full disk or a vanished folder while writing a checkpoint
         if not isinstance(e, OSError) and not disk_full(e):  # tokenizers raise a plain Exception when full
             raise
+        close_tensorboard(trainer)  # its thread would otherwise print its own traceback after the line below
         complete, _ = checkpoints(plan.out)
         nxt = f"rerun with --resume to continue from {complete[-1].name}" if complete else "rerun the same command"
         raise RunError(

@@ -56,6 +56,30 @@ def read_space(path: str | Path) -> tuple[str, dict]:
     return kind, space
 
 
+def dies_with_parent():
+    """A Popen preexec_fn that asks Linux to send the child SIGTERM when the sweep dies, even by kill -9: the trainer
+    takes SIGTERM as Stop (a checkpoint, then exit) instead of training on alone. None where prctl is not there."""
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:  # looked up before the fork: the child only calls it
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM)  # 1 is PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the sweep died before the call: the signal will never come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def grid_points(space: dict) -> list[dict]:
     """Every combination of a grid, the first key varying slowest."""
     keys = list(space)

@@ -23,7 +23,15 @@ from .progress import StopOnSignal
 class MCQATrainer(SFTTrainer):
     """SFTTrainer whose evaluation adds letter accuracy next to eval loss."""
 
-    def __init__(self, *args, score_rows_for_eval=None, max_prompt_tokens=512, bf16_scoring=False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        score_rows_for_eval=None,
+        max_prompt_tokens=512,
+        bf16_scoring=False,
+        eval_progress=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         keep_4bit_layers_differentiable(self.model)
         if self.args.loss_type == "chunked_nll" and not self.args.use_liger_kernel:
@@ -37,6 +45,7 @@ class MCQATrainer(SFTTrainer):
                     param.data = param.data.float()
         self.score_rows_for_eval = score_rows_for_eval or []
         self.bf16_scoring = bf16_scoring  # in bf16 where it pays, close calls again in fp32
+        self.eval_progress = eval_progress  # (done, total) of the dev rows' letters at each evaluation
         self.max_prompt_tokens = max_prompt_tokens
         self.loss_sum = torch.zeros(())  # summed step losses of the whole run, resumed sessions included
         # this session's forward and backward passes (no evaluation, no save) and their non-padding tokens: tokens/s
@@ -83,6 +92,8 @@ class MCQATrainer(SFTTrainer):
             getattr(cb, "requested", False) for cb in self.callback_handler.callbacks if isinstance(cb, StopOnSignal)
         ):
             return super()._finalize_training(trial, num_train_samples, start_time)
+        if not (Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}").exists():
+            self._save_checkpoint(self.model, trial)  # stopped between micro-batches: the last optimizer step's
         best, self.state.best_model_checkpoint = self.state.best_model_checkpoint, None
         try:
             return super()._finalize_training(trial, num_train_samples, start_time)
@@ -104,6 +115,8 @@ class MCQATrainer(SFTTrainer):
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ):
+        if self.score_rows_for_eval and self.eval_progress:  # the page's bar from the start (the loss pass first)
+            self.eval_progress(0, len(self.score_rows_for_eval))
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         if self.score_rows_for_eval:
             scores = score_rows(
@@ -113,6 +126,7 @@ class MCQATrainer(SFTTrainer):
                 batch_size=self.args.per_device_eval_batch_size,
                 max_prompt_tokens=self.max_prompt_tokens,
                 bf16=self.bf16_scoring and bf16_pays(self.model),
+                progress=self.eval_progress,
             )
             output.metrics[f"{metric_key_prefix}_accuracy"] = round(accuracy(scores), 4)
         return output

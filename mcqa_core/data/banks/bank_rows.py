@@ -171,7 +171,8 @@ def rows_from_records(
     if twice:
         raise DataError(
             f"{source} repeats the ids {', '.join(twice[:3])}{' ...' if len(twice) > 3 else ''} in column "
-            f"{m.id!r}: ids must be unique; fix them, or map no id column to number the rows"
+            f"{m.id!r}: ids must be unique; fix them, or rename column {m.id!r} in the file (to source_id, say) "
+            "so that no id column is read and the rows are numbered row-1, row-2, ..."
         )
     opts = [_options(r, m) for r in records]
     pairs = [(r[m.answer], o) for r, o in zip(records, opts) if isinstance(o, list) and _text(r.get(m.answer))]
