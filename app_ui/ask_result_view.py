@@ -28,15 +28,19 @@ def model_name(loaded) -> str:
 EXPLANATION_CAPTION = "Written by the model after its answer {letter}; not checked. Small models often ramble."
 
 
-def explanation_ui(loaded, result: AskResult) -> None:
+def explanation_ui(loaded, result: AskResult, prior_note: str | None = None) -> None:
+    """`prior_note`: the label for a model measured at the letter prior, shown beside the button and the text."""
     ans = result.answers["adapter"]
-    if st.button(
+    clicked = st.button(
         "Explain this answer",
         icon=":material/edit_note:",
         key="ask_explain",
         help=f"The model explains its answer, {ans.pred}, starting from that letter and option (greedy, up "
         "to 96 tokens)",
-    ):
+    )
+    if prior_note:
+        st.caption(f":material/warning: {prior_note}")
+    if clicked:
         written: list[str] = []
 
         def pieces():  # shown as they come; kept as written for later reruns
@@ -81,7 +85,7 @@ def abstain_ui(loaded) -> float | None:
     return threshold
 
 
-def result_ui(loaded, result: AskResult, abstain: float | None = None) -> None:
+def result_ui(loaded, result: AskResult, abstain: float | None = None, prior_note: str | None = None) -> None:
     for w in result.warnings:
         st.warning(w)
     if result.prompt.message:
@@ -117,7 +121,7 @@ def result_ui(loaded, result: AskResult, abstain: float | None = None) -> None:
     sample = result.sample
     if sample and not sample.get("bank") and loaded.has_adapter and trained_on_row(loaded.run, sample.get("id")):
         st.caption("The adapter was trained on this validation question (demo-train); held-out questions test it.")
-    explanation_ui(loaded, result)
+    explanation_ui(loaded, result, prior_note)
     with st.expander("Exact prompt sent to the model"):
         info = result.prompt  # the text scored, to the character
         st.code(info.text, language=None)

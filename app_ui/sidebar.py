@@ -24,6 +24,7 @@ from mcqa_core.service.adapters import (
 from mcqa_core.training.method_costs import costs_line
 
 from .caches import get_model, settings
+from .claim_view import current_claim
 from .markdown_text import md_escape
 from .operator_gate import is_operator, operator_key_ui, server_text
 
@@ -217,6 +218,11 @@ def loaded_info_ui(loaded) -> None:
             lines.append("**Measured accuracy:** not recorded")
     else:
         lines.append("**Adapter:** none (base model only)")
+    claim = current_claim(loaded)  # for a base alone, this starts its one first-start measurement
+    if not loaded.has_adapter:
+        lines.append(f"**Measured:** {md_escape(claim.short)}")
+    elif claim.at_prior:
+        lines.append('**At the letter prior:** not distinguishable from always-"A"')
     four_bit = "yes" if d["load_in_4bit"] else "no"
     if loaded.has_adapter and loaded.run.get("load_in_4bit") and not d["load_in_4bit"]:
         four_bit += " (trained on the 4-bit base: near-tie answers may differ from its evaluation)"

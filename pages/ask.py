@@ -7,6 +7,7 @@ import streamlit as st
 from app_ui.ask_result_view import abstain_ui, result_ui
 from app_ui.bank_upload import current_bank
 from app_ui.caches import current_spec, data_dir, get_model, require_model, settings, validation_rows_or_none
+from app_ui.claim_view import claim_ui, demo_train_ui, prior_note
 from app_ui.evidence_view import evidence_ui, explained_above
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import through_router
@@ -171,6 +172,8 @@ else:
         f"Answering with {md_escape(Path(loaded.adapter).name)} · method: {md_escape(title)}"
         + (f" · costs: {md_escape(costs)}" if costs else "")
     )
+claim = claim_ui(loaded)  # which model answers and what it is measured to do, before the first answer
+demo_train_ui(loaded)
 restore_inputs()
 question, options, context = inputs_ui()
 partner = partner_ui(loaded)
@@ -205,7 +208,7 @@ if result is not None and not isinstance(result, AskResult):  # a dict kept by a
     result = None
 current = check_input(question, options, context).row
 if result is not None and result.answers_to(current, current_spec()):
-    result_ui(loaded, result, abstain)
+    result_ui(loaded, result, abstain, prior_note=prior_note(claim))
     evidence_ui(result.evidence, result.evidence_why, explained=explained_above(result.evidence, result.sample))
 elif result is not None:
     st.caption("The question or the model changed since the last answer; press Ask again.")

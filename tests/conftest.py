@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Most tests compare scores with an exact fp32 reference (1e-5), so they score in fp32 on every CPU, subprocesses
 # included; tests/test_scoring.py checks the bf16 default itself (it lifts this where it needs to).
 os.environ["MCQA_CPU_BF16"] = "0"
+# The app measures a base model alone once at its first start, in a background thread that writes under the reports
+# folder; tests that do not test it keep it off (tests/test_first_start.py turns it on, with its own reports folder).
+os.environ.setdefault("MCQA_APP_MEASURE_ROWS", "0")
 
 
 requires_cuda = pytest.mark.skipif(

@@ -365,3 +365,13 @@ def test_report_to_takes_the_trackers_transformers_knows_and_keeps_them_in_the_a
     env = {"WANDB_API_KEY": "k"}
     trackers.tracker_environment("wandb,mlflow", tmp_path / "o", env)
     assert "WANDB_MODE" not in env and env["MLFLOW_TRACKING_URI"] == (tmp_path / "o" / "mlruns").resolve().as_uri()
+
+
+def test_every_training_setting_says_where_it_is_checked():
+    """docs/settings-checks.md lists every mcqa-train setting (a new setting without its row fails here)."""
+    from mcqa_core.training.settings import CONFIG_CLASSES, flag_of
+
+    doc = (REPO / "docs" / "settings-checks.md").read_text()
+    flags = {flag_of(group, f.name) for group, cls in CONFIG_CLASSES.items() for f in dataclasses.fields(cls)}
+    listed = set(re.findall(r"^\| `(--[a-z0-9-]+)`", doc, re.M))
+    assert flags == listed  # every setting has its row, and no row names a setting that is gone

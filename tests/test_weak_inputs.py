@@ -147,3 +147,15 @@ def test_repeated_bank_ids_name_a_way_out_that_exists(tmp_path):
     # doing what it says: no id column is read, the rows are numbered
     bank.write_text("".join(json.dumps({"source_id": r.pop("id"), **r}) + "\n" for r in records))
     assert [r["id"] for r in load_bank(bank).rows] == ["row-1", "row-2", "row-3"]
+
+
+def test_more_trainable_layers_than_the_base_has_are_refused_from_its_config(tmp_path, tiny_model_path, capsys):
+    import json as _json
+    from pathlib import Path
+
+    layers = _json.loads((Path(tiny_model_path) / "config.json").read_text())["num_hidden_layers"]
+    argv = ["--preset", "smoke", "--peft-method", "subset", "--no-load-in-4bit", "--output-dir", tmp_path / "run"]
+    _refused(
+        capsys, train_cli.main, [*argv, "--trainable-layers", layers + 1], f"decoder layers; give at most {layers}"
+    )
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -13,6 +13,7 @@ from ..models.loading import OFFLINE_MODEL
 from ..models.run_record import measured_accuracy, measured_split, rows_seen_text
 
 REPO = Path(__file__).resolve().parents[2]
+MEASURE_ROWS = 200  # held-out rows a base alone is measured on at its first start: ~15 s on 2 idle CPU cores
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class AppSettings:
     endpoint: str | None = None
     served_model: str | None = None
     served_base_model: str | None = None
+    # MCQA_APP_MEASURE_ROWS: held-out rows a base model alone is measured on once, at its first start, for the
+    # line on Ask that says what it does (measured_claim.py); 0 turns the measurement off.
+    measure_rows: int = MEASURE_ROWS
 
     @classmethod
     def from_env(cls, env=None) -> AppSettings:
@@ -55,6 +59,7 @@ class AppSettings:
             endpoint=env.get("MCQA_APP_ENDPOINT") or None,
             served_model=env.get("MCQA_APP_SERVED_MODEL") or None,
             served_base_model=env.get("MCQA_APP_SERVED_BASE_MODEL") or None,
+            measure_rows=max(0, int(env.get("MCQA_APP_MEASURE_ROWS") or MEASURE_ROWS)),
         )
 
 

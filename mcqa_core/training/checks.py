@@ -5,12 +5,13 @@ rows must hold for the run (fit_problems)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..data.banks.bank_flags import mapping_problems
 from ..data.medmcqa import splits_overlap
 from ..errors import ModelError
-from ..models.architecture import layer_names, missing_targets, module_names
+from ..models.architecture import layer_names, missing_targets, model_folder, module_names
 from ..models.loading import cache_problem, choose_backend, has_bitsandbytes, model_name_problem
 from ..models.tuners import tuner_for
 from ..setting_fields import field_problems
@@ -60,7 +61,7 @@ def config_problems(cfg: RunConfig) -> list[str]:
     if not cfg.lora.target_modules:
         problems.append("--target-modules names no projection; give at least one (e.g. q_proj,v_proj)")
     elif not bad_model:
-        problems += target_problems(cfg)
+        problems += target_problems(cfg) + _layers_problems(cfg)
     return problems + _step_problems(cfg) + relora_problems(cfg) + parallel_problems(cfg)
 
 
@@ -82,6 +83,21 @@ def target_problems(cfg: RunConfig) -> list[str]:
             f"target its layers {', '.join(n for n in layer_names(modules) if n != 'lm_head')}"
         )
     return problems
+
+
+def _layers_problems(cfg: RunConfig) -> list[str]:
+    """--trainable-layers against the base's decoder layers, from its config.json (a base not on this machine yet
+    is checked when it loads)."""
+    folder = model_folder(cfg.model.model_name) if cfg.method.peft_method == "subset" else None
+    try:
+        n = json.loads((folder / "config.json").read_text()).get("num_hidden_layers") if folder else None
+    except (OSError, ValueError):
+        return []
+    k = cfg.method.trainable_layers
+    if isinstance(n, int) and k > n:
+        return [f"--trainable-layers {k} is more than {cfg.model.model_name}'s {n} decoder layers; give at most {n} "
+                "(or --peft-method full)"]  # fmt: skip
+    return []
 
 
 def _split_problems(d) -> list[str]:
