@@ -124,7 +124,7 @@ def result_ui(loaded, result: AskResult, abstain: float | None = None, prior_not
     explanation_ui(loaded, result, prior_note)
     with st.expander("Exact prompt sent to the model"):
         info = result.prompt  # the text scored, to the character
-        st.code(info.text, language=None)
+        st.code(info.text, language=None, wrap_lines=True)  # long lines wrap inside the box
         st.caption(
             f"{info.n_tokens} tokens{' (question shortened)' if info.shortened else ''}, ending with a line "
             f'break after "### Answer:". The model\'s next-token probabilities for the letters '

@@ -73,7 +73,7 @@ def mapping_ui(columns: list[str]) -> ColumnMap:
         options_col = None
     else:
         option_cols, options_col = None, _pick("Options column", columns, guess.options_col, "bank_options_col")
-    c3, c4, c5, c6 = st.columns(4)
+    c3, c4, c5, c6 = st.columns(4, vertical_alignment="bottom")  # the boxes in one line, however labels wrap
     with c3:
         answer = _pick("Answer column", columns, guess.answer, "bank_answer", optional=True)
     answer_as = c4.selectbox(
@@ -136,6 +136,6 @@ def bank_ui():
     answers = f"answers as {bank.mapping.get('answer_as')}" if bank.has_answers else "no answers (ask and browse only)"
     st.success(f"{len(bank.rows):,} questions ready, {answers}{skipped}.")
     with st.expander("The first question exactly as the model reads it"):
-        st.code(format_prompt(bank.rows[0]), language=None)
+        st.code(format_prompt(bank.rows[0]), language=None, wrap_lines=True)
     st.session_state[BANK_STATE] = {"name": upload.name, "rows": bank.rows, "describe": bank.describe()}
     return bank

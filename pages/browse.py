@@ -79,28 +79,34 @@ def filters_ui(rows: list[dict]) -> dict:
 
 
 def pagination_ui(n_rows: int) -> tuple[int, int]:
-    c1, c2, c3 = st.columns([1, 1, 3])
-    size = c1.selectbox("Rows per page", PAGE_SIZES, index=1, key="browse_page_size")
+    row = st.container(horizontal=True, vertical_alignment="bottom")  # fixed widths, wrapping on a narrow screen
+    size = row.selectbox("Rows per page", PAGE_SIZES, index=1, key="browse_page_size", width=140)
     pages = page_count(n_rows, size)
     if st.session_state.get("browse_page", 1) > pages:
         st.session_state["browse_page"] = pages  # the filters shrank the list
-    page = c2.number_input("Page", min_value=1, max_value=pages, step=1, key="browse_page")
-    c3.caption(f"\n\nPage {page} of {pages}")
+    # At most 180 px wide: Streamlit then draws no "Press Enter to apply" over its digits and +/- buttons.
+    page = row.number_input("Page", min_value=1, max_value=pages, step=1, key="browse_page", width=150)
+    row.caption(f"Page {page} of {pages}")
     return int(page), size
 
 
 def table_ui(rows: list[dict]) -> None:
     df = pd.DataFrame(
         {
-            "id": [r["id"] for r in rows],
+            "answer": [gold_letter(r) for r in rows],
+            "question": [short(r["question"], 160) for r in rows],
             "subject": [r.get("subject_name") or "" for r in rows],
             "topic": [r.get("topic_name") or "" for r in rows],
-            "answer": [gold_letter(r) for r in rows],
             "explained": [bool(r.get("exp")) for r in rows],
-            "question": [short(r["question"], 110) for r in rows],  # last: a narrow table cuts only its end
+            "id": [r["id"] for r in rows],  # last: the detail below names it too
         }
     )
-    st.dataframe(df, hide_index=True, width="stretch", height=min(38 + 35 * len(rows), 400))
+    # Rows taller than 4 rem wrap their text: the question reads whole in its 400 px column.
+    text = st.column_config.TextColumn
+    sizes = {"answer": text(width="small"), "question": text(width="large")}
+    st.dataframe(
+        df, hide_index=True, width="stretch", height=min(38 + 70 * len(rows), 460), row_height=70, column_config=sizes
+    )
 
 
 def source_name() -> str | None:

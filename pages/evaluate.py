@@ -32,14 +32,14 @@ def compare_toggle(column, loaded, key: str) -> bool:
         column.caption("The base model alone is loaded: there is no adapter to compare it with.")
         return False
     return column.toggle(
-        "Compare with the base model", value=True, key=key, help="Score again with the adapter switched off"
+        "Compare with base", value=True, key=key, help="Score again with the adapter switched off: the base model"
     )
 
 
 def protocol_ui(loaded, key: str) -> dict:
     """How the questions are asked: K solved examples first (the same for all, or each question's most similar),
     and letter or cloze scoring; `evaluate_rows`' keywords."""
-    c1, c2, c3 = st.columns([1, 1, 2])
+    c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")  # a wrapped label leaves the boxes in line
     shots = c1.number_input(
         "Solved examples first (shots)",
         min_value=0,
@@ -163,10 +163,11 @@ def bank_run_ui(loaded) -> None:
         return
     bank, part, rows, compare = chosen
     asked = protocol_ui(loaded, "bank")
-    run, cancel = st.columns([1, 5])
-    if cancel.button("Cancel", key="bank_cancel", help="Stops a run in progress"):
+    buttons = st.container(horizontal=True)  # each as wide as its label
+    run = buttons.button("Run on your questions", key="bank_run", type="primary")
+    if buttons.button("Cancel", key="bank_cancel", help="Stops a run in progress"):
         st.info("Cancelled: no report was kept.")
-    elif run.button("Run on your questions", key="bank_run", type="primary"):
+    elif run:
         protocol = dict(asked, split=part, bank=bank)
         if (scored := scored_ui(loaded, rows, compare, **protocol)) is None:
             return

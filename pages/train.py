@@ -5,21 +5,19 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from app_ui.bank_upload import current_bank
 from app_ui.caches import settings
-from app_ui.export_panel import export_ui
 from app_ui.markdown_text import md_escape
 from app_ui.navigation import ASK, through_router
-from app_ui.operator_gate import is_operator, policy, server_rows, server_text
+from app_ui.operator_gate import is_operator, policy, server_text
+from app_ui.past_runs_view import past_runs_ui
 from app_ui.run_charts import charts_ui
 from mcqa_core.errors import McqaError
 from mcqa_core.service import preset_catalog as catalog
 from mcqa_core.service import train_launcher as runs
 from mcqa_core.service.preset_catalog import LEARNING_RATES, flag, offered_presets, preset_config, preset_label
-from mcqa_core.service.run_history import curves_image, past_runs, tensorboard_command
 from mcqa_core.service.uploads import bank_for_training
 
 
@@ -61,7 +59,7 @@ def method_ui(preset: str) -> list[str]:
     """The training method, only its own settings (each field's help says what it costs) and the 4-bit choice, as
     flags; a method that needs a 16-bit base has the choice off, and says why."""
     methods, default = catalog.offered_methods(preset)
-    c = st.columns(3)
+    c = st.columns(3, vertical_alignment="bottom")  # the boxes in one line, whatever their labels wrap to
     method = c[0].selectbox(
         "Method",
         methods,
@@ -93,10 +91,14 @@ def method_ui(preset: str) -> list[str]:
 def numbers_ui(preset: str) -> list[str]:
     """Steps or epochs, learning rate, batch size and evaluation interval, starting from the preset's file, as
     flags."""
-    cfg, c = preset_config(preset), st.columns(5)
+    cfg, c = preset_config(preset), st.columns(5, vertical_alignment="bottom")
     # Keyed by preset: Streamlit keeps a keyed widget's value, so each preset starts from its own file.
     steps = c[0].number_input(
-        "Max steps (0: epochs)", min_value=0, value=max(cfg.train.max_steps, 0), key=f"train_steps_{preset}"
+        "Max steps",
+        min_value=0,
+        value=max(cfg.train.max_steps, 0),
+        key=f"train_steps_{preset}",
+        help="0: train for the epochs instead",
     )
     epochs = c[1].number_input(
         "Epochs",
@@ -243,29 +245,4 @@ if watch is not None:
     st.subheader("Training run" if held else "Last run")
     live_ui(Path(watch), adapters_dir)
 
-history = past_runs(adapters_dir)
-if history:
-    st.subheader(f"Past runs ({len(history)})")
-    st.dataframe(
-        pd.DataFrame(server_rows(history)), hide_index=True, width="stretch", height=min(38 + 35 * len(history), 320)
-    )
-    st.caption(
-        "Accuracy: the run's report at training end, with its 95 % interval, on the rows named beside it; the "
-        "base model on the same rows when the report scored it. Settings as each run's mcqa_run.json records them."
-    )
-    names = [r["name"] for r in history]  # newest first
-    if (
-        st.session_state.get("train_history_newest") != names[0]
-        or st.session_state.get("train_history_pick") not in names
-    ):
-        st.session_state["train_history_newest"] = st.session_state["train_history_pick"] = names[
-            0
-        ]  # the run just finished
-    pick = st.selectbox("Look at a run", names, key="train_history_pick")
-    folder = adapters_dir / pick
-    if command := tensorboard_command(folder):
-        st.caption("Its TensorBoard logs, from a terminal in the repository:")
-        st.code(server_text(command), language="bash", wrap_lines=True)  # a visitor: the adapters folder by name
-    if image := curves_image(folder):
-        st.image(str(image), caption=f"{md_escape(pick)}: training loss and letter accuracy per step")
-    export_ui(folder, adapters_dir)
+past_runs_ui(adapters_dir)

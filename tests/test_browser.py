@@ -243,7 +243,8 @@ for (const e of document.querySelectorAll('[data-testid=stSidebar] input[role=co
   if (e.scrollWidth > e.clientWidth + 1) out.push('cut choice: ' + e.value.slice(0, 60));
 // A chart cannot scroll: wider than its box is clipped. A table may scroll sideways (its short columns come
 // first), but its frame stays inside the page.
-for (const c of main.querySelectorAll('[data-testid=stVegaLiteChart], [data-testid=stDataFrame]')) {
+const framed = '[data-testid=stVegaLiteChart], [data-testid=stDataFrame], [data-testid=stTable]';
+for (const c of main.querySelectorAll(framed)) {
   const box = c.getBoundingClientRect(), page = main.getBoundingClientRect();
   if (box.right > page.right + 1) out.push(c.dataset.testid + ' beyond the page: ' + Math.round(box.right));
   for (const inner of c.querySelectorAll('canvas, svg')) {
@@ -252,22 +253,73 @@ for (const c of main.querySelectorAll('[data-testid=stVegaLiteChart], [data-test
       out.push('chart clipped: ' + Math.round(r.width) + ' > ' + Math.round(box.width));
   }
 }
+// A button as wide as its label (Streamlit cuts a label that does not fit its column with an ellipsis).
+for (const b of main.querySelectorAll('button [data-testid=stMarkdownContainer]'))
+  if (b.offsetParent && b.scrollWidth > b.clientWidth + 1) out.push('cut button: ' + b.innerText.slice(0, 60));
+// A code block wraps its long lines: nothing to scroll sideways, nothing past the page's edge.
+for (const c of main.querySelectorAll('[data-testid=stCode]')) {
+  const pre = c.querySelector('pre');
+  if (!c.checkVisibility() || !pre) continue;  // not inside a closed expander
+  if (pre.scrollWidth > pre.clientWidth + 1 || c.getBoundingClientRect().right > main.getBoundingClientRect().right + 1)
+    out.push('code wider than its box: ' + pre.innerText.slice(0, 40));
+}
+// A row of columns holds its input boxes in one line, whatever their labels wrap to.
+for (const row of main.querySelectorAll('[data-testid=stHorizontalBlock]')) {
+  const tops = [];
+  for (const col of row.querySelectorAll(':scope > [data-testid=stColumn]')) {
+    const box = col.querySelector('[data-testid=stNumberInputContainer], [data-testid=stTextInputRootElement], '
+      + '[data-testid=stSelectbox] [role=group]');
+    if (box && box.offsetParent) tops.push(box.getBoundingClientRect().top);
+  }
+  if (tops.length > 1 && Math.max(...tops) - Math.min(...tops) > 2)
+    out.push('input boxes out of line: ' + row.innerText.split('\\n').slice(0, 3).join(' | '));
+}
+// An input's hint ("Press Enter to apply") covers neither the value typed, nor the +/- buttons, nor another widget.
+const apart = (a, b) => a.right <= b.left || b.right <= a.left || a.bottom <= b.top || b.bottom <= a.top;
+for (const hint of main.querySelectorAll('[data-testid=InputInstructions]')) {
+  if (!hint.offsetParent || !hint.innerText.trim()) continue;
+  const h = hint.getBoundingClientRect(), widget = hint.closest('[data-testid=stElementContainer]');
+  const input = widget && widget.querySelector('input');
+  if (input) {
+    const st = getComputedStyle(input), ctx = document.createElement('canvas').getContext('2d');
+    ctx.font = st.font;
+    const r = input.getBoundingClientRect(), left = r.left + parseFloat(st.paddingLeft);
+    const typed = {left, right: left + ctx.measureText(input.value).width, top: r.top, bottom: r.bottom};
+    if (!apart(h, typed)) out.push('hint over the value: ' + input.value);
+  }
+  for (const other of main.querySelectorAll('button, [data-testid=stElementContainer]')) {
+    if (!other.offsetParent || other.contains(hint) || hint.contains(other)) continue;
+    if (!apart(h, other.getBoundingClientRect()))
+      out.push('hint over ' + (other.innerText || other.getAttribute('aria-label') || other.tagName).slice(0, 40));
+  }
+}
 return [...new Set(out)];
 """
 
 
-@pytest.mark.parametrize("width", [800, 1400])
+@pytest.mark.parametrize("width", [800, 1000, 1400])
 def test_no_label_is_cut_and_no_chart_overflows(adapter_app_url, tmp_path, width):
-    """Every page at a laptop's half screen and at a full one, with an adapter whose report shows base and
-    adapter side by side; screenshots of each page land in the test's folder."""
+    """Every page at a laptop's half screen, between, and at a full one, with an adapter whose report shows base and
+    adapter side by side: Ask's exact prompt open, Browse's page number being typed, Evaluate's own-questions panel
+    too; screenshots of each page land in the test's folder."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
+    bank = tmp_path / "quiz.csv"
+    bank.write_text("question,A,B,C,answer\n" + "".join(f"Question {i}?,Heart,Lung,Skin,A\n" for i in range(4)))
     profile = tempfile.mkdtemp(prefix="mcqa-chromium-")
     browser = chrome(profile, f"--window-size={width},1400")
     try:
         wait = WebDriverWait(browser, 120)
         problems = {}
+
+        def check(name: str) -> None:
+            time.sleep(2)  # charts size themselves after they draw
+            browser.save_screenshot(str(tmp_path / f"{name}-{width}.png"))
+            if found := browser.execute_script(_CUT):
+                problems[name] = found
+
         for page, ready in (
             ("", ".st-key-ask_submit button"),
             ("browse", ".st-key-browse_open_in_ask_list button"),
@@ -281,12 +333,25 @@ def test_no_label_is_cut_and_no_chart_overflows(adapter_app_url, tmp_path, width
                 time.sleep(1)
                 click(browser, By.CSS_SELECTOR, ".st-key-ask_submit button")
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]"))
+                click(browser, By.XPATH, "//summary[contains(., 'Exact prompt sent to the model')]")
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=stExpander] [data-testid=stCode]"))
+                prompt = browser.find_element(By.CSS_SELECTOR, "[data-testid=stExpander] [data-testid=stCode]")
+                browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", prompt)  # in the screenshot
+            if page == "browse":  # a page number typed, not yet applied: its hint shows where the input has room
+                box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".st-key-browse_page input"))
+                box.click()
+                box.send_keys(Keys.CONTROL, "a")
+                box.send_keys("210")
             if page == "evaluate":
                 wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=stVegaLiteChart]")) >= 2)
-            time.sleep(2)  # charts size themselves after they draw
-            browser.save_screenshot(str(tmp_path / f"{page or 'ask'}-{width}.png"))
-            if found := browser.execute_script(_CUT):
-                problems[page or "ask"] = found
+            check(page or "ask")
+        browser.get(f"{adapter_app_url}/evaluate")  # the panel for the user's own questions, ready to run
+        wait.until(lambda d: d.find_elements(By.XPATH, "//button[normalize-space()='Your questions']"))
+        click(browser, By.XPATH, "//button[normalize-space()='Your questions']")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]"))
+        browser.find_element(By.CSS_SELECTOR, ".st-key-bank_file input[type=file]").send_keys(str(bank))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-bank_run button"))
+        check("evaluate-bank")
         assert not problems, problems
     finally:
         browser.quit()

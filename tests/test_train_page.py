@@ -49,9 +49,11 @@ def test_start_a_smoke_run_from_the_page_watch_it_and_ask_the_new_adapter(app_en
     assert "Past runs (1)" in [
         h.value for h in at.subheader
     ]  # the history: settings, accuracy with its interval, TensorBoard
-    past = next(d.value for d in at.dataframe if "wall time" in d.value.columns).iloc[0]
-    assert past["name"] == "from-the-page" and past["preset"] == "smoke" and past["learning_rate"] > 0
+    past = next(d.value for d in at.dataframe if "accuracy" in d.value.columns).iloc[0]
+    assert past["name"] == "from-the-page" and at.selectbox(key="train_history_pick").value == "from-the-page"
     assert "95 % interval" in past["accuracy"] and past["measured on"].endswith("heldout rows")
+    picked = next(t.value["value"] for t in at.table if "wall time" in t.value.index)  # its settings, below
+    assert picked["preset"] == "smoke" and float(picked["learning_rate"]) > 0
     assert any("tensorboard --logdir" in c.value and "from-the-page" in c.value for c in at.code)
 
 
