@@ -5,7 +5,6 @@ headers and records in seconds, before any model loads (loading is made to fail 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from mcqa_core.models import inference
 from mcqa_core.models.architecture import lora_fit_problem
 
 from .app_helpers import make_tiny_adapter
+from .test_weak_inputs import _refused
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +48,6 @@ def _base(tmp_path: Path, tiny_model_path: str, **changes) -> Path:
     config = json.loads((Path(tiny_model_path) / "config.json").read_text()) | changes
     (folder / "config.json").write_text(json.dumps(config))
     return folder
-
-
-def _refused(capsys, main, argv, *words) -> str:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    errors = re.findall(r"error: [^\r\n]*", err)
-    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
 
 
 # --- weights that do not fit the recorded base --------------------------------------------------------------------
